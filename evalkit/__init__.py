@@ -1,0 +1,103 @@
+"""evalkit: benchmark LLM providers, turn the evidence into routing tables, and run them.
+
+The public surface is what ``__all__`` lists; everything else is private.
+Heavy parts (httpx adapters, pricing data, tokenizers, DataFrames) load on first
+use, so ``import evalkit`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    ConnectionError,
+    ContentFilterError,
+    ContextLengthError,
+    ErrorKind,
+    EvalkitError,
+    InvalidResponseError,
+    NotFoundError,
+    OverloadedError,
+    ProviderError,
+    RateLimitError,
+    RetryDecision,
+    ServerError,
+    StreamInterruptedError,
+    TimeoutError,
+)
+from .types import ChatRequest, ChatResponse, Cost, FinishReason, Message, ToolCall, ToolSpec, Usage
+
+if TYPE_CHECKING:
+    from ._secret import Secret
+    from .pricing import Prices, PriceTable, UnpricedModelWarning
+    from .providers import HTTPProvider, Provider, get_provider
+    from .tokens import TokenCount, count_tokens
+
+__all__ = [
+    "AuthError",
+    "BadRequestError",
+    "ChatRequest",
+    "ChatResponse",
+    "ConfigError",
+    "ConnectionError",
+    "ContentFilterError",
+    "ContextLengthError",
+    "Cost",
+    "ErrorKind",
+    "EvalkitError",
+    "FinishReason",
+    "HTTPProvider",
+    "InvalidResponseError",
+    "Message",
+    "NotFoundError",
+    "OverloadedError",
+    "PriceTable",
+    "Prices",
+    "Provider",
+    "ProviderError",
+    "RateLimitError",
+    "RetryDecision",
+    "Secret",
+    "ServerError",
+    "StreamInterruptedError",
+    "TimeoutError",
+    "TokenCount",
+    "ToolCall",
+    "ToolSpec",
+    "UnpricedModelWarning",
+    "Usage",
+    "__version__",
+    "count_tokens",
+    "get_provider",
+]
+
+# name -> module that defines it; imported on first attribute access.
+_LAZY = {
+    "get_provider": ".providers",
+    "HTTPProvider": ".providers",
+    "Provider": ".providers",
+    "Prices": ".pricing",
+    "PriceTable": ".pricing",
+    "UnpricedModelWarning": ".pricing",
+    "count_tokens": ".tokens",
+    "TokenCount": ".tokens",
+    "Secret": "._secret",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evalkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,50 @@
+"""API keys that never leave memory by accident."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+__all__ = ["Secret", "redact"]
+
+
+class Secret:
+    """An API key. Its ``repr``/``str`` never show the value; only :meth:`reveal` does.
+
+    Keep keys in a ``Secret`` from the moment they are read so that a provider's
+    ``repr``, a log line or a traceback's locals cannot print them.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    @classmethod
+    def from_env(cls, names: Iterable[str]) -> Secret | None:
+        """The first non-empty environment variable of ``names``."""
+        for name in names:
+            if value := os.environ.get(name):
+                return cls(value)
+        return None
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> object:  # pickling would write the key to disk
+        raise TypeError("a Secret cannot be pickled")
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def redact(text: str, secret: Secret | None) -> str:
+    """``text`` with every occurrence of the secret's value replaced by ``********``."""
+    if secret is None or not secret._value or secret._value not in text:
+        return text
+    return text.replace(secret._value, "********")

@@ -1,0 +1,246 @@
+"""evalkit's one exception tree.
+
+Every failure a caller can see is an :class:`EvalkitError`::
+
+    EvalkitError
+    ├── ConfigError                  bad dataset / config / CLI input (exit code 2)
+    └── ProviderError                a call to a model failed; has .kind and .retryable
+        ├── RateLimitError           rate_limit          retryable, honours retry_after
+        ├── OverloadedError          overloaded          retryable (Anthropic 529, 503 "overloaded")
+        ├── ServerError              server              retryable (5xx)
+        ├── TimeoutError             timeout             retryable
+        ├── ConnectionError          connection          retryable (refused, reset before a response)
+        ├── StreamInterruptedError   stream_interrupted  retryable (cut mid-stream, error event in a 200 stream)
+        ├── ContextLengthError       context_length      not retryable here; a router may try a bigger window
+        ├── ContentFilterError       content_filter      not retryable
+        ├── AuthError                auth                not retryable (401/403)
+        ├── NotFoundError            not_found           not retryable (unknown model / deployment)
+        ├── BadRequestError          bad_request         not retryable (other 4xx)
+        └── InvalidResponseError     invalid_response    retryable (malformed JSON, missing fields)
+
+Each vendor's wire module maps its status codes and structured error codes to a
+kind in exactly one function; :func:`provider_error` turns a kind into the right
+class. Adapters never retry: the router is the one retry owner, and it reads
+``error.retryable`` and ``error.retry_after``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+__all__ = [
+    "AuthError",
+    "BadRequestError",
+    "ConfigError",
+    "ConnectionError",
+    "ContentFilterError",
+    "ContextLengthError",
+    "ErrorKind",
+    "EvalkitError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "OverloadedError",
+    "ProviderError",
+    "RateLimitError",
+    "RetryDecision",
+    "ServerError",
+    "StreamInterruptedError",
+    "TimeoutError",
+    "provider_error",
+]
+
+
+class ErrorKind(str, enum.Enum):
+    """The kind of a provider failure; the router's policies key on it."""
+
+    RATE_LIMIT = "rate_limit"
+    OVERLOADED = "overloaded"
+    SERVER = "server"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    CONTEXT_LENGTH = "context_length"
+    CONTENT_FILTER = "content_filter"
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    BAD_REQUEST = "bad_request"
+    INVALID_RESPONSE = "invalid_response"
+    STREAM_INTERRUPTED = "stream_interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """Whether trying the same call again may succeed, and after how long at least."""
+
+    retryable: bool
+    retry_after: float | None = None
+
+
+class EvalkitError(Exception):
+    """Base of every error evalkit raises on purpose."""
+
+
+class ConfigError(EvalkitError):
+    """Bad user input: a dataset row, a config field or a CLI flag.
+
+    The message names the file, the line (or YAML path) and the field, so the
+    CLI can print it as is and exit with code 2.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None):
+        self.file, self.line, self.field = file, line, field
+        where = ":".join(str(p) for p in (file, line) if p is not None)
+        prefix = f"{where}: " if where else ""
+        prefix += f"{field}: " if field else ""
+        super().__init__(prefix + message)
+
+
+class ProviderError(EvalkitError):
+    """A call to a provider failed.
+
+    ``kind`` says what happened; ``retryable`` and ``retry_after`` are the typed
+    retry decision. ``status`` is the HTTP status (``None`` for transport
+    failures), ``code`` the vendor's own error type/code when it sent one.
+    Messages never contain credentials: the HTTP layer redacts them.
+    """
+
+    kind: ClassVar[ErrorKind]
+    default_retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.request_id = request_id
+        self.retryable = self.default_retryable if retryable is None else retryable
+
+    @property
+    def retry(self) -> RetryDecision:
+        """The typed retry decision for this failure."""
+        return RetryDecision(self.retryable, self.retry_after)
+
+    def __str__(self) -> str:
+        where = ":".join(p for p in (self.provider, self.model) if p)
+        head = f"[{self.kind.value}{' ' + str(self.status) if self.status else ''}]"
+        return f"{head} {where + ': ' if where else ''}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind.value!r}, status={self.status!r}, message={self.message!r})"
+
+
+class RateLimitError(ProviderError):
+    kind = ErrorKind.RATE_LIMIT
+    default_retryable = True
+
+
+class OverloadedError(ProviderError):
+    kind = ErrorKind.OVERLOADED
+    default_retryable = True
+
+
+class ServerError(ProviderError):
+    kind = ErrorKind.SERVER
+    default_retryable = True
+
+
+class TimeoutError(ProviderError):  # noqa: A001 - evalkit.TimeoutError on purpose, like httpx
+    kind = ErrorKind.TIMEOUT
+    default_retryable = True
+
+
+class ConnectionError(ProviderError):  # noqa: A001
+    kind = ErrorKind.CONNECTION
+    default_retryable = True
+
+
+class StreamInterruptedError(ProviderError):
+    kind = ErrorKind.STREAM_INTERRUPTED
+    default_retryable = True
+
+
+class ContextLengthError(ProviderError):
+    kind = ErrorKind.CONTEXT_LENGTH
+
+
+class ContentFilterError(ProviderError):
+    kind = ErrorKind.CONTENT_FILTER
+
+
+class AuthError(ProviderError):
+    kind = ErrorKind.AUTH
+
+
+class NotFoundError(ProviderError):
+    kind = ErrorKind.NOT_FOUND
+
+
+class BadRequestError(ProviderError):
+    kind = ErrorKind.BAD_REQUEST
+
+
+class InvalidResponseError(ProviderError):
+    kind = ErrorKind.INVALID_RESPONSE
+    default_retryable = True
+
+
+_CLASS_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
+    cls.kind: cls
+    for cls in (
+        RateLimitError,
+        OverloadedError,
+        ServerError,
+        TimeoutError,
+        ConnectionError,
+        StreamInterruptedError,
+        ContextLengthError,
+        ContentFilterError,
+        AuthError,
+        NotFoundError,
+        BadRequestError,
+        InvalidResponseError,
+    )
+}
+
+
+def provider_error(kind: ErrorKind | str, message: str, **fields: object) -> ProviderError:
+    """The :class:`ProviderError` subclass for ``kind``, built with ``fields``."""
+    return _CLASS_BY_KIND[ErrorKind(kind)](message, **fields)  # type: ignore[arg-type]
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """The kind an HTTP status means when the vendor's body says nothing more specific."""
+    if status == 429:
+        return ErrorKind.RATE_LIMIT
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 404:
+        return ErrorKind.NOT_FOUND
+    if status == 413:
+        return ErrorKind.CONTEXT_LENGTH
+    if status in (408, 504):
+        return ErrorKind.TIMEOUT
+    if status in (503, 529):
+        return ErrorKind.OVERLOADED
+    if status >= 500:
+        return ErrorKind.SERVER
+    return ErrorKind.BAD_REQUEST
+

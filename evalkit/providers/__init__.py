@@ -1,0 +1,125 @@
+"""Providers: ``get_provider("provider:model")`` and the vendor catalogue.
+
+A provider is anything with ``await complete(request) -> ChatResponse`` and
+``stream(request)`` (an async iterator of text deltas whose ``.response`` is the
+whole answer once exhausted). :class:`Provider` states that contract; routers
+(later) implement it too, so they nest.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
+
+from .._secret import Secret
+from ..errors import ConfigError
+from ..pricing import PriceTable, Prices
+from ..types import ChatRequest, ChatResponse
+from ._http import ChatStream, HTTPProvider
+from .vendors import OPTIONAL_KEY_ENV, VENDORS, Vendor
+
+__all__ = ["ChatStream", "HTTPProvider", "Provider", "VENDORS", "Vendor", "get_provider", "parse_target"]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """The provider interface every adapter and every router offers."""
+
+    name: str
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[str]: ...
+
+
+def parse_target(target: str) -> tuple[Vendor, str]:
+    """Split ``provider:model`` and look the provider up; a bad target is a :class:`ConfigError`."""
+    vendor_name, sep, model = target.partition(":")
+    if not sep or not model:
+        raise ConfigError(f"target {target!r} is not of the form provider:model", field="target")
+    vendor = VENDORS.get(vendor_name.lower())
+    if vendor is None:
+        known = ", ".join(sorted(VENDORS))
+        raise ConfigError(f"unknown provider {vendor_name!r} in {target!r}; known: {known}", field="target")
+    return vendor, model
+
+
+def get_provider(
+    target: str,
+    api_key: str | Secret | None = None,
+    base_url: str | None = None,
+    **options: Any,
+) -> HTTPProvider:
+    """A provider for ``provider:model`` (e.g. ``openai:gpt-4o-mini``, ``azure:my-deployment``).
+
+    The key comes from the vendor's usual environment variable when not passed.
+    Options: ``timeout`` (seconds or ``httpx.Timeout``), ``client`` (a shared
+    ``httpx.AsyncClient``), ``transport`` (an ``httpx.AsyncBaseTransport``),
+    ``headers``, ``prices`` (a :class:`~evalkit.pricing.Prices` or a mapping of
+    USD per 1M tokens per category, overriding genai-prices), ``price_table``,
+    ``context_window``, ``api_version`` (Azure), ``api="responses"`` (OpenAI
+    Responses API instead of Chat Completions).
+    """
+    vendor, model = parse_target(target)
+    api = options.pop("api", "chat")
+    if api_version := options.pop("api_version", None) or (
+        os.environ.get("OPENAI_API_VERSION") if vendor.name == "azure" else None
+    ):
+        vendor = vendor.with_options(api_version=api_version)
+    key = _resolve_key(vendor, api_key)
+    url = base_url or next((os.environ[e] for e in vendor.base_url_env if os.environ.get(e)), vendor.base_url)
+    if not url:
+        env = " or ".join(vendor.base_url_env)
+        raise ConfigError(f"{vendor.name} needs a base_url (or {env}) naming your endpoint", field="base_url")
+    price_table = options.pop("price_table", None)
+    if (prices := options.pop("prices", None)) is not None:
+        price_table = price_table or PriceTable()
+        if not isinstance(prices, Prices):
+            prices = Prices.from_mapping(prices)
+        price_table.set(f"{vendor.price_provider}:{model}", prices)
+    return HTTPProvider(
+        vendor=vendor.name,
+        model=model,
+        wire=_wire_for(vendor, api),
+        base_url=url,
+        api_key=key,
+        price_provider=vendor.price_provider,
+        prices=price_table,
+        **options,
+    )
+
+
+def _resolve_key(vendor: Vendor, api_key: str | Secret | None) -> Secret | None:
+    if isinstance(api_key, Secret):
+        return api_key
+    if api_key:
+        return Secret(api_key)
+    key = Secret.from_env(vendor.key_env or OPTIONAL_KEY_ENV.get(vendor.name, ()))
+    if key is None and vendor.key_required:
+        env = " or ".join(vendor.key_env)
+        raise ConfigError(f"no API key for {vendor.name}: pass api_key= or set {env}", field="api_key")
+    return key
+
+
+def _wire_for(vendor: Vendor, api: str) -> Any:
+    if api == "responses":
+        from .openai_responses import OpenAIResponsesWire
+
+        path = "/openai/v1/responses" if vendor.name == "azure" else "/responses"
+        return OpenAIResponsesWire(auth=vendor.chat.auth, path=path)
+    if api != "chat":
+        raise ConfigError(f"unknown api {api!r}; use 'chat' or 'responses'", field="api")
+    if vendor.wire == "openai-chat":
+        from .openai_chat import OpenAIChatWire
+
+        return OpenAIChatWire(vendor.chat)
+    if vendor.wire == "anthropic":
+        from .anthropic import AnthropicWire
+
+        return AnthropicWire()
+    if vendor.wire == "gemini":
+        from .gemini import GeminiWire
+
+        return GeminiWire()
+    raise ConfigError(f"vendor {vendor.name} names unknown wire {vendor.wire!r}")  # pragma: no cover
+

@@ -1,0 +1,127 @@
+"""Stream framing: Server-Sent Events and Gemini's streamed JSON array.
+
+Both decoders are incremental: they take bytes as they arrive, in chunks cut
+anywhere (inside a UTF-8 character, a line or a JSON value), and give back whole
+events. They know nothing about any vendor's payloads.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import Any, Iterator
+
+from ..errors import InvalidResponseError
+
+
+class SSEDecoder:
+    """Server-Sent Events per the WHATWG spec: ``event:``/``data:`` lines, blank-line dispatch.
+
+    ``feed`` yields ``(event, data)`` pairs; multi-line ``data`` is joined with
+    ``\\n``; comments (``:``) and ``id:``/``retry:`` fields are ignored.
+    """
+
+    __slots__ = ("_decoder", "_buffer", "_event", "_data")
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
+        self._buffer += self._decoder.decode(chunk)
+        while True:
+            cut = _line_end(self._buffer)
+            if cut is None:
+                return
+            line, self._buffer = self._buffer[: cut[0]], self._buffer[cut[1] :]
+            event = self._line(line)
+            if event is not None:
+                yield event
+
+    def end(self) -> Iterator[tuple[str | None, str]]:
+        """Flush at end of stream: a last event without its blank line still counts."""
+        self._buffer += self._decoder.decode(b"", final=True)
+        if self._buffer:
+            event = self._line(self._buffer)
+            self._buffer = ""
+            if event is not None:
+                yield event
+        if self._data:
+            yield self._dispatch()
+
+    def _line(self, line: str) -> tuple[str | None, str] | None:
+        if not line:
+            return self._dispatch() if self._data else self._reset()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+    def _dispatch(self) -> tuple[str | None, str]:
+        event = (self._event, "\n".join(self._data))
+        self._reset()
+        return event
+
+    def _reset(self) -> None:
+        self._event, self._data = None, []
+        return None
+
+
+def _line_end(text: str) -> tuple[int, int] | None:
+    """Position and length-end of the first line break (``\\r\\n``, ``\\n`` or ``\\r``)."""
+    n = text.find("\n")
+    r = text.find("\r")
+    if r == -1 and n == -1:
+        return None
+    if r == -1 or (n != -1 and n < r):
+        return n, n + 1
+    if r + 1 < len(text):
+        return r, r + (2 if text[r + 1] == "\n" else 1)
+    return None  # a lone trailing \r may be the first half of \r\n
+
+
+class JSONArrayDecoder:
+    """Elements of a JSON array streamed as ``[{...},\\r\\n{...}]``, yielded as each one completes."""
+
+    __slots__ = ("_decoder", "_buffer", "_opened", "_closed", "_json")
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._opened = False
+        self._closed = False
+        self._json = json.JSONDecoder()
+
+    def feed(self, chunk: bytes) -> Iterator[Any]:
+        self._buffer += self._decoder.decode(chunk)
+        while True:
+            self._buffer = self._buffer.lstrip(" \t\r\n,")
+            if not self._buffer or self._closed:
+                return
+            if not self._opened:
+                if self._buffer[0] != "[":
+                    raise InvalidResponseError("stream is not a JSON array")
+                self._opened, self._buffer = True, self._buffer[1:]
+                continue
+            if self._buffer[0] == "]":
+                self._closed, self._buffer = True, ""
+                return
+            try:
+                value, end = self._json.raw_decode(self._buffer)
+            except json.JSONDecodeError:
+                return  # incomplete element: wait for more bytes
+            self._buffer = self._buffer[end:]
+            yield value
+
+    @property
+    def complete(self) -> bool:
+        """True once the closing ``]`` arrived."""
+        return self._closed

@@ -1,0 +1,112 @@
+"""Rate-limit and retry headers, parsed once for every vendor.
+
+Vendors say "wait" in several dialects:
+
+* ``Retry-After``: delta-seconds (``"19"``) or an HTTP-date (RFC 9110);
+* ``retry-after-ms``: milliseconds (OpenAI, Azure);
+* ``x-ratelimit-reset-requests`` / ``-tokens``: Go-style durations (``"1s"``,
+  ``"6m0s"``, ``"20ms"``, ``"8.64s"``) at OpenAI, plain seconds at Azure;
+* ``anthropic-ratelimit-*-reset``: an RFC 3339 timestamp.
+
+:func:`retry_after_seconds` takes the most specific one present.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Mapping
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go-style duration (``"6m0s"``, ``"20ms"``) or a plain number."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def parse_retry_after(value: str, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = time.time() if now is None else now
+    return max(when.timestamp() - now, 0.0)
+
+
+def parse_rfc3339_reset(value: str, now: float | None = None) -> float | None:
+    """Seconds until an RFC 3339 instant (``2024-06-11T08:54:41Z``)."""
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = time.time() if now is None else now
+    return max(when.timestamp() - now, 0.0)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """How long the vendor asked us to wait, from whichever header it sent."""
+    h = {k.lower(): v for k, v in headers.items()}
+    if (ms := h.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    if (ra := h.get("retry-after")) is not None and (s := parse_retry_after(ra, now)) is not None:
+        return s
+    resets = [
+        parse_duration(h[name])
+        for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+        if name in h and _is_exhausted(h, name.replace("reset", "remaining"))
+    ]
+    resets += [
+        parse_rfc3339_reset(h[name], now)
+        for name in ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset",
+                     "anthropic-ratelimit-input-tokens-reset", "anthropic-ratelimit-output-tokens-reset")
+        if name in h and _is_exhausted(h, name.replace("reset", "remaining"))
+    ]
+    known = [r for r in resets if r is not None]
+    return max(known) if known else None
+
+
+def _is_exhausted(headers: Mapping[str, str], remaining_name: str) -> bool:
+    # A reset time only says "wait" for the budget that ran out; when the vendor
+    # did not send the matching remaining count, trust the reset as it is.
+    value = headers.get(remaining_name)
+    if value is None:
+        return True
+    try:
+        return float(value) <= 0
+    except ValueError:
+        return True
+
+
+def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The vendor's rate-limit headers, lower-cased, as received."""
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_RATE_LIMIT_PREFIXES)}

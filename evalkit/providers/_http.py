@@ -1,0 +1,291 @@
+"""The one HTTP layer every wire format runs on.
+
+:class:`HTTPProvider` sends what a :class:`~._wire.Wire` builds over an
+``httpx.AsyncClient``, times it, frames streams, estimates missing usage, prices
+the answer and maps transport failures to evalkit errors. Transport failures are
+classified here and only here; HTTP error responses are classified by the wire.
+Nothing here retries: the router is the one retry owner.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any, AsyncIterator, Mapping
+
+import httpx
+
+from .._secret import Secret, redact
+from ..errors import (
+    ConnectionError,
+    InvalidResponseError,
+    ProviderError,
+    StreamInterruptedError,
+    TimeoutError,
+)
+from ..pricing import PriceTable
+from ..types import ChatRequest, ChatResponse, Cost, Usage
+from ._framing import JSONArrayDecoder, SSEDecoder
+from ._headers import rate_limit_headers
+from ._wire import HttpCall, Reply, StreamParser, Wire
+
+__all__ = ["ChatStream", "HTTPProvider", "DEFAULT_TIMEOUT"]
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
+_DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0)
+_SHARED_PRICES = PriceTable()
+
+
+class HTTPProvider:
+    """A model behind a vendor's HTTP API: ``await complete(request)`` or ``stream(request)``.
+
+    Build it with :func:`evalkit.get_provider`. One ``httpx.AsyncClient`` per
+    provider is created on first use and reused; pass ``client=`` to share one,
+    or ``transport=`` to choose the transport (the router benchmarks pick it by
+    measurement).
+    """
+
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        model: str,
+        wire: Wire,
+        base_url: str,
+        api_key: Secret | None = None,
+        price_provider: str | None = None,
+        prices: PriceTable | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        context_window: int | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.model = model
+        self.name = f"{vendor}:{model}"
+        self.wire = wire
+        self.base_url = base_url.rstrip("/")
+        self.context_window = context_window
+        self._api_key = api_key
+        self._price_provider = price_provider
+        self._prices = prices or _SHARED_PRICES
+        self._timeout = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
+        self._client = client
+        self._owns_client = client is None
+        self._transport = transport
+        self._headers = {**(headers or {}), **(wire.auth_headers(api_key.reveal()) if api_key else {})}
+
+    def __repr__(self) -> str:
+        return f"HTTPProvider({self.name!r}, base_url={self.base_url!r})"
+
+    # -- public interface ---------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Send ``request`` and return the whole answer.
+
+        With ``request.stream`` true the call streams on the wire (measuring
+        time to first token) and still returns the whole response.
+        """
+        if not request.stream:
+            return await self._send_json(request)
+        stream = ChatStream(self, request)
+        async for _ in stream:
+            pass
+        assert stream.response is not None
+        return stream.response
+
+    def stream(self, request: ChatRequest) -> ChatStream:
+        """An async iterator of text deltas; ``.response`` holds the whole answer once done."""
+        return ChatStream(self, request)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this provider created it."""
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> HTTPProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- the I/O --------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout, limits=_DEFAULT_LIMITS, transport=self._transport
+            )
+        return self._client
+
+    def _http_request(self, call: HttpCall) -> httpx.Request:
+        return self.client.build_request(
+            "POST",
+            self.base_url + call.path,
+            params=call.params or None,
+            headers={**self._headers, **call.headers},
+            content=json.dumps(call.body, separators=(",", ":")).encode(),
+        )
+
+    async def _send_json(self, request: ChatRequest) -> ChatResponse:
+        call = self.wire.build(request, self.model, stream=False)
+        started = time.perf_counter()
+        try:
+            response = await self.client.send(self._http_request(call))
+            body = response.content
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, streaming=False) from None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        if response.status_code >= 300:
+            raise self._error_response(response.status_code, response.headers, body)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise self._tag(InvalidResponseError(f"response body is not JSON ({len(body)} bytes)",
+                                                 status=response.status_code)) from None
+        try:
+            reply = self.wire.parse(data)
+        except ProviderError as exc:
+            raise self._tag(exc) from None
+        return self._finish(request, reply, response.headers, latency_ms, None)
+
+    async def _stream_deltas(self, request: ChatRequest, sink: ChatStream) -> AsyncIterator[str]:
+        call = self.wire.build(request, self.model, stream=True)
+        parser = self.wire.stream_parser()
+        started = time.perf_counter()
+        ttft_ms: float | None = None
+        try:
+            response = await self.client.send(self._http_request(call), stream=True)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, streaming=False) from None
+        try:
+            if response.status_code >= 300:
+                body = await response.aread()
+                raise self._error_response(response.status_code, response.headers, body)
+            async for data, event in _events(response, call.stream_format or "sse"):
+                delta = parser.feed(data, event)
+                if ttft_ms is None and parser.started:
+                    ttft_ms = (time.perf_counter() - started) * 1000.0
+                if delta:
+                    yield delta
+            reply = parser.finish()
+        except ProviderError as exc:
+            raise self._tag(exc) from None
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, streaming=True) from None
+        finally:
+            await response.aclose()
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        sink.response = self._finish(request, reply, response.headers, latency_ms, ttft_ms)
+
+    # -- turning replies and failures into evalkit values ---------------------------------
+
+    def _finish(self, request: ChatRequest, reply: Reply, headers: Mapping[str, str],
+                latency_ms: float, ttft_ms: float | None) -> ChatResponse:
+        usage = reply.usage or _estimate_usage(request, reply, self.name)
+        served = reply.model or self.model
+        cost = self._cost(served, usage, reply.reported_cost)
+        return ChatResponse(
+            text=reply.text,
+            finish_reason=reply.finish_reason,
+            model=served,
+            usage=usage,
+            provider=self.name,
+            tool_calls=reply.tool_calls,
+            reasoning=reply.reasoning,
+            request_id=_request_id(headers) or reply.request_id,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            rate_limits=rate_limit_headers(headers),
+            cost=cost,
+        )
+
+    def _cost(self, served: str, usage: Usage, reported: Any) -> Cost | None:
+        if reported is not None:
+            # The vendor billed this call itself (OpenRouter): its number is the truth.
+            return Cost.reported(Decimal(str(reported)))
+        return self._prices.cost(self._price_provider, served, usage, self.model)
+
+    def _error_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        error = self.wire.classify(status, headers, body)
+        if error.request_id is None:
+            error.request_id = _request_id(headers)
+        return self._tag(error)
+
+    def _transport_error(self, exc: httpx.HTTPError, *, streaming: bool) -> ProviderError:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return self._tag(TimeoutError(detail))
+        if streaming and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+            return self._tag(StreamInterruptedError(detail))
+        if isinstance(exc, httpx.DecodingError):
+            return self._tag(InvalidResponseError(detail))
+        return self._tag(ConnectionError(detail))
+
+    def _tag(self, error: ProviderError) -> ProviderError:
+        error.provider = error.provider or self.vendor
+        error.model = error.model or self.model
+        error.message = redact(error.message, self._api_key)
+        error.args = (error.message,)
+        return error
+
+
+class ChatStream:
+    """Text deltas of one streamed answer; after the last one, ``response`` is the whole answer."""
+
+    def __init__(self, provider: HTTPProvider, request: ChatRequest) -> None:
+        self.provider = provider
+        self.request = request
+        self.response: ChatResponse | None = None
+        self._deltas: AsyncIterator[str] | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._deltas is None:
+            self._deltas = self.provider._stream_deltas(self.request, self)
+        return self._deltas
+
+
+async def _events(response: httpx.Response, fmt: str) -> AsyncIterator[tuple[str, str | None]]:
+    """``(data, event)`` pairs from an SSE stream or a streamed JSON array."""
+    if fmt == "json-array":
+        decoder = JSONArrayDecoder()
+        async for chunk in response.aiter_bytes():
+            for value in decoder.feed(chunk):
+                yield json.dumps(value), None
+        if not decoder.complete:
+            raise StreamInterruptedError("stream ended before the closing ']' of its JSON array")
+        return
+    sse = SSEDecoder()
+    async for chunk in response.aiter_bytes():
+        for event, data in sse.feed(chunk):
+            yield data, event
+    for event, data in sse.end():
+        yield data, event
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    for name in ("x-request-id", "request-id", "apim-request-id", "x-goog-request-id"):
+        if value := headers.get(name):
+            return value
+    return None
+
+
+def _estimate_usage(request: ChatRequest, reply: Reply, model: str) -> Usage:
+    """Usage counted locally when the vendor reported none; marked inexact."""
+    from ..tokens import count_tokens
+
+    prompt = list(request.messages)
+    if request.system:
+        from ..types import Message
+
+        prompt.insert(0, Message("system", request.system))
+    out_text = reply.text + reply.reasoning + "".join(c.name + c.arguments for c in reply.tool_calls)
+    return Usage(
+        input_tokens=count_tokens(prompt, model).count,
+        output_tokens=count_tokens(out_text, model).count if out_text else 0,
+        exact=False,
+    )

@@ -1,0 +1,346 @@
+"""OpenAI Chat Completions wire format, and every vendor that speaks it.
+
+Azure OpenAI, Groq, Mistral, DeepSeek, OpenRouter, Together, Fireworks,
+Cerebras, Ollama, vLLM and llama.cpp server all speak this format with small
+differences; those are :class:`ChatOptions` values (see ``vendors.py``), and
+the tolerant parsing below (content arrays, ``reasoning_content``/``reasoning``,
+``x_groq.usage``, ``usage.cost``, errors inside a 200 stream) is shared.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import (
+    ErrorKind,
+    InvalidResponseError,
+    ProviderError,
+    StreamInterruptedError,
+    kind_for_status,
+    provider_error,
+)
+from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
+from ._headers import retry_after_seconds
+from ._wire import HttpCall, Reply
+
+__all__ = ["ChatOptions", "OpenAIChatWire", "classify_openai_error", "openai_messages"]
+
+_FINISH = {
+    "stop": FinishReason.STOP,
+    "end_turn": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "max_tokens": FinishReason.LENGTH,
+    "content_filter": FinishReason.CONTENT_FILTER,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+    "error": FinishReason.ERROR,
+}
+
+# Structured error codes/types → kinds. Status codes decide when the code is absent or unknown.
+_CODE_KINDS = {
+    "context_length_exceeded": ErrorKind.CONTEXT_LENGTH,
+    "string_above_max_length": ErrorKind.CONTEXT_LENGTH,
+    "rate_limit_exceeded": ErrorKind.RATE_LIMIT,
+    "insufficient_quota": ErrorKind.RATE_LIMIT,
+    "tokens": ErrorKind.RATE_LIMIT,
+    "requests": ErrorKind.RATE_LIMIT,
+    "invalid_api_key": ErrorKind.AUTH,
+    "authentication_error": ErrorKind.AUTH,
+    "permission_error": ErrorKind.AUTH,
+    "model_not_found": ErrorKind.NOT_FOUND,
+    "DeploymentNotFound": ErrorKind.NOT_FOUND,
+    "not_found_error": ErrorKind.NOT_FOUND,
+    "content_filter": ErrorKind.CONTENT_FILTER,
+    "content_policy_violation": ErrorKind.CONTENT_FILTER,
+    "ResponsibleAIPolicyViolation": ErrorKind.CONTENT_FILTER,
+    "server_error": ErrorKind.SERVER,
+    "overloaded_error": ErrorKind.OVERLOADED,
+}
+# Out of credit is a 429 that waiting does not cure.
+_NOT_RETRYABLE_CODES = {"insufficient_quota"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    """How one vendor deviates from OpenAI's Chat Completions."""
+
+    path: str = "/chat/completions"
+    """Request path under the base URL; ``{model}`` is replaced (Azure deployments)."""
+    auth: str = "bearer"
+    """``bearer`` (``Authorization: Bearer``) or ``api-key`` (Azure)."""
+    api_version: str | None = None
+    """Sent as the ``api-version`` query parameter (Azure)."""
+    max_tokens_field: str = "max_tokens"
+    """``max_completion_tokens`` for OpenAI itself (required by reasoning models)."""
+    stream_usage: bool = True
+    """Whether the vendor accepts ``stream_options.include_usage``."""
+    send_model: bool = True
+    """Azure deployment URLs carry the model in the path instead."""
+
+
+def openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """The request's conversation as OpenAI ``messages``."""
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    for m in request.messages:
+        out.append(_message(m))
+    return out
+
+
+def _message(m: Message) -> dict[str, Any]:
+    item: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        item["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id:
+        item["tool_call_id"] = m.tool_call_id
+    if m.name:
+        item["name"] = m.name
+    return item
+
+
+def _response_format(value: Any) -> dict[str, Any]:
+    if value == "json":
+        return {"type": "json_object"}
+    if isinstance(value, Mapping) and value.get("type") in ("json_object", "json_schema", "text"):
+        return dict(value)
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": dict(value), "strict": True}}
+
+
+class OpenAIChatWire:
+    """Chat Completions: ``POST {base}/chat/completions``."""
+
+    name = "openai-chat"
+
+    def __init__(self, options: ChatOptions | None = None) -> None:
+        self.options = options or ChatOptions()
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        if self.options.auth == "api-key":
+            return {"api-key": api_key}
+        return {"authorization": f"Bearer {api_key}"}
+
+    def build(self, request: ChatRequest, model: str, stream: bool) -> HttpCall:
+        o = self.options
+        body: dict[str, Any] = {"messages": openai_messages(request)}
+        if o.send_model:
+            body["model"] = model
+        if request.max_tokens is not None:
+            body[o.max_tokens_field] = request.max_tokens
+        for name in ("temperature", "top_p", "seed"):
+            if (value := getattr(request, name)) is not None:
+                body[name] = value
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.response_format is not None:
+            body["response_format"] = _response_format(request.response_format)
+        if request.tools:
+            body["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description,
+                                                  "parameters": dict(t.parameters)}}
+                for t in request.tools
+            ]
+        if stream:
+            body["stream"] = True
+            if o.stream_usage:
+                body["stream_options"] = {"include_usage": True}
+        params = {"api-version": o.api_version} if o.api_version else {}
+        return HttpCall(path=o.path.replace("{model}", model), body=body, params=params,
+                        stream_format="sse" if stream else None)
+
+    def parse(self, body: Any) -> Reply:
+        if not isinstance(body, dict):
+            raise InvalidResponseError("response body is not a JSON object")
+        if "error" in body and not body.get("choices"):
+            raise _error_from_body(body["error"], status=None)
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise InvalidResponseError("response has no choices")
+        choice = choices[0]
+        message = choice.get("message") or {}
+        text, thinking = _content(message.get("content"))
+        calls = tuple(
+            ToolCall(id=c.get("id") or "", name=(c.get("function") or {}).get("name", ""),
+                     arguments=(c.get("function") or {}).get("arguments") or "")
+            for c in message.get("tool_calls") or ()
+        )
+        return Reply(
+            text=text,
+            finish_reason=_finish(choice.get("finish_reason"), calls),
+            model=body.get("model") or "",
+            usage=chat_usage(body.get("usage")),
+            tool_calls=calls,
+            reasoning=thinking or message.get("reasoning_content") or message.get("reasoning") or "",
+            request_id=body.get("id") or None,
+            reported_cost=(body.get("usage") or {}).get("cost"),
+        )
+
+    def stream_parser(self) -> OpenAIChatStream:
+        return OpenAIChatStream()
+
+    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return classify_openai_error(status, headers, body)
+
+
+class OpenAIChatStream:
+    """Accumulates a Chat Completions SSE stream; complete only after ``data: [DONE]``."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+        self._finish: str | None = None
+        self._usage: dict[str, Any] | None = None
+        self._model = ""
+        self._id = ""
+        self._done = False
+
+    def feed(self, data: str, event: str | None = None) -> str:
+        if data.strip() == "[DONE]":
+            self._done = True
+            return ""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise StreamInterruptedError(f"malformed stream chunk: {data[:80]!r}") from None
+        if chunk.get("error"):
+            error = _error_from_body(chunk["error"], status=None)
+            raise StreamInterruptedError(f"error inside the stream: {error.message}", code=error.code)
+        self._model = self._model or chunk.get("model") or ""
+        self._id = self._id or chunk.get("id") or ""
+        usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
+        if usage:
+            self._usage = usage
+        delta_text = ""
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta_text += self._choice(choice)
+        return delta_text
+
+    def _choice(self, choice: Mapping[str, Any]) -> str:
+        delta = choice.get("delta") or {}
+        text, thinking = _content(delta.get("content"))
+        thinking += delta.get("reasoning_content") or delta.get("reasoning") or ""
+        if text:
+            self._text.append(text)
+        if thinking:
+            self._reasoning.append(thinking)
+        for call in delta.get("tool_calls") or ():
+            slot = self._calls.setdefault(call.get("index", len(self._calls)), ["", "", ""])
+            fn = call.get("function") or {}
+            slot[0] = slot[0] or call.get("id") or ""
+            slot[1] += fn.get("name") or ""
+            slot[2] += fn.get("arguments") or ""
+        if text or thinking or self._calls:
+            self.started = True
+        if choice.get("finish_reason"):
+            self._finish = choice["finish_reason"]
+        return text
+
+    def finish(self) -> Reply:
+        if not self._done:
+            raise StreamInterruptedError("stream ended before data: [DONE]")
+        calls = tuple(ToolCall(id=i, name=n, arguments=a) for _, (i, n, a) in sorted(self._calls.items()))
+        if self._finish is None and not self._text and not calls:
+            raise InvalidResponseError("stream carried no choices")
+        return Reply(
+            text="".join(self._text),
+            finish_reason=_finish(self._finish, calls),
+            model=self._model,
+            usage=chat_usage(self._usage),
+            tool_calls=calls,
+            reasoning="".join(self._reasoning),
+            request_id=self._id or None,
+            reported_cost=(self._usage or {}).get("cost"),
+        )
+
+
+def _content(content: Any) -> tuple[str, str]:
+    """(text, thinking) from a string or a content-part array (Mistral, Gemini-compat)."""
+    if content is None:
+        return "", ""
+    if isinstance(content, str):
+        return content, ""
+    text, thinking = [], []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            text.append(part.get("text") or "")
+        elif kind == "thinking":
+            inner = part.get("thinking")
+            thinking.append(inner if isinstance(inner, str) else _content(inner)[0])
+    return "".join(text), "".join(thinking)
+
+
+def _finish(reason: str | None, calls: tuple[ToolCall, ...]) -> FinishReason:
+    if reason is None:
+        return FinishReason.TOOL_CALLS if calls else FinishReason.STOP
+    return _FINISH.get(reason, FinishReason.ERROR)
+
+
+def chat_usage(usage: Mapping[str, Any] | None) -> Usage | None:
+    """Usage from a Chat Completions ``usage`` object (``None`` when absent)."""
+    if not usage:
+        return None
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    p_details = usage.get("prompt_tokens_details") or {}
+    c_details = usage.get("completion_tokens_details") or {}
+    cached = p_details.get("cached_tokens")
+    if cached is None:
+        cached = usage.get("prompt_cache_hit_tokens")  # DeepSeek's older name
+    reasoning = int(c_details.get("reasoning_tokens") or 0)
+    total = usage.get("total_tokens")
+    if not reasoning and isinstance(total, int) and total > prompt + completion:
+        # Gemini's OpenAI-compatible endpoint counts thinking only in the total;
+        # it is billed as output, so it belongs in output_tokens.
+        reasoning = total - prompt - completion
+        completion += reasoning
+    return Usage(
+        input_tokens=prompt,
+        cached_input_tokens=int(cached or 0),
+        cache_write_tokens=int(p_details.get("cache_write_tokens") or 0),
+        output_tokens=completion,
+        reasoning_tokens=reasoning,
+    )
+
+
+def classify_openai_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    """One error for an OpenAI-family error response (OpenAI, Azure and compatibles)."""
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        data = {}
+    payload = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(payload, dict):
+        # Mistral and some servers put the error fields at the top level.
+        payload = data if isinstance(data, dict) and "message" in data else {"message": body[:200].decode(errors="replace")}
+    return _error_from_body(payload, status=status, retry_after=retry_after_seconds(headers))
+
+
+def _error_from_body(payload: Any, *, status: int | None, retry_after: float | None = None) -> ProviderError:
+    if not isinstance(payload, dict):
+        payload = {"message": str(payload)}
+    code = payload.get("code")
+    etype = payload.get("type")
+    code = str(code) if code is not None else None
+    # An Azure gateway 401 carries code "401"; numeric codes are statuses in disguise.
+    if status is None and code and code.isdigit():
+        status = int(code)
+    kind = _CODE_KINDS.get(code or "") or _CODE_KINDS.get(etype or "")
+    if kind is None:
+        kind = kind_for_status(status) if status else ErrorKind.SERVER
+    message = str(payload.get("message") or etype or code or "error")
+    fields: dict[str, Any] = {"status": status, "code": code or etype, "retry_after": retry_after}
+    if code in _NOT_RETRYABLE_CODES:
+        fields["retryable"] = False
+    return provider_error(kind, message, **fields)

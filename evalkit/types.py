@@ -1,0 +1,233 @@
+"""Provider-neutral request and response types.
+
+Every adapter turns a :class:`ChatRequest` into its vendor's wire format and the
+vendor's answer back into a :class:`ChatResponse`, so the router, the runner and
+the analysis never see a vendor shape.
+
+Usage has one meaning across vendors (OpenAI's):
+
+* ``input_tokens`` counts every prompt token; ``cached_input_tokens`` (cache reads)
+  and ``cache_write_tokens`` (cache creation) are *parts* of it.
+* ``output_tokens`` counts every generated token; ``reasoning_tokens`` is a *part*
+  of it.
+
+So Anthropic's input is ``input_tokens + cache_read_input_tokens +
+cache_creation_input_tokens`` and Gemini's output is ``candidatesTokenCount +
+thoughtsTokenCount``; the conversion happens once, in each vendor's wire module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, Mapping, Sequence
+
+__all__ = [
+    "ChatRequest",
+    "ChatResponse",
+    "Cost",
+    "FinishReason",
+    "Message",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class FinishReason(str, enum.Enum):
+    """Why generation stopped, normalised across vendors."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    CONTENT_FILTER = "content_filter"
+    TOOL_CALLS = "tool_calls"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for; ``arguments`` is the raw JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call, described by a JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One conversation turn.
+
+    ``tool_calls`` is set on assistant turns that called tools; ``tool_call_id``
+    on ``tool`` turns that carry a tool's result.
+    """
+
+    role: Role
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A provider-neutral chat request.
+
+    Fields left ``None`` are not sent, so each vendor applies its own default.
+    ``response_format`` is ``"json"`` for JSON mode or a JSON schema mapping for
+    structured output. ``metadata`` is never sent to a provider; the router reads
+    ``metadata["task_type"]`` and the runner records it.
+    """
+
+    messages: tuple[Message, ...]
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    response_format: Literal["json"] | Mapping[str, Any] | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    stream: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Accept lists for convenience; store tuples so requests stay hashable-ish and immutable.
+        if not isinstance(self.messages, tuple):
+            object.__setattr__(self, "messages", tuple(self.messages))
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        elif not isinstance(self.stop, tuple):
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if not isinstance(self.tools, tuple):
+            object.__setattr__(self, "tools", tuple(self.tools))
+
+    @classmethod
+    def from_prompt(cls, prompt: str, **fields: Any) -> ChatRequest:
+        """A single user turn: ``ChatRequest.from_prompt("hi", max_tokens=50)``."""
+        return cls(messages=(Message("user", prompt),), **fields)
+
+    def replace(self, **changes: Any) -> ChatRequest:
+        """A copy with some fields changed (e.g. ``stream=True``)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def task_type(self) -> str | None:
+        """The caller's explicit task type, if any."""
+        value = self.metadata.get("task_type")
+        return str(value) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts in OpenAI's meaning (see the module docstring).
+
+    ``exact`` is true when the provider reported the counts, false when they were
+    estimated locally with a tokenizer.
+    """
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    exact: bool = True
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            exact=self.exact and other.exact,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Money spent on one attempt, in USD, per usage category.
+
+    ``input`` is the uncached, non-cache-write part of the prompt and ``output``
+    the non-reasoning part of the completion, so the five parts add up to
+    ``total``. ``source`` names where the prices came from (``genai-prices
+    0.2.3``, ``override``, ``provider-reported``). ``unsplit`` holds money a
+    provider billed without saying per category (OpenRouter's ``usage.cost``).
+    """
+
+    input: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    output: Decimal
+    reasoning: Decimal
+    source: str
+    unsplit: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.input + self.cached_input + self.cache_write + self.output + self.reasoning + self.unsplit
+
+    @classmethod
+    def reported(cls, total: Decimal) -> Cost:
+        """A cost the provider billed in its response, without a per-category split."""
+        zero = Decimal(0)
+        return cls(zero, zero, zero, zero, zero, source="provider-reported", unsplit=total)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """What a provider answered, normalised.
+
+    ``cost`` is ``None`` when the model is unpriced: an unknown price is never 0.
+    ``model`` is the model that actually served (vendors may resolve aliases).
+    ``ttft_ms`` is set for streamed calls only. ``rate_limits`` holds the
+    vendor's rate-limit headers (lower-cased names) as received.
+    """
+
+    text: str
+    finish_reason: FinishReason
+    model: str
+    usage: Usage
+    provider: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""
+    request_id: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    rate_limits: Mapping[str, str] = field(default_factory=dict)
+    cost: Cost | None = None
+    raw: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def replace(self, **changes: Any) -> ChatResponse:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def as_messages(items: Sequence[Message | Mapping[str, Any]]) -> tuple[Message, ...]:
+    """Messages from ``Message`` objects or ``{"role": ..., "content": ...}`` dicts."""
+    out = []
+    for item in items:
+        if isinstance(item, Message):
+            out.append(item)
+        else:
+            out.append(Message(role=item["role"], content=str(item.get("content") or "")))
+    return tuple(out)
