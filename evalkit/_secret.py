@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-__all__ = ["Secret", "redact"]
+__all__ = ["Secret", "SecretHeaders", "redact"]
 
 
 class Secret:
@@ -48,3 +48,21 @@ def redact(text: str, secret: Secret | None) -> str:
     if secret is None or not secret._value or secret._value not in text:
         return text
     return text.replace(secret._value, "********")
+
+
+class SecretHeaders(dict):
+    """Request headers that carry credentials; their ``repr`` hides every value.
+
+    The HTTP layer keeps its auth headers in one of these so that a debugger,
+    a traceback with locals or ``vars(provider)`` shows names, never keys.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SecretHeaders({%s})" % ", ".join(f"{k!r}: '********'" for k in self)
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> object:
+        raise TypeError("SecretHeaders cannot be pickled")

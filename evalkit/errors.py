@@ -148,56 +148,80 @@ class ProviderError(EvalkitError):
 
 
 class RateLimitError(ProviderError):
+    """The vendor throttled this key or model; wait ``retry_after`` seconds."""
+
     kind = ErrorKind.RATE_LIMIT
     default_retryable = True
 
 
 class OverloadedError(ProviderError):
+    """The vendor is overloaded (Anthropic 529, HTTP 503, Gemini UNAVAILABLE)."""
+
     kind = ErrorKind.OVERLOADED
     default_retryable = True
 
 
 class ServerError(ProviderError):
+    """The vendor failed (5xx)."""
+
     kind = ErrorKind.SERVER
     default_retryable = True
 
 
 class TimeoutError(ProviderError):  # noqa: A001 - evalkit.TimeoutError on purpose, like httpx
+    """No answer, or no next byte, within the timeout."""
+
     kind = ErrorKind.TIMEOUT
     default_retryable = True
 
 
 class ConnectionError(ProviderError):  # noqa: A001
+    """The connection was refused or reset before a response arrived."""
+
     kind = ErrorKind.CONNECTION
     default_retryable = True
 
 
 class StreamInterruptedError(ProviderError):
+    """A stream ended early, or carried an error event inside a 200 response."""
+
     kind = ErrorKind.STREAM_INTERRUPTED
     default_retryable = True
 
 
 class ContextLengthError(ProviderError):
+    """The prompt does not fit the model's context window."""
+
     kind = ErrorKind.CONTEXT_LENGTH
 
 
 class ContentFilterError(ProviderError):
+    """The vendor refused the request or the answer on policy grounds."""
+
     kind = ErrorKind.CONTENT_FILTER
 
 
 class AuthError(ProviderError):
+    """The key is missing, wrong or lacks permission (401/403)."""
+
     kind = ErrorKind.AUTH
 
 
 class NotFoundError(ProviderError):
+    """The model or deployment does not exist."""
+
     kind = ErrorKind.NOT_FOUND
 
 
 class BadRequestError(ProviderError):
+    """The vendor rejected the request as malformed (other 4xx)."""
+
     kind = ErrorKind.BAD_REQUEST
 
 
 class InvalidResponseError(ProviderError):
+    """The vendor answered 2xx with a body evalkit cannot read."""
+
     kind = ErrorKind.INVALID_RESPONSE
     default_retryable = True
 

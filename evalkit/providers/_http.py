@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Mapping
 
 import httpx
 
-from .._secret import Secret, redact
+from .._secret import Secret, SecretHeaders, redact
 from ..errors import (
     ConnectionError,
     InvalidResponseError,
@@ -75,7 +75,7 @@ class HTTPProvider:
         self._client = client
         self._owns_client = client is None
         self._transport = transport
-        self._headers = {**(headers or {}), **(wire.auth_headers(api_key.reveal()) if api_key else {})}
+        self._headers = SecretHeaders({**(headers or {}), **(wire.auth_headers(api_key.reveal()) if api_key else {})})
 
     def __repr__(self) -> str:
         return f"HTTPProvider({self.name!r}, base_url={self.base_url!r})"

@@ -38,7 +38,8 @@ _FINISH = {
     "error": FinishReason.ERROR,
 }
 
-# Structured error codes/types → kinds. Status codes decide when the code is absent or unknown.
+# Structured error codes/types → kinds. Status codes decide when the code is absent or unknown,
+# and for OpenAI's catch-all "server_error" type (a 503 from it is still an overload).
 _CODE_KINDS = {
     "context_length_exceeded": ErrorKind.CONTEXT_LENGTH,
     "string_above_max_length": ErrorKind.CONTEXT_LENGTH,
@@ -55,7 +56,6 @@ _CODE_KINDS = {
     "content_filter": ErrorKind.CONTENT_FILTER,
     "content_policy_violation": ErrorKind.CONTENT_FILTER,
     "ResponsibleAIPolicyViolation": ErrorKind.CONTENT_FILTER,
-    "server_error": ErrorKind.SERVER,
     "overloaded_error": ErrorKind.OVERLOADED,
 }
 # Out of credit is a 429 that waiting does not cure.
