@@ -30,7 +30,7 @@ from .errors import (
     StreamInterruptedError,
     TimeoutError,
 )
-from .types import ChatRequest, ChatResponse, Cost, FinishReason, Message, ToolCall, ToolSpec, Usage
+from .types import Attempt, ChatRequest, ChatResponse, Cost, FinishReason, Message, ToolCall, ToolSpec, Usage
 
 if TYPE_CHECKING:
     from ._secret import Secret
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .tokens import TokenCount, count_tokens
 
 __all__ = [
+    "Attempt",
     "AuthError",
     "BadRequestError",
     "ChatRequest",

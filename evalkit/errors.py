@@ -16,7 +16,10 @@ Every failure a caller can see is an :class:`EvalkitError`::
         ├── AuthError                auth                not retryable (401/403)
         ├── NotFoundError            not_found           not retryable (unknown model / deployment)
         ├── BadRequestError          bad_request         not retryable (other 4xx)
-        └── InvalidResponseError     invalid_response    retryable (malformed JSON, missing fields)
+        ├── InvalidResponseError     invalid_response    retryable (malformed JSON, missing fields)
+        ├── BudgetExceeded           budget_exceeded     not retryable; the router refused to send
+        └── AllTargetsFailed         (its last attempt's kind) a router ran out of targets; holds
+                                     every attempt; never retried by an outer router
 
 Each vendor's wire module maps its status codes and structured error codes to a
 kind in exactly one function; :func:`provider_error` turns a kind into the right
@@ -31,7 +34,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
+    "AllTargetsFailed",
     "AuthError",
+    "BudgetExceeded",
     "BadRequestError",
     "ConfigError",
     "ConnectionError",
@@ -67,6 +72,7 @@ class ErrorKind(str, enum.Enum):
     BAD_REQUEST = "bad_request"
     INVALID_RESPONSE = "invalid_response"
     STREAM_INTERRUPTED = "stream_interrupted"
+    BUDGET_EXCEEDED = "budget_exceeded"
 
     def __str__(self) -> str:
         return self.value
@@ -226,6 +232,34 @@ class InvalidResponseError(ProviderError):
     default_retryable = True
 
 
+class BudgetExceeded(ProviderError):
+    """A budget cannot cover the worst-case cost of the request; nothing was sent."""
+
+    kind = ErrorKind.BUDGET_EXCEEDED
+
+
+class AllTargetsFailed(ProviderError):
+    """A router tried every target it could; ``attempts`` holds each attempt, ``errors`` each error.
+
+    Its ``kind`` is the kind of the last error (``overloaded`` when nothing could
+    be sent at all). It is not retryable: the router that raised it already
+    spent its retries, and an outer router moves on instead of retrying it.
+    """
+
+    kind = ErrorKind.OVERLOADED
+
+    def __init__(self, message: str, *, attempts: tuple = (), errors: tuple = (), **fields: object) -> None:
+        fields.setdefault("retryable", False)
+        super().__init__(message, **fields)  # type: ignore[arg-type]
+        self.attempts = attempts
+        self.errors = errors
+        if errors:
+            last = errors[-1]
+            self.kind = last.kind  # type: ignore[misc]
+            self.status = self.status or last.status
+            self.code = self.code or last.code
+
+
 _CLASS_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
     cls.kind: cls
     for cls in (
@@ -241,6 +275,7 @@ _CLASS_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
         NotFoundError,
         BadRequestError,
         InvalidResponseError,
+        BudgetExceeded,
     )
 }
 

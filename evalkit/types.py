@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Literal, Mapping, Sequence
 
 __all__ = [
+    "Attempt",
     "ChatRequest",
     "ChatResponse",
     "Cost",
@@ -194,13 +195,44 @@ class Cost:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one target inside a routed call.
+
+    ``error_kind`` is ``None`` for the attempt that served. ``sent`` is false
+    when a policy decided not to send it (open circuit, context window too
+    small, target saturated, over budget): it is recorded so the evidence shows
+    why a target was passed over. ``depth`` is the fallback depth: 0 for the
+    first target tried.
+    """
+
+    target: str
+    error_kind: str | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    usage: Usage | None = None
+    cost: Cost | None = None
+    started_at: float = 0.0
+    depth: int = 0
+    sent: bool = True
+    retry: int = 0
+    """Retries of this same target before this attempt (0 on the first try)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatResponse:
     """What a provider answered, normalised.
 
     ``cost`` is ``None`` when the model is unpriced: an unknown price is never 0.
     ``model`` is the model that actually served (vendors may resolve aliases).
     ``ttft_ms`` is set for streamed calls only. ``rate_limits`` holds the
-    vendor's rate-limit headers (lower-cased names) as received.
+    vendor's rate-limit headers (lower-cased names) as received. A router's
+    response says which target served in ``provider`` and lists every attempt
+    (failed, skipped and the serving one) in ``attempts``, in order.
     """
 
     text: str
@@ -215,6 +247,7 @@ class ChatResponse:
     ttft_ms: float | None = None
     rate_limits: Mapping[str, str] = field(default_factory=dict)
     cost: Cost | None = None
+    attempts: tuple[Attempt, ...] = ()
     raw: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def replace(self, **changes: Any) -> ChatResponse:

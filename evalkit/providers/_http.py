@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any, AsyncIterator, Mapping
 
@@ -30,7 +31,14 @@ from ._framing import JSONArrayDecoder, SSEDecoder
 from ._headers import rate_limit_headers
 from ._wire import HttpCall, Reply, StreamParser, Wire
 
-__all__ = ["ChatStream", "HTTPProvider", "DEFAULT_TIMEOUT"]
+__all__ = ["ChatStream", "DELTA_SINK", "HTTPProvider", "DEFAULT_TIMEOUT"]
+
+DELTA_SINK: ContextVar[Any] = ContextVar("evalkit_delta_sink", default=None)
+"""Where a routed stream wants text deltas: an object with ``push(text)``.
+
+A router streams to its caller by setting this before it runs ``complete``
+with ``stream=True``; the leaf that answers pushes each delta as it arrives.
+"""
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 _DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0)
@@ -153,9 +161,10 @@ class HTTPProvider:
             raise self._tag(exc) from None
         return self._finish(request, reply, response.headers, latency_ms, None)
 
-    async def _stream_deltas(self, request: ChatRequest, sink: ChatStream) -> AsyncIterator[str]:
+    async def _stream_deltas(self, request: ChatRequest, into: ChatStream) -> AsyncIterator[str]:
         call = self.wire.build(request, self.model, stream=True)
         parser = self.wire.stream_parser()
+        sink = DELTA_SINK.get()
         started = time.perf_counter()
         ttft_ms: float | None = None
         try:
@@ -171,6 +180,8 @@ class HTTPProvider:
                 if ttft_ms is None and parser.started:
                     ttft_ms = (time.perf_counter() - started) * 1000.0
                 if delta:
+                    if sink is not None:
+                        sink.push(delta)
                     yield delta
             reply = parser.finish()
         except ProviderError as exc:
@@ -180,7 +191,7 @@ class HTTPProvider:
         finally:
             await response.aclose()
         latency_ms = (time.perf_counter() - started) * 1000.0
-        sink.response = self._finish(request, reply, response.headers, latency_ms, ttft_ms)
+        into.response = self._finish(request, reply, response.headers, latency_ms, ttft_ms)
 
     # -- turning replies and failures into evalkit values ---------------------------------
 

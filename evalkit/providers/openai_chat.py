@@ -25,7 +25,7 @@ from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
 from ._headers import retry_after_seconds
 from ._wire import HttpCall, Reply
 
-__all__ = ["ChatOptions", "OpenAIChatWire", "classify_openai_error", "openai_messages"]
+__all__ = ["ChatOptions", "OpenAIChatWire", "classify_openai_error", "openai_error_from_payload", "openai_messages"]
 
 _FINISH = {
     "stop": FinishReason.STOP,
@@ -157,7 +157,7 @@ class OpenAIChatWire:
         if not isinstance(body, dict):
             raise InvalidResponseError("response body is not a JSON object")
         if "error" in body and not body.get("choices"):
-            raise _error_from_body(body["error"], status=None)
+            raise openai_error_from_payload(body["error"], status=None)
         choices = body.get("choices")
         if not isinstance(choices, list) or not choices:
             raise InvalidResponseError("response has no choices")
@@ -210,7 +210,7 @@ class OpenAIChatStream:
         except ValueError:
             raise StreamInterruptedError(f"malformed stream chunk: {data[:80]!r}") from None
         if chunk.get("error"):
-            error = _error_from_body(chunk["error"], status=None)
+            error = openai_error_from_payload(chunk["error"], status=None)
             raise StreamInterruptedError(f"error inside the stream: {error.message}", code=error.code)
         self._model = self._model or chunk.get("model") or ""
         self._id = self._id or chunk.get("id") or ""
@@ -324,10 +324,11 @@ def classify_openai_error(status: int, headers: Mapping[str, str], body: bytes) 
     if not isinstance(payload, dict):
         # Mistral and some servers put the error fields at the top level.
         payload = data if isinstance(data, dict) and "message" in data else {"message": body[:200].decode(errors="replace")}
-    return _error_from_body(payload, status=status, retry_after=retry_after_seconds(headers))
+    return openai_error_from_payload(payload, status=status, retry_after=retry_after_seconds(headers))
 
 
-def _error_from_body(payload: Any, *, status: int | None, retry_after: float | None = None) -> ProviderError:
+def openai_error_from_payload(payload: Any, *, status: int | None, retry_after: float | None = None) -> ProviderError:
+    """One error from an OpenAI-style ``error`` object; ``status`` is ``None`` when it came inside a 200."""
     if not isinstance(payload, dict):
         payload = {"message": str(payload)}
     code = payload.get("code")
