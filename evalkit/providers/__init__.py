@@ -58,10 +58,12 @@ def get_provider(
     ``headers``, ``prices`` (a :class:`~evalkit.pricing.Prices` or a mapping of
     USD per 1M tokens per category, overriding genai-prices), ``price_table``,
     ``context_window``, ``api_version`` (Azure), ``api="responses"`` (OpenAI
-    Responses API instead of Chat Completions).
+    Responses API instead of Chat Completions), ``stream_format="json-array"``
+    (Gemini's streamed JSON array instead of ``alt=sse``).
     """
     vendor, model = parse_target(target)
     api = options.pop("api", "chat")
+    stream_format = options.pop("stream_format", "sse")
     if api_version := options.pop("api_version", None) or (
         os.environ.get("OPENAI_API_VERSION") if vendor.name == "azure" else None
     ):
@@ -80,7 +82,7 @@ def get_provider(
     return HTTPProvider(
         vendor=vendor.name,
         model=model,
-        wire=_wire_for(vendor, api),
+        wire=_wire_for(vendor, api, stream_format),
         base_url=url,
         api_key=key,
         price_provider=vendor.price_provider,
@@ -101,7 +103,7 @@ def _resolve_key(vendor: Vendor, api_key: str | Secret | None) -> Secret | None:
     return key
 
 
-def _wire_for(vendor: Vendor, api: str) -> Any:
+def _wire_for(vendor: Vendor, api: str, stream_format: str = "sse") -> Any:
     if api == "responses":
         from .openai_responses import OpenAIResponsesWire
 
@@ -120,6 +122,6 @@ def _wire_for(vendor: Vendor, api: str) -> Any:
     if vendor.wire == "gemini":
         from .gemini import GeminiWire
 
-        return GeminiWire()
+        return GeminiWire(stream_format)
     raise ConfigError(f"vendor {vendor.name} names unknown wire {vendor.wire!r}")  # pragma: no cover
 

@@ -1,0 +1,393 @@
+"""Google Gemini API (``generativelanguage.googleapis.com``) wire format.
+
+``POST /v1beta/models/{model}:generateContent`` answers one JSON
+``GenerateContentResponse``; ``:streamGenerateContent`` answers a sequence of
+them, as SSE with ``?alt=sse`` (the default here) or as one streamed JSON array
+without it (``GeminiWire(stream_format="json-array")``). Every stream chunk is a
+whole ``GenerateContentResponse`` carrying only the new parts; there is no
+terminal event, so a stream is complete once a chunk carries ``finishReason``.
+
+Usage mapping (see ``evalkit.types``): ``promptTokenCount`` already includes
+``cachedContentTokenCount`` (the recorded explicit-cache call reports prompt
+3520 with 3512 cached, and ``totalTokenCount`` 3564 = 3520 + 2 + 42), so it is
+``input_tokens`` as is, plus ``toolUsePromptTokenCount`` when present.
+``candidatesTokenCount`` excludes thinking, so ``output_tokens`` is
+``candidatesTokenCount + thoughtsTokenCount``.
+
+The API key travels in the ``x-goog-api-key`` header, never as ``?key=``:
+query strings end up in proxy and access logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Mapping
+
+from ..errors import (
+    ErrorKind,
+    InvalidResponseError,
+    ProviderError,
+    StreamInterruptedError,
+    kind_for_status,
+    provider_error,
+)
+from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
+from ._headers import parse_duration, retry_after_seconds
+from ._wire import HttpCall, Reply, StreamFormat
+
+__all__ = ["GeminiStream", "GeminiWire", "classify_gemini_error", "gemini_usage"]
+
+_API = "/v1beta"
+
+_FINISH = {
+    "STOP": FinishReason.STOP,
+    "MAX_TOKENS": FinishReason.LENGTH,
+    "SAFETY": FinishReason.CONTENT_FILTER,
+    "RECITATION": FinishReason.CONTENT_FILTER,
+    "BLOCKLIST": FinishReason.CONTENT_FILTER,
+    "PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
+    "SPII": FinishReason.CONTENT_FILTER,
+    "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
+    "MALFORMED_FUNCTION_CALL": FinishReason.ERROR,
+    "OTHER": FinishReason.ERROR,
+    "LANGUAGE": FinishReason.ERROR,
+    "FINISH_REASON_UNSPECIFIED": FinishReason.ERROR,
+}
+
+# google.rpc.Code names (the ``error.status`` field) → kinds. INVALID_ARGUMENT is
+# refined by _CONTEXT_LENGTH below; unknown or absent names fall back to the HTTP status.
+_STATUS_KINDS = {
+    "RESOURCE_EXHAUSTED": ErrorKind.RATE_LIMIT,
+    "UNAVAILABLE": ErrorKind.OVERLOADED,
+    "INTERNAL": ErrorKind.SERVER,
+    "DEADLINE_EXCEEDED": ErrorKind.TIMEOUT,
+    "UNAUTHENTICATED": ErrorKind.AUTH,
+    "PERMISSION_DENIED": ErrorKind.AUTH,
+    "NOT_FOUND": ErrorKind.NOT_FOUND,
+    "INVALID_ARGUMENT": ErrorKind.BAD_REQUEST,
+    "FAILED_PRECONDITION": ErrorKind.BAD_REQUEST,
+}
+
+# Gemini reports an over-long prompt only as INVALID_ARGUMENT with this message
+# (no dedicated status, reason or detail), e.g. "The input token count (1200293)
+# exceeds the maximum number of tokens allowed (1048576)." Anchored at the start
+# so a prompt quoted later in some other message cannot match.
+_CONTEXT_LENGTH = re.compile(
+    r"^The input token count \(\d+\) exceeds the maximum number of tokens allowed \(\d+\)"
+)
+
+# google.rpc.ErrorInfo reasons that decide the kind before ``status`` does: a bad
+# key comes back as 400 INVALID_ARGUMENT with reason API_KEY_INVALID, not as 401.
+_REASON_KINDS = {"API_KEY_INVALID": ErrorKind.AUTH}
+
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+class GeminiWire:
+    """Gemini ``generateContent`` / ``streamGenerateContent`` on the Gemini API (v1beta)."""
+
+    name = "gemini"
+
+    def __init__(self, stream_format: StreamFormat = "sse") -> None:
+        if stream_format not in ("sse", "json-array"):
+            raise ValueError(f"stream_format must be 'sse' or 'json-array', not {stream_format!r}")
+        self.stream_format: StreamFormat = stream_format
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-goog-api-key": api_key}
+
+    def build(self, request: ChatRequest, model: str, stream: bool) -> HttpCall:
+        body: dict[str, Any] = {"contents": gemini_contents(request.messages)}
+        system = [request.system] if request.system else []
+        system += [m.content for m in request.messages if m.role == "system" and m.content]
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": t} for t in system]}
+        if config := _generation_config(request):
+            body["generationConfig"] = config
+        if request.tools:
+            body["tools"] = [{"functionDeclarations": [
+                {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
+                for t in request.tools
+            ]}]
+        # Tuned models and full resource names ("models/x", "tunedModels/y") are used as given.
+        resource = model if "/" in model else f"models/{model}"
+        if not stream:
+            return HttpCall(path=f"{_API}/{resource}:generateContent", body=body)
+        params = {"alt": "sse"} if self.stream_format == "sse" else {}
+        return HttpCall(path=f"{_API}/{resource}:streamGenerateContent", body=body, params=params,
+                        stream_format=self.stream_format)
+
+    def parse(self, body: Any) -> Reply:
+        if not isinstance(body, dict):
+            raise InvalidResponseError("response body is not a JSON object")
+        if "error" in body and not body.get("candidates"):
+            raise _error_from_payload(body["error"], status=None, headers={})
+        candidates = body.get("candidates")
+        if not candidates:
+            if (body.get("promptFeedback") or {}).get("blockReason"):
+                return _reply(body, "", "", (), FinishReason.CONTENT_FILTER, body.get("usageMetadata"))
+            raise InvalidResponseError("response has no candidates")
+        candidate = candidates[0]
+        if not isinstance(candidate, dict):
+            raise InvalidResponseError("candidate is not a JSON object")
+        text, thinking, calls = [], [], []
+        for part in (candidate.get("content") or {}).get("parts") or ():
+            _collect(part, text, thinking, calls)
+        calls_t = tuple(calls)
+        return _reply(body, "".join(text), "".join(thinking), calls_t,
+                      _finish(candidate.get("finishReason"), calls_t), body.get("usageMetadata"))
+
+    def stream_parser(self) -> GeminiStream:
+        return GeminiStream()
+
+    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return classify_gemini_error(status, headers, body)
+
+
+def gemini_contents(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """The conversation as Gemini ``contents`` (system turns go to ``systemInstruction``)."""
+    out: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool call id -> function name, for functionResponse parts
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool":
+            name = m.name or names.get(m.tool_call_id or "", "")
+            part = {"functionResponse": _function_response(name, m.tool_call_id, m.content)}
+            # Parallel calls are answered in ONE user turn holding every functionResponse.
+            previous = out[-1] if out else None
+            if previous and previous["role"] == "user" and "functionResponse" in previous["parts"][-1]:
+                previous["parts"].append(part)
+            else:
+                out.append({"role": "user", "parts": [part]})
+            continue
+        if m.role == "assistant":
+            parts: list[dict[str, Any]] = [{"text": m.content}] if m.content or not m.tool_calls else []
+            for call in m.tool_calls:
+                names[call.id] = call.name
+                parts.append({"functionCall": _function_call(call)})
+            out.append({"role": "model", "parts": parts})
+            continue
+        out.append({"role": "user", "parts": [{"text": m.content}]})
+    return out
+
+
+def _function_call(call: ToolCall) -> dict[str, Any]:
+    try:
+        args = json.loads(call.arguments) if call.arguments else {}
+    except ValueError:
+        args = {}
+    item: dict[str, Any] = {"name": call.name, "args": args if isinstance(args, dict) else {}}
+    if call.id:
+        item["id"] = call.id
+    return item
+
+
+def _function_response(name: str, call_id: str | None, content: str) -> dict[str, Any]:
+    # ``response`` must be a JSON object; Gemini reads a non-object result under "output".
+    try:
+        value = json.loads(content)
+    except ValueError:
+        value = content
+    item: dict[str, Any] = {"name": name, "response": value if isinstance(value, dict) else {"output": value}}
+    if call_id:
+        item["id"] = call_id
+    return item
+
+
+def _generation_config(request: ChatRequest) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for field, key in (("max_tokens", "maxOutputTokens"), ("temperature", "temperature"),
+                       ("top_p", "topP"), ("seed", "seed")):
+        if (value := getattr(request, field)) is not None:
+            config[key] = value
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    fmt = request.response_format
+    if fmt is not None:
+        config["responseMimeType"] = "application/json"
+        schema = _json_schema(fmt)
+        if schema is not None:
+            # responseJsonSchema takes full JSON Schema; responseSchema only an OpenAPI subset.
+            config["responseJsonSchema"] = schema
+    return config
+
+
+def _json_schema(fmt: Any) -> dict[str, Any] | None:
+    """The JSON schema in a ``response_format`` (``None`` for plain JSON mode)."""
+    if fmt == "json" or not isinstance(fmt, Mapping):
+        return None
+    kind = fmt.get("type")
+    if kind == "json_object":
+        return None
+    if kind == "json_schema" and isinstance(fmt.get("json_schema"), Mapping):
+        return dict(fmt["json_schema"].get("schema") or {})  # OpenAI's envelope, accepted for portability
+    return dict(fmt)
+
+
+def _collect(part: Any, text: list[str], thinking: list[str], calls: list[ToolCall]) -> bool:
+    """Sort one content part into text, thinking or a tool call; true when it carried output."""
+    if not isinstance(part, dict):
+        return False
+    if isinstance(call := part.get("functionCall"), dict):
+        calls.append(ToolCall(id=call.get("id") or "", name=call.get("name") or "",
+                              arguments=json.dumps(call.get("args") or {})))
+        return True
+    value = part.get("text")
+    if not isinstance(value, str):
+        return False  # inline data, executable code and the like carry no text
+    (thinking if part.get("thought") else text).append(value)
+    return bool(value)
+
+
+def _finish(reason: str | None, calls: tuple[ToolCall, ...]) -> FinishReason:
+    # Gemini ends a function-calling turn with plain STOP; callers key on TOOL_CALLS.
+    finish = _FINISH.get(reason or "STOP", FinishReason.ERROR)
+    return FinishReason.TOOL_CALLS if calls and finish is FinishReason.STOP else finish
+
+
+def _model(version: Any) -> str:
+    # Some models answer with the resource name ("models/gemini-2.5-pro"); prices key on the id.
+    return version.removeprefix("models/") if isinstance(version, str) else ""
+
+
+def _reply(body: Mapping[str, Any], text: str, thinking: str, calls: tuple[ToolCall, ...],
+           finish: FinishReason, usage: Any) -> Reply:
+    return Reply(text=text, finish_reason=finish, model=_model(body.get("modelVersion")),
+                 usage=gemini_usage(usage), tool_calls=calls, reasoning=thinking,
+                 request_id=body.get("responseId") or None)
+
+
+def gemini_usage(meta: Mapping[str, Any] | None) -> Usage | None:
+    """Usage from ``usageMetadata`` (``None`` when absent); see the module docstring."""
+    if not meta:
+        return None
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    return Usage(
+        input_tokens=int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0),
+        cached_input_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        cache_write_tokens=0,
+        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
+        reasoning_tokens=thoughts,
+    )
+
+
+class GeminiStream:
+    """Accumulates ``streamGenerateContent`` chunks; complete once a ``finishReason`` arrived."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self._text: list[str] = []
+        self._thinking: list[str] = []
+        self._calls: list[ToolCall] = []
+        self._finish: str | None = None
+        self._blocked = False
+        self._usage: Mapping[str, Any] | None = None
+        self._model = ""
+        self._id = ""
+
+    def feed(self, data: str, event: str | None = None) -> str:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise StreamInterruptedError(f"malformed stream chunk: {data[:80]!r}") from None
+        if not isinstance(chunk, dict):
+            raise StreamInterruptedError(f"stream chunk is not a JSON object: {data[:80]!r}")
+        if chunk.get("error"):
+            error = _error_from_payload(chunk["error"], status=None, headers={})
+            raise StreamInterruptedError(f"error inside the stream: {error.message}", code=error.code)
+        self._model = self._model or _model(chunk.get("modelVersion"))
+        self._id = self._id or chunk.get("responseId") or ""
+        if meta := chunk.get("usageMetadata"):
+            # Counts are running totals and the prompt count can change: the last one is the bill.
+            self._usage = meta
+        candidates = chunk.get("candidates")
+        if not candidates:
+            if (chunk.get("promptFeedback") or {}).get("blockReason"):
+                self._blocked = True  # a blocked prompt ends the stream in this one chunk
+            return ""
+        return self._candidate(candidates[0])
+
+    def _candidate(self, candidate: Any) -> str:
+        if not isinstance(candidate, dict):
+            return ""
+        mark = len(self._text)
+        for part in (candidate.get("content") or {}).get("parts") or ():
+            if _collect(part, self._text, self._thinking, self._calls):
+                self.started = True
+        if candidate.get("finishReason"):
+            self._finish = candidate["finishReason"]
+        return "".join(self._text[mark:])
+
+    def finish(self) -> Reply:
+        if self._finish is None and not self._blocked:
+            raise StreamInterruptedError("stream ended before any chunk carried a finishReason")
+        calls = tuple(self._calls)
+        finish = FinishReason.CONTENT_FILTER if self._finish is None else _finish(self._finish, calls)
+        return Reply(
+            text="".join(self._text),
+            finish_reason=finish,
+            model=self._model,
+            usage=gemini_usage(self._usage),
+            tool_calls=calls,
+            reasoning="".join(self._thinking),
+            request_id=self._id or None,
+        )
+
+
+def classify_gemini_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    """One error for a Google API error response (``{"error": {code, message, status, details}}``)."""
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        data = {}
+    if isinstance(data, list):
+        # Streaming endpoints without alt=sse wrap the error object in a JSON array.
+        data = next((item for item in data if isinstance(item, dict)), {})
+    payload = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(payload, dict):
+        payload = {"message": body[:200].decode(errors="replace") or f"HTTP {status}"}
+    return _error_from_payload(payload, status=status, headers=headers)
+
+
+def _error_from_payload(payload: Any, *, status: int | None, headers: Mapping[str, str]) -> ProviderError:
+    if not isinstance(payload, dict):
+        payload = {"message": str(payload)}
+    rpc_status = payload.get("status") if isinstance(payload.get("status"), str) else None
+    if status is None and isinstance(payload.get("code"), int):
+        status = payload["code"]  # an error inside a 200 body carries its HTTP code here
+    message = str(payload.get("message") or rpc_status or "error")
+    reason, retry_delay = _details(payload.get("details"))
+    kind = _REASON_KINDS.get(reason or "") or _STATUS_KINDS.get(rpc_status or "")
+    if kind is None:
+        kind = kind_for_status(status) if status else ErrorKind.SERVER
+    too_long = rpc_status in ("INVALID_ARGUMENT", None) and _CONTEXT_LENGTH.match(message)
+    if kind is ErrorKind.BAD_REQUEST and too_long:
+        kind = ErrorKind.CONTEXT_LENGTH
+    retry_after = retry_delay if kind is ErrorKind.RATE_LIMIT else None
+    if retry_after is None:
+        retry_after = retry_after_seconds(headers)
+    # ``code`` names what decided the kind: the ErrorInfo reason when it did, else the rpc status.
+    code = reason if reason in _REASON_KINDS else rpc_status
+    return provider_error(kind, message, status=status, code=code, retry_after=retry_after)
+
+
+def _details(details: Any) -> tuple[str | None, float | None]:
+    """The ``google.rpc.ErrorInfo`` reason and the ``google.rpc.RetryInfo`` delay in seconds, if present."""
+    reason: str | None = None
+    delay: float | None = None
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict):
+            continue
+        kind = detail.get("@type")
+        if kind == _ERROR_INFO and isinstance(detail.get("reason"), str):
+            reason = detail["reason"]
+        elif kind == _RETRY_INFO:
+            value = detail.get("retryDelay")  # a protobuf Duration in JSON: "17s", "0.5s"
+            if isinstance(value, str):
+                delay = parse_duration(value.strip())
+            elif isinstance(value, dict):  # the proto form {"seconds": 17, "nanos": 0}
+                delay = float(value.get("seconds") or 0) + float(value.get("nanos") or 0) / 1e9
+    return reason, delay
