@@ -25,7 +25,7 @@ from ..errors import (
     StreamInterruptedError,
     TimeoutError,
 )
-from ..pricing import PriceTable
+from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse, Cost, Usage
 from ._framing import JSONArrayDecoder, SSEDecoder
 from ._headers import rate_limit_headers
@@ -103,6 +103,10 @@ class HTTPProvider:
             pass
         assert stream.response is not None
         return stream.response
+
+    def prices(self) -> Prices | None:
+        """USD per 1M tokens for this model (overrides first, then genai-prices); ``None`` if unpriced."""
+        return self._prices.lookup(self._price_provider, self.model)
 
     def stream(self, request: ChatRequest) -> ChatStream:
         """An async iterator of text deltas; ``.response`` holds the whole answer once done."""

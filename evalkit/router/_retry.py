@@ -1,0 +1,95 @@
+"""What a router does after a failed attempt, and how long it waits.
+
+The router is evalkit's one retry owner: adapters never retry, and a router
+that ran out of targets raises :class:`~evalkit.errors.AllTargetsFailed`, which
+outer routers never retry. :class:`RetryPolicy` holds the whole decision.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..errors import ErrorKind, ProviderError
+
+__all__ = ["Action", "RetryPolicy", "DEFAULT_ACTIONS"]
+
+
+class Action(str, enum.Enum):
+    """What to do after an attempt failed with some error kind."""
+
+    RETRY = "retry"
+    """Try the same target again after a backoff, then move on when its retries are spent."""
+    NEXT = "next"
+    """Move to the next target."""
+    STOP = "stop"
+    """Give up: no other target would answer differently (a bad request, a bad key)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+DEFAULT_ACTIONS: Mapping[ErrorKind, Action] = {
+    ErrorKind.RATE_LIMIT: Action.RETRY,
+    ErrorKind.OVERLOADED: Action.RETRY,
+    ErrorKind.SERVER: Action.RETRY,
+    ErrorKind.TIMEOUT: Action.NEXT,
+    ErrorKind.CONNECTION: Action.RETRY,
+    ErrorKind.STREAM_INTERRUPTED: Action.RETRY,
+    ErrorKind.INVALID_RESPONSE: Action.RETRY,
+    ErrorKind.CONTEXT_LENGTH: Action.NEXT,
+    ErrorKind.CONTENT_FILTER: Action.NEXT,
+    ErrorKind.NOT_FOUND: Action.NEXT,
+    ErrorKind.AUTH: Action.STOP,
+    ErrorKind.BAD_REQUEST: Action.STOP,
+    ErrorKind.BUDGET_EXCEEDED: Action.NEXT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Per-kind actions, exponential backoff with full jitter, and the bounds of one call.
+
+    * ``retries_per_target``: how many times one target is retried (0 = never).
+    * ``max_attempts``: attempts sent in one call, over all targets.
+    * ``deadline_s``: wall-clock budget of one call; no attempt starts after it,
+      and no backoff sleeps past it.
+    * ``backoff_base_s`` / ``backoff_cap_s``: sleep before retry *n* is uniform
+      in ``[0, min(cap, base * 2**n)]`` (AWS "full jitter").
+    * ``retry_after_cap_s``: a vendor's ``retry_after`` is honoured up to this;
+      a longer requested wait moves on to the next target instead.
+    """
+
+    actions: Mapping[ErrorKind, Action] = field(default_factory=lambda: dict(DEFAULT_ACTIONS))
+    retries_per_target: int = 1
+    max_attempts: int = 6
+    deadline_s: float = 60.0
+    backoff_base_s: float = 0.25
+    backoff_cap_s: float = 8.0
+    retry_after_cap_s: float = 10.0
+
+    def action_for(self, error: ProviderError) -> Action:
+        """The configured action for ``error``; unretryable errors never get RETRY."""
+        action = self.actions.get(error.kind, Action.NEXT)
+        if action is Action.RETRY and not error.retryable:
+            return Action.NEXT
+        if action is Action.RETRY and error.retry_after is not None and error.retry_after > self.retry_after_cap_s:
+            return Action.NEXT
+        return action
+
+    def backoff_s(self, retry: int, error: ProviderError, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based) of the same target."""
+        jitter = rng.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * (2**retry)))
+        if error.retry_after is not None:
+            return max(jitter, min(error.retry_after, self.retry_after_cap_s))
+        return jitter
+
+    def with_actions(self, overrides: Mapping[ErrorKind | str, Action | str]) -> RetryPolicy:
+        """A copy with some kinds' actions changed (``{"content_filter": "stop"}``)."""
+        from dataclasses import replace
+
+        merged = dict(self.actions)
+        merged.update({ErrorKind(k): Action(v) for k, v in overrides.items()})
+        return replace(self, actions=merged)
