@@ -11,6 +11,20 @@ from __future__ import annotations
 
 from ._base import RoutedStream, Router
 from ._retry import Action, RetryPolicy
+from .balance import WeightedBalancer
 from .fallback import FallbackChain
+from .health import BreakerSettings, CircuitBreaker
+from .tasks import KeywordClassifier, TaskRouter
 
-__all__ = ["Action", "FallbackChain", "RetryPolicy", "RoutedStream", "Router"]
+__all__ = [
+    "Action",
+    "BreakerSettings",
+    "CircuitBreaker",
+    "FallbackChain",
+    "KeywordClassifier",
+    "RetryPolicy",
+    "RoutedStream",
+    "Router",
+    "TaskRouter",
+    "WeightedBalancer",
+]

@@ -1,0 +1,119 @@
+"""WeightedBalancer: spread load over healthy targets; bounded attempts, no recursion."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, Iterable, Literal, Sequence
+
+from ..errors import ProviderError
+from ..types import Attempt, ChatRequest, ChatResponse
+from ._base import Router, Target, committed_to_stream
+from ._retry import DEFAULT_ACTIONS, Action
+from .health import BreakerSettings, CircuitBreaker, TargetHealth
+
+__all__ = ["WeightedBalancer"]
+
+Strategy = Literal["weighted", "least_inflight", "latency"]
+
+
+class WeightedBalancer(Router):
+    """Choose among healthy targets per call; on failure try another, at most ``max_attempts`` in all.
+
+    Strategies:
+
+    * ``weighted``: random, proportional to ``weights``;
+    * ``least_inflight``: fewest calls in flight (ties broken by weight);
+    * ``latency``: proportional to ``weight / EWMA latency``; a target with
+      fewer than ``cold_samples`` observations is tried first (cold start),
+      and a zero or missing average never divides anything.
+
+    Health is a :class:`~evalkit.router.health.CircuitBreaker` per target. The
+    balancer never retries the same target within one call (that is the
+    fallback chain's job) and never recurses: a call ends when every healthy
+    target was tried once, or ``max_attempts`` were sent.
+    """
+
+    kind = "balance"
+
+    def __init__(self, targets: Iterable[Target | str], *, weights: Sequence[float] | None = None,
+                 strategy: Strategy = "weighted", max_attempts: int | None = None,
+                 breaker: BreakerSettings | None = None, cold_samples: int = 3, seed: int | None = None,
+                 clock: Callable[[], float] = time.monotonic, **router_options) -> None:
+        super().__init__(targets, **router_options)
+        n = len(self.targets)
+        self.weights = tuple(float(w) for w in (weights or [1.0] * n))
+        if len(self.weights) != n or any(w < 0 for w in self.weights) or not any(self.weights):
+            raise ValueError("weights: one non-negative weight per target, not all zero")
+        if strategy not in ("weighted", "least_inflight", "latency"):
+            raise ValueError(f"unknown strategy {strategy!r}")
+        self.strategy = strategy
+        self.max_attempts = max_attempts or n
+        self.cold_samples = cold_samples
+        self._rng = random.Random(seed)
+        self.health = tuple(
+            TargetHealth(CircuitBreaker(breaker, clock=clock, on_open=self._opened_callback(t.name)))
+            for t in self.targets
+        )
+
+    def _opened_callback(self, name: str) -> Callable[[], None]:
+        def opened() -> None:
+            if self.monitor is not None:
+                self.monitor.breaker_opened(name)
+
+        return opened
+
+    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
+        tried: set[int] = set()
+        errors: list[ProviderError] = []
+        for _ in range(self.max_attempts):
+            candidates = [i for i in range(len(self.targets))
+                          if i not in tried and self.weights[i] > 0 and self.health[i].breaker.available()]
+            if not candidates:
+                break
+            index = self._choose(candidates)
+            tried.add(index)
+            health, target = self.health[index], self.targets[index]
+            if not health.breaker.acquire():
+                continue  # another call holds the half-open probe
+            health.in_flight += 1
+            try:
+                response = await self._attempt(target, request, attempts)
+            except ProviderError as exc:
+                health.breaker.record_failure(exc)
+                errors.append(exc)
+                if committed_to_stream() or DEFAULT_ACTIONS.get(exc.kind) is Action.STOP:
+                    raise self._exhausted(errors, attempts) from None
+                continue
+            finally:
+                health.in_flight -= 1
+            health.breaker.record_success()
+            health.observe_latency(response.latency_ms)
+            return response
+        for i, target in enumerate(self.targets):
+            if i not in tried and self.weights[i] > 0:
+                self._skip(target, "circuit_open", attempts)
+        raise self._exhausted(errors, attempts)
+
+    def _choose(self, candidates: list[int]) -> int:
+        if len(candidates) == 1:
+            return candidates[0]
+        if self.strategy == "least_inflight":
+            fewest = min(self.health[i].in_flight for i in candidates)
+            candidates = [i for i in candidates if self.health[i].in_flight == fewest]
+            return self._weighted(candidates, [self.weights[i] for i in candidates])
+        if self.strategy == "latency":
+            cold = [i for i in candidates if self.health[i].samples < self.cold_samples]
+            if cold:
+                return self._weighted(cold, [self.weights[i] for i in cold])
+            return self._weighted(candidates, [self.weights[i] / max(self.health[i].ewma_ms, 1e-3)
+                                               for i in candidates])
+        return self._weighted(candidates, [self.weights[i] for i in candidates])
+
+    def _weighted(self, items: list[int], weights: list[float]) -> int:
+        point = self._rng.random() * sum(weights)
+        for item, weight in zip(items, weights):
+            point -= weight
+            if point < 0:
+                return item
+        return items[-1]
