@@ -54,6 +54,17 @@ class Router:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
+    @staticmethod
+    def from_config(source: Any) -> Router:
+        """The router tree a YAML routing config describes (a path, or an already-parsed mapping).
+
+        See :mod:`evalkit.router.config` for the format; a bad field is a
+        :class:`~evalkit.ConfigError` naming its file, line and YAML path.
+        """
+        from .config import load_router_config
+
+        return load_router_config(source)
+
     @property
     def context_window(self) -> int | None:
         """The largest window among the targets (``None`` when any target's is unknown)."""
