@@ -14,6 +14,7 @@ from ._retry import Action, RetryPolicy
 from .balance import WeightedBalancer
 from .fallback import FallbackChain
 from .health import BreakerSettings, CircuitBreaker
+from .monitor import Monitor, parse_window
 from .tasks import KeywordClassifier, TaskRouter
 
 __all__ = [
@@ -22,9 +23,11 @@ __all__ = [
     "CircuitBreaker",
     "FallbackChain",
     "KeywordClassifier",
+    "Monitor",
     "RetryPolicy",
     "RoutedStream",
     "Router",
     "TaskRouter",
     "WeightedBalancer",
+    "parse_window",
 ]

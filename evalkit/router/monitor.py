@@ -1,0 +1,393 @@
+"""Monitor: one event per routed attempt, rolling summaries and Prometheus counters.
+
+Routers call :meth:`Monitor.record` once per routed call with every attempt
+(served, failed and skipped); the balancer's circuit breaker calls
+:meth:`Monitor.breaker_opened`. The monitor keeps two things:
+
+* a rolling window of events (a bounded ``deque``; events older than the
+  window are dropped lazily as new ones arrive), for :meth:`Monitor.events_df`
+  and :meth:`Monitor.summary_df`;
+* running counters per target that only ever grow over the process's uptime,
+  for :meth:`Monitor.to_prometheus` (Prometheus computes rates from them, so
+  they must not shrink when events leave the window).
+
+Thread-safety: :meth:`~Monitor.record` and :meth:`~Monitor.breaker_opened`
+take no lock (they are on the routing hot path); call them from one thread,
+which is what routers sharing one event loop do. Readers (``events_df``,
+``summary_df``, ``to_prometheus``) may run in another thread, e.g. a scrape
+endpoint: they copy containers in single C-level calls and never mutate, so
+at worst they see one attempt half-counted.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from ..types import Attempt, ChatRequest
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["EVENT_COLUMNS", "LATENCY_BUCKETS_S", "TTFT_BUCKETS_S", "Monitor", "parse_window", "split_target"]
+
+LATENCY_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+"""Upper bounds (seconds) of the attempt-latency histogram; ``+Inf`` is implied."""
+
+TTFT_BUCKETS_S: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+"""Upper bounds (seconds) of the time-to-first-token histogram; ``+Inf`` is implied."""
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "ts", "target", "provider", "model", "task_type", "latency_ms", "ttft_ms",
+    "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
+    "tokens_exact", "cost_usd", "success", "error_kind", "depth", "sent", "retry", "started_at",
+)
+"""Columns of :meth:`Monitor.events_df`, in order; each event tuple has the same layout."""
+
+TOKEN_CATEGORIES: tuple[str, ...] = ("input", "cached_input", "cache_write", "output", "reasoning")
+_NO_USAGE = (None, None, None, None, None, None)
+_WINDOW_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_window(window: str | float) -> float:
+    """Seconds in ``window``: a number of seconds or ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``, ``"2w"``."""
+    if isinstance(window, (int, float)) and not isinstance(window, bool):
+        seconds = float(window)
+    elif isinstance(window, str):
+        text = window.strip().lower()
+        unit = _WINDOW_UNITS.get(text[-1:]) if text else None
+        try:
+            seconds = float(text[:-1]) * unit if unit is not None else float(text)
+        except ValueError:
+            raise ValueError(f"bad window {window!r}: use seconds or a number with s/m/h/d/w") from None
+    else:
+        raise TypeError(f"window must be seconds or a string like '24h', not {type(window).__name__}")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"window must be a positive, finite duration, not {window!r}")
+    return seconds
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``("openai", "gpt-4o")`` for ``"openai:gpt-4o"``; ``(target, "")`` for a router's name.
+
+    Router names such as ``fallback(openai:gpt-4o, …)`` or ``primary`` are not
+    leaves: the text before the first ``":"`` must look like a provider name.
+    """
+    provider, sep, model = target.partition(":")
+    if not sep or not provider or any(ch in provider for ch in "(), []"):
+        return target, ""
+    return provider, model
+
+
+class _TargetCounters:
+    """Monotonic counters of one target, with its Prometheus labels rendered once."""
+
+    __slots__ = ("attempts", "cost", "failed", "fallbacks", "labels", "latency_buckets", "latency_sum",
+                 "model", "priced", "provider", "served", "target", "tokens", "ttft_buckets", "ttft_sum")
+
+    def __init__(self, target: str, n_latency: int, n_ttft: int) -> None:
+        self.target = target
+        self.provider, self.model = split_target(target)
+        self.labels = (f'target="{_escape(target)}",provider="{_escape(self.provider)}",'
+                       f'model="{_escape(self.model)}"')
+        self.served = 0
+        self.failed = 0
+        self.attempts: dict[str | None, int] = {}
+        self.tokens = [0, 0, 0, 0, 0]
+        self.cost = Decimal(0)
+        self.priced = 0
+        self.fallbacks = 0
+        # Per-bucket (not cumulative) counts; the last slot is +Inf. Cumulated when rendered.
+        self.latency_buckets = [0] * (n_latency + 1)
+        self.latency_sum = 0.0
+        self.ttft_buckets = [0] * (n_ttft + 1)
+        self.ttft_sum = 0.0
+
+
+class Monitor:
+    """Per-attempt events over a rolling window, plus monotonic Prometheus counters.
+
+    ``window`` is how long events are kept for the data frames (``"24h"``,
+    ``"15m"``, seconds…); ``max_events`` caps how many are kept whatever the
+    window, so memory stays bounded (a few hundred bytes per event). ``clock``
+    gives epoch seconds: it stamps events (``ts``) and ages them out.
+    """
+
+    def __init__(self, window: str | float = "24h", max_events: int = 100_000,
+                 clock: Callable[[], float] = time.time, *,
+                 latency_buckets_s: Sequence[float] = LATENCY_BUCKETS_S,
+                 ttft_buckets_s: Sequence[float] = TTFT_BUCKETS_S) -> None:
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self.window_s = parse_window(window)
+        self.max_events = max_events
+        self._clock = clock
+        self._latency_bounds = tuple(sorted(float(b) for b in latency_buckets_s))
+        self._ttft_bounds = tuple(sorted(float(b) for b in ttft_buckets_s))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every event and counter (Prometheus sees this as a process restart)."""
+        # Rebinding (rather than clearing) lets a concurrent reader finish on the old containers.
+        self._events: deque[tuple] = deque(maxlen=self.max_events)
+        self._breaker_events: deque[tuple[float, str]] = deque(maxlen=self.max_events)
+        self._counters: dict[str, _TargetCounters] = {}
+        self._breaker_opens: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """Events currently held (at most ``max_events``; some may be older than the window)."""
+        return len(self._events)
+
+    def __repr__(self) -> str:
+        return f"Monitor(window_s={self.window_s:g}, events={len(self._events)}, targets={len(self._counters)})"
+
+    # -- hot path --------------------------------------------------------------------------
+
+    def record(self, attempts: Sequence[Attempt], request: ChatRequest | None) -> None:
+        """Record every attempt of one routed call (in order); called by routers."""
+        if not attempts:
+            return
+        now = self._clock()
+        task_type = request.task_type if request is not None else None
+        events = self._events
+        for attempt in attempts:
+            counters = self._counters.get(attempt.target) or self._new_counters(attempt.target)
+            usage = attempt.usage
+            cost = attempt.cost.total if attempt.cost is not None else None
+            ok = attempt.error_kind is None
+            tokens = _NO_USAGE if usage is None else (
+                usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens,
+                usage.output_tokens, usage.reasoning_tokens, usage.exact)
+            events.append((now, attempt.target, counters.provider, counters.model, task_type,
+                           attempt.latency_ms, attempt.ttft_ms, *tokens, cost, ok, attempt.error_kind,
+                           attempt.depth, attempt.sent, attempt.retry, attempt.started_at))
+            self._count(counters, attempt, tokens, cost, ok)
+        cutoff = now - self.window_s
+        while events[0][0] < cutoff:  # oldest first: usually zero or one pop
+            events.popleft()
+
+    def breaker_opened(self, target: str, at: float | None = None) -> None:
+        """Count a circuit-breaker opening for ``target`` (``at``: epoch seconds, default now)."""
+        now = self._clock() if at is None else at
+        self._breaker_opens[target] = self._breaker_opens.get(target, 0) + 1
+        breaker_events = self._breaker_events
+        breaker_events.append((now, target))
+        cutoff = now - self.window_s
+        while breaker_events[0][0] < cutoff:
+            breaker_events.popleft()
+
+    def _new_counters(self, target: str) -> _TargetCounters:
+        counters = _TargetCounters(target, len(self._latency_bounds), len(self._ttft_bounds))
+        self._counters[target] = counters
+        return counters
+
+    def _count(self, c: _TargetCounters, attempt: Attempt, tokens: tuple, cost: Decimal | None,
+               ok: bool) -> None:
+        kind = attempt.error_kind
+        c.attempts[kind] = c.attempts.get(kind, 0) + 1
+        if not attempt.sent:
+            return
+        if ok:
+            c.served += 1
+            if attempt.depth:
+                c.fallbacks += 1
+        else:
+            c.failed += 1
+        seconds = attempt.latency_ms / 1000.0
+        c.latency_buckets[bisect_left(self._latency_bounds, seconds)] += 1
+        c.latency_sum += seconds
+        if attempt.ttft_ms is not None:
+            seconds = attempt.ttft_ms / 1000.0
+            c.ttft_buckets[bisect_left(self._ttft_bounds, seconds)] += 1
+            c.ttft_sum += seconds
+        if tokens is not _NO_USAGE:
+            totals = c.tokens
+            totals[0] += tokens[0]
+            totals[1] += tokens[1]
+            totals[2] += tokens[2]
+            totals[3] += tokens[3]
+            totals[4] += tokens[4]
+        if cost is not None:
+            c.cost += cost
+            c.priced += 1
+
+    # -- data frames ---------------------------------------------------------------------------
+
+    def events_df(self, window: str | float | None = None) -> pl.DataFrame:
+        """Every event of the last ``window`` (default: the monitor's window), oldest first.
+
+        Columns are :data:`EVENT_COLUMNS`: ``ts`` (Float64 epoch seconds when the
+        call was recorded), ``target``/``provider``/``model``/``task_type``/
+        ``error_kind`` (String; ``error_kind`` null when served), ``latency_ms``/
+        ``ttft_ms``/``started_at`` (Float64), token counts (Int64, null when the
+        attempt reported no usage), ``tokens_exact``/``success``/``sent``
+        (Boolean), ``cost_usd`` (``Decimal(38, 10)``, rounded to 1e-10 USD; null
+        when unpriced), ``depth``/``retry`` (Int64).
+        """
+        import polars as pl
+
+        events = list(self._events)  # one C-level copy: safe against a concurrent record()
+        cutoff = self._cutoff(window)
+        events = events[bisect_left(events, cutoff, key=_event_ts):]
+        columns = list(zip(*events)) if events else [()] * len(EVENT_COLUMNS)
+        # Polars parses decimal text about twice as fast as it converts Decimal objects.
+        cost_index = EVENT_COLUMNS.index("cost_usd")
+        columns[cost_index] = [None if cost is None else str(cost) for cost in columns[cost_index]]
+        frame = pl.DataFrame([pl.Series(name, values, dtype=pl.String if name == "cost_usd" else dtype)
+                              for (name, dtype), values in zip(_event_schema().items(), columns)])
+        frame = frame.with_columns(pl.col("cost_usd").cast(_event_schema()["cost_usd"]))
+        # Events are in recording order; if the wall clock stepped back the cut may be off by
+        # that step, and the filter still keeps the result inside the window.
+        return frame.filter(pl.col("ts") >= cutoff)
+
+    def summary_df(self, window: str | float | None = "24h") -> pl.DataFrame:
+        """One row per provider/model over the last ``window`` (capped by the monitor's window).
+
+        ``calls`` counts sent attempts and ``successes`` the served ones;
+        ``success_rate`` is null when nothing was sent (only skips).
+        Latency percentiles are over sent attempts; token columns sum reported
+        usage; ``cost_usd`` is null when no attempt was priced; ``fallbacks``
+        counts attempts served at fallback depth > 0; ``breaker_opens`` counts
+        circuit-breaker openings in the window. Sorted by provider, model.
+        """
+        import polars as pl
+
+        sent, ok = pl.col("sent"), pl.col("success")
+        latency = pl.col("latency_ms").filter(sent)
+        per_model = self.events_df(window).group_by("provider", "model").agg(
+            calls=sent.sum(),
+            successes=(sent & ok).sum(),
+            p50_latency_ms=latency.quantile(0.5, interpolation="linear"),
+            p95_latency_ms=latency.quantile(0.95, interpolation="linear"),
+            p50_ttft_ms=pl.col("ttft_ms").filter(sent).median(),
+            **{f"{name}_tokens": pl.col(f"{name}_tokens").sum() for name in TOKEN_CATEGORIES},
+            cost_usd=pl.when(pl.col("cost_usd").count() > 0).then(pl.col("cost_usd").sum()),
+            fallbacks=(sent & ok & (pl.col("depth") > 0)).sum(),
+        )
+        opens = self._breaker_df(window).group_by("provider", "model").agg(breaker_opens=pl.len())
+        summary = per_model.join(opens, on=["provider", "model"], how="full", coalesce=True)
+        summary = summary.with_columns(
+            pl.col("calls", "successes", "fallbacks", "breaker_opens",
+                   *(f"{name}_tokens" for name in TOKEN_CATEGORIES)).fill_null(0),
+        ).with_columns(
+            success_rate=pl.when(pl.col("calls") > 0).then(pl.col("successes") / pl.col("calls")),
+        )
+        return summary.select(pl.col(name).cast(dtype) for name, dtype in _summary_schema().items()) \
+            .sort("provider", "model")
+
+    def _breaker_df(self, window: str | float | None) -> pl.DataFrame:
+        import polars as pl
+
+        cutoff = self._cutoff(window)
+        opens = [(target, *split_target(target)) for ts, target in list(self._breaker_events) if ts >= cutoff]
+        return pl.DataFrame(opens, schema={"target": pl.String, "provider": pl.String, "model": pl.String},
+                            orient="row")
+
+    def _cutoff(self, window: str | float | None) -> float:
+        seconds = self.window_s if window is None else min(parse_window(window), self.window_s)
+        return self._clock() - seconds
+
+    # -- Prometheus ----------------------------------------------------------------------------
+
+    def to_prometheus(self) -> str:
+        """The counters in the Prometheus text exposition format (version 0.0.4).
+
+        Counters cover the whole uptime (since construction or :meth:`reset`),
+        not the rolling window. Tokens, cost and histograms count sent attempts;
+        ``evalkit_attempts_total`` also counts skipped ones, with the skip reason
+        as ``error_kind`` (``"none"`` for the attempt that served).
+        """
+        counters = sorted(self._counters.values(), key=lambda c: c.target)
+        lines: list[str] = []
+        _family(lines, "evalkit_requests_total", "counter", "Requests sent to a target, by outcome.")
+        for c in counters:
+            if c.served or c.failed:
+                lines.append(f'evalkit_requests_total{{{c.labels},outcome="success"}} {c.served}')
+                lines.append(f'evalkit_requests_total{{{c.labels},outcome="error"}} {c.failed}')
+        _family(lines, "evalkit_attempts_total", "counter",
+                "Attempts routed to a target, sent or skipped, by error kind (none = served).")
+        for c in counters:
+            for kind, n in sorted(c.attempts.items(), key=lambda kv: kv[0] or ""):
+                lines.append(f'evalkit_attempts_total{{{c.labels},error_kind="{_escape(kind or "none")}"}} {n}')
+        _family(lines, "evalkit_tokens_total", "counter", "Tokens reported by a target, by category.")
+        for c in counters:
+            if c.served or c.failed:
+                for category, n in zip(TOKEN_CATEGORIES, list(c.tokens)):
+                    lines.append(f'evalkit_tokens_total{{{c.labels},category="{category}"}} {n}')
+        _family(lines, "evalkit_cost_usd_total", "counter", "Money spent on a target, in USD (priced attempts).")
+        lines.extend(f"evalkit_cost_usd_total{{{c.labels}}} {_decimal_text(c.cost)}" for c in counters if c.priced)
+        _family(lines, "evalkit_fallbacks_total", "counter", "Attempts served by a fallback target (depth > 0).")
+        lines.extend(f"evalkit_fallbacks_total{{{c.labels}}} {c.fallbacks}"
+                     for c in counters if c.served or c.failed)
+        _family(lines, "evalkit_circuit_breaker_opens_total", "counter", "Times a target's circuit opened.")
+        lines.extend(f'evalkit_circuit_breaker_opens_total{{target="{_escape(target)}"}} {n}'
+                     for target, n in sorted(self._breaker_opens.items()))
+        _family(lines, "evalkit_attempt_latency_seconds", "histogram", "Latency of sent attempts.")
+        for c in counters:
+            _histogram(lines, "evalkit_attempt_latency_seconds", c.labels, self._latency_bounds,
+                       list(c.latency_buckets), c.latency_sum)
+        _family(lines, "evalkit_attempt_ttft_seconds", "histogram", "Time to first token of streamed attempts.")
+        for c in counters:
+            _histogram(lines, "evalkit_attempt_ttft_seconds", c.labels, self._ttft_bounds,
+                       list(c.ttft_buckets), c.ttft_sum)
+        return "\n".join(lines) + "\n"
+
+
+def _event_ts(event: tuple) -> float:
+    return event[0]
+
+
+def _event_schema() -> dict[str, pl.DataType]:
+    import polars as pl
+
+    text, real, count, flag = pl.String, pl.Float64, pl.Int64, pl.Boolean
+    dtypes = (real, text, text, text, text, real, real, count, count, count, count, count,
+              flag, pl.Decimal(38, 10), flag, text, count, flag, count, real)
+    return dict(zip(EVENT_COLUMNS, dtypes))
+
+
+def _summary_schema() -> dict[str, pl.DataType]:
+    import polars as pl
+
+    schema = {"provider": pl.String, "model": pl.String, "calls": pl.Int64, "successes": pl.Int64,
+              "success_rate": pl.Float64, "p50_latency_ms": pl.Float64, "p95_latency_ms": pl.Float64,
+              "p50_ttft_ms": pl.Float64}
+    schema.update({f"{name}_tokens": pl.Int64 for name in TOKEN_CATEGORIES})
+    schema.update({"cost_usd": pl.Decimal(38, 10), "fallbacks": pl.Int64, "breaker_opens": pl.Int64})
+    return schema
+
+
+def _escape(value: str) -> str:
+    """A label value escaped per the exposition format (backslash, double quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _decimal_text(value: Decimal) -> str:
+    # Fixed-point text: exact, and never a bare exponent form a strict parser might reject.
+    return format(value, "f")
+
+
+def _float_text(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(float(value))
+
+
+def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+
+
+def _histogram(lines: list[str], name: str, labels: str, bounds: tuple[float, ...],
+               per_bucket: list[int], total: float) -> None:
+    count = sum(per_bucket)
+    if not count:
+        return
+    cumulative = 0
+    for bound, n in zip((*bounds, float("inf")), per_bucket):
+        cumulative += n
+        lines.append(f'{name}_bucket{{{labels},le="{_float_text(bound)}"}} {cumulative}')
+    lines.append(f"{name}_sum{{{labels}}} {_float_text(total)}")
+    lines.append(f"{name}_count{{{labels}}} {count}")
