@@ -14,6 +14,8 @@ from ._retry import Action, RetryPolicy
 from .balance import WeightedBalancer
 from .fallback import FallbackChain
 from .health import BreakerSettings, CircuitBreaker
+from .hedge import HedgedRouter
+from .limits import LOCAL_LIMIT, LimitedTarget, Limits
 from .monitor import Monitor, parse_window
 from .tasks import KeywordClassifier, TaskRouter
 
@@ -22,7 +24,11 @@ __all__ = [
     "BreakerSettings",
     "CircuitBreaker",
     "FallbackChain",
+    "HedgedRouter",
     "KeywordClassifier",
+    "LOCAL_LIMIT",
+    "LimitedTarget",
+    "Limits",
     "Monitor",
     "RetryPolicy",
     "RoutedStream",

@@ -245,12 +245,16 @@ def _cost(ctx: _Context, spec: Mapping[str, Any], path: str) -> Any:
 def _hedge(ctx: _Context, spec: Mapping[str, Any], path: str) -> Any:
     from .hedge import HedgedRouter
 
-    ctx.allowed(spec, path, {"type", "name", "targets", "delay_s", "max_hedges"})
+    ctx.allowed(spec, path, {"type", "name", "targets", "delay_s", "max_hedges", "min_delay_s", "cold_delay_s"})
     delay = spec.get("delay_s", "p95")
     if delay != "p95":
         delay = _number(ctx, delay, f"{path}.delay_s")
-    return HedgedRouter(_node_list(ctx, spec, path), delay_s=delay, max_hedges=spec.get("max_hedges", 1),
-                        name=spec.get("name"))
+    options = {k: _number(ctx, spec[k], f"{path}.{k}") for k in ("max_hedges", "min_delay_s", "cold_delay_s")
+               if k in spec}
+    try:
+        return HedgedRouter(_node_list(ctx, spec, path), delay_s=delay, name=spec.get("name"), **options)
+    except ValueError as exc:
+        raise ctx.error(path, str(exc)) from None
 
 
 _BUILDERS: dict[str, Callable[[_Context, Mapping[str, Any], str], Any]] = {
@@ -335,7 +339,10 @@ def _limited(ctx: _Context, provider: Any, spec: Any, path: str) -> Any:
     if spec.get("on_saturated", "skip") not in ("skip", "wait"):
         raise ctx.error(f"{path}.on_saturated", "expected skip or wait")
     numbers = {k: _number(ctx, v, f"{path}.{k}") for k, v in spec.items() if k != "on_saturated"}
-    return LimitedTarget(provider, Limits(on_saturated=spec.get("on_saturated", "skip"), **numbers))
+    try:
+        return LimitedTarget(provider, Limits(on_saturated=spec.get("on_saturated", "skip"), **numbers))
+    except ValueError as exc:
+        raise ctx.error(path, str(exc)) from None
 
 
 def _line_index(node: Any, path: str = "", out: dict[str, int] | None = None) -> dict[str, int]:

@@ -94,6 +94,8 @@ class CircuitBreaker:
                 self._probing = False  # the probe proved nothing about the target
             return
         s = self.settings
+        if error.code == "local_limit" and not error.retry_after:
+            return  # our own in-flight cap said "busy": no news about the target's health
         if error.kind is ErrorKind.RATE_LIMIT and error.retry_after:
             self._open(min(error.retry_after, s.max_retry_after_s))
             return

@@ -127,3 +127,9 @@ async def test_bad_request_stops_the_balancer() -> None:
     with pytest.raises(AllTargetsFailed) as caught:
         await WeightedBalancer([a, b], seed=0).complete(REQ)
     assert caught.value.kind is ErrorKind.BAD_REQUEST and a.calls + b.calls == 1
+
+
+def test_local_in_flight_refusal_is_not_a_target_failure() -> None:
+    breaker = CircuitBreaker(BreakerSettings(consecutive_failures=1))
+    breaker.record_failure(RateLimitError("local limit: 4 in flight", code="local_limit"))
+    assert breaker.state == "closed"

@@ -1,0 +1,321 @@
+"""BudgetLedger: a spending cap per UTC period that reserves before it spends.
+
+A budget that only *checks* what was spent lets every concurrent first request
+through (LiteLLM's bug): they all see zero spent. The ledger instead
+**reserves** each request's worst-case cost before the call and settles it to
+the actual cost afterwards, so ``spent + reserved`` never passes the cap, however
+many requests are in flight::
+
+    ledger = BudgetLedger("25.00", period="day", per_target={"openai:gpt-4o": "10"})
+    reservation = ledger.reserve("openai:gpt-4o", worst_case)   # BudgetExceeded if it would not fit
+    try:
+        response = await provider.complete(request)
+    except ProviderError:
+        reservation.release()
+        raise
+    reservation.settle(response.cost.total if response.cost else None)
+
+Thread safety: every read and write of the totals holds one ``threading.Lock``.
+``reserve`` is synchronous, so in asyncio nothing can run between the check and
+the reservation; the lock only matters when threads share a ledger, and is
+uncontended (tens of nanoseconds) otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from ..errors import BudgetExceeded
+
+__all__ = ["BudgetLedger", "Period", "Reservation"]
+
+Period = Literal["day", "hour", "month", "total"]
+_PERIODS = ("day", "hour", "month", "total")
+_ZERO = Decimal(0)
+
+
+def as_money(value: Decimal | int | str, what: str = "amount") -> Decimal:
+    """``value`` as a finite, non-negative Decimal; floats are refused (they cannot hold cents exactly)."""
+    if isinstance(value, float):
+        raise TypeError(f"{what} must be a Decimal or a string, not float ({value!r}): floats lose cents")
+    try:
+        money = value if isinstance(value, Decimal) else Decimal(value)
+    except Exception as exc:
+        raise ValueError(f"{what} is not an amount of money: {value!r}") from exc
+    if not money.is_finite() or money < 0:
+        raise ValueError(f"{what} must be a finite amount >= 0, got {value!r}")
+    return money
+
+
+def usd(amount: Decimal) -> str:
+    """``$0.0123``: plain notation, no exponent, no trailing zeros."""
+    text = format(amount.normalize(), "f")
+    return f"${text}"
+
+
+class _Tally:
+    """Money spent and held by one target (or the whole ledger) in one period."""
+
+    __slots__ = ("reserved", "spent")
+
+    def __init__(self) -> None:
+        self.spent = _ZERO
+        self.reserved = _ZERO
+
+
+class _Window:
+    """One budget period: its UTC bounds and everything spent or held in it."""
+
+    __slots__ = (
+        "end",
+        "label",
+        "open",
+        "overrun",
+        "overruns",
+        "refused",
+        "start",
+        "targets",
+        "total",
+        "unpriced",
+    )
+
+    def __init__(self, start: float, end: float, label: str) -> None:
+        self.start, self.end, self.label = start, end, label
+        self.total = _Tally()
+        self.targets: dict[str, _Tally] = {}
+        self.open = 0
+        self.overrun = _ZERO  # money settled beyond what was held
+        self.overruns = 0
+        self.unpriced = 0  # settlements without a known cost
+        self.refused = 0
+
+    def tally(self, target: str) -> _Tally:
+        tally = self.targets.get(target)
+        if tally is None:
+            tally = self.targets[target] = _Tally()
+        return tally
+
+
+def _window_at(period: str, now: float) -> _Window:
+    """The period containing ``now``, aligned to UTC (Unix time has no leap seconds)."""
+    if period == "total":
+        return _Window(float("-inf"), float("inf"), "total")
+    if period == "hour" or period == "day":
+        size = 3600 if period == "hour" else 86400
+        start = now - now % size
+        moment = datetime.fromtimestamp(start, UTC)
+        label = moment.strftime("%Y-%m-%dT%H:00Z" if period == "hour" else "%Y-%m-%d UTC")
+        return _Window(start, start + size, label)
+    moment = datetime.fromtimestamp(now, UTC)
+    first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    after = first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+    return _Window(first.timestamp(), after.timestamp(), first.strftime("%Y-%m UTC"))
+
+
+class Reservation:
+    """Money held for one call until it is settled to the actual cost or released.
+
+    Both :meth:`settle` and :meth:`release` are idempotent: the first one decides,
+    later calls change nothing, except that a cost reported *after* a release is
+    still recorded as spent (money that was spent is never dropped). A
+    reservation always settles into the period it was made in, even after the
+    ledger rolled over to a new one.
+    """
+
+    __slots__ = ("_ledger", "_window", "actual", "amount", "state", "target")
+
+    def __init__(self, ledger: BudgetLedger, window: _Window, target: str, amount: Decimal) -> None:
+        self.target = target
+        self.amount = amount
+        self._ledger = ledger
+        self._window = window
+        self.state: Literal["open", "settled", "released"] = "open"
+        self.actual: Decimal | None = None  # what was recorded as spent, once settled
+
+    def __repr__(self) -> str:
+        return f"Reservation({self.target!r}, {usd(self.amount)}, {self.state}, period={self.period!r})"
+
+    @property
+    def period(self) -> str:
+        """The label of the period this reservation counts in (``2024-05-01 UTC``)."""
+        return self._window.label
+
+    def settle(self, actual: Decimal | int | str | None) -> Decimal:
+        """Turn the hold into spend at the call's actual cost; returns what was recorded.
+
+        ``actual=None`` means the call was unpriced (the provider gave no cost):
+        the whole reserved amount is kept as spent, conservatively, because an
+        unknown cost is never counted as free. An ``actual`` above the reserved
+        amount is recorded in full (the overrun shows in ``snapshot()``), so
+        ``spent`` may then pass the cap; estimates that always cover the real
+        cost keep it under.
+        """
+        cost = self.amount if actual is None else as_money(actual, "actual cost")
+        return self._ledger._close(self, cost, unpriced=actual is None)
+
+    def release(self) -> None:
+        """Give the held money back (the call failed or was never sent)."""
+        self._ledger._close(self, None, unpriced=False)
+
+
+class BudgetLedger:
+    """A cap on money spent per UTC period, optionally also per target.
+
+    * ``limit``: the cap for all targets together, per period (``"25.00"`` or a Decimal).
+    * ``period``: ``"day"``, ``"hour"``, ``"month"`` (calendar months) or
+      ``"total"`` (never resets). Periods are aligned to UTC.
+    * ``per_target``: caps per target name (``{"openai:gpt-4o": "5"}``) that hold
+      in addition to ``limit``; unnamed targets have only the shared cap.
+    * ``clock``: wall-clock seconds since the epoch; inject a fake one in tests.
+      A clock that goes backwards stays in the current period (never re-opens
+      a fresh copy of an old one).
+
+    :meth:`reserve` refuses with :class:`~evalkit.errors.BudgetExceeded` when
+    ``spent + reserved + amount`` would pass a cap. Money is ``Decimal`` only.
+    """
+
+    def __init__(self, limit: Decimal | int | str, *, period: Period = "day",
+                 per_target: Mapping[str, Decimal | int | str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if period not in _PERIODS:
+            raise ValueError(f"period must be one of {', '.join(_PERIODS)}, got {period!r}")
+        self.limit = as_money(limit, "limit")
+        self.period = period
+        self.per_target = {name: as_money(cap, f"per_target[{name!r}]") for name, cap in (per_target or {}).items()}
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window = _window_at(period, clock())
+
+    def __repr__(self) -> str:
+        return f"BudgetLedger({usd(self.limit)} per {self.period}, spent={usd(self.spent)})"
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def reserve(self, target: str, amount: Decimal) -> Reservation:
+        """Hold ``amount`` for a call to ``target``, or raise ``BudgetExceeded`` without holding anything."""
+        if type(amount) is not Decimal or not amount.is_finite() or amount < 0:
+            amount = as_money(amount)
+        now = self._clock()
+        with self._lock:
+            window = self._current(now)
+            total = window.total
+            if total.spent + total.reserved + amount > self.limit:
+                window.refused += 1
+                raise self._refusal(window, target, amount, self.limit, total, "shared")
+            cap = self.per_target.get(target)
+            tally = window.tally(target)
+            if cap is not None and tally.spent + tally.reserved + amount > cap:
+                window.refused += 1
+                raise self._refusal(window, target, amount, cap, tally, "target")
+            total.reserved += amount
+            tally.reserved += amount
+            window.open += 1
+        return Reservation(self, window, target, amount)
+
+    def _close(self, reservation: Reservation, cost: Decimal | None, *, unpriced: bool) -> Decimal:
+        """Settle (``cost`` given) or release (``cost`` None) ``reservation`` in its own period."""
+        with self._lock:
+            state = reservation.state
+            if state == "settled" or (state == "released" and cost is None):
+                return reservation.actual or _ZERO
+            window = reservation._window
+            held = reservation.amount if state == "open" else _ZERO
+            tally = window.tally(reservation.target)
+            window.total.reserved -= held
+            tally.reserved -= held
+            if state == "open":
+                window.open -= 1
+            if cost is None:
+                reservation.state = "released"
+                return _ZERO
+            window.total.spent += cost
+            tally.spent += cost
+            if cost > held:
+                window.overrun += cost - held
+                window.overruns += 1
+            if unpriced:
+                window.unpriced += 1
+            reservation.state, reservation.actual = "settled", cost
+            return cost
+
+    def _current(self, now: float) -> _Window:
+        # Called with the lock held. Only forward: see the class docstring.
+        if now >= self._window.end:
+            self._window = _window_at(self.period, now)
+        return self._window
+
+    def _refusal(self, window: _Window, target: str, amount: Decimal, cap: Decimal, tally: _Tally,
+                 scope: str) -> BudgetExceeded:
+        which = f"{self.period} cap" if scope == "shared" else f"{self.period} cap for {target}"
+        exc = BudgetExceeded(
+            f"over budget for {target}: {which} {usd(cap)} ({window.label}), spent {usd(tally.spent)}, "
+            f"reserved {usd(tally.reserved)}, requested {usd(amount)}",
+            provider=target,
+        )
+        exc.cap, exc.spent, exc.reserved, exc.requested = cap, tally.spent, tally.reserved, amount
+        exc.period, exc.scope, exc.target = window.label, scope, target
+        return exc
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def spent(self) -> Decimal:
+        """Money settled in the current period."""
+        with self._lock:
+            return self._current(self._clock()).total.spent
+
+    @property
+    def reserved(self) -> Decimal:
+        """Money held by calls in flight that were reserved in the current period."""
+        with self._lock:
+            return self._current(self._clock()).total.reserved
+
+    @property
+    def remaining(self) -> Decimal:
+        """What a new reservation may still take from the shared cap (never negative)."""
+        with self._lock:
+            total = self._current(self._clock()).total
+            return max(self.limit - total.spent - total.reserved, _ZERO)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The current period's totals for a monitor or an export; money stays ``Decimal``.
+
+        ``overrun`` is money settled beyond what was reserved (estimates that
+        fell short), ``unpriced`` counts settlements without a known cost (kept
+        at the reserved amount), ``refused`` counts refused reservations.
+        """
+        with self._lock:
+            window = self._current(self._clock())
+            total = window.total
+            names = sorted(set(window.targets) | set(self.per_target))
+            targets = {name: {"cap": self.per_target.get(name),
+                              "spent": window.targets[name].spent if name in window.targets else _ZERO,
+                              "reserved": window.targets[name].reserved if name in window.targets else _ZERO}
+                       for name in names}
+            return {
+                "period": self.period,
+                "period_label": window.label,
+                "period_start": _iso(window.start),
+                "period_end": _iso(window.end),
+                "limit": self.limit,
+                "spent": total.spent,
+                "reserved": total.reserved,
+                "remaining": max(self.limit - total.spent - total.reserved, _ZERO),
+                "open_reservations": window.open,
+                "overrun": window.overrun,
+                "overruns": window.overruns,
+                "unpriced": window.unpriced,
+                "refused": window.refused,
+                "targets": targets,
+            }
+
+
+def _iso(moment: float) -> str | None:
+    if moment in (float("inf"), float("-inf")):
+        return None
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

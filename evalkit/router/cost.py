@@ -1,0 +1,343 @@
+"""CostAwareRouter: the cheapest candidate good enough for the request, within a budget.
+
+Each candidate has a quality (0–1, or a tier name from :data:`QUALITY_TIERS`)
+and prices. Per request the router keeps the candidates at or above the
+required quality, orders them by their *worst-case* cost for this request, and
+sends to the cheapest one that its :class:`~evalkit.router.budget.BudgetLedger`
+can cover. The worst case is what the ledger reserves before the call:
+
+* input: the prompt's tokens counted locally (system prompt, messages, tool
+  schemas, tool-call arguments, a JSON schema), plus a safety margin of
+  :attr:`CostAwareRouter.input_margin_percent` percent and
+  :attr:`CostAwareRouter.input_pad_tokens` tokens, because counts for
+  non-OpenAI models are approximations and chat framing differs per vendor;
+  priced at the dearest input category (cache writes cost more than input);
+* output: ``max_tokens`` (set to ``default_max_tokens`` on the request when
+  the caller gave none, so the worst case really is bounded), priced at the
+  dearest of output and reasoning.
+
+The reservation covers one billed call per candidate: give the router leaf
+providers, or nested routers whose failed attempts are not billed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
+
+from ..errors import AllTargetsFailed, BudgetExceeded, ConfigError, NotFoundError, ProviderError
+from ..pricing import Prices
+from ..tokens import _encoding_for, count_tokens
+from ..types import Attempt, ChatRequest, ChatResponse, Message
+from ._base import Router, Target, as_target, committed_to_stream
+from .budget import BudgetLedger
+
+__all__ = ["QUALITY_TIERS", "Candidate", "CostAwareRouter", "Quote"]
+
+QUALITY_TIERS: Mapping[str, float] = {"basic": 0.25, "standard": 0.5, "premium": 0.75, "frontier": 1.0}
+"""Tier names accepted wherever a quality is: a candidate's, a router's or ``metadata["min_quality"]``."""
+
+_MILLION = Decimal(1_000_000)
+_BUDGET_DETAILS = ("cap", "spent", "reserved", "requested", "period", "scope", "target")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A target the router may choose, how good it is, and (optionally) what it costs.
+
+    ``quality`` is a number in [0, 1] or a tier name (:data:`QUALITY_TIERS`).
+    ``prices`` (a :class:`~evalkit.Prices` or ``{"input": .., "output": ..}`` per
+    1M tokens) overrides the target's own ``prices()``; it is required for a
+    target that has none (a nested router, an unpriced model).
+    """
+
+    target: Target | str
+    quality: float | str
+    prices: Prices | Mapping[str, Any] | None = None
+
+
+class Quote(NamedTuple):
+    """One candidate's worst-case cost for one request, as the router would reserve it."""
+
+    target: str
+    quality: float
+    input_tokens: int
+    """Estimated prompt tokens, safety margin included."""
+    max_tokens: int
+    worst_case: Decimal
+
+
+def parse_quality(value: Any, field: str = "quality") -> float:
+    """A quality in [0, 1] from a number, a numeric string or a tier name."""
+    if isinstance(value, str) and value in QUALITY_TIERS:
+        return QUALITY_TIERS[value]
+    try:
+        quality = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        quality = float("nan")
+    if not 0.0 <= quality <= 1.0:
+        tiers = ", ".join(QUALITY_TIERS)
+        raise ConfigError(f"must be a number in [0, 1] or one of {tiers}; got {value!r}", field=field)
+    return quality
+
+
+class _Entry:
+    """A resolved candidate and its worst-case prices per 1M tokens (refreshed when its prices change)."""
+
+    __slots__ = ("_rates", "explicit", "index", "name", "quality", "target", "tokenizer")
+
+    def __init__(self, target: Target, quality: float, index: int, prices: Prices, explicit: bool) -> None:
+        self.target, self.name, self.quality, self.index = target, target.name, quality, index
+        self.explicit = explicit
+        # Which tokenizer counts this target's prompts: candidates sharing one share a count.
+        self.tokenizer = _encoding_for(self.name)
+        self._rates = _worst_rates(prices)
+
+    def rates(self) -> tuple[Prices, Decimal, Decimal]:
+        """(prices, input, output) at current prices; a target that lost its price keeps its last one."""
+        rates = self._rates
+        if not self.explicit:
+            current = self.target.prices()
+            if current is not None and current is not rates[0]:
+                # One tuple swapped in at once, so threads sharing the router see old or new, never a mix.
+                rates = self._rates = _worst_rates(current)
+        return rates
+
+
+def _worst_rates(prices: Prices) -> tuple[Prices, Decimal, Decimal]:
+    inputs = [p for p in (prices.input, prices.cached_input, prices.cache_write) if p is not None]
+    outputs = [p for p in (prices.output, prices.reasoning) if p is not None]
+    return prices, max(inputs), max(outputs)
+
+
+class _PromptTokens:
+    """The request's prompt tokens, counted at most once per tokenizer."""
+
+    __slots__ = ("_counts", "extra", "messages")
+
+    def __init__(self, request: ChatRequest) -> None:
+        messages = list(request.messages)
+        if request.system:
+            messages.insert(0, Message("system", request.system))
+        self.messages = messages
+        self.extra = _unframed_text(request)
+        self._counts: dict[tuple[str, bool], int] = {}
+
+    def count(self, entry: _Entry) -> int:
+        counted = self._counts.get(entry.tokenizer)
+        if counted is None:
+            counted = count_tokens(self.messages, entry.name).count
+            if self.extra:
+                counted += count_tokens(self.extra, entry.name).count
+            self._counts[entry.tokenizer] = counted
+        return counted
+
+
+def _unframed_text(request: ChatRequest) -> str:
+    """Prompt text that ``count_tokens`` does not see in messages: tools, tool calls, a JSON schema."""
+    parts = [call.arguments for m in request.messages if m.tool_calls for call in m.tool_calls]
+    if request.tools:
+        parts.append(json.dumps([[t.name, t.description, t.parameters] for t in request.tools], default=str))
+    schema = request.response_format
+    if schema is not None and schema != "json":
+        parts.append(json.dumps(schema, default=str))
+    return "\n".join(parts) if parts else ""
+
+
+class CostAwareRouter(Router):
+    """Send each request to the cheapest candidate of adequate quality that the budget covers.
+
+    * Required quality: ``request.metadata["min_quality"]`` if set, else
+      ``min_quality``. Candidates below it are not used, unless
+      ``allow_downgrade=True``: then, once every adequate candidate was over
+      budget or failed, they are tried best quality first.
+    * Order: cheapest worst-case cost for this request first; ties go to the
+      higher quality, then to the order given.
+    * Budget: with a ``ledger``, each call first reserves its worst-case cost
+      and settles to ``response.cost.total`` after (unpriced answers keep the
+      reserved amount). An over-budget candidate is never sent. With
+      ``on_over_budget="reroute"`` the router moves on to the next candidate
+      that fits (another may fit a per-target cap); with ``"refuse"`` it raises
+      :class:`~evalkit.errors.BudgetExceeded` at once. When nothing was sent
+      because of the budget, ``BudgetExceeded`` (not ``AllTargetsFailed``) is
+      raised, with ``.attempts`` listing each refusal.
+    * Errors: a failed call releases its reservation; with
+      ``fallback_on_error`` the next candidate is tried (one attempt each:
+      retries are a :class:`~evalkit.router.FallbackChain`'s job). A call
+      cancelled or broken by a non-provider exception keeps its reservation as
+      spent, since the vendor may bill it.
+    * Candidates whose context window cannot hold the prompt plus
+      ``max_tokens`` are skipped without a call.
+
+    Thread-safe: the router holds no per-call state; the ledger has its own lock.
+    """
+
+    kind = "cost"
+    input_margin_percent = 10
+    """Added to the local prompt-token estimate: non-OpenAI counts are approximations."""
+    input_pad_tokens = 16
+    """Added on top of the margin: framing tokens the local count does not know about."""
+
+    def __init__(self, candidates: Iterable[Candidate | tuple], *, ledger: BudgetLedger | None = None,
+                 min_quality: float | str = 0.0, on_over_budget: Literal["reroute", "refuse"] = "reroute",
+                 allow_downgrade: bool = False, default_max_tokens: int = 1024, fallback_on_error: bool = True,
+                 **router_options: Any) -> None:
+        self._entries = tuple(_resolve(c, i) for i, c in enumerate(candidates))
+        super().__init__([e.target for e in self._entries], **router_options)
+        if on_over_budget not in ("reroute", "refuse"):
+            raise ConfigError(f"must be 'reroute' or 'refuse', got {on_over_budget!r}", field="on_over_budget")
+        if default_max_tokens < 1:
+            raise ConfigError(f"must be at least 1, got {default_max_tokens!r}", field="default_max_tokens")
+        self.ledger = ledger
+        self.min_quality = parse_quality(min_quality, "min_quality")
+        self.on_over_budget = on_over_budget
+        self.allow_downgrade = allow_downgrade
+        self.default_max_tokens = default_max_tokens
+        self.fallback_on_error = fallback_on_error
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Route ``request``; the response lists every attempt, refusals and the serving one included."""
+        try:
+            return await super().complete(request)
+        except BudgetExceeded as exc:
+            # The base class reports AllTargetsFailed to the monitor; a refusal must show up too.
+            if self.monitor is not None:
+                self.monitor.record(list(exc.attempts), request)
+            raise
+
+    def quote(self, request: ChatRequest) -> list[Quote]:
+        """The candidates ``request`` would be tried on, in order, with the worst case each would reserve."""
+        request = self._bounded(request)
+        plan = self._plan(request, self._required_quality(request))
+        return [Quote(e.name, e.quality, padded, request.max_tokens, worst) for e, worst, padded, _ in plan]
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
+        request = self._bounded(request)
+        required = self._required_quality(request)
+        plan = self._plan(request, required)
+        if not plan:
+            raise self._nothing_adequate(required, attempts)
+        errors: list[ProviderError] = []
+        refusals: list[BudgetExceeded] = []
+        for entry, worst, _, counted in plan:
+            if not self._fits_window(entry, counted + request.max_tokens, attempts):
+                continue
+            try:
+                reservation = self.ledger.reserve(entry.name, worst) if self.ledger is not None else None
+            except BudgetExceeded as exc:
+                self._skip(entry.target, "budget_exceeded", attempts, exc.message)
+                refusals.append(exc)
+                errors.append(exc)
+                if self.on_over_budget == "refuse":
+                    raise self._over_budget(refusals, attempts) from None
+                continue
+            try:
+                response = await self._attempt(entry.target, request, attempts)
+            except ProviderError as exc:
+                if reservation is not None:
+                    reservation.release()  # a failed call is not billed
+                errors.append(exc)
+                if not self.fallback_on_error or committed_to_stream():
+                    raise self._exhausted(errors, attempts) from None
+                continue
+            except BaseException:
+                if reservation is not None:
+                    reservation.settle(None)  # cancelled mid-call: it may be billed, keep the worst case
+                raise
+            if reservation is not None:
+                reservation.settle(None if response.cost is None else response.cost.total)
+            return response
+        if refusals and len(refusals) == len(errors):
+            raise self._over_budget(refusals, attempts)
+        raise self._exhausted(errors, attempts)
+
+    def _bounded(self, request: ChatRequest) -> ChatRequest:
+        # Without max_tokens the output, and so the worst case, would be unbounded.
+        if request.max_tokens is None:
+            return request.replace(max_tokens=self.default_max_tokens)
+        return request
+
+    def _required_quality(self, request: ChatRequest) -> float:
+        value = request.metadata.get("min_quality")
+        return self.min_quality if value is None else parse_quality(value, "metadata.min_quality")
+
+    def _plan(self, request: ChatRequest, required: float) -> list[tuple[_Entry, Decimal, int, int]]:
+        """(candidate, worst-case cost, padded and counted input tokens) in the order to try them."""
+        prompt = _PromptTokens(request)
+        adequate = [self._quoted(e, prompt, request.max_tokens) for e in self._entries if e.quality >= required]
+        adequate.sort(key=lambda q: (q[1], -q[0].quality, q[0].index))
+        if self.allow_downgrade:
+            below = [self._quoted(e, prompt, request.max_tokens) for e in self._entries if e.quality < required]
+            below.sort(key=lambda q: (-q[0].quality, q[1], q[0].index))
+            adequate.extend(below)
+        return adequate
+
+    def _quoted(self, entry: _Entry, prompt: _PromptTokens, max_tokens: int) -> tuple[_Entry, Decimal, int, int]:
+        counted = prompt.count(entry)
+        padded = counted + -(-counted * self.input_margin_percent // 100) + self.input_pad_tokens
+        _, input_rate, output_rate = entry.rates()
+        return entry, (padded * input_rate + max_tokens * output_rate) / _MILLION, padded, counted
+
+    def _fits_window(self, entry: _Entry, needed: int, attempts: list[Attempt]) -> bool:
+        # The unpadded count decides, as in FallbackChain: the margin is for money, not for windows.
+        window = getattr(entry.target, "context_window", None)
+        if window is None or needed <= window:
+            return True
+        self._skip(entry.target, "context_window", attempts, f"needs ~{needed} tokens, window is {window}")
+        return False
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _over_budget(self, refusals: list[BudgetExceeded], attempts: list[Attempt]) -> BudgetExceeded:
+        first = refusals[0]
+        how = "refused" if self.on_over_budget == "refuse" else "no candidate fits the budget"
+        others = [r.provider for r in refusals[1:]]
+        also = f"; also over budget: {', '.join(others)}" if others else ""
+        exc = BudgetExceeded(f"{self.name}: {how}: {first.message}{also}", provider=self.name)
+        for detail in _BUDGET_DETAILS:
+            setattr(exc, detail, getattr(first, detail, None))
+        exc.attempts = tuple(attempts)
+        exc.errors = tuple(refusals)
+        return exc
+
+    def _nothing_adequate(self, required: float, attempts: list[Attempt]) -> AllTargetsFailed:
+        best = max(e.quality for e in self._entries)
+        for entry in self._entries:
+            self._skip(entry.target, "below_quality", attempts, f"quality {entry.quality:g} < {required:g}")
+        # not_found, not bad_request: an outer router may still have a target good enough.
+        message = f"{self.name}: no candidate reaches quality {required:g} (best is {best:g})"
+        error = NotFoundError(message, provider=self.name)
+        return AllTargetsFailed(message, attempts=tuple(attempts), errors=(error,))
+
+
+def _resolve(candidate: Candidate | tuple, index: int) -> _Entry:
+    """A candidate's target, quality and prices, or a ConfigError naming what is missing."""
+    where = f"candidates[{index}]"
+    if isinstance(candidate, tuple):
+        if not 2 <= len(candidate) <= 3:
+            raise ConfigError(f"must be Candidate(target, quality[, prices]), got {candidate!r}", field=where)
+        candidate = Candidate(*candidate)
+    elif not isinstance(candidate, Candidate):
+        raise ConfigError(f"must be a Candidate or a (target, quality[, prices]) tuple, got {candidate!r}",
+                          field=where)
+    target = as_target(candidate.target)
+    quality = parse_quality(candidate.quality, f"{where}.quality")
+    prices = candidate.prices
+    if isinstance(prices, Mapping):
+        try:
+            prices = Prices.from_mapping(prices)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise ConfigError(str(exc), field=f"{where}.prices") from None
+    explicit = prices is not None
+    if prices is None:
+        lookup = getattr(target, "prices", None)
+        prices = lookup() if callable(lookup) else None
+    if prices is None:
+        raise ConfigError(f"{target.name} has no known price; give it prices={{'input': .., 'output': ..}} "
+                          "(USD per 1M tokens)", field=f"{where}.prices")
+    return _Entry(target, quality, index, prices, explicit)

@@ -1,0 +1,316 @@
+"""Per-target limits: calls in flight, requests per minute and tokens per minute.
+
+:class:`LimitedTarget` wraps a provider (or a router) and offers the same
+interface, so it composes with every policy. When the target is saturated it
+either refuses at once (``on_saturated="skip"``) or waits for capacity
+(``"wait"``, at most ``max_wait_s``). A refusal is a
+:class:`~evalkit.RateLimitError` with ``code == "local_limit"`` (the constant
+:data:`LOCAL_LIMIT`) and, when a bucket is the reason, a ``retry_after``; it is
+raised *before* anything is sent, so routers treat it like a vendor's 429:
+
+* a :class:`~evalkit.router.FallbackChain` applies its retry policy to it: it
+  retries after ``retry_after`` when that is within ``retry_after_cap_s`` and
+  moves on to the next target when it is longer; a full in-flight limit has no
+  ``retry_after`` (nobody knows when a call ends), so the chain retries after
+  its ordinary backoff, then moves on;
+* a balancer's breaker opens for ``retry_after`` and it tries another target.
+  Routers that want to pass over a saturated target without an attempt can
+  ask :meth:`LimitedTarget.saturated` first.
+
+The attempt a router records for a local refusal says ``sent=True`` (the router
+cannot know the call never left); its ``error`` text starts with
+``"local limit"`` and the error's ``code`` is ``"local_limit"``, which is how
+evidence tells a local refusal from a vendor's.
+
+Token accounting: a call takes ``count_tokens(prompt) + (max_tokens or 0)`` from
+the TPM bucket before it is sent (the worst case, which is also how vendors
+meter), then the bucket is corrected with the actual ``usage.input_tokens +
+usage.output_tokens``: unused tokens go back, an overrun is taken (the bucket
+may go into debt). A failed call keeps its estimate charged, because the vendor
+most likely counted it too. A call larger than a whole minute's budget passes
+when the bucket is full (otherwise it could never pass) and leaves it in debt.
+
+Thread-safety: none. Counters and buckets are plain attributes changed with no
+``await`` between check and take, which is what makes them safe under asyncio
+concurrency; use one :class:`LimitedTarget` from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal
+
+from ..errors import RateLimitError
+from ..tokens import count_tokens
+from ..types import ChatRequest, ChatResponse, Message, Usage
+from ._base import Target, as_target
+
+__all__ = ["LOCAL_LIMIT", "LimitedStream", "LimitedTarget", "Limits", "TokenBucket"]
+
+LOCAL_LIMIT = "local_limit"
+"""The ``code`` of a :class:`~evalkit.RateLimitError` raised by a local limit, not by a vendor."""
+
+# Float slack when comparing bucket levels: a waiter that slept exactly the
+# computed shortfall must not find itself a billionth of a token short.
+_SLACK = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much one target may be asked, and what to do when it is saturated.
+
+    ``None`` means unlimited. ``rpm`` and ``tpm`` are token buckets holding one
+    minute's budget and refilling continuously. ``on_saturated="skip"`` refuses
+    at once; ``"wait"`` queues (first come, first served) for at most
+    ``max_wait_s`` seconds, then refuses.
+    """
+
+    max_in_flight: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    on_saturated: Literal["skip", "wait"] = "skip"
+    max_wait_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight is not None:
+            if int(self.max_in_flight) != self.max_in_flight or self.max_in_flight < 1:
+                raise ValueError(f"max_in_flight must be a positive integer, got {self.max_in_flight!r}")
+            object.__setattr__(self, "max_in_flight", int(self.max_in_flight))
+        for field_name in ("rpm", "tpm"):
+            value = getattr(self, field_name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{field_name} must be positive, got {value!r}")
+        if self.on_saturated not in ("skip", "wait"):
+            raise ValueError(f"on_saturated must be 'skip' or 'wait', got {self.on_saturated!r}")
+        if not self.max_wait_s >= 0:
+            raise ValueError(f"max_wait_s must not be negative, got {self.max_wait_s!r}")
+
+
+class TokenBucket:
+    """``per_minute`` capacity, refilled continuously at ``per_minute / 60`` per second.
+
+    ``level`` may go negative: a correction after the fact (more tokens used
+    than estimated) is a debt that the refill pays back before the next take.
+    """
+
+    __slots__ = ("capacity", "level", "rate", "updated")
+
+    def __init__(self, per_minute: float, now: float) -> None:
+        self.capacity = float(per_minute)
+        self.rate = self.capacity / 60.0
+        self.level = self.capacity
+        self.updated = now
+
+    def wait_s(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` can be taken (0.0: now)."""
+        if now > self.updated:  # a clock that went backwards refills nothing
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+        short = min(amount, self.capacity) - self.level
+        return 0.0 if short <= _SLACK else short / self.rate
+
+    def take(self, amount: float) -> None:
+        self.level -= amount
+
+    def give_back(self, amount: float) -> None:
+        """Return ``amount`` (negative: take more), never above capacity."""
+        self.level = min(self.capacity, self.level + amount)
+
+
+class _Waiter:
+    """One queued call in wait mode; woken when it may be able to proceed."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+    async def woken_within(self, timeout_s: float) -> bool:
+        self.future = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self.future, timeout_s)
+            return True
+        except builtins.TimeoutError:
+            return False
+        finally:
+            self.future = None
+
+
+class LimitedTarget:
+    """``target`` behind :class:`Limits`; the same interface as a provider.
+
+    ``name``, ``context_window`` and ``prices()`` (when the target has it) are
+    the target's own. ``clock`` and ``sleep`` are injectable for tests.
+    ``in_flight`` is the number of calls currently holding a slot.
+    """
+
+    def __init__(self, target: Target | str, limits: Limits, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        self.target = as_target(target)
+        self.limits = limits
+        self.name: str = self.target.name
+        self.in_flight = 0
+        self._clock = clock
+        self._sleep = sleep
+        self._max_in_flight = limits.max_in_flight
+        now = clock()
+        self._requests = TokenBucket(limits.rpm, now) if limits.rpm else None
+        self._tokens = TokenBucket(limits.tpm, now) if limits.tpm else None
+        self._queue: deque[_Waiter] = deque()
+        prices = getattr(self.target, "prices", None)
+        if prices is not None:
+            self.prices = prices  # only when the target has it: callers probe with getattr
+
+    def __repr__(self) -> str:
+        return f"LimitedTarget({self.name!r}, {self.limits!r})"
+
+    @property
+    def context_window(self) -> int | None:
+        return getattr(self.target, "context_window", None)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Send ``request`` when the limits allow it; refuse or wait per ``on_saturated``."""
+        tokens = self._estimate(request)
+        await self._acquire(tokens)
+        try:
+            response = await self.target.complete(request)
+        finally:
+            self._release()
+        self._settle(tokens, response.usage)
+        return response
+
+    def stream(self, request: ChatRequest) -> LimitedStream:
+        """The target's stream, holding a slot until the stream ends (consume it fully or close it)."""
+        return LimitedStream(self, request)
+
+    async def aclose(self) -> None:
+        close = getattr(self.target, "aclose", None)
+        if close is not None:
+            await close()
+
+    def saturated(self, request: ChatRequest | None = None) -> bool:
+        """Would a call (``request``, if given) be refused or kept waiting now? Takes nothing."""
+        if self._queue:
+            return True
+        tokens = self._estimate(request) if request is not None else 0
+        return self._shortfall(tokens) is not None
+
+    # -- accounting -----------------------------------------------------------------------
+
+    def _estimate(self, request: ChatRequest) -> int:
+        if self._tokens is None:
+            return 0  # no TPM limit: never pay for a tokenizer
+        messages = list(request.messages)
+        if request.system:
+            messages.insert(0, Message("system", request.system))
+        return count_tokens(messages, self.name).count + (request.max_tokens or 0)
+
+    def _shortfall(self, tokens: int) -> float | None:
+        """``None`` when a call could start now; else seconds until the buckets allow it (0.0: slots only)."""
+        wait = 0.0
+        if self._requests is not None or self._tokens is not None:
+            now = self._clock()
+            if self._requests is not None:
+                wait = self._requests.wait_s(1, now)
+            if self._tokens is not None:
+                wait = max(wait, self._tokens.wait_s(tokens, now))
+        if wait > 0 or (self._max_in_flight is not None and self.in_flight >= self._max_in_flight):
+            return wait
+        return None
+
+    def _try_take(self, tokens: int) -> float | None:
+        # Check and take with no await in between: atomic under asyncio.
+        wait = self._shortfall(tokens)
+        if wait is None:
+            if self._requests is not None:
+                self._requests.take(1)
+            if self._tokens is not None:
+                self._tokens.take(tokens)
+            self.in_flight += 1
+        return wait
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        if self._queue:
+            self._queue[0].wake()
+
+    def _settle(self, tokens: int, usage: Usage | None) -> None:
+        if self._tokens is not None and usage is not None:
+            self._tokens.give_back(tokens - (usage.input_tokens + usage.output_tokens))
+
+    # -- saturation -----------------------------------------------------------------------
+
+    async def _acquire(self, tokens: int) -> None:
+        if not self._queue:  # queued callers go first
+            wait = self._try_take(tokens)
+            if wait is None:
+                return
+            if self.limits.on_saturated == "skip":
+                raise self._refusal(wait)
+        await self._wait_turn(tokens)
+
+    async def _wait_turn(self, tokens: int) -> None:
+        """Queue until this call is first and the limits allow it, or ``max_wait_s`` passes."""
+        waiter = _Waiter()
+        self._queue.append(waiter)
+        deadline = self._clock() + self.limits.max_wait_s
+        try:
+            while True:
+                wait = self._try_take(tokens) if self._queue[0] is waiter else 0.0
+                if wait is None:
+                    return
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise self._refusal(wait)
+                if wait > 0:
+                    await self._sleep(min(wait, remaining))
+                elif not await waiter.woken_within(remaining):
+                    raise self._refusal(wait)
+        finally:
+            was_first = self._queue[0] is waiter
+            self._queue.remove(waiter)
+            if was_first and self._queue:
+                self._queue[0].wake()
+
+    def _refusal(self, wait_s: float) -> RateLimitError:
+        reasons = []
+        if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
+            reasons.append(f"{self.in_flight} in flight (max {self._max_in_flight})")
+        if wait_s > 0:
+            reasons.append(f"rpm/tpm capacity in {wait_s:.3g}s")
+        waited = " after waiting" if self.limits.on_saturated == "wait" else ""
+        return RateLimitError(
+            f"local limit: {self.name} saturated{waited} ({', '.join(reasons) or 'queue full'}); not sent",
+            provider=self.name, code=LOCAL_LIMIT, retry_after=wait_s if wait_s > 0 else None,
+        )
+
+
+class LimitedStream:
+    """A limited target's text deltas; after the last one, ``response`` is the whole answer."""
+
+    def __init__(self, owner: LimitedTarget, request: ChatRequest) -> None:
+        self.owner = owner
+        self.request = request
+        self.response: ChatResponse | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        owner = self.owner
+        tokens = owner._estimate(self.request)
+        await owner._acquire(tokens)
+        try:
+            inner = owner.target.stream(self.request)
+            async for delta in inner:
+                yield delta
+            self.response = inner.response
+        finally:
+            owner._release()
+        if self.response is not None:
+            owner._settle(tokens, self.response.usage)
