@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
+    AllTargetsFailed,
     AuthError,
+    BudgetExceeded,
     BadRequestError,
     ConfigError,
     ConnectionError,
@@ -36,12 +38,25 @@ if TYPE_CHECKING:
     from ._secret import Secret
     from .pricing import Prices, PriceTable, UnpricedModelWarning
     from .providers import HTTPProvider, Provider, get_provider
+    from .router import (
+        BudgetLedger,
+        CostAwareRouter,
+        FallbackChain,
+        HedgedRouter,
+        Monitor,
+        Router,
+        TaskRouter,
+        WeightedBalancer,
+    )
     from .tokens import TokenCount, count_tokens
 
 __all__ = [
+    "AllTargetsFailed",
     "Attempt",
     "AuthError",
     "BadRequestError",
+    "BudgetExceeded",
+    "BudgetLedger",
     "ChatRequest",
     "ChatResponse",
     "ConfigError",
@@ -49,12 +64,16 @@ __all__ = [
     "ContentFilterError",
     "ContextLengthError",
     "Cost",
+    "CostAwareRouter",
     "ErrorKind",
     "EvalkitError",
+    "FallbackChain",
     "FinishReason",
     "HTTPProvider",
+    "HedgedRouter",
     "InvalidResponseError",
     "Message",
+    "Monitor",
     "NotFoundError",
     "OverloadedError",
     "PriceTable",
@@ -63,15 +82,18 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "RetryDecision",
+    "Router",
     "Secret",
     "ServerError",
     "StreamInterruptedError",
+    "TaskRouter",
     "TimeoutError",
     "TokenCount",
     "ToolCall",
     "ToolSpec",
     "UnpricedModelWarning",
     "Usage",
+    "WeightedBalancer",
     "__version__",
     "count_tokens",
     "get_provider",
@@ -88,6 +110,8 @@ _LAZY = {
     "count_tokens": ".tokens",
     "TokenCount": ".tokens",
     "Secret": "._secret",
+    **{name: ".router" for name in ("BudgetLedger", "CostAwareRouter", "FallbackChain", "HedgedRouter",
+                                    "Monitor", "Router", "TaskRouter", "WeightedBalancer")},
 }
 
 

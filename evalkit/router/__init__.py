@@ -12,6 +12,8 @@ from __future__ import annotations
 from ._base import RoutedStream, Router
 from ._retry import Action, RetryPolicy
 from .balance import WeightedBalancer
+from .budget import BudgetLedger, Reservation
+from .cost import QUALITY_TIERS, Candidate, CostAwareRouter, Quote
 from .fallback import FallbackChain
 from .health import BreakerSettings, CircuitBreaker
 from .hedge import HedgedRouter
@@ -22,7 +24,10 @@ from .tasks import KeywordClassifier, TaskRouter
 __all__ = [
     "Action",
     "BreakerSettings",
+    "BudgetLedger",
+    "Candidate",
     "CircuitBreaker",
+    "CostAwareRouter",
     "FallbackChain",
     "HedgedRouter",
     "KeywordClassifier",
@@ -30,6 +35,9 @@ __all__ = [
     "LimitedTarget",
     "Limits",
     "Monitor",
+    "QUALITY_TIERS",
+    "Quote",
+    "Reservation",
     "RetryPolicy",
     "RoutedStream",
     "Router",

@@ -121,10 +121,11 @@ class Router:
                         response = await target.complete(request)
                 except builtins.TimeoutError:
                     raise TimeoutError(f"deadline reached after {timeout_s:.3g}s") from None
-        except AllTargetsFailed as exc:
-            attempts.extend(_shift(exc.attempts, depth))
-            raise
         except ProviderError as exc:
+            inner = getattr(exc, "attempts", None)
+            if inner is not None:  # a nested router's failure: keep its attempts, flattened
+                attempts.extend(_shift(inner, depth))
+                raise
             attempts.append(Attempt(
                 target=target.name, error_kind=exc.kind.value, error=exc.message[:300],
                 latency_ms=(time.perf_counter() - started) * 1000.0, started_at=started_at,

@@ -52,7 +52,7 @@ def as_money(value: Decimal | int | str, what: str = "amount") -> Decimal:
     return money
 
 
-def usd(amount: Decimal) -> str:
+def _usd(amount: Decimal) -> str:
     """``$0.0123``: plain notation, no exponent, no trailing zeros."""
     text = format(amount.normalize(), "f")
     return f"${text}"
@@ -138,7 +138,7 @@ class Reservation:
         self.actual: Decimal | None = None  # what was recorded as spent, once settled
 
     def __repr__(self) -> str:
-        return f"Reservation({self.target!r}, {usd(self.amount)}, {self.state}, period={self.period!r})"
+        return f"Reservation({self.target!r}, {_usd(self.amount)}, {self.state}, period={self.period!r})"
 
     @property
     def period(self) -> str:
@@ -192,7 +192,7 @@ class BudgetLedger:
         self._window = _window_at(period, clock())
 
     def __repr__(self) -> str:
-        return f"BudgetLedger({usd(self.limit)} per {self.period}, spent={usd(self.spent)})"
+        return f"BudgetLedger({_usd(self.limit)} per {self.period}, spent={_usd(self.spent)})"
 
     # -- the hot path ------------------------------------------------------------------------
 
@@ -253,8 +253,8 @@ class BudgetLedger:
                  scope: str) -> BudgetExceeded:
         which = f"{self.period} cap" if scope == "shared" else f"{self.period} cap for {target}"
         exc = BudgetExceeded(
-            f"over budget for {target}: {which} {usd(cap)} ({window.label}), spent {usd(tally.spent)}, "
-            f"reserved {usd(tally.reserved)}, requested {usd(amount)}",
+            f"over budget for {target}: {which} {_usd(cap)} ({window.label}), spent {_usd(tally.spent)}, "
+            f"reserved {_usd(tally.reserved)}, requested {_usd(amount)}",
             provider=target,
         )
         exc.cap, exc.spent, exc.reserved, exc.requested = cap, tally.spent, tally.reserved, amount

@@ -137,6 +137,13 @@ def _leaf(ctx: _Context, spec: Any, path: str) -> Any:
     return provider
 
 
+def _bare(exc: Exception) -> str:
+    """An inner error's message without its own location prefix (we add ours)."""
+    if isinstance(exc, ConfigError) and exc.field:
+        return str(exc).split(f"{exc.field}: ", 1)[-1]
+    return str(exc)
+
+
 def _env_key(ctx: _Context, spec: Mapping[str, Any], path: str) -> str | None:
     import os
 
@@ -219,7 +226,7 @@ def _task(ctx: _Context, spec: Mapping[str, Any], path: str) -> Any:
 
 
 def _cost(ctx: _Context, spec: Mapping[str, Any], path: str) -> Any:
-    from .cost import Candidate, CostAwareRouter
+    from .cost import Candidate, CostAwareRouter, parse_quality
 
     ctx.allowed(spec, path, {"type", "name", "candidates", "min_quality", "on_over_budget",
                              "default_max_tokens", "allow_downgrade"})
@@ -232,14 +239,17 @@ def _cost(ctx: _Context, spec: Mapping[str, Any], path: str) -> Any:
         item = ctx.mapping(item, item_path)
         ctx.allowed(item, item_path, {"target", "quality", "prices"})
         prices = _prices(ctx, item["prices"], f"{item_path}.prices") if "prices" in item else None
-        candidates.append(Candidate(_node(ctx, item.get("target"), f"{item_path}.target"),
-                                    _number(ctx, item.get("quality", 1.0), f"{item_path}.quality"), prices))
+        try:
+            quality = parse_quality(item.get("quality", 1.0), "quality")
+        except (ConfigError, ValueError) as exc:
+            raise ctx.error(f"{item_path}.quality", _bare(exc)) from None
+        candidates.append(Candidate(_node(ctx, item.get("target"), f"{item_path}.target"), quality, prices))
     options = {k: spec[k] for k in ("min_quality", "on_over_budget", "default_max_tokens", "allow_downgrade")
                if k in spec}
     try:
         return CostAwareRouter(candidates, ledger=ctx.ledger, name=spec.get("name"), **options)
-    except (ValueError, TypeError) as exc:
-        raise ctx.error(path, str(exc)) from None
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise ctx.error(path, _bare(exc)) from None
 
 
 def _hedge(ctx: _Context, spec: Mapping[str, Any], path: str) -> Any:

@@ -205,7 +205,7 @@ class CostAwareRouter(Router):
         except BudgetExceeded as exc:
             # The base class reports AllTargetsFailed to the monitor; a refusal must show up too.
             if self.monitor is not None:
-                self.monitor.record(list(exc.attempts), request)
+                self.monitor.record(list(getattr(exc, "attempts", ())), request)
             raise
 
     def quote(self, request: ChatRequest) -> list[Quote]:

@@ -107,3 +107,46 @@ def test_not_yaml(tmp_path: Path) -> None:
 def test_single_target_root_becomes_a_router() -> None:
     router = Router.from_config({"router": "ollama:llama3.2"})
     assert isinstance(router, FallbackChain) and router.targets[0].name == "ollama:llama3.2"
+
+
+def test_cost_node_with_budget_and_limits(tmp_path: Path) -> None:
+    config = """\
+    targets:
+      cheap: {model: "openai:sim-small", api_key_env: EVALKIT_TEST_KEY, prices: {input: 0.1, output: 0.4},
+              limits: {max_in_flight: 4, rpm: 600}}
+      dear: {model: "openai:sim-large", api_key_env: EVALKIT_TEST_KEY, prices: {input: 5, output: 15}}
+    router:
+      type: cost
+      min_quality: 0.5
+      candidates:
+        - {target: cheap, quality: 0.6}
+        - {target: dear, quality: 0.9}
+    budget: {limit_usd: 2.5, period: day, per_target: {dear: 1}}
+    monitor: {window: 1h}
+    """
+    router = Router.from_config(write(tmp_path, config))
+    assert isinstance(router, evalkit.CostAwareRouter)
+    assert router.monitor is not None and router.monitor.window_s == 3600
+    assert [q.target for q in router.quote(evalkit.ChatRequest.from_prompt("hi", max_tokens=10))] == [
+        "openai:sim-small", "openai:sim-large"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "where"),
+    [("quality: 0.6}", "router.candidates[0].quality:"), ("max_in_flight: 4,", "targets.cheap.limits:")],
+)
+def test_cost_and_limit_errors_are_located(tmp_path: Path, bad: str, where: str) -> None:
+    base = """\
+    targets:
+      cheap: {model: "openai:sim-small", api_key_env: EVALKIT_TEST_KEY, prices: {input: 0.1, output: 0.4},
+              limits: {max_in_flight: 4, rpm: 600}}
+    router:
+      type: cost
+      candidates:
+        - {target: cheap, quality: 0.6}
+    """
+    broken = base.replace("quality: 0.6}", "quality: 7}") if "quality" in bad else base.replace(
+        "max_in_flight: 4,", "max_in_flight: 0,")
+    with pytest.raises(evalkit.ConfigError) as caught:
+        Router.from_config(write(tmp_path, broken))
+    assert where in str(caught.value)

@@ -87,7 +87,7 @@ def three_tiers():
 
 
 async def test_cheapest_candidate_meeting_the_quality_bar_serves() -> None:
-    cheap, mid, top, candidates = three_tiers()
+    cheap, _, top, candidates = three_tiers()
     router = CostAwareRouter(candidates[::-1], min_quality=0.5)
     response = await router.complete(REQ)
     assert response.provider == "mid" and (cheap.calls, top.calls) == (0, 0)
@@ -95,7 +95,7 @@ async def test_cheapest_candidate_meeting_the_quality_bar_serves() -> None:
 
 
 async def test_min_quality_from_request_metadata_wins_over_the_default() -> None:
-    cheap, mid, top, candidates = three_tiers()
+    *_, candidates = three_tiers()
     router = CostAwareRouter(candidates, min_quality=0.5)
     assert (await router.complete(REQ.replace(metadata={"min_quality": 0.8}))).provider == "top"
     assert (await router.complete(REQ.replace(metadata={"min_quality": "basic"}))).provider == "cheap"
@@ -110,7 +110,7 @@ async def test_equal_cost_goes_to_the_higher_quality() -> None:
 
 
 async def test_no_candidate_good_enough_fails_without_sending() -> None:
-    cheap, mid, top, candidates = three_tiers()
+    cheap, mid, _, candidates = three_tiers()
     with pytest.raises(AllTargetsFailed) as caught:
         await CostAwareRouter(candidates[:2]).complete(REQ.replace(metadata={"min_quality": 0.95}))
     assert caught.value.kind is ErrorKind.NOT_FOUND and "0.95" in caught.value.message
@@ -197,7 +197,7 @@ async def test_an_unpriced_answer_is_charged_its_worst_case() -> None:
 
 
 async def test_reroute_moves_past_a_target_over_its_own_cap() -> None:
-    cheap, mid, _, candidates = three_tiers()
+    cheap, *_, candidates = three_tiers()
     ledger = BudgetLedger("10", per_target={"cheap": "0"})
     response = await CostAwareRouter(candidates, ledger=ledger).complete(REQ)
     assert response.provider == "mid" and cheap.calls == 0
@@ -231,7 +231,7 @@ async def test_nothing_affordable_raises_budget_exceeded_not_all_targets_failed(
 
 
 async def test_downgrade_only_when_allowed() -> None:
-    cheap, mid, top, candidates = three_tiers()
+    _, mid, top, candidates = three_tiers()
     enough_for_cheap = CostAwareRouter(candidates).quote(REQ)[0].worst_case
     request = REQ.replace(metadata={"min_quality": 0.5})
     strict = CostAwareRouter(candidates, ledger=BudgetLedger(enough_for_cheap))
@@ -243,7 +243,7 @@ async def test_downgrade_only_when_allowed() -> None:
 
 
 async def test_a_failed_call_releases_its_reservation_and_falls_back() -> None:
-    cheap, mid, top, candidates = three_tiers()
+    cheap, *_, candidates = three_tiers()
     cheap.script.append("server")
     ledger = BudgetLedger("1")
     response = await CostAwareRouter(candidates, ledger=ledger).complete(REQ)
@@ -252,7 +252,7 @@ async def test_a_failed_call_releases_its_reservation_and_falls_back() -> None:
 
 
 async def test_without_fallback_a_failure_is_raised_and_nothing_is_charged() -> None:
-    cheap, mid, top, candidates = three_tiers()
+    cheap, mid, _, candidates = three_tiers()
     cheap.script.append("overloaded")
     ledger = BudgetLedger("1")
     with pytest.raises(AllTargetsFailed) as caught:

@@ -1,0 +1,51 @@
+"""A provider emulator: one HTTP server on 127.0.0.1 speaking the OpenAI, Anthropic and Gemini wire formats.
+
+It serves a fleet of simulated models (see ``FLEET.md``), answers dataset
+prompts right or wrong according to each model's skill, paces streams by a
+latency model and injects faults on demand::
+
+    from evalkit.emulator import Emulator
+    with Emulator(seed=0, time_scale=0.0) as emu:
+        emu.openai_base_url, emu.anthropic_base_url, emu.gemini_base_url
+
+``evalkit emulate`` runs the same server from the command line. Importing this
+package is cheap: the HTTP server (starlette, uvicorn) loads on first use of
+:class:`Emulator`, and :mod:`evalkit.emulator.fleet` never loads it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .answers import AnswerBook
+    from .faults import FAULT_KINDS
+    from .fleet import Fleet, ModelSpec, Price, default_fleet, load_fleet
+    from .server import Emulator
+
+__all__ = ["FAULT_KINDS", "AnswerBook", "Emulator", "Fleet", "ModelSpec", "Price", "default_fleet", "load_fleet"]
+
+_LAZY = {
+    "Emulator": ".server",
+    "AnswerBook": ".answers",
+    "FAULT_KINDS": ".faults",
+    "Fleet": ".fleet",
+    "ModelSpec": ".fleet",
+    "Price": ".fleet",
+    "default_fleet": ".fleet",
+    "load_fleet": ".fleet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evalkit.emulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

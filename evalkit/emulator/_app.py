@@ -1,0 +1,265 @@
+"""The Starlette app: vendor routes, auth, fault selection and the control endpoints.
+
+Routes (all on one port):
+
+* OpenAI: ``POST /v1/chat/completions``, ``GET /v1/models[/{id}]``
+* Anthropic: ``POST /v1/messages``, ``POST /v1/messages/count_tokens``, ``GET /v1/models``
+  (when the request carries ``x-api-key`` or ``anthropic-version``)
+* Gemini: ``POST /v1beta/models/{model}:generateContent|streamGenerateContent|countTokens``,
+  ``GET /v1beta/models``
+* Control: ``GET /_emulator/stats``, ``POST /_emulator/reset``, ``POST /_emulator/script``,
+  ``GET /_emulator/fleet``
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from types import ModuleType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from . import _wire_anthropic, _wire_gemini, _wire_openai
+from ._plans import error_plan, json_plan, stream_plan
+from ._responses import PlannedResponse, ReplyPlan
+from ._simulate import ChatCall
+from ._specs import ModelSpec, RateLimits
+from ._state import EmulatorState
+from ._stats import RequestRecord, redact_headers, redact_query, summarise_body
+from ._wire_common import ErrorInfo, RateSnapshot, ReplyContext, WireError, base62
+from .faults import parse_steps
+
+__all__ = ["build_app"]
+
+_HTTP_ERROR_FAULTS = {"429": "rate_limit", "500": "server", "502": "bad_gateway", "503": "unavailable",
+                      "529": "overloaded"}
+_IDLE_LIMITS = RateLimits()
+
+
+def build_app(state: EmulatorState) -> Starlette:
+    """The emulator's ASGI app over ``state``."""
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", _openai_chat, methods=["POST"]),
+        Route("/v1/messages", _anthropic_messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", _anthropic_count_tokens, methods=["POST"]),
+        Route("/v1/models", _list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", _get_model, methods=["GET"]),
+        Route("/v1beta/models", _gemini_models, methods=["GET"]),
+        Route("/v1beta/models/{target:path}", _gemini_post, methods=["POST"]),
+        Route("/_emulator/stats", _stats, methods=["GET"]),
+        Route("/_emulator/reset", _reset, methods=["POST"]),
+        Route("/_emulator/script", _script, methods=["POST"]),
+        Route("/_emulator/fleet", _fleet, methods=["GET"]),
+    ])
+    app.state.emulator = state
+    return app
+
+
+def _state(request: Request) -> EmulatorState:
+    return request.app.state.emulator
+
+
+async def _openai_chat(request: Request) -> PlannedResponse:
+    return await _handle_chat(request, _wire_openai)
+
+
+async def _anthropic_messages(request: Request) -> PlannedResponse:
+    return await _handle_chat(request, _wire_anthropic)
+
+
+async def _gemini_post(request: Request) -> Any:
+    target = request.path_params["target"]
+    model, _, action = target.rpartition(":")
+    if action in ("generateContent", "streamGenerateContent"):
+        return await _handle_chat(request, _wire_gemini, model=model, stream=action == "streamGenerateContent")
+    if action == "countTokens":
+        return await _count_tokens(request, _wire_gemini, model=model)
+    return _plain_error(request, _wire_gemini, "not_found", model or target)
+
+
+def _api_key(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return auth[7:].strip()
+    for name in ("x-api-key", "x-goog-api-key", "api-key"):
+        if request.headers.get(name, "").strip():
+            return request.headers[name].strip()
+    return request.query_params.get("key", "").strip()
+
+
+def _request_id(wire: ModuleType) -> str:
+    token = uuid.uuid4().hex
+    return "req_011C" + base62(token, 20) if wire is _wire_anthropic else "req_" + token
+
+
+def _idle_rate(limits: RateLimits = _IDLE_LIMITS) -> RateSnapshot:
+    return RateSnapshot(limits.requests_per_minute, limits.tokens_per_minute, limits.requests_per_minute,
+                        limits.tokens_per_minute, 0.0, 0.0)
+
+
+def _plain_error(request: Request, wire: ModuleType, kind: str, model: str, message: str = "") -> PlannedResponse:
+    ctx = ReplyContext(model, _request_id(wire), _idle_rate())
+    state = _state(request)
+    return PlannedResponse(error_plan(wire.error(kind, ctx, ErrorInfo(message=message))),
+                           state.registry, state.interrupts)
+
+
+async def _handle_chat(request: Request, wire: ModuleType, *, model: str | None = None,
+                       stream: bool | None = None) -> PlannedResponse:
+    state = _state(request)
+    raw = await request.body()
+    rec = RequestRecord(wire.NAME, request.method, request.url.path, redact_query(request.query_params),
+                        redact_headers(request.headers), summarise_body(raw), model=model or "", stream=bool(stream))
+    request_id = _request_id(wire)
+
+    def fail(kind: str, message: str = "", param: str | None = None) -> PlannedResponse:
+        reply = wire.error(kind, ReplyContext(rec.model, request_id, _idle_rate()),
+                           ErrorInfo(message=message, param=param))
+        rec.status = str(reply.status)
+        state.stats.record(rec)
+        return PlannedResponse(error_plan(reply), state.registry, state.interrupts)
+
+    if not _api_key(request):
+        return fail("auth")
+    try:
+        call = wire.parse_request(json.loads(raw), model=model, stream=stream, query=request.query_params)
+    except ValueError:
+        return fail("bad_request", "We could not parse the JSON body of your request.")
+    except WireError as exc:
+        return fail("bad_request", exc.message, exc.param)
+    rec.model, rec.stream = call.model, call.stream
+    spec = state.fleet.get(call.model)
+    if spec is None or not spec.serves(wire.NAME):
+        return fail("not_found")
+    attempt = state.next_attempt(spec.name, call.fingerprint)
+    try:
+        step = state.pick_fault(request.headers, spec, call.fingerprint, attempt)
+    except ValueError as exc:
+        return fail("bad_request", f"x-evalkit-fault: {exc}")
+    plan = _answer_plan(state, wire, rec, call, spec, step, attempt, request_id)
+    state.stats.record(rec)
+    return PlannedResponse(plan, state.registry, state.interrupts)
+
+
+def _answer_plan(state: EmulatorState, wire: ModuleType, rec: RequestRecord, call: ChatCall, spec: ModelSpec,
+                 step: Any, attempt: int, request_id: str) -> ReplyPlan:
+    """The plan for a valid call to a served model, given the fault (``step``) it drew."""
+    kind = step.kind if step else None
+    rec.fault = kind
+    rec.prompt_tokens = state.simulator.prompt_tokens(call)
+    ctx = ReplyContext(spec.name, request_id, state.rates.take(spec, rec.prompt_tokens), call)
+    if kind == "reset":
+        rec.status = "reset"
+        return ReplyPlan(0, [], ending="reset")
+    error_kind = _HTTP_ERROR_FAULTS.get(kind or "")
+    if error_kind is None and (kind == "context_length" or rec.prompt_tokens > spec.context_window):
+        error_kind = "context_length"
+    if error_kind is not None:
+        info = ErrorInfo(retry_after=state.retry_after(step, spec), prompt_tokens=rec.prompt_tokens,
+                         context_window=spec.context_window)
+        reply = wire.error(error_kind, ctx, info)
+        rec.status = str(reply.status)
+        return error_plan(reply)
+    outcome = kind if kind in ("content_filter", "empty") else None
+    gen = state.simulator.generate(call, spec, attempt, outcome=outcome)
+    rec.status = "200"
+    rec.completion_tokens, rec.cached_tokens = gen.usage.completion, gen.usage.cached
+    rec.answer, rec.item_id = gen.answer_kind, gen.item_id
+    rec.scheduled = {"ttft_s": gen.timing.ttft_s, "total_s": gen.total_s}
+    build = stream_plan if call.stream else json_plan
+    return build(gen, wire, ctx, kind, state.stall_seconds(step, spec))
+
+
+async def _anthropic_count_tokens(request: Request) -> Any:
+    return await _count_tokens(request, _wire_anthropic)
+
+
+async def _count_tokens(request: Request, wire: ModuleType, model: str | None = None) -> Any:
+    state = _state(request)
+    if not _api_key(request):
+        return _plain_error(request, wire, "auth", model or "")
+    try:
+        body = json.loads(await request.body())
+        if wire is _wire_anthropic and isinstance(body, dict):
+            body = {"max_tokens": 1, **body}
+        call = wire.parse_request(body, model=model, stream=False, query=request.query_params)
+    except (ValueError, WireError) as exc:
+        return _plain_error(request, wire, "bad_request", model or "", getattr(exc, "message", str(exc)))
+    spec = state.fleet.get(call.model)
+    if spec is None or not spec.serves(wire.NAME):
+        return _plain_error(request, wire, "not_found", call.model)
+    return JSONResponse(wire.count_tokens_payload(state.simulator.prompt_tokens(call)))
+
+
+def _is_anthropic_client(request: Request) -> bool:
+    return "anthropic-version" in request.headers or "x-api-key" in request.headers
+
+
+async def _list_models(request: Request) -> Any:
+    wire = _wire_anthropic if _is_anthropic_client(request) else _wire_openai
+    if not _api_key(request):
+        return _plain_error(request, wire, "auth", "")
+    return JSONResponse(wire.models_payload(_state(request).fleet, int(time.time())))
+
+
+async def _get_model(request: Request) -> Any:
+    wire = _wire_anthropic if _is_anthropic_client(request) else _wire_openai
+    name = request.path_params["model_id"]
+    spec = _state(request).fleet.get(name)
+    if not _api_key(request):
+        return _plain_error(request, wire, "auth", name)
+    if spec is None or (wire is _wire_anthropic and not spec.serves(wire.NAME)):
+        return _plain_error(request, wire, "not_found", name)
+    return JSONResponse(wire.model_payload(name, int(time.time())))
+
+
+async def _gemini_models(request: Request) -> Any:
+    if not _api_key(request):
+        return _plain_error(request, _wire_gemini, "auth", "")
+    return JSONResponse(_wire_gemini.models_payload(_state(request).fleet, int(time.time())))
+
+
+async def _stats(request: Request) -> JSONResponse:
+    state = _state(request)
+    return JSONResponse({**state.stats.snapshot(), "scripts": state.scripts.pending()})
+
+
+async def _reset(request: Request) -> JSONResponse:
+    _state(request).reset()
+    return JSONResponse({"ok": True})
+
+
+async def _script(request: Request) -> JSONResponse:
+    state = _state(request)
+    try:
+        body = json.loads(await request.body())
+        model = body["model"]
+        if model not in state.fleet:
+            raise ValueError(f"no model {model!r} in the fleet")
+        steps = parse_steps(body.get("faults", body.get("steps", [])))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return JSONResponse({"error": f"bad script: {exc}"}, status_code=400)
+    state.scripts.program(model, steps, append=bool(body.get("append")))
+    return JSONResponse({"model": model, "pending": state.scripts.pending().get(model, [])})
+
+
+async def _fleet(request: Request) -> JSONResponse:
+    return JSONResponse({"models": [_describe(m) for m in _state(request).fleet]})
+
+
+def _describe(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "wires": list(spec.wires),
+        "price_per_1m": {"input": str(spec.price.input), "cached_input": str(spec.price.cached_input),
+                         "output": str(spec.price.output)},
+        "context_window": spec.context_window,
+        "max_output_tokens": spec.max_output_tokens,
+        "skills": dict(spec.skills),
+        "fault_rates": dict(spec.faults.rates),
+    }

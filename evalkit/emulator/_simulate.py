@@ -1,0 +1,198 @@
+"""What a simulated model answers and how long it takes, independent of the wire format.
+
+A wire module turns a vendor request into a :class:`ChatCall`; the
+:class:`Simulator` turns that into a :class:`Generation` (text, usage, finish
+reason, stream chunks and a timing schedule); the wire module renders it.
+Everything is a pure function of the seed, the model and the request, except
+simulated prompt caching, which depends on what was asked before.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ._answer_text import correct_answer, wrong_answer
+from ._filler import filler_text
+from ._judge import is_judge_prompt, judge_verdict
+from ._prompt_cache import PromptCache
+from ._seeding import rng_for, stable_digest, unit_draw
+from ._specs import ModelSpec
+from ._tokens import chunk_tokens, count_prompt_tokens, split_tokens, truncate_tokens
+from .answers import AnswerBook
+
+__all__ = ["CHUNK_TOKENS", "ChatCall", "Generation", "Simulator", "Timing", "Usage"]
+
+CHUNK_TOKENS = 3
+"""Tokens per streamed content event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """A chat request, wire-neutral. ``messages`` are ``(role, text)`` pairs, system first."""
+
+    wire: str
+    model: str
+    messages: tuple[tuple[str, str], ...]
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    json_mode: bool = False
+    cache_control: bool = False
+    stream_format: str = "sse"
+
+    @property
+    def last_user_text(self) -> str:
+        """What the request asks: its last user message."""
+        for role, text in reversed(self.messages):
+            if role == "user":
+                return text
+        return self.messages[-1][1] if self.messages else ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the request's content; streaming or not and the wire do not change it."""
+        return stable_digest(self.messages, self.max_tokens, self.stop, self.json_mode)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts in OpenAI's meaning: cached and written are parts of ``prompt``, reasoning of ``completion``."""
+
+    prompt: int
+    completion: int
+    cached: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """The schedule, already multiplied by the time scale: TTFT, then seconds per output token."""
+
+    ttft_s: float
+    per_token_s: float
+
+    def chunk_delays(self, chunk_sizes: list[int]) -> list[float]:
+        """Delay before each streamed content chunk: TTFT for the first, decode time after."""
+        return [self.ttft_s if i == 0 else n * self.per_token_s for i, n in enumerate(chunk_sizes)]
+
+    def total_s(self, completion_tokens: int) -> float:
+        """Time to the complete answer (what a non-streamed call waits)."""
+        return self.ttft_s + completion_tokens * self.per_token_s
+
+
+@dataclass(slots=True)
+class Generation:
+    """One simulated answer. ``finish``: ``stop``, ``length``, ``stop_sequence`` or ``content_filter``."""
+
+    text: str
+    finish: str
+    usage: Usage
+    timing: Timing
+    response_id: str
+    chunks: list[tuple[str, int]] = field(default_factory=list)
+    stop_sequence: str | None = None
+    empty: bool = False
+    answer_kind: str = "filler"
+    item_id: str | None = None
+
+    @property
+    def total_s(self) -> float:
+        """Seconds until the whole answer is out."""
+        return self.timing.total_s(self.usage.completion)
+
+
+class Simulator:
+    """Turns :class:`ChatCall` s into :class:`Generation` s for the models of a fleet."""
+
+    def __init__(self, seed: int, time_scale: float, book: AnswerBook, cache: PromptCache | None = None) -> None:
+        self.seed, self.time_scale, self.book = seed, time_scale, book
+        self.cache = cache or PromptCache()
+
+    def prompt_tokens(self, call: ChatCall) -> int:
+        """The request's prompt size in the emulator's tokens."""
+        return count_prompt_tokens(call.messages)
+
+    def generate(self, call: ChatCall, spec: ModelSpec, attempt: int = 0, *, outcome: str | None = None) -> Generation:
+        """The answer of ``spec`` to ``call``; ``outcome`` ``"content_filter"`` or ``"empty"`` forces a fault."""
+        prompt_tokens = self.prompt_tokens(call)
+        cached, written = self._cache(call, spec)
+        reasoning = self._reasoning_tokens(call, spec)
+        response_id = stable_digest(self.seed, spec.name, call.fingerprint, attempt)
+        if outcome in ("content_filter", "empty"):
+            usage = Usage(prompt_tokens, 0, cached, written, 0)
+            finish = "content_filter" if outcome == "content_filter" else "stop"
+            return Generation("", finish, usage, self._timing(call, spec, prompt_tokens, 0), response_id,
+                              empty=outcome == "empty", answer_kind=outcome)
+        raw, kind, item_id = self._answer(call, spec)
+        text, finish, stop_sequence = self._limit(raw, call, spec)
+        tokens = split_tokens(text)
+        usage = Usage(prompt_tokens, len(tokens) + reasoning, cached, written, reasoning)
+        return Generation(
+            text=text,
+            finish=finish,
+            usage=usage,
+            timing=self._timing(call, spec, prompt_tokens, reasoning),
+            response_id=response_id,
+            chunks=chunk_tokens(tokens, CHUNK_TOKENS),
+            stop_sequence=stop_sequence,
+            answer_kind=kind,
+            item_id=item_id,
+        )
+
+    def _answer(self, call: ChatCall, spec: ModelSpec) -> tuple[str, str, str | None]:
+        prompt = call.last_user_text
+        if is_judge_prompt(prompt):
+            rng = rng_for(self.seed, "judge", spec.name, call.fingerprint)
+            return judge_verdict(prompt, self.book, rng, spec.skill(None))[0], "judge", None
+        item = self.book.lookup(prompt)
+        if item is not None:
+            # Keyed by item, not request: the same question is right or wrong for a model
+            # whatever the wire, streaming mode or retry.
+            if unit_draw(self.seed, "correct", spec.name, item.id) < spec.skill(item.task_type):
+                return correct_answer(item), "correct", item.id
+            rng = rng_for(self.seed, "wrong", spec.name, item.id)
+            return wrong_answer(item, rng, self.book), "wrong", item.id
+        rng = rng_for(self.seed, "filler", spec.name, call.fingerprint)
+        length = max(1, round(spec.output_tokens.draw(rng)))
+        if call.json_mode:
+            return json.dumps({"answer": filler_text(rng, min(length, 48))}), "filler", None
+        return filler_text(rng, length), "filler", None
+
+    def _limit(self, text: str, call: ChatCall, spec: ModelSpec) -> tuple[str, str, str | None]:
+        finish, stop_sequence = "stop", None
+        hits = [(text.find(s), s) for s in call.stop if s and s in text]
+        if hits:
+            cut, stop_sequence = min(hits)
+            text, finish = text[:cut], "stop_sequence"
+        limit = call.max_tokens if call.max_tokens is not None else spec.max_output_tokens
+        text, was_cut = truncate_tokens(text, limit)
+        if was_cut:
+            finish, stop_sequence = "length", None
+        return text, finish, stop_sequence
+
+    def _reasoning_tokens(self, call: ChatCall, spec: ModelSpec) -> int:
+        if spec.reasoning_tokens.median <= 0:
+            return 0
+        return max(0, round(spec.reasoning_tokens.draw(rng_for(self.seed, "reasoning", spec.name, call.fingerprint))))
+
+    def _cache(self, call: ChatCall, spec: ModelSpec) -> tuple[int, int]:
+        # Anthropic caches only what the request marks with cache_control; the others cache implicitly.
+        if call.wire == "anthropic" and not call.cache_control:
+            return 0, 0
+        tokens = [t for _role, text in call.messages for t in split_tokens(text)]
+        cached, written = self.cache.observe(spec.name, tokens)
+        return cached, written if call.wire == "anthropic" else 0
+
+    def _timing(self, call: ChatCall, spec: ModelSpec, prompt_tokens: int, reasoning: int) -> Timing:
+        if self.time_scale <= 0:
+            return Timing(0.0, 0.0)
+        rng = rng_for(self.seed, "timing", spec.name, call.fingerprint)
+        ttft_s = spec.latency.ttft_ms.draw(rng) / 1000.0
+        tokens_per_s = max(spec.latency.tokens_per_s.draw(rng), 1e-3)
+        if spec.latency.prefill_tokens_per_s:
+            ttft_s += prompt_tokens / spec.latency.prefill_tokens_per_s
+        ttft_s += reasoning / tokens_per_s  # hidden reasoning happens before the first visible token
+        return Timing(ttft_s * self.time_scale, self.time_scale / tokens_per_s)

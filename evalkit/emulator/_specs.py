@@ -1,0 +1,164 @@
+"""The shapes of a fleet: :class:`Fleet`, :class:`ModelSpec` and their parts.
+
+Everything here is a frozen value; :mod:`evalkit.emulator.fleet` builds them
+from files.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Iterator, Mapping
+
+from ..pricing import Prices
+from .faults import FaultStep
+
+__all__ = [
+    "TASK_TYPES",
+    "WIRES",
+    "FaultPlan",
+    "Fleet",
+    "Latency",
+    "ModelSpec",
+    "Price",
+    "RateLimits",
+    "Spread",
+]
+
+WIRES: tuple[str, ...] = ("openai", "anthropic", "gemini")
+TASK_TYPES: tuple[str, ...] = ("code", "math", "factual_qa", "classification", "long_document", "creative")
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """A positive quantity with seeded log-normal noise: ``median * exp(N(0, spread))``."""
+
+    median: float
+    spread: float = 0.0
+
+    def draw(self, rng: random.Random) -> float:
+        """One value; exactly ``median`` when ``spread`` is 0."""
+        if self.spread <= 0:
+            return self.median
+        return self.median * math.exp(rng.gauss(0.0, self.spread))
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """List prices in USD per 1M tokens."""
+
+    input: Decimal
+    cached_input: Decimal
+    output: Decimal
+
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> Decimal:
+        """USD for one call; ``cached_input_tokens`` is the cached part of ``input_tokens``."""
+        plain = max(input_tokens - cached_input_tokens, 0)
+        total = plain * self.input + cached_input_tokens * self.cached_input + output_tokens * self.output
+        return total / _MILLION
+
+    def as_prices(self, source: str = "evalkit-emulator fleet") -> Prices:
+        """The same prices as an :class:`evalkit.pricing.Prices`, for the runner's cost code."""
+        return Prices(input=self.input, output=self.output, cached_input=self.cached_input, source=source)
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Time to first token, decode speed and (optionally) prompt-processing speed."""
+
+    ttft_ms: Spread
+    tokens_per_s: Spread
+    prefill_tokens_per_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """The budgets reported in rate-limit headers (not enforced: inject ``429`` for that)."""
+
+    requests_per_minute: int = 10_000
+    tokens_per_minute: int = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """Per-model fault injection: rates per kind, defaults for 429/stall, and a script."""
+
+    rates: Mapping[str, float] = field(default_factory=dict)
+    retry_after_s: float = 1.0
+    stall_s: float = 30.0
+    script: tuple[FaultStep, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One simulated model."""
+
+    name: str
+    wires: tuple[str, ...]
+    price: Price
+    context_window: int
+    max_output_tokens: int
+    latency: Latency
+    output_tokens: Spread
+    skills: Mapping[str, float]
+    reasoning_tokens: Spread = Spread(0.0)
+    rate_limits: RateLimits = RateLimits()
+    faults: FaultPlan = FaultPlan()
+
+    def skill(self, task_type: str | None) -> float:
+        """Probability of a correct answer for ``task_type`` (the ``default`` skill if unlisted)."""
+        if task_type is not None and task_type in self.skills:
+            return self.skills[task_type]
+        return self.skills["default"]
+
+    def serves(self, wire: str) -> bool:
+        """Whether the model is served on ``wire`` (``openai``, ``anthropic`` or ``gemini``)."""
+        return wire in self.wires
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The models of one fleet file, in file order; ``source`` is the file (None: built in)."""
+
+    models: tuple[ModelSpec, ...]
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {m.name: m for m in self.models})
+
+    def model(self, name: str) -> ModelSpec:
+        """The model called ``name``; ``KeyError`` naming the fleet's models otherwise."""
+        try:
+            return self._by_name[name]  # type: ignore[attr-defined]
+        except KeyError:
+            raise KeyError(f"no model {name!r} in the fleet (models: {', '.join(self.names())})") from None
+
+    def get(self, name: str) -> ModelSpec | None:
+        """The model called ``name``, or None."""
+        return self._by_name.get(name)  # type: ignore[attr-defined]
+
+    def names(self) -> list[str]:
+        """Model names in file order."""
+        return [m.name for m in self.models]
+
+    def serving(self, wire: str) -> list[ModelSpec]:
+        """The models served on ``wire``."""
+        return [m for m in self.models if m.serves(wire)]
+
+    def prices(self) -> dict[str, Price]:
+        """Price of every model, by name."""
+        return {m.name: m.price for m in self.models}
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name  # type: ignore[attr-defined]
+
+

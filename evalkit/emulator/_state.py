@@ -1,0 +1,126 @@
+"""The emulator's run-time state, shared by every request of one server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Mapping
+
+from ._prompt_cache import PromptCache
+from ._responses import Interrupts
+from ._simulate import Simulator
+from ._specs import Fleet, ModelSpec
+from ._stats import Stats
+from ._transport import ConnectionRegistry
+from ._wire_common import RateSnapshot
+from .answers import AnswerBook
+from .faults import FaultScripts, FaultStep, canonical_kind, draw_rate_fault
+
+__all__ = ["EmulatorState", "RateWindows"]
+
+_WINDOW_S = 60.0
+_MAX_TRACKED_REQUESTS = 200_000
+
+
+class RateWindows:
+    """Per-model one-minute windows of requests and tokens, for the rate-limit headers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[str, list[float]] = {}  # model -> [start, requests, tokens]
+
+    def take(self, spec: ModelSpec, tokens: int) -> RateSnapshot:
+        """Count one request of ``tokens`` and report the budget left."""
+        now = time.monotonic()
+        with self._lock:
+            window = self._windows.get(spec.name)
+            if window is None or now - window[0] >= _WINDOW_S:
+                window = self._windows[spec.name] = [now, 0, 0]
+            window[1] += 1
+            window[2] += tokens
+            start, requests, used = window
+        limits = spec.rate_limits
+        left = max(_WINDOW_S - (now - start), 0.0)
+        tokens_left = max(limits.tokens_per_minute - int(used), 0)
+        return RateSnapshot(
+            limit_requests=limits.requests_per_minute,
+            limit_tokens=limits.tokens_per_minute,
+            remaining_requests=max(limits.requests_per_minute - int(requests), 0),
+            remaining_tokens=tokens_left,
+            reset_requests_s=left,
+            # Tokens refill continuously: time to refill what this window used so far.
+            reset_tokens_s=min(left, _WINDOW_S * used / limits.tokens_per_minute),
+        )
+
+    def reset(self) -> None:
+        with self._lock:
+            self._windows.clear()
+
+
+class EmulatorState:
+    """Fleet, simulator, fault scripts, stats and connection handles of one running emulator."""
+
+    def __init__(self, fleet: Fleet, *, seed: int, time_scale: float, book: AnswerBook,
+                 stall_s: float | None = None, recent: int = 100) -> None:
+        self.fleet, self.seed, self.time_scale, self.book = fleet, seed, time_scale, book
+        self.stall_s = stall_s
+        self.simulator = Simulator(seed, time_scale, book, PromptCache())
+        self.scripts = FaultScripts({m.name: m.faults.script for m in fleet})
+        self.stats = Stats(recent)
+        self.rates = RateWindows()
+        self.registry = ConnectionRegistry()
+        self.interrupts = Interrupts()
+        self._attempts: dict[tuple[str, str], int] = {}
+        self._attempts_lock = threading.Lock()
+
+    def next_attempt(self, model: str, fingerprint: str) -> int:
+        """0 for the first time this exact request reaches ``model``, then 1, 2, ..."""
+        with self._attempts_lock:
+            if len(self._attempts) > _MAX_TRACKED_REQUESTS:
+                self._attempts.clear()
+            n = self._attempts.get((model, fingerprint), 0)
+            self._attempts[(model, fingerprint)] = n + 1
+            return n
+
+    def pick_fault(self, headers: Mapping[str, str], spec: ModelSpec, fingerprint: str, attempt: int) -> FaultStep | None:
+        """The fault for this call: header, then script, then the model's rates. ValueError for a bad header."""
+        header = headers.get("x-evalkit-fault")
+        if header is not None:
+            return FaultStep(canonical_kind(header), _seconds(headers.get("x-evalkit-retry-after")),
+                             _seconds(headers.get("x-evalkit-stall-s")))
+        step = self.scripts.next_step(spec.name)
+        if step is not None:
+            return step
+        kind = draw_rate_fault(spec.faults.rates, self.seed, spec.name, fingerprint, attempt)
+        return FaultStep(kind) if kind else None
+
+    def retry_after(self, step: FaultStep | None, spec: ModelSpec) -> float:
+        """Retry-After seconds of a 429: the step's own, else the model's default."""
+        return step.retry_after if step and step.retry_after is not None else spec.faults.retry_after_s
+
+    def stall_seconds(self, step: FaultStep | None, spec: ModelSpec) -> float:
+        """How long ``timeout``/``stall`` hold; never scaled by the time scale (it must outlast client timeouts)."""
+        if step and step.stall_s is not None:
+            return step.stall_s
+        return self.stall_s if self.stall_s is not None else spec.faults.stall_s
+
+    def reset(self) -> None:
+        """Clear stats, scripts (back to the fleet file's), rate windows, attempts and the prompt cache."""
+        self.stats.reset()
+        self.scripts.reset()
+        self.rates.reset()
+        self.simulator.cache.clear()
+        with self._attempts_lock:
+            self._attempts.clear()
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"not a number of seconds: {value!r}") from None
+    if seconds < 0:
+        raise ValueError(f"seconds must not be negative: {value!r}")
+    return seconds

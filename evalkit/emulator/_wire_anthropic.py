@@ -1,0 +1,225 @@
+"""Anthropic Messages on the wire: ``POST /v1/messages`` (+ ``count_tokens``) and ``GET /v1/models``.
+
+Shapes follow shared/wire/anthropic (``test_anthropic_model_instructions.yaml``,
+``test_request_stream_fallback_for_high_max_tokens.yaml``): ``message_start``,
+``content_block_start``, ``ping``, ``content_block_delta``..., ``content_block_stop``,
+``message_delta``, ``message_stop``, each framed ``event: X\\ndata: {json}\\n\\n``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from ._simulate import ChatCall, Generation
+from ._specs import Fleet
+from ._wire_common import (
+    BAD_GATEWAY_HTML, ErrorInfo, HttpReply, ReplyContext, StreamEvent, WireError, base62, compact_json, rfc3339,
+    seconds_text,
+)
+from .answers import content_text
+
+NAME = "anthropic"
+_STOP = {"stop": "end_turn", "stop_sequence": "stop_sequence", "length": "max_tokens", "content_filter": "refusal"}
+
+
+def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None,
+                  query: Mapping[str, str] | None = None) -> ChatCall:
+    """A :class:`ChatCall` from a Messages body; :class:`WireError` for what Anthropic rejects."""
+    if not isinstance(body, Mapping):
+        raise WireError("Request body must be a JSON object")
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise WireError("model: Field required", "model")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise WireError("max_tokens: Field required", "max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise WireError("max_tokens: Input should be greater than or equal to 1", "max_tokens")
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise WireError("messages: Field required", "messages")
+    messages = []
+    system = body.get("system")
+    if system:
+        messages.append(("system", content_text(system)))
+    for i, message in enumerate(raw):
+        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
+            raise WireError(f"messages.{i}.role: Input should be 'user' or 'assistant'", f"messages.{i}.role")
+        messages.append((str(message["role"]), _block_text(message.get("content"))))
+    stop = body.get("stop_sequences") or ()
+    return ChatCall(
+        wire=NAME,
+        model=name,
+        messages=tuple(messages),
+        max_tokens=max_tokens,
+        stop=tuple(str(s) for s in stop) if isinstance(stop, list) else (),
+        stream=bool(body.get("stream")),
+        cache_control=_mentions_cache_control(body.get("system")) or _mentions_cache_control(raw),
+    )
+
+
+def _block_text(content: Any) -> str:
+    if isinstance(content, list):
+        # tool_result blocks nest their text one level down
+        return "".join(
+            _block_text(block.get("content")) if block.get("type") == "tool_result" else content_text([block])
+            for block in content if isinstance(block, Mapping)
+        )
+    return content_text(content)
+
+
+def _mentions_cache_control(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return "cache_control" in value or any(_mentions_cache_control(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_cache_control(v) for v in value)
+    return False
+
+
+def _message_id(gen: Generation) -> str:
+    return "msg_01" + base62(gen.response_id, 22)
+
+
+def _usage(gen: Generation, *, output_tokens: int | None = None) -> dict[str, Any]:
+    u = gen.usage
+    return {
+        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": u.cache_write},
+        "cache_creation_input_tokens": u.cache_write,
+        "cache_read_input_tokens": u.cached,
+        # Anthropic's input_tokens excludes cache reads and writes.
+        "input_tokens": max(u.prompt - u.cached - u.cache_write, 0),
+        "output_tokens": u.completion if output_tokens is None else output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _content(gen: Generation) -> list[dict[str, Any]]:
+    if gen.empty or gen.finish == "content_filter":
+        return []
+    return [{"text": gen.text, "type": "text"}]
+
+
+def render(gen: Generation, ctx: ReplyContext) -> bytes:
+    """The non-streamed ``message`` body."""
+    return compact_json({
+        "content": _content(gen),
+        "id": _message_id(gen),
+        "model": ctx.model,
+        "role": "assistant",
+        "stop_reason": _STOP[gen.finish],
+        "stop_sequence": gen.stop_sequence,
+        "type": "message",
+        "usage": _usage(gen),
+    })
+
+
+def _event(name: str, payload: Any, part: str, tokens: int = 0) -> StreamEvent:
+    return StreamEvent(b"event: " + name.encode() + b"\ndata: " + compact_json(payload) + b"\n\n",
+                       part, tokens)  # type: ignore[arg-type]
+
+
+def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
+    """The SSE events of a streamed answer, in order."""
+    start_usage = {**_usage(gen, output_tokens=1), "inference_geo": "not_available"}  # as recorded in streams
+    start = {"type": "message_start", "message": {
+        "model": ctx.model, "id": _message_id(gen), "type": "message", "role": "assistant", "content": [],
+        "stop_reason": None, "stop_sequence": None, "usage": start_usage}}
+    events = [_event("message_start", start, "head")]
+    if _content(gen):
+        events.append(_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                     "content_block": {"type": "text", "text": ""}}, "head"))
+        events.append(_event("ping", {"type": "ping"}, "head"))
+        for text, tokens in gen.chunks:
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+            events.append(_event("content_block_delta", delta, "content", tokens))
+        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}, "tail"))
+    final_usage = {k: v for k, v in _usage(gen).items() if k in (
+        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")}
+    events.append(_event("message_delta", {"type": "message_delta", "delta": {
+        "stop_reason": _STOP[gen.finish], "stop_sequence": gen.stop_sequence}, "usage": final_usage}, "tail"))
+    events.append(_event("message_stop", {"type": "message_stop"}, "tail"))
+    return events
+
+
+def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
+    """A 200 body that is not valid JSON."""
+    body = render(gen, ctx)
+    return body[: body.find(b'"content"') + 13]
+
+
+def malformed_event(gen: Generation, ctx: ReplyContext) -> StreamEvent:
+    """An SSE event whose data is not valid JSON."""
+    return StreamEvent(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type\n\n',
+                       "content")
+
+
+def content_type(stream: bool, ctx: ReplyContext | None = None) -> str:
+    """The Content-Type of a 200 response."""
+    return "text/event-stream; charset=utf-8" if stream else "application/json"
+
+
+def success_headers(ctx: ReplyContext, processing_ms: int) -> list[tuple[str, str]]:
+    """Response headers of a 200: ``request-id`` and the ``anthropic-ratelimit-*`` set."""
+    return [("request-id", ctx.request_id), *_rate_headers(ctx)]
+
+
+def _rate_headers(ctx: ReplyContext) -> list[tuple[str, str]]:
+    r = ctx.rate
+    headers = [
+        ("anthropic-ratelimit-requests-limit", str(r.limit_requests)),
+        ("anthropic-ratelimit-requests-remaining", str(r.remaining_requests)),
+        ("anthropic-ratelimit-requests-reset", rfc3339(r.reset_requests_s)),
+    ]
+    for budget in ("tokens", "input-tokens", "output-tokens"):
+        headers += [
+            (f"anthropic-ratelimit-{budget}-limit", str(r.limit_tokens)),
+            (f"anthropic-ratelimit-{budget}-remaining", str(r.remaining_tokens)),
+            (f"anthropic-ratelimit-{budget}-reset", rfc3339(r.reset_tokens_s)),
+        ]
+    return headers
+
+
+def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
+    """The error response Anthropic sends for ``kind``."""
+    base = [("request-id", ctx.request_id), ("content-type", "application/json")]
+    if kind == "bad_gateway":
+        return HttpReply(502, [("content-type", "text/html"), ("request-id", ctx.request_id)], BAD_GATEWAY_HTML)
+    status, err_type, message = {
+        "rate_limit": (429, "rate_limit_error",
+                       f"This request would exceed the rate limit for your organization of "
+                       f"{ctx.rate.limit_requests} requests per minute. Please try again later."),
+        "server": (500, "api_error", "Internal server error"),
+        "unavailable": (503, "overloaded_error", "Service unavailable"),
+        "overloaded": (529, "overloaded_error", "Overloaded"),
+        "context_length": (400, "invalid_request_error",
+                           f"prompt is too long: {info.prompt_tokens} tokens > {info.context_window} maximum"),
+        "auth": (401, "authentication_error", "x-api-key header is required"),
+        "not_found": (404, "not_found_error", f"model: {ctx.model}"),
+        "bad_request": (400, "invalid_request_error", info.message or "Invalid request"),
+    }[kind]
+    headers = list(base)
+    if kind == "rate_limit":
+        wait = info.retry_after or 0
+        headers += [("retry-after", seconds_text(wait))]
+        headers += _rate_headers(ReplyContext(ctx.model, ctx.request_id, ctx.rate.exhausted(wait)))
+    body = {"type": "error", "error": {"type": err_type, "message": message}, "request_id": ctx.request_id}
+    return HttpReply(status, headers, compact_json(body))
+
+
+def count_tokens_payload(prompt_tokens: int) -> dict[str, Any]:
+    """``POST /v1/messages/count_tokens``."""
+    return {"input_tokens": prompt_tokens}
+
+
+def models_payload(fleet: Fleet, created: int) -> dict[str, Any]:
+    """``GET /v1/models`` as Anthropic lists models (only those served on this wire)."""
+    data = [model_payload(m.name, created) for m in fleet.serving(NAME)]
+    return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}
+
+
+def model_payload(name: str, created: int) -> dict[str, Any]:
+    """``GET /v1/models/{id}`` as Anthropic describes a model."""
+    stamp = datetime.fromtimestamp(created, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return {"type": "model", "id": name, "display_name": name, "created_at": stamp}

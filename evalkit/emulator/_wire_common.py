@@ -1,0 +1,139 @@
+"""What the three wire modules share: reply contexts, errors, ids, headers and framing helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from ._simulate import ChatCall
+
+__all__ = [
+    "BAD_GATEWAY_HTML",
+    "ErrorInfo",
+    "HttpReply",
+    "RateSnapshot",
+    "ReplyContext",
+    "StreamEvent",
+    "WireError",
+    "base62",
+    "compact_json",
+    "go_duration",
+    "rfc3339",
+    "seconds_text",
+]
+
+ErrorKind = Literal[
+    "rate_limit", "server", "bad_gateway", "unavailable", "overloaded",
+    "context_length", "auth", "not_found", "bad_request",
+]
+
+# What a CDN in front of an API sends on 502: HTML, not the vendor's JSON.
+BAD_GATEWAY_HTML = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>evalkit-emulator</center>\r\n</body>\r\n</html>\r\n"
+)
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+class WireError(Exception):
+    """A request the vendor would reject with 400 (``param`` names the bad field)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.param = message, param
+
+
+@dataclass(frozen=True, slots=True)
+class RateSnapshot:
+    """The rate-limit budget to report: limits, what remains, seconds to reset."""
+
+    limit_requests: int
+    limit_tokens: int
+    remaining_requests: int
+    remaining_tokens: int
+    reset_requests_s: float
+    reset_tokens_s: float
+
+    def exhausted(self, retry_after: float) -> RateSnapshot:
+        """The same budget with requests used up until ``retry_after`` seconds from now."""
+        return RateSnapshot(self.limit_requests, self.limit_tokens, 0, self.remaining_tokens,
+                            retry_after, self.reset_tokens_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """Everything a wire needs to render a reply besides the generation itself."""
+
+    model: str
+    request_id: str
+    rate: RateSnapshot
+    call: ChatCall | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Details of an error reply: what to say and the numbers to put in the message."""
+
+    message: str = ""
+    retry_after: float | None = None
+    prompt_tokens: int = 0
+    context_window: int = 0
+    param: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """A complete HTTP response: status, headers and body bytes."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One framed stream event; ``part`` is ``head``, ``content`` or ``tail`` (the ending a cut drops)."""
+
+    data: bytes
+    part: Literal["head", "content", "tail"]
+    tokens: int = 0
+
+
+def compact_json(value: Any) -> bytes:
+    """JSON as the OpenAI and Anthropic APIs send it: no spaces."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def base62(hex_digest: str, length: int) -> str:
+    """A ``length``-character base-62 id from a hex digest (deterministic ids)."""
+    n, out = int(hex_digest, 16), []
+    for _ in range(length):
+        n, r = divmod(n, 62)
+        out.append(_BASE62[r])
+    return "".join(out)
+
+
+def seconds_text(seconds: float) -> str:
+    """``2`` for 2.0 and ``0.5`` for 0.5: Retry-After style."""
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def go_duration(seconds: float) -> str:
+    """OpenAI's reset format: ``9ms``, ``8.64s``, ``1m3.57s``."""
+    if seconds < 1:
+        return f"{max(int(round(seconds * 1000)), 0)}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:.2f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text
+
+
+def rfc3339(seconds_from_now: float) -> str:
+    """Anthropic's reset format: an RFC 3339 UTC instant, whole seconds."""
+    # Rounded up, so a client that waits until the reset never comes back early.
+    when = datetime.fromtimestamp(math.ceil(time.time() + seconds_from_now), tz=timezone.utc)
+    return when.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,220 @@
+"""OpenAI Chat Completions on the wire: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+Shapes follow the recordings in shared/wire/openai (``test_chat.yaml``,
+``test_chat_stream_with_include_usage_option.yaml``): the same keys, the same
+chunk sequence (role chunk, content chunks, finish chunk, usage chunk with
+``choices: []`` when ``stream_options.include_usage``, ``data: [DONE]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ._simulate import ChatCall, Generation
+from ._specs import Fleet
+from ._wire_common import (
+    BAD_GATEWAY_HTML, ErrorInfo, HttpReply, ReplyContext, StreamEvent, WireError, compact_json, go_duration,
+    seconds_text,
+)
+from .answers import content_text
+
+NAME = "openai"
+_FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "content_filter": "content_filter"}
+_FINGERPRINT = "fp_evalkit0"
+
+
+def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None,
+                  query: Mapping[str, str] | None = None) -> ChatCall:
+    """A :class:`ChatCall` from a Chat Completions body; :class:`WireError` for what OpenAI rejects."""
+    if not isinstance(body, Mapping):
+        raise WireError("We could not parse the JSON body of your request.")
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise WireError("you must provide a model parameter", "model")
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise WireError("'messages' must be a non-empty array.", "messages")
+    messages = []
+    for i, message in enumerate(raw):
+        if not isinstance(message, Mapping) or message.get("role") not in (
+            "system", "developer", "user", "assistant", "tool", "function"
+        ):
+            raise WireError(f"Invalid value for 'messages[{i}].role'.", f"messages[{i}].role")
+        role = "system" if message["role"] == "developer" else str(message["role"])
+        messages.append((role, content_text(message.get("content"))))
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise WireError(f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got "
+                        f"{max_tokens!r} instead.", "max_tokens")
+    stop = body.get("stop") or ()
+    options = body.get("stream_options") if isinstance(body.get("stream_options"), Mapping) else {}
+    response_format = body.get("response_format") if isinstance(body.get("response_format"), Mapping) else {}
+    return ChatCall(
+        wire=NAME,
+        model=name,
+        messages=tuple(messages),
+        max_tokens=max_tokens,
+        stop=(stop,) if isinstance(stop, str) else tuple(str(s) for s in stop),
+        stream=bool(body.get("stream")),
+        include_usage=bool(options.get("include_usage")),
+        json_mode=response_format.get("type") in ("json_object", "json_schema"),
+    )
+
+
+def _usage(gen: Generation) -> dict[str, Any]:
+    u = gen.usage
+    return {
+        "prompt_tokens": u.prompt,
+        "completion_tokens": u.completion,
+        "total_tokens": u.prompt + u.completion,
+        "prompt_tokens_details": {"cached_tokens": u.cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": u.reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _completion_id(gen: Generation) -> str:
+    return "chatcmpl-emu" + gen.response_id[:26]
+
+
+def render(gen: Generation, ctx: ReplyContext) -> bytes:
+    """The non-streamed ``chat.completion`` body."""
+    choices = [] if gen.empty else [{
+        "index": 0,
+        "message": {"role": "assistant", "content": gen.text if gen.finish != "content_filter" else None,
+                    "refusal": None},
+        "logprobs": None,
+        "finish_reason": _FINISH[gen.finish],
+    }]
+    return compact_json({
+        "id": _completion_id(gen),
+        "object": "chat.completion",
+        "created": ctx.created,
+        "model": ctx.model,
+        "choices": choices,
+        "usage": _usage(gen),
+        "system_fingerprint": _FINGERPRINT,
+    })
+
+
+def _chunk(gen: Generation, ctx: ReplyContext, choices: list[Any], usage: Any = None) -> dict[str, Any]:
+    chunk = {
+        "id": _completion_id(gen),
+        "object": "chat.completion.chunk",
+        "created": ctx.created,
+        "model": ctx.model,
+        "system_fingerprint": _FINGERPRINT,
+        "choices": choices,
+    }
+    if ctx.call is not None and ctx.call.include_usage:
+        chunk["usage"] = usage  # null on every chunk but the last, as recorded
+    return chunk
+
+
+def _event(payload: Any, part: str, tokens: int = 0) -> StreamEvent:
+    return StreamEvent(b"data: " + compact_json(payload) + b"\n\n", part, tokens)  # type: ignore[arg-type]
+
+
+def _choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+    return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+
+def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
+    """The SSE events of a streamed answer, in order."""
+    events: list[StreamEvent] = []
+    if not gen.empty:
+        events.append(_event(_chunk(gen, ctx, _choice({"role": "assistant", "content": "", "refusal": None})), "head"))
+        for text, tokens in gen.chunks:
+            events.append(_event(_chunk(gen, ctx, _choice({"content": text})), "content", tokens))
+        events.append(_event(_chunk(gen, ctx, _choice({}, _FINISH[gen.finish])), "tail"))
+    if ctx.call is not None and ctx.call.include_usage:
+        events.append(_event(_chunk(gen, ctx, [], _usage(gen)), "tail"))
+    events.append(StreamEvent(b"data: [DONE]\n\n", "tail"))
+    return events
+
+
+def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
+    """A 200 body that is not valid JSON (cut inside the first choice)."""
+    body = render(gen, ctx)
+    return body[: body.find(b'"choices"') + 14]
+
+
+def malformed_event(gen: Generation, ctx: ReplyContext) -> StreamEvent:
+    """An SSE event whose data is not valid JSON."""
+    return StreamEvent(b'data: {"id":"' + _completion_id(gen).encode() + b'","choices":[{"delta":{"content":"\n\n',
+                       "content")
+
+
+def content_type(stream: bool, ctx: ReplyContext | None = None) -> str:
+    """The Content-Type of a 200 response."""
+    return "text/event-stream; charset=utf-8" if stream else "application/json"
+
+
+def success_headers(ctx: ReplyContext, processing_ms: int) -> list[tuple[str, str]]:
+    """Response headers of a 200: request id, processing time and the ``x-ratelimit-*`` set."""
+    return [("openai-version", "2020-10-01"), ("openai-processing-ms", str(processing_ms)),
+            ("x-request-id", ctx.request_id), *_rate_headers(ctx)]
+
+
+def _rate_headers(ctx: ReplyContext) -> list[tuple[str, str]]:
+    r = ctx.rate
+    return [
+        ("x-ratelimit-limit-requests", str(r.limit_requests)),
+        ("x-ratelimit-limit-tokens", str(r.limit_tokens)),
+        ("x-ratelimit-remaining-requests", str(r.remaining_requests)),
+        ("x-ratelimit-remaining-tokens", str(r.remaining_tokens)),
+        ("x-ratelimit-reset-requests", go_duration(r.reset_requests_s)),
+        ("x-ratelimit-reset-tokens", go_duration(r.reset_tokens_s)),
+    ]
+
+
+def _error_body(message: str, err_type: str, code: str | None, param: str | None = None) -> bytes:
+    return compact_json({"error": {"message": message, "type": err_type, "param": param, "code": code}})
+
+
+def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
+    """The error response OpenAI sends for ``kind``."""
+    base = [("x-request-id", ctx.request_id)]
+    json_type = [("content-type", "application/json; charset=utf-8")]
+    if kind == "rate_limit":
+        wait = info.retry_after or 0
+        msg = (f"Rate limit reached for {ctx.model} in organization org-emulator on requests per min (RPM): "
+               f"Limit {ctx.rate.limit_requests}, Used {ctx.rate.limit_requests}, Requested 1. "
+               f"Please try again in {seconds_text(wait)}s.")
+        headers = base + [("retry-after", seconds_text(wait))] + _rate_headers(
+            ReplyContext(ctx.model, ctx.request_id, ctx.rate.exhausted(wait)))
+        return HttpReply(429, json_type + headers, _error_body(msg, "requests", "rate_limit_exceeded"))
+    if kind == "bad_gateway":
+        return HttpReply(502, [("content-type", "text/html")] + base, BAD_GATEWAY_HTML)
+    status, err_type, code, message = {
+        "server": (500, "server_error", None,
+                   "The server had an error while processing your request. Sorry about that!"),
+        "unavailable": (503, "server_error", None, "The engine is currently overloaded, please try again later."),
+        "overloaded": (529, "server_error", "overloaded", "The server is overloaded, please try again later."),
+        "context_length": (400, "invalid_request_error", "context_length_exceeded",
+                           f"This model's maximum context length is {info.context_window} tokens. However, your "
+                           f"messages resulted in {info.prompt_tokens} tokens. Please reduce the length of the "
+                           "messages."),
+        "auth": (401, "invalid_request_error", "invalid_api_key",
+                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                 "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."),
+        "not_found": (404, "invalid_request_error", "model_not_found",
+                      f"The model `{ctx.model}` does not exist or you do not have access to it."),
+        "bad_request": (400, "invalid_request_error", None, info.message or "Invalid request."),
+    }[kind]
+    param = "messages" if kind == "context_length" else info.param
+    return HttpReply(status, json_type + base, _error_body(message, err_type, code, param))
+
+
+def models_payload(fleet: Fleet, created: int) -> dict[str, Any]:
+    """``GET /v1/models``: every model of the fleet."""
+    return {"object": "list", "data": [model_payload(m.name, created) for m in fleet]}
+
+
+def model_payload(name: str, created: int) -> dict[str, Any]:
+    """``GET /v1/models/{id}``."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "evalkit-emulator"}

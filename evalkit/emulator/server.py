@@ -1,0 +1,190 @@
+"""Run the emulator: in-process on a background thread (tests, notebooks) or in the foreground (CLI).
+
+::
+
+    with Emulator(seed=0, time_scale=0.0) as emu:
+        client = openai.OpenAI(base_url=emu.openai_base_url, api_key="test")
+        emu.script("sim-large", ["429", "ok"])
+        ...
+        emu.stats()["models"]["sim-large"]["by_status"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import uvicorn
+
+from ..errors import ConfigError
+from ._app import build_app
+from ._specs import Fleet
+from ._state import EmulatorState
+from ._transport import protocol_class
+from .answers import AnswerBook, bundled_dataset_files
+from .faults import parse_steps
+from .fleet import load_fleet
+
+__all__ = ["Emulator"]
+
+_HOST = "127.0.0.1"
+_START_TIMEOUT_S = 10.0
+
+
+class Emulator:
+    """An OpenAI/Anthropic/Gemini-compatible HTTP server on 127.0.0.1 with simulated models.
+
+    ``fleet`` is a :class:`Fleet`, a fleet file path, or None for the built-in
+    fleet. ``datasets`` are JSONL files whose prompts get gradable answers
+    (None: the bundled suites, ``()``: none). ``time_scale`` multiplies every
+    simulated delay (0: answer at once). ``stall_s`` overrides how long the
+    ``timeout``/``stall`` faults hold a response (never scaled). Port 0 picks a
+    free port.
+    """
+
+    def __init__(self, fleet: Fleet | str | Path | None = None, *, seed: int = 0, time_scale: float = 1.0,
+                 port: int = 0, datasets: Iterable[str | Path] | None = None, stall_s: float | None = None,
+                 recent_requests: int = 100) -> None:
+        if not isinstance(time_scale, (int, float)) or time_scale < 0:
+            raise ConfigError(f"must be a number >= 0, got {time_scale!r}", field="time_scale")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"must be a port number (0 picks a free one), got {port!r}", field="port")
+        self.fleet: Fleet = fleet if isinstance(fleet, Fleet) else load_fleet(fleet)
+        self.seed, self.time_scale = int(seed), float(time_scale)
+        self.book = AnswerBook.from_files(bundled_dataset_files() if datasets is None else datasets)
+        self._state = EmulatorState(self.fleet, seed=self.seed, time_scale=self.time_scale, book=self.book,
+                                    stall_s=stall_s, recent=recent_requests)
+        self._requested_port = port
+        self.port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: socket.socket | None = None
+        self._error: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Start serving on a background thread; returns once the port accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("this emulator is already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, self._requested_port))
+        except OSError:
+            sock.close()
+            raise
+        self._sock, self.port = sock, sock.getsockname()[1]
+        self._server = uvicorn.Server(self._config())
+        self._thread = threading.Thread(target=self._run, name=f"evalkit-emulator-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the emulator did not start: {self._error!r}")
+            time.sleep(0.005)
+        return self
+
+    def _config(self) -> uvicorn.Config:
+        return uvicorn.Config(
+            build_app(self._state),
+            http=protocol_class(self._state.registry),
+            loop="asyncio",
+            lifespan="off",
+            ws="none",
+            log_config=None,  # never reconfigure the host program's logging
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,  # scope["client"] must be the real peer: it keys the connection registry
+            server_header=False,
+            timeout_graceful_shutdown=3,
+            backlog=2048,
+        )
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self._error = exc
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        assert self._server is not None and self._sock is not None
+        await self._server.serve(sockets=[self._sock])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving: wake stalled responses, close connections, join the thread, free the port."""
+        if self._thread is None:
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._state.interrupts.stop_all)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._sock is not None:
+            self._sock.close()
+        self._thread = self._server = self._loop = self._sock = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- addresses -------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        if self.port is None:
+            raise RuntimeError("the emulator is not started")
+        return f"http://{_HOST}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """What OpenAI clients take as ``base_url`` (``.../v1``)."""
+        return self.base_url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """What the Anthropic SDK takes as ``base_url`` (the bare origin)."""
+        return self.base_url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """What Gemini clients take as ``base_url`` (the bare origin; paths start ``/v1beta``)."""
+        return self.base_url
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def script(self, model: str, faults: Iterable[Any], *, append: bool = False) -> None:
+        """Queue faults for the next calls to ``model``: ``["429", {"kind": "500"}, "ok"]``.
+
+        Each call to the model consumes one step; ``"ok"`` answers normally.
+        Steps may be mappings with ``retry_after``, ``stall_s`` and ``times``.
+        """
+        self.fleet.model(model)  # KeyError naming the fleet's models
+        self._state.scripts.program(model, parse_steps(faults), append=append)
+
+    def stats(self) -> dict[str, Any]:
+        """What ``GET /_emulator/stats`` returns: per-model counters, recent requests, pending scripts."""
+        return {**self._state.stats.snapshot(), "scripts": self._state.scripts.pending()}
+
+    def reset(self) -> None:
+        """Clear stats, runtime scripts, rate windows and the simulated prompt cache."""
+        self._state.reset()

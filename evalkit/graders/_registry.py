@@ -1,0 +1,59 @@
+"""``grader_for``: the grader a dataset item's spec names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from evalkit.errors import ConfigError
+from evalkit.graders._base import Grader
+from evalkit.graders._classify import LabelGrader, SlotF1Grader
+from evalkit.graders._code_exec import CodeExecGrader
+from evalkit.graders._json import JSONGrader, JSONSchemaGrader
+from evalkit.graders._judge import JudgeGrader
+from evalkit.graders._match import (
+    AliasGrader,
+    ExactGrader,
+    MCQGrader,
+    NormalizedGrader,
+    NumericGrader,
+    RegexGrader,
+)
+
+__all__ = ["GRADER_CLASSES", "grader_for"]
+
+GRADER_CLASSES: Mapping[str, type] = {
+    cls.name: cls
+    for cls in (
+        ExactGrader,
+        NormalizedGrader,
+        AliasGrader,
+        NumericGrader,
+        MCQGrader,
+        LabelGrader,
+        SlotF1Grader,
+        RegexGrader,
+        JSONGrader,
+        JSONSchemaGrader,
+        CodeExecGrader,
+        JudgeGrader,
+    )
+}
+
+
+def grader_for(spec: Mapping[str, Any] | str, judge: Any = None) -> Grader:
+    """The grader for a spec such as ``item.grader`` (``{"type": "numeric"}``, or just ``"numeric"``).
+
+    The spec is checked the way the dataset loader checks it; a bad spec is a
+    :class:`~evalkit.ConfigError` naming the field. ``judge`` (a provider or a
+    router) is required for ``judge`` specs and ignored by the others.
+    """
+    from evalkit.datasets._graders import parse_grader  # the loader's checks are the one definition
+
+    checked, issues = parse_grader(spec)
+    if checked is None:
+        raise ConfigError("; ".join(f"{field}: {message}" for field, message in issues))
+    build: Callable[..., Grader] = GRADER_CLASSES[checked["type"]].from_spec
+    if checked["type"] == "judge":
+        return build(checked, judge=judge)
+    return build(checked)
