@@ -31,7 +31,16 @@ from ._framing import JSONArrayDecoder, SSEDecoder
 from ._headers import rate_limit_headers
 from ._wire import HttpCall, Reply, StreamParser, Wire
 
-__all__ = ["ChatStream", "DELTA_SINK", "HTTPProvider", "DEFAULT_TIMEOUT"]
+__all__ = ["CASSETTE", "ChatStream", "DELTA_SINK", "HTTPProvider", "DEFAULT_TIMEOUT"]
+
+CASSETTE: ContextVar[Any] = ContextVar("evalkit_cassette", default=None)
+"""The active cassette (``evalkit.runner.cassettes``), if any.
+
+It wraps the transport of clients created while it is active
+(``transport(inner)``) and sees every call's timing (``timing(headers,
+latency_ms, ttft_ms)``): recording stores what was measured, replay returns the
+recorded values so a replayed run reports the original latencies.
+"""
 
 DELTA_SINK: ContextVar[Any] = ContextVar("evalkit_delta_sink", default=None)
 """Where a routed stream wants text deltas: an object with ``push(text)``.
@@ -129,9 +138,9 @@ class HTTPProvider:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self._timeout, limits=_DEFAULT_LIMITS, transport=self._transport
-            )
+            cassette = CASSETTE.get()
+            transport = cassette.transport(self._transport) if cassette is not None else self._transport
+            self._client = httpx.AsyncClient(timeout=self._timeout, limits=_DEFAULT_LIMITS, transport=transport)
         return self._client
 
     def _http_request(self, call: HttpCall) -> httpx.Request:
@@ -201,6 +210,8 @@ class HTTPProvider:
 
     def _finish(self, request: ChatRequest, reply: Reply, headers: Mapping[str, str],
                 latency_ms: float, ttft_ms: float | None) -> ChatResponse:
+        if (cassette := CASSETTE.get()) is not None:
+            latency_ms, ttft_ms = cassette.timing(headers, latency_ms, ttft_ms)
         usage = reply.usage or _estimate_usage(request, reply, self.name)
         served = reply.model or self.model
         cost = self._cost(served, usage, reply.reported_cost)

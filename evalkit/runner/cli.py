@@ -1,0 +1,125 @@
+"""``evalkit run`` and ``evalkit merge``: argument parsing and what they print.
+
+With no arguments ``evalkit run`` is the main job on the embedded default: the
+in-process provider emulator, its whole fleet, the bundled ``default`` suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["add_run_parser", "add_merge_parser", "run_command", "merge_command"]
+
+DEFAULT_TIME_SCALE = 0.02
+
+
+def add_run_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("run", help="run a suite across targets (default: bundled suite × emulated fleet)",
+                              description=__doc__)
+    p.add_argument("--suite", default="default", help="bundled suite name or dataset path (default: default)")
+    p.add_argument("--targets", help="comma-separated provider:model, routing.yaml or emulator:MODEL "
+                                     "(default: every model of the emulator fleet)")
+    p.add_argument("--judge", help="target that grades judge items (default: emulator:sim-large)")
+    p.add_argument("--repeats", type=_positive_int, default=1)
+    p.add_argument("--concurrency", type=_positive_int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-tokens", type=_positive_int, default=1024)
+    p.add_argument("--stream", action="store_true", help="stream responses (measures time to first token)")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--run-id")
+    p.add_argument("--resume", metavar="RUN_DIR", help="complete the missing cells of an earlier run")
+    p.add_argument("--shard", metavar="K/N", help="run only every N-th cell, starting at the K-th")
+    p.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
+                   help=f"emulator delay factor (default {DEFAULT_TIME_SCALE}; 1.0 = realistic)")
+    p.add_argument("--record", metavar="CASSETTE", help="record all HTTP traffic to a cassette")
+    p.add_argument("--replay", metavar="CASSETTE", help="replay a recorded cassette; no network")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run_command)
+
+
+def add_merge_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("merge", help="combine shard run directories into one run")
+    p.add_argument("runs", nargs="+", help="shard run directories")
+    p.add_argument("-o", "--output", required=True, help="the merged run directory to create")
+    p.set_defaults(handler=merge_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from ..runner import RunOptions, results_df, run_suite
+    from ..runner._cells import Shard, parse_shard
+    from .summary import render_summary, task_summary
+
+    shard = parse_shard(args.shard) if args.shard else Shard()
+    options = RunOptions(repeats=args.repeats, concurrency=args.concurrency, seed=args.seed,
+                         temperature=args.temperature, max_tokens=args.max_tokens, stream=args.stream,
+                         shard=shard)
+    specs, judge, emulator = _targets(args)
+    run = run_suite(args.suite, specs, options=options, runs_dir=args.runs_dir, run_id=args.run_id,
+                    resume=args.resume, judge_spec=judge, emulator=emulator, progress=not args.no_progress)
+    result = asyncio.run(_with_cassette(run, args))
+    from rich.console import Console
+
+    console = Console()
+    table = task_summary(results_df(result.run_dir))
+    console.print(render_summary(table, title=f"evalkit run {result.run_dir.name}"))
+    t = result.totals
+    console.print(f"{t.done} cells asked ({t.skipped} already done), {t.errors} failed, "
+                  f"{t.passed} passed, spend ${t.spend:.4f}" + (f", {t.unpriced} unpriced" if t.unpriced else ""))
+    console.print(f"results: {result.run_dir}  (evalkit.results_df('{result.run_dir}'))")
+    return 0
+
+
+def _targets(args: argparse.Namespace) -> tuple[list[str], str | None, dict[str, Any] | None]:
+    from .targets import EMULATOR_PREFIX, emulator_specs
+
+    if args.targets:
+        specs = [s.strip() for s in args.targets.split(",") if s.strip()]
+    else:
+        from ..emulator.fleet import default_fleet
+
+        specs = emulator_specs(default_fleet())
+    judge = args.judge or (f"{EMULATOR_PREFIX}sim-large" if not args.targets or any(
+        s.startswith(EMULATOR_PREFIX) for s in specs) else None)
+    uses_emulator = any(s.startswith(EMULATOR_PREFIX) for s in [*specs, judge or ""])
+    emulator = {"seed": args.seed, "time_scale": args.time_scale} if uses_emulator else None
+    return specs, judge, emulator
+
+
+async def _with_cassette(run: Any, args: argparse.Namespace) -> Any:
+    if not (args.record or args.replay):
+        return await run
+    from .cassettes import cassette
+
+    with cassette(args.record or args.replay, record=bool(args.record)):
+        return await run
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from .merge import merge_runs
+
+    merged = merge_runs([Path(r) for r in args.runs], Path(args.output))
+    print(f"merged {len(args.runs)} runs into {merged}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fail(error: ConfigError) -> int:
+    """Print a bad-input error the way every evalkit command does, and return exit code 2."""
+    print(f"evalkit: error: {error}", file=sys.stderr)
+    return 2

@@ -1,0 +1,72 @@
+"""Turn target specs (what a user types, what a manifest stores) into providers and routers.
+
+A spec is one of:
+
+* ``provider:model`` — a real provider (keys from the environment);
+* a path to a routing YAML (``*.yaml``/``*.yml``) — the router it describes;
+* ``emulator:MODEL`` — a model of the in-process provider emulator, asked over
+  its first wire format and priced at the fleet's prices.
+
+Specs are strings so a manifest can store them and a resume can rebuild them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+
+__all__ = ["EMULATOR_PREFIX", "resolve_targets", "emulator_specs"]
+
+EMULATOR_PREFIX = "emulator:"
+_WIRE_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini"}
+
+
+def emulator_specs(fleet: Any) -> list[str]:
+    """One spec per model of an emulator fleet."""
+    return [f"{EMULATOR_PREFIX}{spec.name}" for spec in fleet]
+
+
+def resolve_targets(specs: Sequence[str], *, emulator: Any = None, timeout_s: float = 60.0) -> list[Any]:
+    """Providers/routers for ``specs``; a bad spec is a :class:`~evalkit.ConfigError` on ``--targets``."""
+    if not specs:
+        raise ConfigError("no targets given", field="--targets")
+    targets = []
+    for spec in specs:
+        spec = spec.strip()
+        if spec.startswith(EMULATOR_PREFIX):
+            targets.append(_emulated(spec[len(EMULATOR_PREFIX):], emulator, timeout_s))
+        elif spec.endswith((".yaml", ".yml")):
+            from ..router import Router
+
+            if not Path(spec).is_file():
+                raise ConfigError("routing config not found", file=spec, field="--targets")
+            router = Router.from_config(spec)
+            router.name = f"config:{Path(spec).stem}"
+            targets.append(router)
+        else:
+            from ..providers import get_provider
+
+            targets.append(get_provider(spec, timeout=timeout_s))
+    names = [t.name for t in targets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"target listed twice: {', '.join(duplicates)}", field="--targets")
+    return targets
+
+
+def _emulated(model: str, emulator: Any, timeout_s: float) -> Any:
+    from ..providers import get_provider
+
+    if emulator is None:
+        raise ConfigError(f"{EMULATOR_PREFIX}{model} needs the embedded emulator", field="--targets")
+    spec = emulator.fleet.get(model)
+    if spec is None:
+        known = ", ".join(emulator.fleet.names())
+        raise ConfigError(f"the emulator fleet has no model {model!r}; it has {known}", field="--targets")
+    wire = spec.wires[0]
+    base_url = {"openai": emulator.openai_base_url, "anthropic": emulator.anthropic_base_url,
+                "gemini": emulator.gemini_base_url}[wire]
+    return get_provider(f"{_WIRE_PROVIDER[wire]}:{model}", api_key="emulator-key", base_url=base_url,
+                        prices=spec.price.as_prices(), context_window=spec.context_window, timeout=timeout_s)
