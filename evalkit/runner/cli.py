@@ -41,14 +41,14 @@ def add_run_parser(subparsers: Any) -> None:
     p.add_argument("--record", metavar="CASSETTE", help="record all HTTP traffic to a cassette")
     p.add_argument("--replay", metavar="CASSETTE", help="replay a recorded cassette; no network")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(handler=run_command)
+    p.set_defaults(run=run_command)
 
 
 def add_merge_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("merge", help="combine shard run directories into one run")
     p.add_argument("runs", nargs="+", help="shard run directories")
     p.add_argument("-o", "--output", required=True, help="the merged run directory to create")
-    p.set_defaults(handler=merge_command)
+    p.set_defaults(run=merge_command)
 
 
 def run_command(args: argparse.Namespace) -> int:

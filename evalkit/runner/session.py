@@ -110,11 +110,32 @@ def _maybe_emulator(specs: Sequence[str], judge: str | None, settings: dict[str,
     if not needed:
         yield None
         return
-    from ..emulator import Emulator
+    from ..providers._http import CASSETTE
 
     settings = settings or {}
+    if getattr(CASSETTE.get(), "replaying", False):
+        yield _ReplayedEmulator()  # the cassette answers; no server needed, nothing reachable
+        return
+    from ..emulator import Emulator
+
     with Emulator(seed=settings.get("seed", 0), time_scale=settings.get("time_scale", 0.02)) as emu:
         yield emu
+
+
+class _ReplayedEmulator:
+    """The emulator's fleet without its server, for replaying a recorded run.
+
+    Replay matches requests on method, path, query and body, never on host or
+    port, so the placeholder address below is never contacted.
+    """
+
+    openai_base_url = "http://127.0.0.1:9/v1"
+    anthropic_base_url = gemini_base_url = "http://127.0.0.1:9"
+
+    def __init__(self) -> None:
+        from ..emulator.fleet import default_fleet
+
+        self.fleet = default_fleet()
 
 
 @contextlib.contextmanager
