@@ -63,7 +63,9 @@ class Grader(Protocol):
 
     name: str
 
-    async def grade(self, item: Item, output: str) -> Grade: ...
+    async def grade(self, item: Item, output: str) -> Grade:
+        """Grade ``output``, the model's answer to ``item``."""
+        ...
 
 
 def short(text: str, limit: int = REASON_LIMIT) -> str:

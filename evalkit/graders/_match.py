@@ -64,6 +64,7 @@ class _AnswerSpanGrader:
         return last_line(output), False
 
     def matches(self, answer: str, reference: str) -> bool:  # pragma: no cover - abstract
+        """Whether the extracted ``answer`` matches one ``reference``."""
         raise NotImplementedError
 
     async def grade(self, item: Item, output: str) -> Grade:

@@ -154,9 +154,14 @@ class _NamespaceFlag:
         self.path = path
 
     def mark(self) -> None:
-        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o644))
+        """Record, from the child, that the namespace was entered."""
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o644))
+        except OSError:
+            pass  # only the report is lost; an exception here would abort the run
 
     def was_set(self) -> bool:
+        """Whether the child entered its own network namespace."""
         return self.path.exists()
 
 
@@ -168,6 +173,7 @@ def _child_limits(timeout_s: float, memory_bytes: int, flag: _NamespaceFlag):
     cpu_seconds = int(timeout_s) + 2
 
     def limit_child() -> None:
+        """Runs in the forked child before exec."""
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
         resource.setrlimit(resource.RLIMIT_FSIZE, (_OUTPUT_LIMIT_BYTES, _OUTPUT_LIMIT_BYTES))

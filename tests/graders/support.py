@@ -17,12 +17,20 @@ from evalkit.types import Message
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make_item(reference: Any, grader: Mapping[str, Any] | str, prompt: str = "question?", **fields: Any) -> Item:
+def make_item(
+    reference: Any, grader: Mapping[str, Any] | str, prompt: str = "question?", **fields: Any
+) -> Item:
     """An item built by hand; ``grader`` may be a bare type name."""
     spec = {"type": grader} if isinstance(grader, str) else dict(grader)
     messages = fields.pop("messages", None) or (Message("user", prompt),)
-    return Item(id=fields.pop("id", "hand-1"), task_type=fields.pop("task_type", "test"), messages=messages,
-                reference=reference, grader=spec, metadata=fields.pop("metadata", {}))
+    return Item(
+        id=fields.pop("id", "hand-1"),
+        task_type=fields.pop("task_type", "test"),
+        messages=messages,
+        reference=reference,
+        grader=spec,
+        metadata=fields.pop("metadata", {}),
+    )
 
 
 @functools.cache

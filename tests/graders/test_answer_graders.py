@@ -140,14 +140,24 @@ async def test_exact_reports_a_missing_marker():
 
 
 @needs_shared
-@pytest.mark.parametrize("task", ["date_understanding", "boolean_expressions", "multistep_arithmetic_two",
-                                  "dyck_languages", "word_sorting", "sports_understanding"])
+@pytest.mark.parametrize(
+    "task",
+    [
+        "date_understanding",
+        "boolean_expressions",
+        "multistep_arithmetic_two",
+        "dyck_languages",
+        "word_sorting",
+        "sports_understanding",
+    ],
+)
 async def test_exact_on_bbh_source_examples(task):
     examples = json.loads(shared_file("bbh", f"{task}.json").read_text())["examples"][:25]
     targets = sorted({e["target"] for e in examples})
     for example in examples:
-        item = make_item(example["target"], {"type": "exact", "answer_after": "So the answer is"},
-                         prompt=example["input"])
+        item = make_item(
+            example["target"], {"type": "exact", "answer_after": "So the answer is"}, prompt=example["input"]
+        )
         assert (await grade(item, f"Step by step.\nSo the answer is {example['target']}.")).passed
         other = next((t for t in targets if t != example["target"]), example["target"] + " x")
         assert not (await grade(item, f"So the answer is {other}.")).passed, (example["target"], other)
@@ -205,7 +215,9 @@ async def test_alias_on_nq_open_dev_rows():
         item = make_item(row["answer"], "alias", prompt=row["question"])
         assert (await grade(item, row["answer"][0])).passed
         other = rows[(index + 7) % len(rows)]["answer"][0]
-        if not any(alias.lower() in other.lower() or other.lower() in alias.lower() for alias in row["answer"]):
+        if not any(
+            alias.lower() in other.lower() or other.lower() in alias.lower() for alias in row["answer"]
+        ):
             assert not (await grade(item, other)).passed, (row["answer"], other)
 
 
@@ -249,7 +261,9 @@ async def test_mcq_on_mmlu_source_rows():
     with gzip.open(shared_file("mmlu", "mmlu_test.csv.gz"), "rt", encoding="utf-8") as handle:
         rows = list(csv.DictReader(io.StringIO(handle.read())))
     for row in random.Random(5).sample(rows, 100):
-        item = make_item(row["answer"], {"type": "mcq", "choices": ["A", "B", "C", "D"]}, prompt=row["question"])
+        item = make_item(
+            row["answer"], {"type": "mcq", "choices": ["A", "B", "C", "D"]}, prompt=row["question"]
+        )
         assert (await grade(item, f"{row['answer']}. {row[row['answer']]}")).passed
         wrong = next(c for c in "ABCD" if c != row["answer"])
         assert not (await grade(item, f"The answer is {wrong}.")).passed
