@@ -163,7 +163,7 @@ def _row(run_id: str, item: Any, target: str, repeat: int, request: ChatRequest,
         "reasoning_tokens": total("reasoning_tokens"),
         "tokens_exact": all(u.exact for u in usages) if usages else None,
         "cost_usd": None if cost is None else str(cost),
-        "score": None, "passed": None, "grade_reason": None,
+        "score": None, "passed": None, "grade_reason": None, "judge_cost_usd": None,
         "n_attempts": len(sent),
         "output": response.text if response is not None else None,
         "seed": request.seed, "temperature": request.temperature,
@@ -204,4 +204,6 @@ class _GraderCache:
             return {"score": None, "passed": None, "grade_reason": f"judge failed: {exc.kind.value}"}
         except Exception as exc:  # noqa: BLE001 - a grader bug must not lose the answer
             return {"score": None, "passed": None, "grade_reason": f"grader error: {type(exc).__name__}: {exc}"}
-        return {"score": float(grade.score), "passed": bool(grade.passed), "grade_reason": grade.reason[:300]}
+        details = grade.details or {}
+        return {"score": float(grade.score), "passed": bool(grade.passed), "grade_reason": grade.reason[:300],
+                "judge_cost_usd": details.get("judge_cost_usd")}

@@ -45,6 +45,7 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
     "temperature": ("float", "sampling temperature sent (null = vendor default)"),
     "started_at": ("float", "epoch seconds when the cell started"),
     "ended_at": ("float", "epoch seconds when the cell's grade was recorded"),
+    "judge_cost_usd": ("decimal", "what the LLM judge cost to grade this cell (null: no judge, or unpriced)"),
 }
 
 ATTEMPT_COLUMNS: dict[str, tuple[str, str]] = {
