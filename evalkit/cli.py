@@ -10,7 +10,7 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import ConfigError
 
@@ -19,26 +19,43 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``evalkit`` and its subcommands."""
-    parser = argparse.ArgumentParser(prog="evalkit", description="Benchmark prompt datasets across LLM providers.")
+    parser = argparse.ArgumentParser(
+        prog="evalkit", description="Benchmark prompt datasets across LLM providers."
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     emulate = commands.add_parser(
         "emulate",
         help="run the provider emulator (OpenAI, Anthropic and Gemini wire formats) on 127.0.0.1",
         description="Serve simulated models on 127.0.0.1 until interrupted. The first line printed is the "
-                    "base URL; OpenAI clients use BASE/v1, Anthropic and Gemini clients use BASE.",
+        "base URL; OpenAI clients use BASE/v1, Anthropic and Gemini clients use BASE.",
     )
     emulate.add_argument("--port", type=int, default=0, help="port to listen on (default 0: pick a free one)")
-    emulate.add_argument("--fleet", metavar="FILE", help="fleet file (YAML or TOML; default: the built-in fleet)")
+    emulate.add_argument(
+        "--fleet", metavar="FILE", help="fleet file (YAML or TOML; default: the built-in fleet)"
+    )
     emulate.add_argument("--seed", type=int, default=0, help="seed of every simulated draw (default 0)")
-    emulate.add_argument("--time-scale", type=float, default=1.0, metavar="F",
-                         help="multiply simulated delays by F (0: no delay; default 1.0)")
-    emulate.add_argument("--dataset", action="append", metavar="FILE", dest="datasets",
-                         help="JSONL dataset whose prompts get gradable answers (repeatable; default: the "
-                              "bundled suites)")
+    emulate.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply simulated delays by F (0: no delay; default 1.0)",
+    )
+    emulate.add_argument(
+        "--dataset",
+        action="append",
+        metavar="FILE",
+        dest="datasets",
+        help="JSONL dataset whose prompts get gradable answers (repeatable; default: the bundled suites)",
+    )
     emulate.add_argument("--no-datasets", action="store_true", help="answer every prompt with filler text")
-    emulate.add_argument("--stall-s", type=float, metavar="S",
-                         help="how long the timeout/stall faults hold a response (default: the fleet's, 30 s)")
+    emulate.add_argument(
+        "--stall-s",
+        type=float,
+        metavar="S",
+        help="how long the timeout/stall faults hold a response (default: the fleet's, 30 s)",
+    )
     emulate.set_defaults(run=_run_emulate)
     return parser
 
@@ -58,20 +75,33 @@ def _run_emulate(args: argparse.Namespace) -> int:
     from .emulator import Emulator  # the HTTP server stack loads only for this subcommand
 
     datasets = () if args.no_datasets else args.datasets
-    emulator = Emulator(args.fleet, seed=args.seed, time_scale=args.time_scale, port=args.port,
-                        datasets=datasets, stall_s=args.stall_s)
+    emulator = Emulator(
+        args.fleet,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        port=args.port,
+        datasets=datasets,
+        stall_s=args.stall_s,
+    )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             emulator.start()
         except OSError as exc:
-            print(f"evalkit: error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+            print(
+                f"evalkit: error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
             return 1
         print(emulator.base_url, flush=True)
-        print(f"evalkit emulator: {len(emulator.fleet)} models, {len(emulator.book)} known prompts, "
-              f"seed {args.seed}, time scale {args.time_scale:g}; OpenAI clients: {emulator.openai_base_url}. "
-              "Ctrl-C stops.", file=sys.stderr, flush=True)
+        print(
+            f"evalkit emulator: {len(emulator.fleet)} models, {len(emulator.book)} known prompts, "
+            f"seed {args.seed}, time scale {args.time_scale:g}; OpenAI clients: {emulator.openai_base_url}. "
+            "Ctrl-C stops.",
+            file=sys.stderr,
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
         return 0

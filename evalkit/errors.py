@@ -18,6 +18,7 @@ Every failure a caller can see is an :class:`EvalkitError`::
         ├── BadRequestError          bad_request         not retryable (other 4xx)
         ├── InvalidResponseError     invalid_response    retryable (malformed JSON, missing fields)
         ├── BudgetExceeded           budget_exceeded     not retryable; the router refused to send
+        ├── InternalError            internal            not retryable; a target raised a non-evalkit error (a bug)
         └── AllTargetsFailed         (its last attempt's kind) a router ran out of targets; holds
                                      every attempt; never retried by an outer router
 
@@ -44,6 +45,7 @@ __all__ = [
     "ContextLengthError",
     "ErrorKind",
     "EvalkitError",
+    "InternalError",
     "InvalidResponseError",
     "NotFoundError",
     "OverloadedError",
@@ -73,6 +75,7 @@ class ErrorKind(str, enum.Enum):
     INVALID_RESPONSE = "invalid_response"
     STREAM_INTERRUPTED = "stream_interrupted"
     BUDGET_EXCEEDED = "budget_exceeded"
+    INTERNAL = "internal"
 
     def __str__(self) -> str:
         return self.value
@@ -238,6 +241,12 @@ class BudgetExceeded(ProviderError):
     kind = ErrorKind.BUDGET_EXCEEDED
 
 
+class InternalError(ProviderError):
+    """A target raised something other than a ProviderError: a bug, recorded instead of crashing a run."""
+
+    kind = ErrorKind.INTERNAL
+
+
 class AllTargetsFailed(ProviderError):
     """A router tried every target it could; ``attempts`` holds each attempt, ``errors`` each error.
 
@@ -276,6 +285,7 @@ _CLASS_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
         BadRequestError,
         InvalidResponseError,
         BudgetExceeded,
+        InternalError,
     )
 }
 

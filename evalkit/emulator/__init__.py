@@ -24,7 +24,16 @@ if TYPE_CHECKING:
     from .fleet import Fleet, ModelSpec, Price, default_fleet, load_fleet
     from .server import Emulator
 
-__all__ = ["FAULT_KINDS", "AnswerBook", "Emulator", "Fleet", "ModelSpec", "Price", "default_fleet", "load_fleet"]
+__all__ = [
+    "FAULT_KINDS",
+    "AnswerBook",
+    "Emulator",
+    "Fleet",
+    "ModelSpec",
+    "Price",
+    "default_fleet",
+    "load_fleet",
+]
 
 _LAZY = {
     "Emulator": ".server",

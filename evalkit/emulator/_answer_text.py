@@ -26,7 +26,8 @@ import ast
 import json
 import random
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._filler import off_topic_answer, on_topic_answer
 from .answers import AnswerBook, BookItem
@@ -60,7 +61,7 @@ def _number(value: Any) -> float | int | None:
     return int(number) if number.is_integer() else number
 
 
-def _fmt(number: float | int) -> str:
+def _fmt(number: float) -> str:
     if isinstance(number, float) and number.is_integer():
         number = int(number)
     return str(number)
@@ -101,7 +102,9 @@ def _perturb(reference: str, prompt: str, rng: random.Random) -> str:
     """A different value of the same kind: another option, a flipped boolean, a shifted number."""
     ref = reference.strip()
     if _OPTION.fullmatch(ref):
-        options = sorted({f"({m})" for m in _OPTION.findall(prompt)} - {ref}) or ["(A)" if ref != "(A)" else "(B)"]
+        options = sorted({f"({m})" for m in _OPTION.findall(prompt)} - {ref}) or [
+            "(A)" if ref != "(A)" else "(B)"
+        ]
         return rng.choice(options)
     flipped = _FLIPS.get(ref.lower())
     if flipped:
@@ -124,7 +127,11 @@ def _mcq_right(item: BookItem) -> str:
 
 def _mcq_wrong(item: BookItem, rng: random.Random, book: AnswerBook) -> str:
     right = _first(item.reference).strip("() ")
-    letters = list(item.grader.get("choices") or []) or sorted(set(_LETTER_LINE.findall(item.prompt))) or list("ABCD")
+    letters = (
+        list(item.grader.get("choices") or [])
+        or sorted(set(_LETTER_LINE.findall(item.prompt)))
+        or list("ABCD")
+    )
     others = [c for c in letters if c != right] or [c for c in "ABCD" if c != right]
     return f"The answer is ({rng.choice(others)})."
 
@@ -134,7 +141,10 @@ def _alias_right(item: BookItem) -> str:
 
 
 def _alias_wrong(item: BookItem, rng: random.Random, book: AnswerBook) -> str:
-    mine = {a.casefold() for a in (item.reference if isinstance(item.reference, list) else [_first(item.reference)])}
+    mine = {
+        a.casefold()
+        for a in (item.reference if isinstance(item.reference, list) else [_first(item.reference)])
+    }
     peers = [p for p in book.peers(item.grader_type) if _first(p.reference).casefold() not in mine]
     if peers:
         return f"The answer is {_first(rng.choice(peers).reference)}."
@@ -197,8 +207,13 @@ def _break_function(code: str, entry_point: str) -> str:
     target = next((f for f in functions if f.name == entry_point), functions[-1] if functions else None)
     if target is None:
         return "def solution(*args, **kwargs):\n    return None"
-    doc = target.body[:1] if target.body and isinstance(target.body[0], ast.Expr) and isinstance(
-        getattr(target.body[0], "value", None), ast.Constant) else []
+    doc = (
+        target.body[:1]
+        if target.body
+        and isinstance(target.body[0], ast.Expr)
+        and isinstance(getattr(target.body[0], "value", None), ast.Constant)
+        else []
+    )
     target.body = doc + [ast.Return(value=ast.Constant(value=None))]
     return ast.unparse(tree)
 
@@ -223,14 +238,16 @@ def _json_wrong(item: BookItem, rng: random.Random, book: AnswerBook) -> str:
 def _instance_for(schema: Mapping[str, Any]) -> Any:
     """A minimal value that satisfies a simple JSON schema (types and required properties)."""
     kind = schema.get("type")
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if kind == "object" or "properties" in schema:
         props = schema.get("properties") or {}
         return {k: _instance_for(v) for k, v in props.items() if k in (schema.get("required") or props)}
     if kind == "array":
         return [_instance_for(schema.get("items") or {})] * int(schema.get("minItems", 0) or 0)
-    return {"string": "example", "integer": 1, "number": 1, "boolean": True, "null": None}.get(kind, "example")
+    return {"string": "example", "integer": 1, "number": 1, "boolean": True, "null": None}.get(
+        kind, "example"
+    )
 
 
 def _judge_right(item: BookItem) -> str:

@@ -36,26 +36,33 @@ from .faults import parse_steps
 
 __all__ = ["build_app"]
 
-_HTTP_ERROR_FAULTS = {"429": "rate_limit", "500": "server", "502": "bad_gateway", "503": "unavailable",
-                      "529": "overloaded"}
+_HTTP_ERROR_FAULTS = {
+    "429": "rate_limit",
+    "500": "server",
+    "502": "bad_gateway",
+    "503": "unavailable",
+    "529": "overloaded",
+}
 _IDLE_LIMITS = RateLimits()
 
 
 def build_app(state: EmulatorState) -> Starlette:
     """The emulator's ASGI app over ``state``."""
-    app = Starlette(routes=[
-        Route("/v1/chat/completions", _openai_chat, methods=["POST"]),
-        Route("/v1/messages", _anthropic_messages, methods=["POST"]),
-        Route("/v1/messages/count_tokens", _anthropic_count_tokens, methods=["POST"]),
-        Route("/v1/models", _list_models, methods=["GET"]),
-        Route("/v1/models/{model_id:path}", _get_model, methods=["GET"]),
-        Route("/v1beta/models", _gemini_models, methods=["GET"]),
-        Route("/v1beta/models/{target:path}", _gemini_post, methods=["POST"]),
-        Route("/_emulator/stats", _stats, methods=["GET"]),
-        Route("/_emulator/reset", _reset, methods=["POST"]),
-        Route("/_emulator/script", _script, methods=["POST"]),
-        Route("/_emulator/fleet", _fleet, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", _openai_chat, methods=["POST"]),
+            Route("/v1/messages", _anthropic_messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", _anthropic_count_tokens, methods=["POST"]),
+            Route("/v1/models", _list_models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", _get_model, methods=["GET"]),
+            Route("/v1beta/models", _gemini_models, methods=["GET"]),
+            Route("/v1beta/models/{target:path}", _gemini_post, methods=["POST"]),
+            Route("/_emulator/stats", _stats, methods=["GET"]),
+            Route("/_emulator/reset", _reset, methods=["POST"]),
+            Route("/_emulator/script", _script, methods=["POST"]),
+            Route("/_emulator/fleet", _fleet, methods=["GET"]),
+        ]
+    )
     app.state.emulator = state
     return app
 
@@ -76,7 +83,9 @@ async def _gemini_post(request: Request) -> Any:
     target = request.path_params["target"]
     model, _, action = target.rpartition(":")
     if action in ("generateContent", "streamGenerateContent"):
-        return await _handle_chat(request, _wire_gemini, model=model, stream=action == "streamGenerateContent")
+        return await _handle_chat(
+            request, _wire_gemini, model=model, stream=action == "streamGenerateContent"
+        )
     if action == "countTokens":
         return await _count_tokens(request, _wire_gemini, model=model)
     return _plain_error(request, _wire_gemini, "not_found", model or target)
@@ -98,38 +107,61 @@ def _request_id(wire: ModuleType) -> str:
 
 
 def _idle_rate(limits: RateLimits = _IDLE_LIMITS) -> RateSnapshot:
-    return RateSnapshot(limits.requests_per_minute, limits.tokens_per_minute, limits.requests_per_minute,
-                        limits.tokens_per_minute, 0.0, 0.0)
+    return RateSnapshot(
+        limits.requests_per_minute,
+        limits.tokens_per_minute,
+        limits.requests_per_minute,
+        limits.tokens_per_minute,
+        0.0,
+        0.0,
+    )
 
 
-def _plain_error(request: Request, wire: ModuleType, kind: str, model: str, message: str = "") -> PlannedResponse:
+def _plain_error(
+    request: Request, wire: ModuleType, kind: str, model: str, message: str = ""
+) -> PlannedResponse:
     ctx = ReplyContext(model, _request_id(wire), _idle_rate())
     state = _state(request)
-    return PlannedResponse(error_plan(wire.error(kind, ctx, ErrorInfo(message=message))),
-                           state.registry, state.interrupts)
+    return PlannedResponse(
+        error_plan(wire.error(kind, ctx, ErrorInfo(message=message))), state.registry, state.interrupts
+    )
 
 
-async def _handle_chat(request: Request, wire: ModuleType, *, model: str | None = None,
-                       stream: bool | None = None) -> PlannedResponse:
+async def _handle_chat(
+    request: Request, wire: ModuleType, *, model: str | None = None, stream: bool | None = None
+) -> PlannedResponse:
     state = _state(request)
     raw = await request.body()
-    rec = RequestRecord(wire.NAME, request.method, request.url.path, redact_query(request.query_params),
-                        redact_headers(request.headers), summarise_body(raw), model=model or "", stream=bool(stream))
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    rec = RequestRecord(
+        wire.NAME,
+        request.method,
+        request.url.path,
+        redact_query(request.query_params),
+        redact_headers(request.headers),
+        summarise_body(raw, body),
+        model=model or "",
+        stream=bool(stream),
+    )
     request_id = _request_id(wire)
 
     def fail(kind: str, message: str = "", param: str | None = None) -> PlannedResponse:
-        reply = wire.error(kind, ReplyContext(rec.model, request_id, _idle_rate()),
-                           ErrorInfo(message=message, param=param))
+        reply = wire.error(
+            kind, ReplyContext(rec.model, request_id, _idle_rate()), ErrorInfo(message=message, param=param)
+        )
         rec.status = str(reply.status)
         state.stats.record(rec)
         return PlannedResponse(error_plan(reply), state.registry, state.interrupts)
 
     if not _api_key(request):
         return fail("auth")
-    try:
-        call = wire.parse_request(json.loads(raw), model=model, stream=stream, query=request.query_params)
-    except ValueError:
+    if body is None:
         return fail("bad_request", "We could not parse the JSON body of your request.")
+    try:
+        call = wire.parse_request(body, model=model, stream=stream, query=request.query_params)
     except WireError as exc:
         return fail("bad_request", exc.message, exc.param)
     rec.model, rec.stream = call.model, call.stream
@@ -146,8 +178,16 @@ async def _handle_chat(request: Request, wire: ModuleType, *, model: str | None 
     return PlannedResponse(plan, state.registry, state.interrupts)
 
 
-def _answer_plan(state: EmulatorState, wire: ModuleType, rec: RequestRecord, call: ChatCall, spec: ModelSpec,
-                 step: Any, attempt: int, request_id: str) -> ReplyPlan:
+def _answer_plan(
+    state: EmulatorState,
+    wire: ModuleType,
+    rec: RequestRecord,
+    call: ChatCall,
+    spec: ModelSpec,
+    step: Any,
+    attempt: int,
+    request_id: str,
+) -> ReplyPlan:
     """The plan for a valid call to a served model, given the fault (``step``) it drew."""
     kind = step.kind if step else None
     rec.fault = kind
@@ -160,8 +200,11 @@ def _answer_plan(state: EmulatorState, wire: ModuleType, rec: RequestRecord, cal
     if error_kind is None and (kind == "context_length" or rec.prompt_tokens > spec.context_window):
         error_kind = "context_length"
     if error_kind is not None:
-        info = ErrorInfo(retry_after=state.retry_after(step, spec), prompt_tokens=rec.prompt_tokens,
-                         context_window=spec.context_window)
+        info = ErrorInfo(
+            retry_after=state.retry_after(step, spec),
+            prompt_tokens=rec.prompt_tokens,
+            context_window=spec.context_window,
+        )
         reply = wire.error(error_kind, ctx, info)
         rec.status = str(reply.status)
         return error_plan(reply)
@@ -256,8 +299,11 @@ def _describe(spec: ModelSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
         "wires": list(spec.wires),
-        "price_per_1m": {"input": str(spec.price.input), "cached_input": str(spec.price.cached_input),
-                         "output": str(spec.price.output)},
+        "price_per_1m": {
+            "input": str(spec.price.input),
+            "cached_input": str(spec.price.cached_input),
+            "output": str(spec.price.output),
+        },
         "context_window": spec.context_window,
         "max_output_tokens": spec.max_output_tokens,
         "skills": dict(spec.skills),

@@ -15,21 +15,23 @@ from ._tokens import truncate_tokens
 
 __all__ = ["filler_text", "off_topic_answer", "on_topic_answer", "prompt_keywords"]
 
-_WORDS = (
-    "system model answer result value process method detail example context reason approach "
-    "question section point change design record signal pattern measure source option review "
-    "balance impact factor structure summary outcome feature layer report step effect range "
-    "clear simple careful common useful direct final early later general main specific "
-    "consider describe explain compare provide support include follow improve require "
-    "often usually mostly rarely together instead however therefore overall also"
-).split()
-_STOPWORDS = frozenset(
+_VOCABULARY = (
+    "system model answer result value process method detail example context reason approach question "
+    "section point change design record signal pattern measure source option review balance impact "
+    "factor structure summary outcome feature layer report step effect range clear simple careful "
+    "common useful direct final early later general main specific consider describe explain compare "
+    "provide support include follow improve require often usually mostly rarely together instead "
+    "however therefore overall also "
+)
+_WORDS = tuple(_VOCABULARY.split())
+_STOPWORD_TEXT = (
     "about above after again against because before being below between could does doing during "
     "every first from have having here itself just more most other over same should some such than "
     "that their them then there these they this those through under until very what when where which "
-    "while with would your yours answer question following write reply please below above story short brief "
-    "compose describe explain words sentence paragraph".split()
+    "while with would your yours answer question following write reply please below above story "
+    "short brief compose describe explain words sentence paragraph "
 )
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{4,}")
 _TOPIC_SENTENCES = (
     "The central point about {k} is how it shapes everything that follows.",
@@ -42,7 +44,7 @@ _TOPIC_SENTENCES = (
 
 
 def _sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(8, 16))).capitalize() + "."
+    return " ".join(rng.choices(_WORDS, k=rng.randint(8, 16))).capitalize() + "."
 
 
 def filler_text(rng: random.Random, n_tokens: int) -> str:

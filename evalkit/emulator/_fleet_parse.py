@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import yaml
 
@@ -23,8 +24,18 @@ __all__ = ["parse_fleet", "parse_fleet_text"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MODEL_KEYS = {
-    "name", "wires", "price", "context_window", "max_output_tokens", "latency", "output_tokens",
-    "reasoning_tokens", "skills", "rate_limits", "faults", "script",
+    "name",
+    "wires",
+    "price",
+    "context_window",
+    "max_output_tokens",
+    "latency",
+    "output_tokens",
+    "reasoning_tokens",
+    "skills",
+    "rate_limits",
+    "faults",
+    "script",
 }
 _REQUIRED_MODEL_KEYS = {"name", "wires", "price", "context_window", "latency", "skills"}
 
@@ -43,7 +54,9 @@ def parse_fleet_text(text: str, source: str | None = None, *, toml: bool = False
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=source, line=line) from None
+        raise ConfigError(
+            f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=source, line=line
+        ) from None
     return parse_fleet(data, source, lines)
 
 
@@ -75,23 +88,41 @@ class _Fields:
             line = self.lines.get(path.rsplit(".", 1)[0])
         raise ConfigError(message, file=self.source, line=line, field=path or None)
 
-    def mapping(self, raw: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> Mapping[str, Any]:
+    def mapping(
+        self, raw: Any, path: str, allowed: set[str], required: set[str] = frozenset()
+    ) -> Mapping[str, Any]:
         if not isinstance(raw, Mapping):
             self.fail(path, f"must be a mapping, got {_type_name(raw)}")
         for key in raw:
             if str(key) not in allowed:
-                self.fail(_join(path, key), f"unknown key {str(key)!r}; allowed: {', '.join(sorted(allowed))}")
+                self.fail(
+                    _join(path, key), f"unknown key {str(key)!r}; allowed: {', '.join(sorted(allowed))}"
+                )
         for key in sorted(required - set(map(str, raw))):
             self.fail(_join(path, key), "is required")
         return raw
 
-    def number(self, raw: Any, path: str, *, low: float = 0.0, high: float | None = None,
-               integer: bool = False, positive: bool = False) -> float:
+    def number(
+        self,
+        raw: Any,
+        path: str,
+        *,
+        low: float = 0.0,
+        high: float | None = None,
+        integer: bool = False,
+        positive: bool = False,
+    ) -> float:
         ok = isinstance(raw, int) if integer else isinstance(raw, (int, float))
         if isinstance(raw, bool) or not ok:
-            self.fail(path, f"must be {'an integer' if integer else 'a number'}, got {_type_name(raw)} {raw!r}")
+            self.fail(
+                path, f"must be {'an integer' if integer else 'a number'}, got {_type_name(raw)} {raw!r}"
+            )
         if raw < low or (positive and raw <= 0) or (high is not None and raw > high):
-            bound = f"between {low:g} and {high:g}" if high is not None else ("> 0" if positive else f">= {low:g}")
+            bound = (
+                f"between {low:g} and {high:g}"
+                if high is not None
+                else ("> 0" if positive else f">= {low:g}")
+            )
             self.fail(path, f"must be {bound}, got {raw!r}")
         return raw
 
@@ -152,7 +183,9 @@ def _model(f: _Fields, raw: Mapping[str, Any], path: str) -> ModelSpec:
     name = raw["name"]
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         f.fail(f"{path}.name", f"must be a model name of letters, digits, '.', '_' and '-', got {name!r}")
-    context_window = int(f.number(raw["context_window"], f"{path}.context_window", integer=True, positive=True))
+    context_window = int(
+        f.number(raw["context_window"], f"{path}.context_window", integer=True, positive=True)
+    )
     max_output = raw.get("max_output_tokens", min(8192, context_window))
     faults = _faults(f, raw.get("faults", {}), f"{path}.faults", raw.get("script", []), f"{path}.script")
     return ModelSpec(
@@ -163,7 +196,9 @@ def _model(f: _Fields, raw: Mapping[str, Any], path: str) -> ModelSpec:
         max_output_tokens=int(f.number(max_output, f"{path}.max_output_tokens", integer=True, positive=True)),
         latency=_latency(f, raw["latency"], f"{path}.latency"),
         output_tokens=f.spread(raw.get("output_tokens", 300), f"{path}.output_tokens"),
-        reasoning_tokens=f.spread(raw.get("reasoning_tokens", 0), f"{path}.reasoning_tokens", allow_zero=True),
+        reasoning_tokens=f.spread(
+            raw.get("reasoning_tokens", 0), f"{path}.reasoning_tokens", allow_zero=True
+        ),
         skills=_skills(f, raw["skills"], f"{path}.skills"),
         rate_limits=_rate_limits(f, raw.get("rate_limits", {}), f"{path}.rate_limits"),
         faults=faults,
@@ -189,14 +224,16 @@ def _price(f: _Fields, raw: Any, path: str) -> Price:
 
 
 def _latency(f: _Fields, raw: Any, path: str) -> Latency:
-    raw = f.mapping(raw, path, {"ttft_ms", "tokens_per_s", "prefill_tokens_per_s"}, {"ttft_ms", "tokens_per_s"})
+    raw = f.mapping(
+        raw, path, {"ttft_ms", "tokens_per_s", "prefill_tokens_per_s"}, {"ttft_ms", "tokens_per_s"}
+    )
     prefill = raw.get("prefill_tokens_per_s")
     return Latency(
         ttft_ms=f.spread(raw["ttft_ms"], f"{path}.ttft_ms", allow_zero=True),
         tokens_per_s=f.spread(raw["tokens_per_s"], f"{path}.tokens_per_s"),
-        prefill_tokens_per_s=None if prefill is None else float(
-            f.number(prefill, f"{path}.prefill_tokens_per_s", positive=True)
-        ),
+        prefill_tokens_per_s=None
+        if prefill is None
+        else float(f.number(prefill, f"{path}.prefill_tokens_per_s", positive=True)),
     )
 
 
@@ -212,10 +249,22 @@ def _skills(f: _Fields, raw: Any, path: str) -> dict[str, float]:
 def _rate_limits(f: _Fields, raw: Any, path: str) -> RateLimits:
     raw = f.mapping(raw, path, {"requests_per_minute", "tokens_per_minute"})
     return RateLimits(
-        requests_per_minute=int(f.number(raw.get("requests_per_minute", 10_000), f"{path}.requests_per_minute",
-                                         integer=True, positive=True)),
-        tokens_per_minute=int(f.number(raw.get("tokens_per_minute", 2_000_000), f"{path}.tokens_per_minute",
-                                       integer=True, positive=True)),
+        requests_per_minute=int(
+            f.number(
+                raw.get("requests_per_minute", 10_000),
+                f"{path}.requests_per_minute",
+                integer=True,
+                positive=True,
+            )
+        ),
+        tokens_per_minute=int(
+            f.number(
+                raw.get("tokens_per_minute", 2_000_000),
+                f"{path}.tokens_per_minute",
+                integer=True,
+                positive=True,
+            )
+        ),
     )
 
 
@@ -238,7 +287,7 @@ def _faults(f: _Fields, raw: Any, path: str, raw_script: Any, script_path: str) 
         f.fail(script_path, f"must be a list of steps, got {_type_name(raw_script)}")
     try:
         script = tuple(parse_steps(raw_script))
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         f.fail(script_path, str(exc))
     return FaultPlan(
         rates=rates,

@@ -21,7 +21,8 @@ __all__ = ["is_judge_prompt", "judge_verdict", "split_judge_prompt"]
 _RATING_INSTRUCTION = re.compile(r"\[\[\s*rating\s*\]\]|rating:\s*\[\[\s*\d", re.IGNORECASE)
 _MT_QUESTION = re.compile(r"\[Question\]\s*(.*?)\s*(?=\[The Start of )", re.DOTALL)
 _MT_ANSWER = re.compile(
-    r"\[The Start of Assistant(?: A)?'?s Answer\]\s*(.*?)\s*\[The End of Assistant(?: A)?'?s Answer\]", re.DOTALL
+    r"\[The Start of Assistant(?: A)?'?s Answer\]\s*(.*?)\s*\[The End of Assistant(?: A)?'?s Answer\]",
+    re.DOTALL,
 )
 _PLAIN = re.compile(
     r"(?:^|\n)\s*(?:Question|Prompt|Instruction)\s*:\s*(.*?)\n\s*(?:Answer|Response)\s*:\s*(.*?)(?=\n\s*\n[A-Z\[]|\Z)",

@@ -18,10 +18,15 @@ def error_plan(reply: HttpReply) -> ReplyPlan:
 
 
 def _headers(wire: ModuleType, ctx: ReplyContext, stream: bool, total_s: float) -> list[tuple[str, str]]:
-    return [("content-type", wire.content_type(stream, ctx)), *wire.success_headers(ctx, round(total_s * 1000))]
+    return [
+        ("content-type", wire.content_type(stream, ctx)),
+        *wire.success_headers(ctx, round(total_s * 1000)),
+    ]
 
 
-def json_plan(gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: str | None, stall_s: float) -> ReplyPlan:
+def json_plan(
+    gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: str | None, stall_s: float
+) -> ReplyPlan:
     """A non-streamed 200: the body after the whole generation time, shaped by ``fault``.
 
     ``stall`` sends the headers and then holds the body; ``timeout`` holds
@@ -38,7 +43,9 @@ def json_plan(gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: str |
     return ReplyPlan(200, headers, [(0.0, body)], pre_delay_s=pre_delay)
 
 
-def stream_plan(gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: str | None, stall_s: float) -> ReplyPlan:
+def stream_plan(
+    gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: str | None, stall_s: float
+) -> ReplyPlan:
     """A streamed 200: headers at once, then events paced by the generation's timing.
 
     ``timeout`` holds the headers too; ``stall`` pauses after the first content
@@ -55,12 +62,17 @@ def stream_plan(gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: str
     delays = _event_delays(gen, events)
     if fault == "stall" and events:
         first_content = next((i for i, e in enumerate(events) if e.tokens), None)
-        at = first_content + 1 if first_content is not None and first_content + 1 < len(events) else len(events) - 1
+        at = (
+            first_content + 1
+            if first_content is not None and first_content + 1 < len(events)
+            else len(events) - 1
+        )
         delays[at] += stall_s
     pre_delay = stall_s if fault == "timeout" else 0.0
     headers = _headers(wire, ctx, True, gen.total_s) + [("cache-control", "no-cache")]
-    return ReplyPlan(200, headers, list(zip(delays, (e.data for e in events))), pre_delay_s=pre_delay,
-                     ending=ending)  # type: ignore[arg-type]
+    return ReplyPlan(
+        200, headers, list(zip(delays, (e.data for e in events))), pre_delay_s=pre_delay, ending=ending
+    )  # type: ignore[arg-type]
 
 
 def _event_delays(gen: Generation, events: list[StreamEvent]) -> list[float]:
@@ -69,7 +81,7 @@ def _event_delays(gen: Generation, events: list[StreamEvent]) -> list[float]:
     seen_tokens = False
     for i, event in enumerate(events):
         if event.tokens:
-            delays[i] = event.tokens * gen.timing.per_token_s if seen_tokens else gen.timing.ttft_s
+            delays[i] = gen.timing.chunk_delay(event.tokens, first=not seen_tokens)
             seen_tokens = True
     if not seen_tokens:
         first_body = next((i for i, e in enumerate(events) if e.part != "head"), None)

@@ -10,7 +10,7 @@ import hashlib
 import itertools
 import threading
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["PromptCache"]
 

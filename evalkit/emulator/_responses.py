@@ -10,8 +10,9 @@ up shutdown.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Literal
 
 from ._transport import ConnectionRegistry
 
@@ -30,11 +31,13 @@ class Interrupts:
         self.stopping = False
 
     def register(self, event: asyncio.Event) -> None:
+        """Wake ``event`` on stop (at once if the server is already stopping)."""
         self._events.add(event)
         if self.stopping:
             event.set()
 
     def unregister(self, event: asyncio.Event) -> None:
+        """Forget ``event`` (its response is done)."""
         self._events.discard(event)
 
     def stop_all(self) -> None:
@@ -87,14 +90,14 @@ class _Watcher:
             return False
         try:
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         return False
 
     async def wait_disconnect(self) -> None:
         try:
             await asyncio.wait_for(self.disconnected.wait(), timeout=_DISCONNECT_GRACE_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def close(self) -> None:
@@ -113,7 +116,9 @@ class PlannedResponse:
         if plan.ending == "complete" and plan.pre_delay_s <= 0 and all(d <= 0 for d, _ in plan.parts):
             # Nothing to wait for: skip the disconnect watcher (a task per request adds up at zero delay).
             await send(self._start())
-            await send({"type": "http.response.body", "body": b"".join(d for _, d in plan.parts), "more_body": False})
+            await send(
+                {"type": "http.response.body", "body": b"".join(d for _, d in plan.parts), "more_body": False}
+            )
             return
         watcher = _Watcher(receive, self.interrupts)
         try:
@@ -122,8 +127,11 @@ class PlannedResponse:
             watcher.close()
 
     def _start(self) -> dict[str, Any]:
-        return {"type": "http.response.start", "status": self.plan.status,
-                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.plan.headers]}
+        return {
+            "type": "http.response.start",
+            "status": self.plan.status,
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.plan.headers],
+        }
 
     async def _play(self, scope: dict[str, Any], send: Send, watcher: _Watcher) -> None:
         plan = self.plan

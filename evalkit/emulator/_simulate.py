@@ -74,13 +74,13 @@ class Timing:
     ttft_s: float
     per_token_s: float
 
-    def chunk_delays(self, chunk_sizes: list[int]) -> list[float]:
-        """Delay before each streamed content chunk: TTFT for the first, decode time after."""
-        return [self.ttft_s if i == 0 else n * self.per_token_s for i, n in enumerate(chunk_sizes)]
+    def chunk_delay(self, tokens: int, first: bool) -> float:
+        """Delay before a streamed chunk of ``tokens`` goes out: it leaves when its last token is done."""
+        return self.ttft_s + (tokens - 1) * self.per_token_s if first else tokens * self.per_token_s
 
-    def total_s(self, completion_tokens: int) -> float:
-        """Time to the complete answer (what a non-streamed call waits)."""
-        return self.ttft_s + completion_tokens * self.per_token_s
+    def total_s(self, visible_tokens: int) -> float:
+        """Time to the complete answer (what a non-streamed call waits): first token, then the rest."""
+        return self.ttft_s + max(visible_tokens - 1, 0) * self.per_token_s
 
 
 @dataclass(slots=True)
@@ -100,14 +100,16 @@ class Generation:
 
     @property
     def total_s(self) -> float:
-        """Seconds until the whole answer is out."""
-        return self.timing.total_s(self.usage.completion)
+        """Seconds until the whole answer is out (hidden reasoning is already inside the TTFT)."""
+        return self.timing.total_s(self.usage.completion - self.usage.reasoning)
 
 
 class Simulator:
     """Turns :class:`ChatCall` s into :class:`Generation` s for the models of a fleet."""
 
-    def __init__(self, seed: int, time_scale: float, book: AnswerBook, cache: PromptCache | None = None) -> None:
+    def __init__(
+        self, seed: int, time_scale: float, book: AnswerBook, cache: PromptCache | None = None
+    ) -> None:
         self.seed, self.time_scale, self.book = seed, time_scale, book
         self.cache = cache or PromptCache()
 
@@ -115,7 +117,9 @@ class Simulator:
         """The request's prompt size in the emulator's tokens."""
         return count_prompt_tokens(call.messages)
 
-    def generate(self, call: ChatCall, spec: ModelSpec, attempt: int = 0, *, outcome: str | None = None) -> Generation:
+    def generate(
+        self, call: ChatCall, spec: ModelSpec, attempt: int = 0, *, outcome: str | None = None
+    ) -> Generation:
         """The answer of ``spec`` to ``call``; ``outcome`` ``"content_filter"`` or ``"empty"`` forces a fault."""
         prompt_tokens = self.prompt_tokens(call)
         cached, written = self._cache(call, spec)
@@ -124,8 +128,15 @@ class Simulator:
         if outcome in ("content_filter", "empty"):
             usage = Usage(prompt_tokens, 0, cached, written, 0)
             finish = "content_filter" if outcome == "content_filter" else "stop"
-            return Generation("", finish, usage, self._timing(call, spec, prompt_tokens, 0), response_id,
-                              empty=outcome == "empty", answer_kind=outcome)
+            return Generation(
+                "",
+                finish,
+                usage,
+                self._timing(call, spec, prompt_tokens, 0),
+                response_id,
+                empty=outcome == "empty",
+                answer_kind=outcome,
+            )
         raw, kind, item_id = self._answer(call, spec)
         text, finish, stop_sequence = self._limit(raw, call, spec)
         tokens = split_tokens(text)
@@ -159,7 +170,8 @@ class Simulator:
         length = max(1, round(spec.output_tokens.draw(rng)))
         if call.json_mode:
             return json.dumps({"answer": filler_text(rng, min(length, 48))}), "filler", None
-        return filler_text(rng, length), "filler", None
+        # Text past max_tokens would be cut anyway: write one token more than the limit, not hundreds.
+        return filler_text(rng, min(length, self._token_limit(call, spec) + 1)), "filler", None
 
     def _limit(self, text: str, call: ChatCall, spec: ModelSpec) -> tuple[str, str, str | None]:
         finish, stop_sequence = "stop", None
@@ -167,23 +179,29 @@ class Simulator:
         if hits:
             cut, stop_sequence = min(hits)
             text, finish = text[:cut], "stop_sequence"
-        limit = call.max_tokens if call.max_tokens is not None else spec.max_output_tokens
-        text, was_cut = truncate_tokens(text, limit)
+        text, was_cut = truncate_tokens(text, self._token_limit(call, spec))
         if was_cut:
             finish, stop_sequence = "length", None
         return text, finish, stop_sequence
 
+    @staticmethod
+    def _token_limit(call: ChatCall, spec: ModelSpec) -> int:
+        return call.max_tokens if call.max_tokens is not None else spec.max_output_tokens
+
     def _reasoning_tokens(self, call: ChatCall, spec: ModelSpec) -> int:
         if spec.reasoning_tokens.median <= 0:
             return 0
-        return max(0, round(spec.reasoning_tokens.draw(rng_for(self.seed, "reasoning", spec.name, call.fingerprint))))
+        return max(
+            0, round(spec.reasoning_tokens.draw(rng_for(self.seed, "reasoning", spec.name, call.fingerprint)))
+        )
 
     def _cache(self, call: ChatCall, spec: ModelSpec) -> tuple[int, int]:
         # Anthropic caches only what the request marks with cache_control; the others cache implicitly.
         if call.wire == "anthropic" and not call.cache_control:
             return 0, 0
         tokens = [t for _role, text in call.messages for t in split_tokens(text)]
-        cached, written = self.cache.observe(spec.name, tokens)
+        # One cache per model and wire: a vendor never shares its cache with another vendor.
+        cached, written = self.cache.observe(f"{spec.name}/{call.wire}", tokens)
         return cached, written if call.wire == "anthropic" else 0
 
     def _timing(self, call: ChatCall, spec: ModelSpec, prompt_tokens: int, reasoning: int) -> Timing:

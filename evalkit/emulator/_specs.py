@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterator, Mapping
 
 from ..pricing import Prices
 from .faults import FaultStep
@@ -160,5 +160,3 @@ class Fleet:
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name  # type: ignore[attr-defined]
-
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from ._prompt_cache import PromptCache
 from ._responses import Interrupts
@@ -53,6 +53,7 @@ class RateWindows:
         )
 
     def reset(self) -> None:
+        """Start every window afresh."""
         with self._lock:
             self._windows.clear()
 
@@ -60,8 +61,16 @@ class RateWindows:
 class EmulatorState:
     """Fleet, simulator, fault scripts, stats and connection handles of one running emulator."""
 
-    def __init__(self, fleet: Fleet, *, seed: int, time_scale: float, book: AnswerBook,
-                 stall_s: float | None = None, recent: int = 100) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        seed: int,
+        time_scale: float,
+        book: AnswerBook,
+        stall_s: float | None = None,
+        recent: int = 100,
+    ) -> None:
         self.fleet, self.seed, self.time_scale, self.book = fleet, seed, time_scale, book
         self.stall_s = stall_s
         self.simulator = Simulator(seed, time_scale, book, PromptCache())
@@ -82,12 +91,17 @@ class EmulatorState:
             self._attempts[(model, fingerprint)] = n + 1
             return n
 
-    def pick_fault(self, headers: Mapping[str, str], spec: ModelSpec, fingerprint: str, attempt: int) -> FaultStep | None:
+    def pick_fault(
+        self, headers: Mapping[str, str], spec: ModelSpec, fingerprint: str, attempt: int
+    ) -> FaultStep | None:
         """The fault for this call: header, then script, then the model's rates. ValueError for a bad header."""
         header = headers.get("x-evalkit-fault")
         if header is not None:
-            return FaultStep(canonical_kind(header), _seconds(headers.get("x-evalkit-retry-after")),
-                             _seconds(headers.get("x-evalkit-stall-s")))
+            return FaultStep(
+                canonical_kind(header),
+                _seconds(headers.get("x-evalkit-retry-after")),
+                _seconds(headers.get("x-evalkit-stall-s")),
+            )
         step = self.scripts.next_step(spec.name)
         if step is not None:
             return step

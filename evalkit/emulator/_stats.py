@@ -10,14 +10,22 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["RequestRecord", "Stats", "summarise_body", "redact_headers", "redact_query"]
+__all__ = ["RequestRecord", "Stats", "redact_headers", "redact_query", "summarise_body"]
 
-_SECRET_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie",
-})
+_SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+        "cookie",
+    }
+)
 _SECRET_PARAMS = frozenset({"key", "api_key", "api-key"})
 _REDACTED = "[redacted]"
 _MAX_STRING = 200
@@ -34,13 +42,15 @@ def redact_query(params: Mapping[str, str]) -> dict[str, str]:
     return {k: (_REDACTED if k.lower() in _SECRET_PARAMS else v) for k, v in params.items()}
 
 
-def summarise_body(raw: bytes) -> Any:
-    """The decoded JSON body with long strings and lists shortened (or a prefix of a non-JSON body)."""
-    try:
-        return _shorten(json.loads(raw))
-    except ValueError:
-        text = raw[:_MAX_STRING].decode("utf-8", "replace")
-        return {"raw": text, "bytes": len(raw)}
+def summarise_body(raw: bytes, decoded: Any = None) -> Any:
+    """The JSON body (``decoded``, if the caller parsed it already) with long strings and lists
+    shortened, or a prefix of a body that is not JSON."""
+    if decoded is None:
+        try:
+            decoded = json.loads(raw)
+        except ValueError:
+            return {"raw": raw[:_MAX_STRING].decode("utf-8", "replace"), "bytes": len(raw)}
+    return _shorten(decoded)
 
 
 def _shorten(value: Any) -> Any:
@@ -77,6 +87,7 @@ class RequestRecord:
     time: float = field(default_factory=time.time)
 
     def as_dict(self, seq: int) -> dict[str, Any]:
+        """The record as stored in ``recent``, numbered ``seq``."""
         return {"seq": seq, **{name: getattr(self, name) for name in self.__slots__}}  # type: ignore[attr-defined]
 
 
@@ -99,10 +110,20 @@ class Stats:
         """Count one finished request decision."""
         with self._lock:
             self._seq += 1
-            m = self._models.setdefault(rec.model or "(none)", {
-                "requests": 0, "by_status": {}, "by_wire": {}, "faults": {}, "prompt_tokens": 0,
-                "completion_tokens": 0, "cached_tokens": 0, "streamed": 0, "answers": {},
-            })
+            m = self._models.setdefault(
+                rec.model or "(none)",
+                {
+                    "requests": 0,
+                    "by_status": {},
+                    "by_wire": {},
+                    "faults": {},
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "cached_tokens": 0,
+                    "streamed": 0,
+                    "answers": {},
+                },
+            )
             m["requests"] += 1
             _bump(m["by_status"], rec.status)
             _bump(m["by_wire"], rec.wire)
@@ -119,11 +140,15 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         """A deep copy: ``{"total_requests", "models": {...}, "recent": [oldest..newest]}``."""
         with self._lock:
-            return json.loads(json.dumps({
-                "total_requests": self._seq,
-                "models": self._models,
-                "recent": list(self._recent),
-            }))
+            return json.loads(
+                json.dumps(
+                    {
+                        "total_requests": self._seq,
+                        "models": self._models,
+                        "recent": list(self._recent),
+                    }
+                )
+            )
 
 
 def _bump(counter: dict[str, int], key: str) -> None:

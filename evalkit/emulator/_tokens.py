@@ -10,7 +10,7 @@ function, so the counts a client sees always agree with each other.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "MESSAGE_OVERHEAD",

@@ -31,10 +31,12 @@ class ConnectionRegistry:
         self._transports: dict[tuple[str, int], asyncio.Transport] = {}
 
     def add(self, peer: tuple[str, int] | None, transport: asyncio.Transport) -> None:
+        """Remember the transport of a new connection from ``peer``."""
         if peer is not None:
             self._transports[peer] = transport
 
     def discard(self, peer: tuple[str, int] | None, transport: asyncio.Transport | None) -> None:
+        """Forget a closed connection (only if ``peer`` still maps to this transport)."""
         if peer is not None and self._transports.get(peer) is transport:
             del self._transports[peer]
 
@@ -72,6 +74,10 @@ def protocol_class(registry: ConnectionRegistry) -> type[H11Protocol]:
     class RegisteringH11Protocol(H11Protocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # Headers and body go out as separate writes; never let Nagle hold the second one.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             registry.add(self.client, transport)
 
         def connection_lost(self, exc: Exception | None) -> None:

@@ -8,23 +8,38 @@ Shapes follow shared/wire/anthropic (``test_anthropic_model_instructions.yaml``,
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from ._simulate import ChatCall, Generation
 from ._specs import Fleet
 from ._wire_common import (
-    BAD_GATEWAY_HTML, ErrorInfo, HttpReply, ReplyContext, StreamEvent, WireError, base62, compact_json, rfc3339,
+    BAD_GATEWAY_HTML,
+    ErrorInfo,
+    HttpReply,
+    ReplyContext,
+    StreamEvent,
+    WireError,
+    base62,
+    compact_json,
+    rfc3339,
     seconds_text,
 )
 from .answers import content_text
 
 NAME = "anthropic"
-_STOP = {"stop": "end_turn", "stop_sequence": "stop_sequence", "length": "max_tokens", "content_filter": "refusal"}
+_STOP = {
+    "stop": "end_turn",
+    "stop_sequence": "stop_sequence",
+    "length": "max_tokens",
+    "content_filter": "refusal",
+}
 
 
-def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None,
-                  query: Mapping[str, str] | None = None) -> ChatCall:
+def parse_request(
+    body: Any, *, model: str | None = None, stream: bool | None = None, query: Mapping[str, str] | None = None
+) -> ChatCall:
     """A :class:`ChatCall` from a Messages body; :class:`WireError` for what Anthropic rejects."""
     if not isinstance(body, Mapping):
         raise WireError("Request body must be a JSON object")
@@ -64,7 +79,8 @@ def _block_text(content: Any) -> str:
         # tool_result blocks nest their text one level down
         return "".join(
             _block_text(block.get("content")) if block.get("type") == "tool_result" else content_text([block])
-            for block in content if isinstance(block, Mapping)
+            for block in content
+            if isinstance(block, Mapping)
         )
     return content_text(content)
 
@@ -102,42 +118,72 @@ def _content(gen: Generation) -> list[dict[str, Any]]:
 
 def render(gen: Generation, ctx: ReplyContext) -> bytes:
     """The non-streamed ``message`` body."""
-    return compact_json({
-        "content": _content(gen),
-        "id": _message_id(gen),
-        "model": ctx.model,
-        "role": "assistant",
-        "stop_reason": _STOP[gen.finish],
-        "stop_sequence": gen.stop_sequence,
-        "type": "message",
-        "usage": _usage(gen),
-    })
+    return compact_json(
+        {
+            "content": _content(gen),
+            "id": _message_id(gen),
+            "model": ctx.model,
+            "role": "assistant",
+            "stop_reason": _STOP[gen.finish],
+            "stop_sequence": gen.stop_sequence,
+            "type": "message",
+            "usage": _usage(gen),
+        }
+    )
 
 
 def _event(name: str, payload: Any, part: str, tokens: int = 0) -> StreamEvent:
-    return StreamEvent(b"event: " + name.encode() + b"\ndata: " + compact_json(payload) + b"\n\n",
-                       part, tokens)  # type: ignore[arg-type]
+    return StreamEvent(
+        b"event: " + name.encode() + b"\ndata: " + compact_json(payload) + b"\n\n", part, tokens
+    )  # type: ignore[arg-type]
 
 
 def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
     """The SSE events of a streamed answer, in order."""
     start_usage = {**_usage(gen, output_tokens=1), "inference_geo": "not_available"}  # as recorded in streams
-    start = {"type": "message_start", "message": {
-        "model": ctx.model, "id": _message_id(gen), "type": "message", "role": "assistant", "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": start_usage}}
+    start = {
+        "type": "message_start",
+        "message": {
+            "model": ctx.model,
+            "id": _message_id(gen),
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": start_usage,
+        },
+    }
     events = [_event("message_start", start, "head")]
     if _content(gen):
-        events.append(_event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                     "content_block": {"type": "text", "text": ""}}, "head"))
+        events.append(
+            _event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                "head",
+            )
+        )
         events.append(_event("ping", {"type": "ping"}, "head"))
         for text, tokens in gen.chunks:
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
             events.append(_event("content_block_delta", delta, "content", tokens))
         events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}, "tail"))
-    final_usage = {k: v for k, v in _usage(gen).items() if k in (
-        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")}
-    events.append(_event("message_delta", {"type": "message_delta", "delta": {
-        "stop_reason": _STOP[gen.finish], "stop_sequence": gen.stop_sequence}, "usage": final_usage}, "tail"))
+    final_usage = {
+        k: v
+        for k, v in _usage(gen).items()
+        if k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+    }
+    events.append(
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": _STOP[gen.finish], "stop_sequence": gen.stop_sequence},
+                "usage": final_usage,
+            },
+            "tail",
+        )
+    )
     events.append(_event("message_stop", {"type": "message_stop"}, "tail"))
     return events
 
@@ -150,8 +196,10 @@ def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
 
 def malformed_event(gen: Generation, ctx: ReplyContext) -> StreamEvent:
     """An SSE event whose data is not valid JSON."""
-    return StreamEvent(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type\n\n',
-                       "content")
+    return StreamEvent(
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type\n\n',
+        "content",
+    )
 
 
 def content_type(stream: bool, ctx: ReplyContext | None = None) -> str:
@@ -180,31 +228,49 @@ def _rate_headers(ctx: ReplyContext) -> list[tuple[str, str]]:
     return headers
 
 
+# kind -> (status, error type, message template)
+_ERRORS: dict[str, tuple[int, str, str]] = {
+    "rate_limit": (
+        429,
+        "rate_limit_error",
+        (
+            "This request would exceed the rate limit for your organization of {limit} requests per minute. "
+            "Please try again later."
+        ),
+    ),
+    "server": (500, "api_error", "Internal server error"),
+    "unavailable": (503, "overloaded_error", "Service unavailable"),
+    "overloaded": (529, "overloaded_error", "Overloaded"),
+    "context_length": (
+        400,
+        "invalid_request_error",
+        "prompt is too long: {prompt_tokens} tokens > {window} maximum",
+    ),
+    "auth": (401, "authentication_error", "x-api-key header is required"),
+    "not_found": (404, "not_found_error", "model: {model}"),
+    "bad_request": (400, "invalid_request_error", "{message}"),
+}
+
+
 def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
     """The error response Anthropic sends for ``kind``."""
-    base = [("request-id", ctx.request_id), ("content-type", "application/json")]
+    headers = [("request-id", ctx.request_id)]
     if kind == "bad_gateway":
-        return HttpReply(502, [("content-type", "text/html"), ("request-id", ctx.request_id)], BAD_GATEWAY_HTML)
-    status, err_type, message = {
-        "rate_limit": (429, "rate_limit_error",
-                       f"This request would exceed the rate limit for your organization of "
-                       f"{ctx.rate.limit_requests} requests per minute. Please try again later."),
-        "server": (500, "api_error", "Internal server error"),
-        "unavailable": (503, "overloaded_error", "Service unavailable"),
-        "overloaded": (529, "overloaded_error", "Overloaded"),
-        "context_length": (400, "invalid_request_error",
-                           f"prompt is too long: {info.prompt_tokens} tokens > {info.context_window} maximum"),
-        "auth": (401, "authentication_error", "x-api-key header is required"),
-        "not_found": (404, "not_found_error", f"model: {ctx.model}"),
-        "bad_request": (400, "invalid_request_error", info.message or "Invalid request"),
-    }[kind]
-    headers = list(base)
+        return HttpReply(502, [("content-type", "text/html"), *headers], BAD_GATEWAY_HTML)
+    status, err_type, template = _ERRORS[kind]
+    message = template.format(
+        model=ctx.model,
+        limit=ctx.rate.limit_requests,
+        window=info.context_window,
+        prompt_tokens=info.prompt_tokens,
+        message=info.message or "Invalid request",
+    )
     if kind == "rate_limit":
         wait = info.retry_after or 0
-        headers += [("retry-after", seconds_text(wait))]
-        headers += _rate_headers(ReplyContext(ctx.model, ctx.request_id, ctx.rate.exhausted(wait)))
+        exhausted = ReplyContext(ctx.model, ctx.request_id, ctx.rate.exhausted(wait))
+        headers += [("retry-after", seconds_text(wait)), *_rate_headers(exhausted)]
     body = {"type": "error", "error": {"type": err_type, "message": message}, "request_id": ctx.request_id}
-    return HttpReply(status, headers, compact_json(body))
+    return HttpReply(status, [("content-type", "application/json"), *headers], compact_json(body))
 
 
 def count_tokens_payload(prompt_tokens: int) -> dict[str, Any]:
@@ -215,11 +281,15 @@ def count_tokens_payload(prompt_tokens: int) -> dict[str, Any]:
 def models_payload(fleet: Fleet, created: int) -> dict[str, Any]:
     """``GET /v1/models`` as Anthropic lists models (only those served on this wire)."""
     data = [model_payload(m.name, created) for m in fleet.serving(NAME)]
-    return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None}
+    return {
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
 
 
 def model_payload(name: str, created: int) -> dict[str, Any]:
     """``GET /v1/models/{id}`` as Anthropic describes a model."""
-    stamp = datetime.fromtimestamp(created, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    stamp = datetime.fromtimestamp(created, tz=UTC).isoformat().replace("+00:00", "Z")
     return {"type": "model", "id": name, "display_name": name, "created_at": stamp}

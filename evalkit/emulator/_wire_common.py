@@ -6,7 +6,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ._simulate import ChatCall
@@ -27,8 +27,15 @@ __all__ = [
 ]
 
 ErrorKind = Literal[
-    "rate_limit", "server", "bad_gateway", "unavailable", "overloaded",
-    "context_length", "auth", "not_found", "bad_request",
+    "rate_limit",
+    "server",
+    "bad_gateway",
+    "unavailable",
+    "overloaded",
+    "context_length",
+    "auth",
+    "not_found",
+    "bad_request",
 ]
 
 # What a CDN in front of an API sends on 502: HTML, not the vendor's JSON.
@@ -60,8 +67,9 @@ class RateSnapshot:
 
     def exhausted(self, retry_after: float) -> RateSnapshot:
         """The same budget with requests used up until ``retry_after`` seconds from now."""
-        return RateSnapshot(self.limit_requests, self.limit_tokens, 0, self.remaining_tokens,
-                            retry_after, self.reset_tokens_s)
+        return RateSnapshot(
+            self.limit_requests, self.limit_tokens, 0, self.remaining_tokens, retry_after, self.reset_tokens_s
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +134,7 @@ def seconds_text(seconds: float) -> str:
 def go_duration(seconds: float) -> str:
     """OpenAI's reset format: ``9ms``, ``8.64s``, ``1m3.57s``."""
     if seconds < 1:
-        return f"{max(int(round(seconds * 1000)), 0)}ms"
+        return f"{max(round(seconds * 1000), 0)}ms"
     minutes, rest = divmod(seconds, 60)
     text = f"{rest:.2f}".rstrip("0").rstrip(".") + "s"
     return f"{int(minutes)}m{text}" if minutes else text
@@ -135,5 +143,5 @@ def go_duration(seconds: float) -> str:
 def rfc3339(seconds_from_now: float) -> str:
     """Anthropic's reset format: an RFC 3339 UTC instant, whole seconds."""
     # Rounded up, so a client that waits until the reset never comes back early.
-    when = datetime.fromtimestamp(math.ceil(time.time() + seconds_from_now), tz=timezone.utc)
+    when = datetime.fromtimestamp(math.ceil(time.time() + seconds_from_now), tz=UTC)
     return when.isoformat().replace("+00:00", "Z")

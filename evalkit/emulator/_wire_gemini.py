@@ -9,12 +9,20 @@ array sent element by element.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ._simulate import ChatCall, Generation
 from ._specs import Fleet
 from ._wire_common import (
-    BAD_GATEWAY_HTML, ErrorInfo, HttpReply, ReplyContext, StreamEvent, WireError, base62, seconds_text,
+    BAD_GATEWAY_HTML,
+    ErrorInfo,
+    HttpReply,
+    ReplyContext,
+    StreamEvent,
+    WireError,
+    base62,
+    seconds_text,
 )
 from .answers import content_text
 
@@ -22,8 +30,9 @@ NAME = "gemini"
 _FINISH = {"stop": "STOP", "stop_sequence": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
 
 
-def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None,
-                  query: Mapping[str, str] | None = None) -> ChatCall:
+def parse_request(
+    body: Any, *, model: str | None = None, stream: bool | None = None, query: Mapping[str, str] | None = None
+) -> ChatCall:
     """A :class:`ChatCall` from a generateContent body (``model`` and ``stream`` come from the URL)."""
     if not isinstance(body, Mapping):
         raise WireError("Invalid JSON payload received.")
@@ -36,15 +45,21 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         messages.append(("system", content_text(system.get("parts"))))
     for i, content in enumerate(raw):
         if not isinstance(content, Mapping) or not isinstance(content.get("parts"), list):
-            raise WireError(f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty",
-                            f"contents[{i}].parts")
+            raise WireError(
+                f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty",
+                f"contents[{i}].parts",
+            )
         role = "assistant" if content.get("role") == "model" else "user"
         messages.append((role, content_text(content["parts"])))
     config = body.get("generationConfig") or body.get("generation_config") or {}
     max_tokens = config.get("maxOutputTokens", config.get("max_output_tokens"))
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise WireError("* GenerateContentRequest.generation_config.max_output_tokens: must be positive",
-                        "generationConfig.maxOutputTokens")
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
+        raise WireError(
+            "* GenerateContentRequest.generation_config.max_output_tokens: must be positive",
+            "generationConfig.maxOutputTokens",
+        )
     stop = config.get("stopSequences", config.get("stop_sequences")) or ()
     return ChatCall(
         wire=NAME,
@@ -77,8 +92,14 @@ def _usage(gen: Generation, *, final: bool = True) -> dict[str, Any]:
 
 def _candidate(gen: Generation, text: str | None, finish: bool) -> dict[str, Any]:
     if gen.finish == "content_filter":
-        return {"content": {}, "finishReason": "SAFETY", "index": 0, "safetyRatings": [
-            {"blocked": True, "category": "HARM_CATEGORY_HATE_SPEECH", "probability": "MEDIUM"}]}
+        return {
+            "content": {},
+            "finishReason": "SAFETY",
+            "index": 0,
+            "safetyRatings": [
+                {"blocked": True, "category": "HARM_CATEGORY_HATE_SPEECH", "probability": "MEDIUM"}
+            ],
+        }
     candidate: dict[str, Any] = {"content": {"parts": [{"text": text or ""}], "role": "model"}}
     if finish:
         candidate["finishReason"] = _FINISH[gen.finish]
@@ -87,8 +108,9 @@ def _candidate(gen: Generation, text: str | None, finish: bool) -> dict[str, Any
 
 def _response(gen: Generation, ctx: ReplyContext, candidates: list[Any], final: bool) -> dict[str, Any]:
     payload: dict[str, Any] = {"candidates": candidates} if candidates else {}
-    payload.update(usageMetadata=_usage(gen, final=final), modelVersion=ctx.model,
-                   responseId=base62(gen.response_id, 23))
+    payload.update(
+        usageMetadata=_usage(gen, final=final), modelVersion=ctx.model, responseId=base62(gen.response_id, 23)
+    )
     return payload
 
 
@@ -149,34 +171,57 @@ def success_headers(ctx: ReplyContext, processing_ms: int) -> list[tuple[str, st
     return [("server-timing", f"gfet4t7; dur={processing_ms}"), ("x-request-id", ctx.request_id)]
 
 
+# kind -> (status, status name, message template)
+_ERRORS: dict[str, tuple[int, str, str]] = {
+    "rate_limit": (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    "server": (500, "INTERNAL", "An internal error has occurred. Please retry later."),
+    "unavailable": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+    "overloaded": (529, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+    "context_length": (
+        400,
+        "INVALID_ARGUMENT",
+        "The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed ({window}).",
+    ),
+    "auth": (
+        401,
+        "UNAUTHENTICATED",
+        (
+            "Method doesn't allow unregistered callers (callers without established identity). "
+            "Please use API Key or other form of API consumer identity to call this API."
+        ),
+    ),
+    "not_found": (
+        404,
+        "NOT_FOUND",
+        (
+            "models/{model} is not found for API version v1beta, or is not supported for generateContent. "
+            "Call ModelService.ListModels to see the list of available models and their supported methods."
+        ),
+    ),
+    "bad_request": (400, "INVALID_ARGUMENT", "{message}"),
+}
+
+
 def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
     """The error response Gemini sends for ``kind`` (``{"error": {"code", "message", "status"}}``)."""
     if kind == "bad_gateway":
         return HttpReply(502, [("content-type", "text/html")], BAD_GATEWAY_HTML)
-    status, state, message = {
-        "rate_limit": (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-        "server": (500, "INTERNAL", "An internal error has occurred. Please retry or report in "
-                                    "https://developers.generativeai.google/guide/troubleshooting"),
-        "unavailable": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
-        "overloaded": (529, "UNAVAILABLE", "The model is overloaded. Please try again later."),
-        "context_length": (400, "INVALID_ARGUMENT",
-                           f"The input token count ({info.prompt_tokens}) exceeds the maximum number of tokens "
-                           f"allowed ({info.context_window})."),
-        "auth": (401, "UNAUTHENTICATED", "Method doesn't allow unregistered callers (callers without established "
-                                         "identity). Please use API Key or other form of API consumer identity to "
-                                         "call this API."),
-        "not_found": (404, "NOT_FOUND", f"models/{ctx.model} is not found for API version v1beta, or is not "
-                                        "supported for generateContent. Call ModelService.ListModels to see the "
-                                        "list of available models and their supported methods."),
-        "bad_request": (400, "INVALID_ARGUMENT", info.message or "Invalid JSON payload received."),
-    }[kind]
+    status, state, template = _ERRORS[kind]
+    message = template.format(
+        model=ctx.model,
+        window=info.context_window,
+        prompt_tokens=info.prompt_tokens,
+        message=info.message or "Invalid JSON payload received.",
+    )
     error_body: dict[str, Any] = {"code": status, "message": message, "status": state}
     headers = [("content-type", "application/json; charset=UTF-8"), ("x-request-id", ctx.request_id)]
     if kind == "rate_limit":
-        wait = info.retry_after or 0
-        error_body["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                  "retryDelay": f"{seconds_text(wait)}s"}]
-        headers.append(("retry-after", seconds_text(wait)))
+        wait = seconds_text(info.retry_after or 0)
+        # Google says when to retry in the body (RetryInfo); the header is for generic HTTP clients.
+        error_body["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait}s"}
+        ]
+        headers.append(("retry-after", wait))
     return HttpReply(status, headers, json.dumps({"error": error_body}).encode())
 
 
@@ -187,11 +232,18 @@ def count_tokens_payload(prompt_tokens: int) -> dict[str, Any]:
 
 def models_payload(fleet: Fleet, created: int) -> dict[str, Any]:
     """``GET /v1beta/models``: the models served on this wire."""
-    return {"models": [model_payload(m.name, m.context_window, m.max_output_tokens) for m in fleet.serving(NAME)]}
+    return {
+        "models": [model_payload(m.name, m.context_window, m.max_output_tokens) for m in fleet.serving(NAME)]
+    }
 
 
 def model_payload(name: str, input_limit: int, output_limit: int) -> dict[str, Any]:
     """One Gemini model description."""
-    return {"name": f"models/{name}", "version": "001", "displayName": name, "inputTokenLimit": input_limit,
-            "outputTokenLimit": output_limit,
-            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
+    return {
+        "name": f"models/{name}",
+        "version": "001",
+        "displayName": name,
+        "inputTokenLimit": input_limit,
+        "outputTokenLimit": output_limit,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    }

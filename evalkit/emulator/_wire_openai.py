@@ -8,12 +8,20 @@ chunk sequence (role chunk, content chunks, finish chunk, usage chunk with
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ._simulate import ChatCall, Generation
 from ._specs import Fleet
 from ._wire_common import (
-    BAD_GATEWAY_HTML, ErrorInfo, HttpReply, ReplyContext, StreamEvent, WireError, compact_json, go_duration,
+    BAD_GATEWAY_HTML,
+    ErrorInfo,
+    HttpReply,
+    ReplyContext,
+    StreamEvent,
+    WireError,
+    compact_json,
+    go_duration,
     seconds_text,
 )
 from .answers import content_text
@@ -23,8 +31,9 @@ _FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "content
 _FINGERPRINT = "fp_evalkit0"
 
 
-def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None,
-                  query: Mapping[str, str] | None = None) -> ChatCall:
+def parse_request(
+    body: Any, *, model: str | None = None, stream: bool | None = None, query: Mapping[str, str] | None = None
+) -> ChatCall:
     """A :class:`ChatCall` from a Chat Completions body; :class:`WireError` for what OpenAI rejects."""
     if not isinstance(body, Mapping):
         raise WireError("We could not parse the JSON body of your request.")
@@ -37,15 +46,25 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     messages = []
     for i, message in enumerate(raw):
         if not isinstance(message, Mapping) or message.get("role") not in (
-            "system", "developer", "user", "assistant", "tool", "function"
+            "system",
+            "developer",
+            "user",
+            "assistant",
+            "tool",
+            "function",
         ):
             raise WireError(f"Invalid value for 'messages[{i}].role'.", f"messages[{i}].role")
         role = "system" if message["role"] == "developer" else str(message["role"])
         messages.append((role, content_text(message.get("content"))))
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise WireError(f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got "
-                        f"{max_tokens!r} instead.", "max_tokens")
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
+        raise WireError(
+            f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got "
+            f"{max_tokens!r} instead.",
+            "max_tokens",
+        )
     stop = body.get("stop") or ()
     options = body.get("stream_options") if isinstance(body.get("stream_options"), Mapping) else {}
     response_format = body.get("response_format") if isinstance(body.get("response_format"), Mapping) else {}
@@ -83,22 +102,33 @@ def _completion_id(gen: Generation) -> str:
 
 def render(gen: Generation, ctx: ReplyContext) -> bytes:
     """The non-streamed ``chat.completion`` body."""
-    choices = [] if gen.empty else [{
-        "index": 0,
-        "message": {"role": "assistant", "content": gen.text if gen.finish != "content_filter" else None,
-                    "refusal": None},
-        "logprobs": None,
-        "finish_reason": _FINISH[gen.finish],
-    }]
-    return compact_json({
-        "id": _completion_id(gen),
-        "object": "chat.completion",
-        "created": ctx.created,
-        "model": ctx.model,
-        "choices": choices,
-        "usage": _usage(gen),
-        "system_fingerprint": _FINGERPRINT,
-    })
+    choices = (
+        []
+        if gen.empty
+        else [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": gen.text if gen.finish != "content_filter" else None,
+                    "refusal": None,
+                },
+                "logprobs": None,
+                "finish_reason": _FINISH[gen.finish],
+            }
+        ]
+    )
+    return compact_json(
+        {
+            "id": _completion_id(gen),
+            "object": "chat.completion",
+            "created": ctx.created,
+            "model": ctx.model,
+            "choices": choices,
+            "usage": _usage(gen),
+            "system_fingerprint": _FINGERPRINT,
+        }
+    )
 
 
 def _chunk(gen: Generation, ctx: ReplyContext, choices: list[Any], usage: Any = None) -> dict[str, Any]:
@@ -127,7 +157,9 @@ def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
     """The SSE events of a streamed answer, in order."""
     events: list[StreamEvent] = []
     if not gen.empty:
-        events.append(_event(_chunk(gen, ctx, _choice({"role": "assistant", "content": "", "refusal": None})), "head"))
+        events.append(
+            _event(_chunk(gen, ctx, _choice({"role": "assistant", "content": "", "refusal": None})), "head")
+        )
         for text, tokens in gen.chunks:
             events.append(_event(_chunk(gen, ctx, _choice({"content": text})), "content", tokens))
         events.append(_event(_chunk(gen, ctx, _choice({}, _FINISH[gen.finish])), "tail"))
@@ -145,8 +177,9 @@ def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
 
 def malformed_event(gen: Generation, ctx: ReplyContext) -> StreamEvent:
     """An SSE event whose data is not valid JSON."""
-    return StreamEvent(b'data: {"id":"' + _completion_id(gen).encode() + b'","choices":[{"delta":{"content":"\n\n',
-                       "content")
+    return StreamEvent(
+        b'data: {"id":"' + _completion_id(gen).encode() + b'","choices":[{"delta":{"content":"\n\n', "content"
+    )
 
 
 def content_type(stream: bool, ctx: ReplyContext | None = None) -> str:
@@ -156,8 +189,12 @@ def content_type(stream: bool, ctx: ReplyContext | None = None) -> str:
 
 def success_headers(ctx: ReplyContext, processing_ms: int) -> list[tuple[str, str]]:
     """Response headers of a 200: request id, processing time and the ``x-ratelimit-*`` set."""
-    return [("openai-version", "2020-10-01"), ("openai-processing-ms", str(processing_ms)),
-            ("x-request-id", ctx.request_id), *_rate_headers(ctx)]
+    return [
+        ("openai-version", "2020-10-01"),
+        ("openai-processing-ms", str(processing_ms)),
+        ("x-request-id", ctx.request_id),
+        *_rate_headers(ctx),
+    ]
 
 
 def _rate_headers(ctx: ReplyContext) -> list[tuple[str, str]]:
@@ -176,38 +213,77 @@ def _error_body(message: str, err_type: str, code: str | None, param: str | None
     return compact_json({"error": {"message": message, "type": err_type, "param": param, "code": code}})
 
 
+# kind -> (status, error type, error code, message template)
+_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+    "rate_limit": (
+        429,
+        "requests",
+        "rate_limit_exceeded",
+        (
+            "Rate limit reached for {model} in organization org-emulator on requests per min (RPM): "
+            "Limit {limit}, Used {limit}, Requested 1. Please try again in {wait}s."
+        ),
+    ),
+    "server": (
+        500,
+        "server_error",
+        None,
+        "The server had an error while processing your request. Sorry about that!",
+    ),
+    "unavailable": (503, "server_error", None, "The engine is currently overloaded, please try again later."),
+    "overloaded": (529, "server_error", "overloaded", "The server is overloaded, please try again later."),
+    "context_length": (
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        (
+            "This model's maximum context length is {window} tokens. However, your messages resulted in "
+            "{prompt_tokens} tokens. Please reduce the length of the messages."
+        ),
+    ),
+    "auth": (
+        401,
+        "invalid_request_error",
+        "invalid_api_key",
+        (
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+        ),
+    ),
+    "not_found": (
+        404,
+        "invalid_request_error",
+        "model_not_found",
+        "The model `{model}` does not exist or you do not have access to it.",
+    ),
+    "bad_request": (400, "invalid_request_error", None, "{message}"),
+}
+
+
 def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
     """The error response OpenAI sends for ``kind``."""
-    base = [("x-request-id", ctx.request_id)]
-    json_type = [("content-type", "application/json; charset=utf-8")]
-    if kind == "rate_limit":
-        wait = info.retry_after or 0
-        msg = (f"Rate limit reached for {ctx.model} in organization org-emulator on requests per min (RPM): "
-               f"Limit {ctx.rate.limit_requests}, Used {ctx.rate.limit_requests}, Requested 1. "
-               f"Please try again in {seconds_text(wait)}s.")
-        headers = base + [("retry-after", seconds_text(wait))] + _rate_headers(
-            ReplyContext(ctx.model, ctx.request_id, ctx.rate.exhausted(wait)))
-        return HttpReply(429, json_type + headers, _error_body(msg, "requests", "rate_limit_exceeded"))
+    headers = [("x-request-id", ctx.request_id)]
     if kind == "bad_gateway":
-        return HttpReply(502, [("content-type", "text/html")] + base, BAD_GATEWAY_HTML)
-    status, err_type, code, message = {
-        "server": (500, "server_error", None,
-                   "The server had an error while processing your request. Sorry about that!"),
-        "unavailable": (503, "server_error", None, "The engine is currently overloaded, please try again later."),
-        "overloaded": (529, "server_error", "overloaded", "The server is overloaded, please try again later."),
-        "context_length": (400, "invalid_request_error", "context_length_exceeded",
-                           f"This model's maximum context length is {info.context_window} tokens. However, your "
-                           f"messages resulted in {info.prompt_tokens} tokens. Please reduce the length of the "
-                           "messages."),
-        "auth": (401, "invalid_request_error", "invalid_api_key",
-                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
-                 "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."),
-        "not_found": (404, "invalid_request_error", "model_not_found",
-                      f"The model `{ctx.model}` does not exist or you do not have access to it."),
-        "bad_request": (400, "invalid_request_error", None, info.message or "Invalid request."),
-    }[kind]
+        return HttpReply(502, [("content-type", "text/html"), *headers], BAD_GATEWAY_HTML)
+    status, err_type, code, template = _ERRORS[kind]
+    wait = info.retry_after or 0
+    message = template.format(
+        model=ctx.model,
+        limit=ctx.rate.limit_requests,
+        wait=seconds_text(wait),
+        window=info.context_window,
+        prompt_tokens=info.prompt_tokens,
+        message=info.message or "Invalid request.",
+    )
+    if kind == "rate_limit":
+        exhausted = ReplyContext(ctx.model, ctx.request_id, ctx.rate.exhausted(wait))
+        headers += [("retry-after", seconds_text(wait)), *_rate_headers(exhausted)]
     param = "messages" if kind == "context_length" else info.param
-    return HttpReply(status, json_type + base, _error_body(message, err_type, code, param))
+    return HttpReply(
+        status,
+        [("content-type", "application/json; charset=utf-8"), *headers],
+        _error_body(message, err_type, code, param),
+    )
 
 
 def models_payload(fleet: Fleet, created: int) -> dict[str, Any]:

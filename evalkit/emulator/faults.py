@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ._seeding import unit_draw
 
 __all__ = [
     "FAULT_KINDS",
+    "STREAM_ONLY_KINDS",
     "FaultScripts",
     "FaultStep",
-    "STREAM_ONLY_KINDS",
     "canonical_kind",
     "draw_rate_fault",
     "parse_step",
@@ -30,8 +31,19 @@ __all__ = [
 ]
 
 FAULT_KINDS: tuple[str, ...] = (
-    "429", "500", "502", "503", "529",
-    "reset", "timeout", "stall", "cut", "malformed", "empty", "context_length", "content_filter",
+    "429",
+    "500",
+    "502",
+    "503",
+    "529",
+    "reset",
+    "timeout",
+    "stall",
+    "cut",
+    "malformed",
+    "empty",
+    "context_length",
+    "content_filter",
 )
 """Every fault the emulator can inject, by the name the header takes."""
 
@@ -82,11 +94,14 @@ class FaultStep:
 
 
 def parse_step(value: Any) -> list[FaultStep]:
-    """Steps from ``"429"``, ``"ok"`` or ``{"kind": "429", "retry_after": 2, "times": 3}``."""
+    """Steps from ``"429"``, ``"ok"`` or ``{"kind": "429", "retry_after": 2, "times": 3}``.
+
+    ``ValueError`` for a bad value, ``TypeError`` for a step of the wrong type.
+    """
     if value is None or isinstance(value, (str, int)):
         return [FaultStep(canonical_kind(value))]
     if not isinstance(value, Mapping):
-        raise ValueError(f"a script step is a kind name or a mapping, got {type(value).__name__}")
+        raise TypeError(f"a script step is a kind name or a mapping, got {type(value).__name__}")
     unknown = set(value) - {"kind", "fault", "retry_after", "retry_after_s", "stall_s", "times"}
     if unknown:
         raise ValueError(f"unknown script step field(s): {', '.join(sorted(map(str, unknown)))}")
@@ -102,7 +117,7 @@ def parse_step(value: Any) -> list[FaultStep]:
 def parse_steps(values: Iterable[Any]) -> list[FaultStep]:
     """All steps of a script, in order (``times`` expanded)."""
     if isinstance(values, (str, bytes, Mapping)):
-        raise ValueError("a script is a list of steps")
+        raise TypeError("a script is a list of steps")
     steps: list[FaultStep] = []
     for value in values:
         steps.extend(parse_step(value))

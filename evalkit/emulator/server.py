@@ -15,8 +15,9 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Self
 
 import uvicorn
 
@@ -46,9 +47,17 @@ class Emulator:
     free port.
     """
 
-    def __init__(self, fleet: Fleet | str | Path | None = None, *, seed: int = 0, time_scale: float = 1.0,
-                 port: int = 0, datasets: Iterable[str | Path] | None = None, stall_s: float | None = None,
-                 recent_requests: int = 100) -> None:
+    def __init__(
+        self,
+        fleet: Fleet | str | Path | None = None,
+        *,
+        seed: int = 0,
+        time_scale: float = 1.0,
+        port: int = 0,
+        datasets: Iterable[str | Path] | None = None,
+        stall_s: float | None = None,
+        recent_requests: int = 100,
+    ) -> None:
         if not isinstance(time_scale, (int, float)) or time_scale < 0:
             raise ConfigError(f"must be a number >= 0, got {time_scale!r}", field="time_scale")
         if not isinstance(port, int) or not 0 <= port <= 65535:
@@ -56,8 +65,14 @@ class Emulator:
         self.fleet: Fleet = fleet if isinstance(fleet, Fleet) else load_fleet(fleet)
         self.seed, self.time_scale = int(seed), float(time_scale)
         self.book = AnswerBook.from_files(bundled_dataset_files() if datasets is None else datasets)
-        self._state = EmulatorState(self.fleet, seed=self.seed, time_scale=self.time_scale, book=self.book,
-                                    stall_s=stall_s, recent=recent_requests)
+        self._state = EmulatorState(
+            self.fleet,
+            seed=self.seed,
+            time_scale=self.time_scale,
+            book=self.book,
+            stall_s=stall_s,
+            recent=recent_requests,
+        )
         self._requested_port = port
         self.port: int | None = None
         self._server: uvicorn.Server | None = None
@@ -72,7 +87,9 @@ class Emulator:
         """Start serving on a background thread; returns once the port accepts connections."""
         if self._thread is not None:
             raise RuntimeError("this emulator is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+        # and without it every response waits ~40 ms on Nagle + delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((_HOST, self._requested_port))
@@ -104,6 +121,9 @@ class Emulator:
             proxy_headers=False,  # scope["client"] must be the real peer: it keys the connection registry
             server_header=False,
             timeout_graceful_shutdown=3,
+            # Vendors keep idle connections for minutes; uvicorn's 5 s default makes clients that pool
+            # connections for longer (evalkit keeps them 30 s) race a server-side close on reuse.
+            timeout_keep_alive=120,
             backlog=2048,
         )
 
@@ -135,10 +155,11 @@ class Emulator:
             self._sock.close()
         self._thread = self._server = self._loop = self._sock = None
 
-    def __enter__(self) -> Emulator:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import ProviderError
+from ..errors import InternalError, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._cells import Cell, Shard, iter_cells, repeat_seed
 from .store import RunStore
@@ -125,8 +125,8 @@ async def _ask(item: Any, target: Any, cell: Cell, options: RunOptions, run_id: 
         attempts = list(getattr(exc, "attempts", None) or ()) or [Attempt(
             target=target.name, error_kind=exc.kind.value, error=exc.message[:300], started_at=started_at)]
     except Exception as exc:  # noqa: BLE001 - a broken custom target is a failed cell, not a dead run
-        error = ProviderError(f"{type(exc).__name__}: {exc}")
-        attempts = [Attempt(target=target.name, error_kind="internal", error=str(error)[:300],
+        error = InternalError(f"{type(exc).__name__}: {exc}")
+        attempts = [Attempt(target=target.name, error_kind="internal", error=error.message[:300],
                             started_at=started_at)]
     row = _row(run_id, item, target.name, cell.repeat, request, response, error, attempts, started_at)
     if response is not None:
@@ -151,7 +151,7 @@ def _row(run_id: str, item: Any, target: str, repeat: int, request: ChatRequest,
     return {
         "run_id": run_id, "item_id": item.id, "task_type": item.task_type, "target": target, "repeat": repeat,
         "status": "ok" if response is not None else "error",
-        "error_kind": None if error is None else str(getattr(error, "kind", "internal")),
+        "error_kind": None if error is None else error.kind.value,
         "error": None if error is None else str(error)[:500],
         "served_by": response.provider if response is not None else None,
         "model": response.model if response is not None else None,

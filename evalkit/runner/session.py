@@ -110,32 +110,18 @@ def _maybe_emulator(specs: Sequence[str], judge: str | None, settings: dict[str,
     if not needed:
         yield None
         return
-    from ..providers._http import CASSETTE
+    from .cassettes import replay_emulator, replaying
 
     settings = settings or {}
-    if getattr(CASSETTE.get(), "replaying", False):
-        yield _ReplayedEmulator()  # the cassette answers; no server needed, nothing reachable
+    seed, time_scale = settings.get("seed", 0), settings.get("time_scale", 0.02)
+    if replaying():
+        # The cassette answers every request of a replay: emulator targets need the fleet, not a server.
+        yield replay_emulator(None, seed, time_scale)
         return
     from ..emulator import Emulator
 
-    with Emulator(seed=settings.get("seed", 0), time_scale=settings.get("time_scale", 0.02)) as emu:
+    with Emulator(seed=seed, time_scale=time_scale) as emu:
         yield emu
-
-
-class _ReplayedEmulator:
-    """The emulator's fleet without its server, for replaying a recorded run.
-
-    Replay matches requests on method, path, query and body, never on host or
-    port, so the placeholder address below is never contacted.
-    """
-
-    openai_base_url = "http://127.0.0.1:9/v1"
-    anthropic_base_url = gemini_base_url = "http://127.0.0.1:9"
-
-    def __init__(self) -> None:
-        from ..emulator.fleet import default_fleet
-
-        self.fleet = default_fleet()
 
 
 @contextlib.contextmanager
@@ -147,4 +133,3 @@ def _progress(enabled: bool, label: str) -> Iterator[Any]:
 
     with RunProgress(label) as bar:
         yield bar.update
-

@@ -5,42 +5,116 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import ssl
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import httpx
 import yaml
 
 WIRE_DIR = Path(__file__).parents[2] / ".." / "shared" / "wire"
 
+# One TLS context for every throwaway httpx client: building one per client costs ~30 ms (and the
+# emulator is plain HTTP anyway).
+TLS = ssl.create_default_context()
+
+
+def post(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.post`` without the per-call TLS setup cost."""
+    return httpx.post(url, verify=TLS, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+
+def get(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.get`` without the per-call TLS setup cost."""
+    return httpx.get(url, verify=TLS, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+
 FIXTURE_ROWS: list[dict[str, Any]] = [
-    {"id": "fx-num", "task_type": "math", "prompt": "What is 6 times 7?", "reference": 42, "grader": "numeric"},
-    {"id": "fx-exact", "task_type": "math",
-     "prompt": "Which colour is the sky?\nOptions:\n(A) red\n(B) blue\n(C) green\n\nFinish with \"So the answer is X.\"",
-     "reference": "(B)", "grader": {"type": "exact", "answer_after": "So the answer is"}},
-    {"id": "fx-bool", "task_type": "math", "prompt": "( not False ) is", "reference": "True", "grader": "exact"},
-    {"id": "fx-mcq", "task_type": "factual_qa",
-     "prompt": "Which planet is largest?\n\nA. Mars\nB. Venus\nC. Jupiter\nD. Earth",
-     "reference": "C", "grader": {"type": "mcq", "choices": ["A", "B", "C", "D"]}},
-    {"id": "fx-alias", "task_type": "factual_qa", "prompt": "Where are the Spanish Steps?",
-     "reference": ["Rome", "Roma"], "grader": "alias"},
-    {"id": "fx-alias2", "task_type": "factual_qa", "prompt": "What is the capital of France?",
-     "reference": ["Paris"], "grader": {"type": "alias"}},
-    {"id": "fx-label", "task_type": "classification",
-     "messages": [{"role": "system", "content": "Classify the message."},
-                  {"role": "user", "content": "My card has not arrived yet."}],
-     "reference": "card_arrival",
-     "grader": {"type": "label", "labels": ["card_arrival", "change_pin", "exchange_rate"]}},
-    {"id": "fx-slots", "task_type": "classification", "prompt": "Book a table for 4 people at 7pm on Friday.",
-     "reference": {"people": "4", "time": "7pm", "date": "Friday"}, "grader": "slot_f1"},
-    {"id": "fx-code", "task_type": "code", "prompt": "Write add(a, b) that returns the sum.",
-     "reference": "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n    return a + b\n",
-     "grader": {"type": "code_exec", "tests": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
-                "entry_point": "add"}},
-    {"id": "fx-json", "task_type": "classification", "prompt": "Reply with the JSON object {\"a\": 1}.",
-     "reference": {"a": 1}, "grader": "json"},
-    {"id": "fx-judge", "task_type": "creative",
-     "prompt": "Write a short poem about autumn leaves falling into a quiet river.",
-     "reference": None, "grader": {"type": "judge", "mode": "single"}},
+    {
+        "id": "fx-num",
+        "task_type": "math",
+        "prompt": "What is 6 times 7?",
+        "reference": 42,
+        "grader": "numeric",
+    },
+    {
+        "id": "fx-exact",
+        "task_type": "math",
+        "prompt": 'Which colour is the sky?\nOptions:\n(A) red\n(B) blue\n(C) green\n\nFinish with "So the answer is X."',
+        "reference": "(B)",
+        "grader": {"type": "exact", "answer_after": "So the answer is"},
+    },
+    {
+        "id": "fx-bool",
+        "task_type": "math",
+        "prompt": "( not False ) is",
+        "reference": "True",
+        "grader": "exact",
+    },
+    {
+        "id": "fx-mcq",
+        "task_type": "factual_qa",
+        "prompt": "Which planet is largest?\n\nA. Mars\nB. Venus\nC. Jupiter\nD. Earth",
+        "reference": "C",
+        "grader": {"type": "mcq", "choices": ["A", "B", "C", "D"]},
+    },
+    {
+        "id": "fx-alias",
+        "task_type": "factual_qa",
+        "prompt": "Where are the Spanish Steps?",
+        "reference": ["Rome", "Roma"],
+        "grader": "alias",
+    },
+    {
+        "id": "fx-alias2",
+        "task_type": "factual_qa",
+        "prompt": "What is the capital of France?",
+        "reference": ["Paris"],
+        "grader": {"type": "alias"},
+    },
+    {
+        "id": "fx-label",
+        "task_type": "classification",
+        "messages": [
+            {"role": "system", "content": "Classify the message."},
+            {"role": "user", "content": "My card has not arrived yet."},
+        ],
+        "reference": "card_arrival",
+        "grader": {"type": "label", "labels": ["card_arrival", "change_pin", "exchange_rate"]},
+    },
+    {
+        "id": "fx-slots",
+        "task_type": "classification",
+        "prompt": "Book a table for 4 people at 7pm on Friday.",
+        "reference": {"people": "4", "time": "7pm", "date": "Friday"},
+        "grader": "slot_f1",
+    },
+    {
+        "id": "fx-code",
+        "task_type": "code",
+        "prompt": "Write add(a, b) that returns the sum.",
+        "reference": 'def add(a, b):\n    """Return a + b."""\n    return a + b\n',
+        "grader": {
+            "type": "code_exec",
+            "tests": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
+            "entry_point": "add",
+        },
+    },
+    {
+        "id": "fx-json",
+        "task_type": "classification",
+        "prompt": 'Reply with the JSON object {"a": 1}.',
+        "reference": {"a": 1},
+        "grader": "json",
+    },
+    {
+        "id": "fx-judge",
+        "task_type": "creative",
+        "prompt": "Write a short poem about autumn leaves falling into a quiet river.",
+        "reference": None,
+        "grader": {"type": "judge", "mode": "single"},
+    },
 ]
 ROWS_BY_ID = {row["id"]: row for row in FIXTURE_ROWS}
 

@@ -7,14 +7,13 @@ import math
 import re
 from typing import Any
 
-import httpx
 import pytest
 
+from evalkit.emulator._simulate import ChatCall, Simulator
 from evalkit.emulator.answers import AnswerBook, BookItem, item_from_row
 from evalkit.emulator.fleet import default_fleet
-from evalkit.emulator._simulate import ChatCall, Simulator
 
-from .helpers import FIXTURE_ROWS
+from .helpers import FIXTURE_ROWS, post
 
 ROWS = {row["id"]: row for row in FIXTURE_ROWS}
 
@@ -24,8 +23,12 @@ def _prompt(row: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def chat(emu: Any, model: str, messages: list[dict[str, str]], **extra: Any) -> dict[str, Any]:
-    response = httpx.post(f"{emu.openai_base_url}/chat/completions", headers={"authorization": "Bearer k"},
-                          json={"model": model, "messages": messages, **extra}, timeout=10)
+    response = post(
+        f"{emu.openai_base_url}/chat/completions",
+        headers={"authorization": "Bearer k"},
+        json={"model": model, "messages": messages, **extra},
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -66,8 +69,14 @@ def test_wrong_answers_keep_the_format_but_not_the_content(det_emu: Any) -> None
     assert number and float(number.group(1)) != 42
     assert answer(det_emu, "never", "fx-exact") in ("So the answer is (A).", "So the answer is (C).")
     assert answer(det_emu, "never", "fx-bool") == "So the answer is False."
-    assert answer(det_emu, "never", "fx-mcq") in ("The answer is (A).", "The answer is (B).", "The answer is (D).")
-    assert answer(det_emu, "never", "fx-alias") == "The answer is Paris."  # borrowed from the other alias item
+    assert answer(det_emu, "never", "fx-mcq") in (
+        "The answer is (A).",
+        "The answer is (B).",
+        "The answer is (D).",
+    )
+    assert (
+        answer(det_emu, "never", "fx-alias") == "The answer is Paris."
+    )  # borrowed from the other alias item
     assert answer(det_emu, "never", "fx-label") in ("change_pin", "exchange_rate")
     slots = json.loads(answer(det_emu, "never", "fx-slots"))
     assert slots != ROWS["fx-slots"]["reference"] and len(slots) == 2
@@ -81,10 +90,15 @@ def test_wrong_answers_keep_the_format_but_not_the_content(det_emu: Any) -> None
 
 def test_answers_are_the_same_on_every_wire(det_emu: Any) -> None:
     prompt = ROWS["fx-mcq"]["prompt"]
-    anthropic = httpx.post(f"{det_emu.anthropic_base_url}/v1/messages", headers={"x-api-key": "k"}, json={
-        "model": "never", "max_tokens": 50, "messages": [{"role": "user", "content": prompt}]}).json()
-    gemini = httpx.post(f"{det_emu.gemini_base_url}/v1beta/models/never:generateContent?key=k", json={
-        "contents": [{"role": "user", "parts": [{"text": prompt}]}]}).json()
+    anthropic = post(
+        f"{det_emu.anthropic_base_url}/v1/messages",
+        headers={"x-api-key": "k"},
+        json={"model": "never", "max_tokens": 50, "messages": [{"role": "user", "content": prompt}]},
+    ).json()
+    gemini = post(
+        f"{det_emu.gemini_base_url}/v1beta/models/never:generateContent?key=k",
+        json={"contents": [{"role": "user", "parts": [{"text": prompt}]}]},
+    ).json()
     openai_text = answer(det_emu, "never", "fx-mcq")
     assert anthropic["content"][0]["text"] == openai_text
     assert gemini["candidates"][0]["content"]["parts"][0]["text"] == openai_text
@@ -92,12 +106,15 @@ def test_answers_are_the_same_on_every_wire(det_emu: Any) -> None:
 
 def test_correct_share_tracks_the_models_skill() -> None:
     # 1,000 synthetic numeric items: the share answered right is within 4 sigma of the skill.
-    items = [BookItem(f"q{i}", "math", f"What is {i} plus {i}?", 2 * i, {"type": "numeric"}) for i in range(1000)]
+    items = [
+        BookItem(f"q{i}", "math", f"What is {i} plus {i}?", 2 * i, {"type": "numeric"}) for i in range(1000)
+    ]
     book = AnswerBook(items)
     spec = default_fleet().model("sim-medium")
     simulator = Simulator(seed=3, time_scale=0.0, book=book)
     right = sum(
-        simulator.generate(ChatCall("openai", spec.name, (("user", it.prompt),)), spec).answer_kind == "correct"
+        simulator.generate(ChatCall("openai", spec.name, (("user", it.prompt),)), spec).answer_kind
+        == "correct"
         for it in items
     )
     p = spec.skill("math")
@@ -105,7 +122,9 @@ def test_correct_share_tracks_the_models_skill() -> None:
 
 
 def test_same_seed_same_answers_and_timings_other_seed_other_draws() -> None:
-    items = [BookItem(f"q{i}", "factual_qa", f"Question number {i}?", ["x"], {"type": "alias"}) for i in range(200)]
+    items = [
+        BookItem(f"q{i}", "factual_qa", f"Question number {i}?", ["x"], {"type": "alias"}) for i in range(200)
+    ]
     book = AnswerBook(items)
     spec = default_fleet().model("sim-small")
 
@@ -141,7 +160,7 @@ def test_stop_sequences_cut_the_answer(det_emu: Any) -> None:
 JUDGE_TEMPLATE = (
     "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
     "to the user question displayed below. After providing your explanation, you must rate the response on a "
-    "scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: \"Rating: [[5]]\".\n\n"
+    'scale of 1 to 10 by strictly following this format: "[[rating]]", for example: "Rating: [[5]]".\n\n'
     "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
 )
 
@@ -167,3 +186,18 @@ def test_rows_without_a_prompt_are_skipped() -> None:
     assert item_from_row({"prompt": "no id"}) is None
     item = item_from_row({"id": 5, "prompt": "p", "grader": "label", "reference": "x"})
     assert item is not None and item.id == "5" and item.grader_type == "label" and item.task_type == "default"
+
+
+def test_judge_recognises_the_graders_own_judge_prompt(det_emu: Any) -> None:
+    graders = pytest.importorskip("evalkit.graders._judge", reason="evalkit's judge grader is not available")
+    question = ROWS["fx-judge"]["prompt"]
+    good = answer(det_emu, "sure", "fx-judge", max_tokens=1000)
+    bad = answer(det_emu, "never", "fx-judge", max_tokens=1000)
+    for references in (None, ["A reference poem about autumn."]):
+        for judged, high in ((good, True), (bad, False)):
+            prompt = graders.build_judge_prompt(question, judged, references)
+            reply = chat(det_emu, "sure", [{"role": "user", "content": prompt}])["choices"][0]["message"][
+                "content"
+            ]
+            rating = graders.parse_rating(reply)
+            assert (rating >= 8) if high else (rating <= 5), (references, high, reply)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.errors import ConfigError
 from evalkit.emulator.fleet import TASK_TYPES, WIRES, default_fleet, load_fleet, parse_fleet_text
+from evalkit.errors import ConfigError
 
 MINIMAL_MODEL = """
   - name: m
@@ -36,10 +36,13 @@ def test_default_fleet_uses_neutral_names_and_full_skills() -> None:
 
 def test_prices_are_decimals_per_million_tokens() -> None:
     price = default_fleet().model("sim-large").price
-    assert (price.input, price.cached_input, price.output) == (Decimal("10"), Decimal("10"), Decimal("30"))
-    assert price.cost(1_000_000, 1_000_000) == Decimal("40")
+    assert (price.input, price.cached_input, price.output) == (Decimal(10), Decimal(10), Decimal(30))
+    assert price.cost(1_000_000, 1_000_000) == Decimal(40)
     small = default_fleet().model("sim-small").price
-    assert small.cost(2_000, 0, cached_input_tokens=1_000) == (Decimal("0.25") * 1000 + Decimal("0.03") * 1000) / 10**6
+    assert (
+        small.cost(2_000, 0, cached_input_tokens=1_000)
+        == (Decimal("0.25") * 1000 + Decimal("0.03") * 1000) / 10**6
+    )
     prices = small.as_prices()
     assert prices.cached_input == Decimal("0.03") and prices.output == Decimal("1.25")
 
@@ -51,7 +54,8 @@ def test_unknown_model_is_a_key_error_naming_the_fleet() -> None:
 
 def test_defaults_merge_into_models_one_level_deep() -> None:
     fleet = parse_fleet_text(
-        "defaults:\n  faults: {rate_limit: 0.1, retry_after_s: 4}\nmodels:" + MINIMAL_MODEL
+        "defaults:\n  faults: {rate_limit: 0.1, retry_after_s: 4}\nmodels:"
+        + MINIMAL_MODEL
         + "    faults: {server: 0.2}\n"
     )
     plan = fleet.model("m").faults
@@ -88,15 +92,27 @@ def test_script_in_fleet_file_expands_times() -> None:
         (("default: 0.5", "poetry: 0.5"), "models[0].skills.poetry", 7),
         (("context_window: 1000", "context_window: 0"), "models[0].context_window", 5),
         (("context_window: 1000", "context_windw: 1000"), "models[0].context_windw", 5),
-        (("tokens_per_s: 50", "tokens_per_s: {median: 50, spread: -1}"), "models[0].latency.tokens_per_s.spread", 6),
-        (("skills: {default: 0.5}", "skills: {default: 0.5}\n    faults: {rate_limit: 0.8, server: 0.4}"),
-         "models[0].faults", 8),
-        (("skills: {default: 0.5}", "skills: {default: 0.5}\n    faults: {meltdown: 0.1}"),
-         "models[0].faults.meltdown", 8),
+        (
+            ("tokens_per_s: 50", "tokens_per_s: {median: 50, spread: -1}"),
+            "models[0].latency.tokens_per_s.spread",
+            6,
+        ),
+        (
+            ("skills: {default: 0.5}", "skills: {default: 0.5}\n    faults: {rate_limit: 0.8, server: 0.4}"),
+            "models[0].faults",
+            8,
+        ),
+        (
+            ("skills: {default: 0.5}", "skills: {default: 0.5}\n    faults: {meltdown: 0.1}"),
+            "models[0].faults.meltdown",
+            8,
+        ),
         (("skills: {default: 0.5}", "skills: {default: 0.5}\n    script: [teapot]"), "models[0].script", 8),
     ],
 )
-def test_bad_fleet_files_name_file_line_and_field(tmp_path: Path, edit: tuple[str, str], field: str, line: int) -> None:
+def test_bad_fleet_files_name_file_line_and_field(
+    tmp_path: Path, edit: tuple[str, str], field: str, line: int
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(("models:" + MINIMAL_MODEL).replace(*edit), encoding="utf-8")
     with pytest.raises(ConfigError) as info:

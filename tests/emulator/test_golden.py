@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .helpers import WIRE_DIR, collapse, key_shape, recorded, request_body, sse_events
+from .helpers import WIRE_DIR, collapse, key_shape, post, recorded, request_body, sse_events
 
 pytestmark = pytest.mark.skipif(not WIRE_DIR.is_dir(), reason=f"recorded traffic not found at {WIRE_DIR}")
 
@@ -27,13 +27,15 @@ def _first(cassette: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
 
 
 def _post(url: str, body: dict[str, Any]) -> httpx.Response:
-    response = httpx.post(url, json=body, headers=AUTH, timeout=10)
+    response = post(url, json=body, headers=AUTH, timeout=10)
     assert response.status_code == 200, response.text
     return response
 
 
 def _chunk_shapes(text: str) -> list[Any]:
-    return collapse([key_shape(json.loads(data)) if data != "[DONE]" else "[DONE]" for _, data in sse_events(text)])
+    return collapse(
+        [key_shape(json.loads(data)) if data != "[DONE]" else "[DONE]" for _, data in sse_events(text)]
+    )
 
 
 def test_openai_chat_completion_keys(emu: Any) -> None:
@@ -48,7 +50,9 @@ def test_openai_chat_completion_keys(emu: Any) -> None:
 
 def test_openai_stream_with_usage_chunk_sequence(emu: Any) -> None:
     body, headers, recorded_body = _first("openai/test_chat_stream_with_include_usage_option.yaml")
-    response = _post(f"{emu.openai_base_url}/chat/completions", {**body, "model": "sim-small", "max_tokens": 8})
+    response = _post(
+        f"{emu.openai_base_url}/chat/completions", {**body, "model": "sim-small", "max_tokens": 8}
+    )
     assert _chunk_shapes(response.text) == _chunk_shapes(recorded_body.decode())
     assert response.text.endswith("data: [DONE]\n\n")
     assert response.headers["content-type"] == headers["content-type"][0]
@@ -62,10 +66,14 @@ def test_anthropic_message_keys(emu: Any) -> None:
 
 def test_anthropic_stream_event_order_and_payloads(emu: Any) -> None:
     body, _, recorded_body = _first("anthropic/test_request_stream_fallback_for_high_max_tokens.yaml")
-    response = _post(f"{emu.anthropic_base_url}/v1/messages", {**body, "model": "sim-small", "max_tokens": 20})
+    response = _post(
+        f"{emu.anthropic_base_url}/v1/messages", {**body, "model": "sim-small", "max_tokens": 20}
+    )
     ours, theirs = sse_events(response.text), sse_events(recorded_body.decode())
     assert collapse([name for name, _ in ours]) == collapse([name for name, _ in theirs])
-    assert collapse([key_shape(json.loads(d)) for _, d in ours]) == collapse([key_shape(json.loads(d)) for _, d in theirs])
+    assert collapse([key_shape(json.loads(d)) for _, d in ours]) == collapse(
+        [key_shape(json.loads(d)) for _, d in theirs]
+    )
 
 
 def test_gemini_generate_content_keys(emu: Any) -> None:
@@ -87,10 +95,15 @@ def test_error_shapes_match_recorded_404s(emu: Any) -> None:
     cases = [
         ("openai/test_chat_with_model_not_found.yaml", f"{emu.openai_base_url}/chat/completions"),
         ("anthropic/test_model_name_suggestion[anthropic].yaml", f"{emu.anthropic_base_url}/v1/messages"),
-        ("gemini/test_model_name_suggestion[google].yaml",
-         f"{emu.gemini_base_url}/v1beta/models/no-such-model:generateContent"),
+        (
+            "gemini/test_model_name_suggestion[google].yaml",
+            f"{emu.gemini_base_url}/v1beta/models/no-such-model:generateContent",
+        ),
     ]
     for cassette, url in cases:
         request, status, _, recorded_body = next(recorded(cassette))
-        response = httpx.post(url, json=request_body(request), headers=AUTH, timeout=10)
-        assert (response.status_code, key_shape(response.json())) == (status, key_shape(json.loads(recorded_body)))
+        response = post(url, json=request_body(request), headers=AUTH, timeout=10)
+        assert (response.status_code, key_shape(response.json())) == (
+            status,
+            key_shape(json.loads(recorded_body)),
+        )
