@@ -1,4 +1,4 @@
-"""The ``evalkit`` command line. For now one subcommand: ``evalkit emulate``.
+"""The ``evalkit`` command line: ``evalkit run``, ``evalkit merge`` and ``evalkit emulate``.
 
 Exit codes: 0 success, 2 bad input (a :class:`~evalkit.errors.ConfigError`:
 the message names file, line and field), 1 anything else that went wrong.
@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from .errors import ConfigError
+from .runner.cli import add_merge_parser, add_run_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    add_run_parser(commands)
+    add_merge_parser(commands)
     emulate = commands.add_parser(
         "emulate",
         help="run the provider emulator (OpenAI, Anthropic and Gemini wire formats) on 127.0.0.1",

@@ -23,25 +23,31 @@ def _env() -> dict[str, str]:
 
 
 def test_emulate_prints_its_base_url_first_and_stops_on_sigint() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "evalkit.cli", "emulate", "--port", "0", "--time-scale", "0", "--no-datasets"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-        cwd=REPO,
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready, "no base URL within 30 s"
-        base_url = proc.stdout.readline().strip()
-        assert base_url.startswith("http://127.0.0.1:")
-        models = get(f"{base_url}/v1/models", headers={"authorization": "Bearer k"}).json()
-        assert "sim-large" in [m["id"] for m in models["data"]]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=30)
-    assert code == 0, proc.stderr.read()
+    cmd = [
+        sys.executable,
+        "-m",
+        "evalkit.cli",
+        "emulate",
+        "--port",
+        "0",
+        "--time-scale",
+        "0",
+        "--no-datasets",
+    ]
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO
+    ) as proc:
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            assert ready, "no base URL within 30 s"
+            base_url = proc.stdout.readline().strip()
+            assert base_url.startswith("http://127.0.0.1:")
+            models = get(f"{base_url}/v1/models", headers={"authorization": "Bearer k"}).json()
+            assert "sim-large" in [m["id"] for m in models["data"]]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=30)
+        assert code == 0, proc.stderr.read()
 
 
 def test_bad_fleet_file_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

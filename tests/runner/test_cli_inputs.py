@@ -1,0 +1,111 @@
+"""Bad input to ``evalkit run`` gets one clear message naming file, line and field, exit code 2, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evalkit.cli import main
+
+GOOD = {"id": "q1", "task_type": "factual_qa", "prompt": "What is 2+2?", "reference": "4",
+        "grader": {"type": "numeric"}}
+
+
+def jsonl(*rows: object) -> str:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
+
+
+def with_(**changes: object) -> dict:
+    row = dict(GOOD)
+    for key, value in changes.items():
+        if value is None:
+            row.pop(key, None)
+        else:
+            row[key] = value
+    return row
+
+
+# (case id, file name, file text or None, extra CLI args, text the message must contain)
+CASES = [
+    ("missing-file", None, None, [], "not found"),
+    ("empty-file", "s.jsonl", "", [], "s.jsonl"),
+    ("bad-json", "s.jsonl", jsonl(GOOD, "{not json"), [], "s.jsonl:2"),
+    ("not-object", "s.jsonl", jsonl(GOOD, "[1, 2]"), [], "s.jsonl:2"),
+    ("no-id", "s.jsonl", jsonl(with_(id=None)), [], "s.jsonl:1: id"),
+    ("dup-id", "s.jsonl", jsonl(GOOD, GOOD), [], "s.jsonl:2: id"),
+    ("no-task-type", "s.jsonl", jsonl(with_(task_type=None)), [], "s.jsonl:1: task_type"),
+    ("messages-and-prompt", "s.jsonl", jsonl(with_(messages=[{"role": "user", "content": "x"}])), [],
+     "s.jsonl:1"),
+    ("no-prompt", "s.jsonl", jsonl(with_(prompt=None)), [], "s.jsonl:1"),
+    ("bad-role", "s.jsonl", jsonl(with_(prompt=None, messages=[{"role": "wizard", "content": "x"}])), [],
+     "s.jsonl:1: messages"),
+    ("unknown-grader", "s.jsonl", jsonl(with_(grader={"type": "vibes"})), [], "s.jsonl:1: grader"),
+    ("label-no-labels", "s.jsonl", jsonl(with_(grader={"type": "label"})), [], "s.jsonl:1: grader"),
+    ("bad-regex", "s.jsonl", jsonl(with_(grader={"type": "regex", "pattern": "(["})), [], "s.jsonl:1: grader"),
+    ("code-no-entry", "s.jsonl", jsonl(with_(grader={"type": "code_exec", "tests": "x"})), [],
+     "s.jsonl:1: grader"),
+    ("judge-bad-mode", "s.jsonl", jsonl(with_(grader={"type": "judge", "mode": "vibes"})), [],
+     "s.jsonl:1: grader"),
+    ("no-reference", "s.jsonl", jsonl(with_(reference=None)), [], "s.jsonl:1: reference"),
+    ("unknown-extension", "s.txt", "hello", [], "s.txt"),
+    ("csv-missing-column", "s.csv", "id,prompt\nq1,hi\n", [], "s.csv"),
+    ("unknown-provider", "ok.jsonl", jsonl(GOOD), ["--targets", "acme:model"], "unknown provider"),
+    ("target-no-colon", "ok.jsonl", jsonl(GOOD), ["--targets", "gpt4"], "provider:model"),
+    ("config-not-found", "ok.jsonl", jsonl(GOOD), ["--targets", "nope.yaml"], "nope.yaml"),
+    ("unknown-emulated-model", "ok.jsonl", jsonl(GOOD), ["--targets", "emulator:sim-nope"], "sim-nope"),
+    ("duplicate-target", "ok.jsonl", jsonl(GOOD), ["--targets", "emulator:sim-small,emulator:sim-small"],
+     "listed twice"),
+    ("repeats-zero", "ok.jsonl", jsonl(GOOD), ["--repeats", "0"], "--repeats"),
+    ("concurrency-negative", "ok.jsonl", jsonl(GOOD), ["--concurrency", "-1"], "--concurrency"),
+    ("shard-out-of-range", "ok.jsonl", jsonl(GOOD), ["--shard", "3/2"], "--shard"),
+    ("shard-garbage", "ok.jsonl", jsonl(GOOD), ["--shard", "half"], "--shard"),
+    ("resume-not-a-run", "ok.jsonl", jsonl(GOOD), ["--resume", "."], "manifest.json"),
+    ("replay-missing-cassette", "ok.jsonl", jsonl(GOOD), ["--replay", "missing.yaml"], "missing.yaml"),
+    ("no-api-key", "ok.jsonl", jsonl(GOOD), ["--targets", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
+]
+
+ROUTING_CASES = [
+    ("routing-not-yaml", "router: [\n  : :", "r.yaml:2"),
+    ("routing-unknown-node", "router: {type: magic, targets: [a]}", "r.yaml:1: router.type"),
+    ("routing-unknown-target", "router: {type: fallback, targets: [ghost]}", "router.targets[0]"),
+    ("routing-inline-key", "targets:\n  a: {model: 'openai:x', api_key: sk-live}\nrouter: a",
+     "r.yaml:2: targets.a.api_key"),
+]
+
+
+def run_cli(tmp_path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    try:
+        code = main(["run", "--no-progress", "--runs-dir", "runs", *args])
+    except SystemExit as exit_:  # argparse reports bad flags this way
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("case", "name", "text", "extra", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str], case: str, name: str | None,
+                                              text: str | None, extra: list[str], expected: str) -> None:
+    suite = tmp_path / (name or "absent.jsonl")
+    if text is not None:
+        suite.write_text(text)
+    code, err = run_cli(tmp_path, ["--suite", str(suite), *extra], monkeypatch, capsys)
+    assert code == 2, err
+    assert expected in err
+    assert err.count("error:") == 1, f"one message, not a traceback: {err}"
+    assert not (tmp_path / "runs").exists(), "nothing is half-written"
+
+
+@pytest.mark.parametrize(("case", "yaml_text", "expected"), ROUTING_CASES, ids=[c[0] for c in ROUTING_CASES])
+def test_bad_routing_config_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str], case: str, yaml_text: str,
+                                    expected: str) -> None:
+    (tmp_path / "ok.jsonl").write_text(jsonl(GOOD))
+    (tmp_path / "r.yaml").write_text(yaml_text)
+    code, err = run_cli(tmp_path, ["--suite", "ok.jsonl", "--targets", "r.yaml"], monkeypatch, capsys)
+    assert code == 2 and expected in err, err
+    assert not (tmp_path / "runs").exists()
