@@ -67,6 +67,8 @@ def run_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # a pipe or a log file: don't squeeze the table to 80 columns
     table = task_summary(results_df(result.run_dir))
     console.print(render_summary(table, title=f"evalkit run {result.run_dir.name}"))
     t = result.totals
