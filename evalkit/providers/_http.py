@@ -9,6 +9,7 @@ Nothing here retries: the router is the one retry owner.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from contextvars import ContextVar
@@ -140,7 +141,12 @@ class HTTPProvider:
         if self._client is None:
             cassette = CASSETTE.get()
             transport = cassette.transport(self._transport) if cassette is not None else self._transport
-            self._client = httpx.AsyncClient(timeout=self._timeout, limits=_DEFAULT_LIMITS, transport=transport)
+            # aiohttp under httpx's API: CPU per request stays flat with concurrency, where httpx's own
+            # pool doubles it from c=1 to c=100 (encode/httpx#3215; benchmarks/router_overhead.py).
+            # Imported here, on first use: aiohttp alone costs ~170 ms to import.
+            from httpx_aiohttp import HttpxAiohttpClient
+
+            self._client = HttpxAiohttpClient(timeout=self._timeout, limits=_DEFAULT_LIMITS, transport=transport)
         return self._client
 
     def _http_request(self, call: HttpCall) -> httpx.Request:
@@ -244,6 +250,13 @@ class HTTPProvider:
 
     def _transport_error(self, exc: httpx.HTTPError, *, streaming: bool) -> ProviderError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        cause = exc.__cause__
+        if (isinstance(exc, httpx.ConnectTimeout) and cause is not None
+                and type(cause).__module__.startswith("aiohttp") and not isinstance(cause, builtins.TimeoutError)):
+            # httpx-aiohttp reports every aiohttp connection failure (refused, reset, disconnected) as
+            # ConnectTimeout; the cause says what really happened, and it decides the retry.
+            return self._tag((StreamInterruptedError if streaming else ConnectionError)(
+                f"{type(cause).__name__}: {cause}"))
         if isinstance(exc, httpx.TimeoutException):
             return self._tag(TimeoutError(detail))
         if streaming and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):

@@ -4,9 +4,9 @@ For each case two models fail independently with probability P per attempt.
 Checked: every request gets a response or one error holding all its attempts;
 the success rate matches the theoretical one within 4 binomial standard
 deviations (the emulator's draws are seeded, so the outcome is also
-reproducible); every attempt reaches the monitor; and the emulator saw exactly
-the attempts the router recorded, so no loop retried anything behind the
-policy's back.
+reproducible); every attempt reaches the monitor; and the emulator never saw
+more requests than the router recorded attempts, so no loop retried anything
+behind the policy's back.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ N = 150
 # emulator fault kind -> whether FallbackChain retries it (else it moves on)
 KINDS = {"429": True, "500": True, "503": True, "529": True, "reset": True, "cut": True, "malformed": True,
          "timeout": False, "context_length": False}
-CLIENT_TIMEOUT_S = 0.4
+CLIENT_TIMEOUT_S = 1.0
 
 
 def _fleet(tmp_path: Path) -> Path:
@@ -67,9 +67,11 @@ def emu(tmp_path_factory: pytest.TempPathFactory):
         yield emulator
 
 
-def _leaf(emu: Any, name: str) -> Any:
+def _leaf(emu: Any, name: str, kind: str) -> Any:
+    # Only the stall case needs a short timeout; elsewhere a busy CI machine must not add timeouts.
+    timeout = CLIENT_TIMEOUT_S if kind == "timeout" else 20.0
     return evalkit.get_provider(f"openai:{name}", base_url=emu.openai_base_url, api_key="test-key",
-                                timeout=CLIENT_TIMEOUT_S, prices={"input": 1, "output": 2})
+                                timeout=timeout, prices={"input": 1, "output": 2})
 
 
 POLICY = RetryPolicy(retries_per_target=1, max_attempts=10, backoff_base_s=0.0, backoff_cap_s=0.0,
@@ -124,7 +126,7 @@ async def _drive(router: Any) -> list[Any]:
 def test_fault_matrix(emu: Any, kind: str, policy: str) -> None:
     emu.reset()
     suffix = kind.replace("_", "-")
-    a, b = _leaf(emu, f"sim-a-{suffix}"), _leaf(emu, f"sim-b-{suffix}")
+    a, b = _leaf(emu, f"sim-a-{suffix}", kind), _leaf(emu, f"sim-b-{suffix}", kind)
     monitor = Monitor()
     build, theory = POLICIES[policy]
     outcomes = asyncio.run(_drive(build(a, b, monitor)))
@@ -144,7 +146,11 @@ def test_fault_matrix(emu: Any, kind: str, policy: str) -> None:
     for leaf in (a, b):
         seen_by_server = models.get(leaf.model, {}).get("requests", 0)
         recorded = sum(x.target == leaf.name for x in sent)
-        assert seen_by_server == recorded, f"{leaf.name}: server saw {seen_by_server}, router recorded {recorded}"
+        # A pooled connection the server closed (after a cut or a reset) can fail before the request
+        # reaches the server: such attempts are recorded as connection errors the server never saw.
+        unseen = sum(x.target == leaf.name and x.error_kind == "connection" for x in sent)
+        assert recorded - unseen <= seen_by_server <= recorded, (
+            f"{leaf.name}: server saw {seen_by_server}, router recorded {recorded} ({unseen} connection errors)")
     failed_kinds = {x.error_kind for x in sent if x.error_kind}
     assert failed_kinds <= {"rate_limit", "server", "overloaded", "connection", "stream_interrupted",
                             "invalid_response", "timeout", "context_length"}

@@ -1,0 +1,192 @@
+"""An evalkit routing config as a LiteLLM proxy ``config.yaml``.
+
+What the file holds:
+
+* ``model_list``: one model group per target, named by the evalkit target
+  (``litellm_params.model`` is ``<litellm provider>/<model>``; keys are
+  ``os.environ/NAME`` references, resolved by LiteLLM, never inlined); a
+  ``balance`` node is a group of several deployments with ``weight``s; and one
+  group per task route, ``task-<type>`` (``default`` for the rest), whose
+  deployment is the route's first target, tagged with the task type;
+* ``router_settings``: ``routing_strategy``, ``num_retries`` (the evalkit
+  retry policy's ``retries_per_target``), ``timeout`` (its ``deadline_s``) and
+  ``fallbacks: [{task-code: [second, third]}]`` (the rest of each chain).
+
+**How a client picks a task route**: ask for the route's group by name,
+``model="task-code"`` (OpenAI SDK against the proxy); the deployment tags
+(``tags: ["code"]``) carry the task type into LiteLLM's spend tracking and tag
+filtering. Requests for ``model="default"`` get the default chain. LiteLLM has
+no classifier, so the caller names the task; evalkit's ``task`` router
+classified it for you.
+
+Provider mapping: openai→openai, anthropic→anthropic, gemini→gemini,
+azure→azure (``api_version``; ``api_base`` from ``AZURE_OPENAI_ENDPOINT``),
+groq, mistral, deepseek, openrouter, together→together_ai,
+fireworks→fireworks_ai, cerebras, ollama→ollama_chat (``api_base`` is the
+server origin, ``/v1`` dropped), vllm→hosted_vllm, llamacpp→openai with its
+``api_base`` (OpenAI-compatible; give it an ``api_key_env``: LiteLLM's OpenAI
+client wants some key).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+from ._plan import Leaf, Mix, Node, Plan, chain_members, retry_of
+
+__all__ = ["LITELLM_PROVIDERS", "to_litellm"]
+
+LITELLM_PROVIDERS: Mapping[str, str] = {
+    "openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "azure": "azure", "groq": "groq",
+    "mistral": "mistral", "deepseek": "deepseek", "openrouter": "openrouter", "together": "together_ai",
+    "fireworks": "fireworks_ai", "cerebras": "cerebras", "ollama": "ollama_chat", "vllm": "hosted_vllm",
+    "llamacpp": "openai",
+}
+"""evalkit provider → LiteLLM model prefix."""
+
+_STRATEGIES = {"weighted": "simple-shuffle", "least_inflight": "least-busy", "latency": "latency-based-routing"}
+DEFAULT_GROUP = "default"
+
+
+def to_litellm(plan: Plan) -> dict[str, Any]:
+    """The LiteLLM proxy config (``model_list``, ``router_settings``) for ``plan``."""
+    from ..router._retry import RetryPolicy
+
+    groups = _Groups()
+    for leaf in plan.leaves.values():  # every target callable by its own name, too
+        groups.group_of(leaf)
+    fallbacks: list[dict[str, list[str]]] = []
+    routes = {**{f"task-{task}": (task, node) for task, node in plan.routes.items()},
+              DEFAULT_GROUP: (DEFAULT_GROUP, plan.default)}
+    for group_name, (task, node) in routes.items():
+        if group_name in groups.names:
+            raise ConfigError(f"target name {group_name!r} collides with a task route group; rename the target",
+                              field="targets")
+        members = chain_members(node)
+        groups.add_route(group_name, members[0], task)
+        if len(members) > 1:
+            fallbacks.append({group_name: [groups.group_of(m) for m in members[1:]]})
+    retries = [dict(retry_of(node)) for _, node in routes.values()]
+    policy = RetryPolicy()
+    settings: dict[str, Any] = {
+        "routing_strategy": groups.strategy(),
+        "num_retries": int(max(r.get("retries_per_target", policy.retries_per_target) for r in retries)),
+        "timeout": float(max(r.get("deadline_s", policy.deadline_s) for r in retries)),
+        "fallbacks": fallbacks,
+    }
+    return {"model_list": groups.model_list, "router_settings": settings}
+
+
+class _Groups:
+    """LiteLLM model groups, built once per evalkit node."""
+
+    def __init__(self) -> None:
+        self.model_list: list[dict[str, Any]] = []
+        self.names: set[str] = set()
+        self._by_node: dict[int, str] = {}
+        self._strategies: set[str] = set()
+        self._mixes = 0
+
+    def group_of(self, node: Node) -> str:
+        """The group serving ``node``, created on first use."""
+        if id(node) in self._by_node:
+            return self._by_node[id(node)]
+        if isinstance(node, Leaf):
+            name = node.name
+            self._deploy(name, [(node, None)])
+        elif isinstance(node, Mix):
+            self._mixes += 1
+            name = node.name or f"balance-{self._mixes}"
+            self._deploy(name, _weighted(node))
+            self._strategies.add(_STRATEGIES.get(node.strategy, "simple-shuffle"))
+        else:  # chains were flattened by chain_members
+            raise ConfigError("a fallback chain cannot be a member of a balance node in LiteLLM")
+        self._by_node[id(node)] = name
+        return name
+
+    def add_route(self, name: str, first: Node, task: str) -> None:
+        """The ``task-<type>`` group: the route's first target, tagged with the task type."""
+        if isinstance(first, Mix):
+            self._strategies.add(_STRATEGIES.get(first.strategy, "simple-shuffle"))
+            self._deploy(name, _weighted(first), tags=[task])
+        else:
+            self._deploy(name, [(first, None)], tags=[task])  # type: ignore[list-item]
+
+    def strategy(self) -> str:
+        # LiteLLM has one strategy per router: the balance nodes' own, when they agree.
+        return self._strategies.pop() if len(self._strategies) == 1 else "simple-shuffle"
+
+    def _deploy(self, name: str, members: list[tuple[Leaf, float | None]], tags: list[str] | None = None) -> None:
+        self.names.add(name)
+        for leaf, weight in members:
+            params = litellm_params(leaf)
+            if weight is not None:
+                params["weight"] = weight
+            if tags:
+                params["tags"] = list(tags)
+            entry: dict[str, Any] = {"model_name": name, "litellm_params": params}
+            info = _model_info(leaf)
+            if info:
+                entry["model_info"] = info
+            self.model_list.append(entry)
+
+
+def _weighted(mix: Mix) -> list[tuple[Leaf, float | None]]:
+    if not all(isinstance(m, Leaf) for m in mix.members):
+        raise ConfigError("LiteLLM balances deployments only: a balance node's members must be targets")
+    weights = mix.weights or (None,) * len(mix.members)
+    return list(zip(mix.members, weights))  # type: ignore[arg-type]
+
+
+def litellm_params(leaf: Leaf) -> dict[str, Any]:
+    """``litellm_params`` for one target: model, key and endpoint by reference, timeout and limits."""
+    spec = leaf.spec
+    params: dict[str, Any] = {"model": f"{LITELLM_PROVIDERS[leaf.provider]}/{leaf.model}"}
+    if leaf.key_env:
+        params["api_key"] = f"os.environ/{leaf.key_env}"
+    base = _api_base(leaf)
+    if base:
+        params["api_base"] = base
+    if leaf.provider == "azure":
+        from ..providers.vendors import VENDORS
+
+        options = spec.get("options") or {}
+        params["api_version"] = options.get("api_version") or VENDORS["azure"].chat.api_version
+    if "timeout_s" in spec:
+        params["timeout"] = spec["timeout_s"]
+    limits = spec.get("limits") or {}
+    for key in ("rpm", "tpm"):
+        if limits.get(key) is not None:
+            params[key] = int(limits[key])
+    return params
+
+
+def _api_base(leaf: Leaf) -> str | None:
+    spec = leaf.spec
+    if spec.get("base_url"):
+        base = str(spec["base_url"]).rstrip("/")
+    elif spec.get("base_url_env"):
+        return f"os.environ/{spec['base_url_env']}"
+    elif leaf.provider == "azure":
+        return "os.environ/AZURE_OPENAI_ENDPOINT"
+    elif leaf.provider in ("ollama", "vllm", "llamacpp"):
+        base = leaf.default_base_url
+    else:
+        return None  # LiteLLM knows the vendor's endpoint
+    # LiteLLM's Ollama route speaks Ollama's own API at the server origin, not the /v1 compatibility path.
+    return base.removesuffix("/v1") if leaf.provider == "ollama" else base
+
+
+def _model_info(leaf: Leaf) -> dict[str, Any]:
+    """Context window and prices LiteLLM would not know for self-hosted or renamed models."""
+    spec = leaf.spec
+    info: dict[str, Any] = {}
+    if spec.get("context_window"):
+        info["max_input_tokens"] = int(spec["context_window"])
+    prices = spec.get("prices") or {}
+    for ours, theirs in (("input", "input_cost_per_token"), ("output", "output_cost_per_token"),
+                         ("cached_input", "cache_read_input_token_cost")):
+        if prices.get(ours) is not None:
+            info[theirs] = float(prices[ours]) / 1_000_000  # config prices are USD per 1M tokens
+    return info

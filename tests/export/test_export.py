@@ -1,0 +1,188 @@
+"""Export of routing configs: evalkit YAML, LiteLLM proxy config, Portkey gateway config; keys never inlined."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evalkit.errors import ConfigError
+from evalkit.export import export_config
+
+CONFIG: dict[str, Any] = {
+    "version": 1,
+    "targets": {
+        "strong": {"model": "anthropic:claude-3-5-sonnet-latest", "context_window": 200000},
+        "fast": {"model": "openai:gpt-4o-mini", "api_key_env": "MY_OPENAI_KEY", "timeout_s": 20,
+                 "limits": {"rpm": 500}},
+        "local": {"model": "ollama:llama3.2", "base_url": "http://gpu-box:11434/v1"},
+        "flash": {"model": "gemini:gemini-2.0-flash", "prices": {"input": 0.1, "output": 0.4}},
+    },
+    "router": {
+        "type": "task",
+        "routes": {
+            "code": {"type": "fallback", "targets": ["strong", "fast"], "retry": {"retries_per_target": 2}},
+            "simple_qa": {"type": "balance", "targets": ["fast", "local"], "weights": [3, 1]},
+            "math": "flash",
+        },
+        "default": {"type": "fallback", "targets": ["fast", "vllm:qwen2.5", "azure:my-deployment"]},
+    },
+}
+
+KEY_LIKE = re.compile(r"(?<![A-Za-z])sk-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{30,}")
+
+
+def litellm_config() -> dict[str, Any]:
+    return yaml.safe_load(export_config(CONFIG, "litellm"))
+
+
+def deployments(config: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    return [d["litellm_params"] for d in config["model_list"] if d["model_name"] == group]
+
+
+def test_litellm_export_has_a_group_per_target_and_per_task_route_with_fallbacks() -> None:
+    config = litellm_config()
+    assert deployments(config, "fast") == [{"model": "openai/gpt-4o-mini", "api_key": "os.environ/MY_OPENAI_KEY",
+                                            "timeout": 20, "rpm": 500}]
+    assert deployments(config, "strong") == [{"model": "anthropic/claude-3-5-sonnet-latest",
+                                              "api_key": "os.environ/ANTHROPIC_API_KEY"}]
+    code = deployments(config, "task-code")
+    assert code == [{**deployments(config, "strong")[0], "tags": ["code"]}]
+    settings = config["router_settings"]
+    assert {"task-code": ["fast"]} in settings["fallbacks"]
+    assert {"default": ["vllm:qwen2.5", "azure:my-deployment"]} in settings["fallbacks"]
+    assert settings["num_retries"] == 2 and settings["timeout"] == 60.0
+    assert settings["routing_strategy"] == "simple-shuffle"
+
+
+def test_litellm_export_maps_providers_endpoints_weights_and_model_info() -> None:
+    config = litellm_config()
+    qa = deployments(config, "task-simple_qa")
+    assert [(d["model"], d["weight"], d["tags"]) for d in qa] == [
+        ("openai/gpt-4o-mini", 3.0, ["simple_qa"]), ("ollama_chat/llama3.2", 1.0, ["simple_qa"])]
+    assert deployments(config, "local")[0] == {"model": "ollama_chat/llama3.2", "api_base": "http://gpu-box:11434"}
+    assert deployments(config, "vllm:qwen2.5")[0] == {"model": "hosted_vllm/qwen2.5",
+                                                     "api_base": "http://localhost:8000/v1"}
+    assert deployments(config, "azure:my-deployment")[0] == {
+        "model": "azure/my-deployment", "api_key": "os.environ/AZURE_OPENAI_API_KEY",
+        "api_base": "os.environ/AZURE_OPENAI_ENDPOINT", "api_version": "2024-10-21"}
+    info = {d["model_name"]: d.get("model_info") for d in config["model_list"]}
+    assert info["strong"] == {"max_input_tokens": 200000}
+    assert info["flash"] == {"input_cost_per_token": pytest.approx(1e-7), "output_cost_per_token": pytest.approx(4e-7)}
+    header = export_config(CONFIG, "litellm").splitlines()[0]
+    assert header.startswith("#") and 'model="task-<type>"' in header
+
+
+def test_portkey_export_is_a_conditional_config_of_nested_fallback_and_loadbalance_targets() -> None:
+    config = json.loads(export_config(CONFIG, "portkey"))
+    strategy = config["strategy"]
+    assert strategy["mode"] == "conditional" and strategy["default"] == "route-default"
+    assert strategy["conditions"][0] == {"query": {"metadata.task_type": {"$eq": "code"}}, "then": "route-code"}
+    routes = {t["name"]: t for t in config["targets"]}
+    assert set(routes) == {"route-code", "route-simple_qa", "route-math", "route-default"}
+    code = routes["route-code"]
+    assert code["strategy"] == {"mode": "fallback"}
+    assert code["targets"][0] == {"provider": "anthropic", "virtual_key": "<ANTHROPIC_API_KEY>",
+                                  "override_params": {"model": "claude-3-5-sonnet-latest"},
+                                  "retry": {"attempts": 2}}
+    assert code["targets"][1]["request_timeout"] == 20000
+    mix = routes["route-simple_qa"]
+    assert mix["strategy"] == {"mode": "loadbalance"} and [t["weight"] for t in mix["targets"]] == [3.0, 1.0]
+    assert mix["targets"][1] == {"provider": "ollama", "override_params": {"model": "llama3.2"},
+                                 "custom_host": "http://gpu-box:11434", "weight": 1.0}
+    assert routes["route-math"]["provider"] == "google"
+
+
+def test_portkey_virtual_keys_fill_the_placeholders_by_env_var_or_target() -> None:
+    text = export_config(CONFIG, "portkey", virtual_keys={"ANTHROPIC_API_KEY": "anthropic-prod", "fast": "oai-vk"})
+    config = json.loads(text)
+    code = {t["name"]: t for t in config["targets"]}["route-code"]["targets"]
+    assert [t["virtual_key"] for t in code] == ["anthropic-prod", "oai-vk"]
+
+
+def test_a_config_that_is_not_a_task_router_exports_as_its_root_chain() -> None:
+    config = {"version": 1, "router": {"type": "fallback", "targets": ["openai:gpt-4o", "groq:llama-3.3-70b"]}}
+    portkey = json.loads(export_config(config, "portkey"))
+    assert portkey["strategy"] == {"mode": "fallback"}
+    assert [t["provider"] for t in portkey["targets"]] == ["openai", "groq"]
+    litellm = yaml.safe_load(export_config(config, "litellm"))
+    assert litellm["router_settings"]["fallbacks"] == [{"default": ["groq:llama-3.3-70b"]}]
+
+
+def test_evalkit_format_is_the_config_itself_and_a_file_keeps_its_comments(tmp_path: Path) -> None:
+    assert yaml.safe_load(export_config(CONFIG, "evalkit")) == CONFIG
+    path = tmp_path / "routing.yaml"
+    path.write_text("# chosen by evalkit recommend\n" + yaml.safe_dump(CONFIG, sort_keys=False))
+    assert export_config(path, "evalkit") == path.read_text()
+    assert yaml.safe_load(export_config(path, "litellm")) == litellm_config()
+
+
+def test_keys_are_env_references_only_never_their_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-live-" + "Q" * 40
+    for name in ("MY_OPENAI_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.setenv(name, secret)
+    for fmt in ("evalkit", "litellm", "portkey"):
+        text = export_config(CONFIG, fmt)
+        assert secret not in text and not KEY_LIKE.search(text), fmt
+    litellm = litellm_config()
+    keys = {d["litellm_params"].get("api_key") for d in litellm["model_list"]} - {None}
+    assert keys and all(k.startswith("os.environ/") for k in keys)
+
+
+def test_an_inline_key_or_an_unsupported_node_is_refused() -> None:
+    inline = {**CONFIG, "targets": {**CONFIG["targets"], "fast": {"model": "openai:gpt-4o-mini", "api_key": "x"}}}
+    with pytest.raises(ConfigError, match=r"targets\.fast\.api_key: keys never go in configs"):
+        export_config(inline, "litellm")
+    hedge = {"version": 1, "router": {"type": "hedge", "targets": ["openai:gpt-4o"]}}
+    with pytest.raises(ConfigError, match="router: a hedge node has no gateway equivalent"):
+        export_config(hedge, "portkey")
+    with pytest.raises(ConfigError, match="unknown format"):
+        export_config(CONFIG, "nginx")
+
+
+# -- LiteLLM itself accepts the export --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def litellm_module() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="pydantic")  # litellm's own types
+        return pytest.importorskip("litellm", reason="the optional bench extra installs litellm")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:pydantic._internal._generate_schema")
+def test_litellm_router_loads_the_export_and_falls_back_on_the_emulator(
+        litellm_module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalkit.emulator import Emulator
+
+    monkeypatch.setenv("EVALKIT_TEST_EMULATOR_KEY", "emulator-key")
+    with Emulator(seed=0, time_scale=0.0) as emu:
+        config = {"version": 1, "targets": {
+            "openai:sim-small": {"model": "openai:sim-small", "base_url": emu.openai_base_url,
+                                 "api_key_env": "EVALKIT_TEST_EMULATOR_KEY"},
+            "anthropic:sim-long": {"model": "anthropic:sim-long", "base_url": emu.anthropic_base_url,
+                                   "api_key_env": "EVALKIT_TEST_EMULATOR_KEY"}},
+            "router": {"type": "task",
+                       "routes": {"code": {"type": "fallback", "targets": ["openai:sim-small", "anthropic:sim-long"]}},
+                       "default": "anthropic:sim-long"}}
+        exported = yaml.safe_load(export_config(config, "litellm"))
+        router = litellm_module.Router(model_list=exported["model_list"], **exported["router_settings"])
+        emu.script("sim-small", [{"kind": "500", "times": 10}])  # the primary is down: LiteLLM must fall back
+
+        async def ask(group: str) -> str:
+            reply = await router.acompletion(model=group, messages=[{"role": "user", "content": "Say hi."}],
+                                             max_tokens=20)
+            return reply.model
+
+        assert asyncio.run(ask("task-code")).endswith("sim-long")
+        assert emu.stats()["models"]["sim-small"]["by_status"] == {"500": 2}  # one try and num_retries=1 retry
+        emu.reset()
+        assert asyncio.run(ask("task-code")).endswith("sim-small")
