@@ -1,7 +1,39 @@
-"""Analysis of recorded runs: summaries with intervals, frontiers, recommendations, policy replay."""
+"""Analysis of recorded runs: summaries with intervals, frontiers, recommendations, policy replay.
+
+Everything takes a results table (``evalkit.runner.results_df(run_dir)``, or a
+published table loaded with :func:`load_results_table`) and returns polars
+DataFrames or small value objects. Importing this package is cheap: polars,
+numpy and scipy load inside the functions that use them.
+"""
 
 from __future__ import annotations
 
+from .compare import paired_comparison
+from .external import load_alpaca_eval, load_results_table, load_routellm
+from .frontier import aiq, apgr, baseline_sweep, cpt, pareto_frontier
+from .recommend import default_provider_of, parse_latency_ms, recommend
+from .routing_table import Constraints, RoutingRow, RoutingTable
 from .stats import bootstrap_mean_interval, wilson_interval
+from .summary import pass_at_k, pass_hat_k, summary_df
 
-__all__ = ["bootstrap_mean_interval", "wilson_interval"]
+__all__ = [
+    "Constraints",
+    "RoutingRow",
+    "RoutingTable",
+    "aiq",
+    "apgr",
+    "baseline_sweep",
+    "bootstrap_mean_interval",
+    "cpt",
+    "default_provider_of",
+    "load_alpaca_eval",
+    "load_results_table",
+    "load_routellm",
+    "paired_comparison",
+    "parse_latency_ms",
+    "pass_at_k",
+    "pass_hat_k",
+    "recommend",
+    "summary_df",
+    "wilson_interval",
+]

@@ -127,7 +127,11 @@ def _leaf(ctx: _Context, spec: Any, path: str) -> Any:
     if "prices" in spec:
         options["prices"] = _prices(ctx, spec["prices"], f"{path}.prices")
     key = _env_key(ctx, spec, path)
-    base_url = spec.get("base_url") or _env(spec.get("base_url_env"))
+    base_url = spec.get("base_url")
+    if base_url is None and spec.get("base_url_env"):
+        base_url = _env(spec["base_url_env"])
+        if not base_url:  # never fall back to the vendor's public address by accident
+            raise ctx.error(f"{path}.base_url_env", f"environment variable {spec['base_url_env']} is not set")
     try:
         provider = get_provider(model, api_key=key, base_url=base_url, **options)
     except ConfigError as exc:

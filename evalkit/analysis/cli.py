@@ -1,0 +1,135 @@
+"""``evalkit recommend``, ``evalkit replay`` and ``evalkit export``: argument parsing and output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["add_export_parser", "add_recommend_parser", "add_replay_parser", "emulated_target_specs"]
+
+EMULATOR_URL_ENV = "EVALKIT_EMULATOR_URL"
+EMULATOR_KEY_ENV = "EVALKIT_EMULATOR_KEY"
+
+
+def add_recommend_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("recommend", help="recommend a routing table from a recorded run")
+    p.add_argument("run_dir", help="runs/<run_id>")
+    p.add_argument("--min-quality", type=float, default=0.8, help="bar for the quality lower bound (0-1)")
+    p.add_argument("--max-p95-latency", help="latency SLO, e.g. 5s or 800ms")
+    p.add_argument("--min-success", type=float, default=0.95)
+    p.add_argument("--budget-per-1k-requests", type=float, help="USD per 1,000 requests")
+    p.add_argument("--metric", choices=("passed", "score"), default="passed")
+    p.add_argument("-o", "--output", help="write the routing YAML here (default: stdout)")
+    p.set_defaults(run=_recommend)
+
+
+def add_export_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("export", help="export a routing config for a gateway (LiteLLM, Portkey)")
+    p.add_argument("config", help="an evalkit routing YAML")
+    p.add_argument("--format", choices=("evalkit", "litellm", "portkey"), default="evalkit")
+    p.add_argument("-o", "--output", help="write here (default: stdout)")
+    p.set_defaults(run=_export)
+
+
+def add_replay_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("replay", help="what a routing policy would have cost and scored on a recorded run")
+    p.add_argument("run_dir", help="runs/<run_id>")
+    p.add_argument("--policy", required=True, help="an evalkit routing YAML")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_replay)
+
+
+def emulated_target_specs(run_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """How a routing config reaches the emulated targets of a run, and their context windows.
+
+    Emulated targets are named like real ones (``openai:sim-large``) but live
+    on an emulator: their config entries read its address from
+    ``EVALKIT_EMULATOR_URL`` (what ``evalkit emulate`` prints) and carry the
+    fleet's prices and windows.
+    """
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError("not a run directory (no manifest.json)", file=str(run_dir))
+    simulated = json.loads(manifest_path.read_text()).get("simulated_targets") or []
+    if not simulated:
+        return {}, {}
+    from ..emulator.fleet import default_fleet
+
+    fleet = default_fleet()
+    specs: dict[str, dict[str, Any]] = {}
+    windows: dict[str, int] = {}
+    for name in simulated:
+        provider, _, model = name.partition(":")
+        spec = fleet.get(model)
+        if spec is None:
+            continue
+        specs[name] = {
+            "model": name,
+            "base_url_env": EMULATOR_URL_ENV + ("_OPENAI" if provider == "openai" else ""),
+            "api_key_env": EMULATOR_KEY_ENV,
+            "prices": {"input": float(spec.price.input), "cached_input": float(spec.price.cached_input),
+                       "output": float(spec.price.output)},
+        }
+        windows[name] = spec.context_window
+    return specs, windows
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..runner import results_df
+    from .recommend import recommend
+
+    run_dir = Path(args.run_dir)
+    targets, windows = emulated_target_specs(run_dir)
+    table = recommend(results_df(run_dir), min_quality=args.min_quality,
+                      max_p95_latency_ms=args.max_p95_latency, min_success=args.min_success,
+                      budget_per_1k_requests=args.budget_per_1k_requests, metric=args.metric,
+                      context_windows=windows or None)
+    Console(stderr=True, width=150).print(table.render())
+    for warning in table.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    text = table.to_yaml(targets or None)
+    if targets:
+        text = (f"# Emulated targets: run `evalkit emulate`, then export {EMULATOR_URL_ENV}=<its URL>,\n"
+                f"# {EMULATOR_URL_ENV}_OPENAI=<its URL>/v1 and {EMULATOR_KEY_ENV}=<any value>.\n") + text
+    _write(text, args.output)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..export import export_config
+
+    _write(export_config(args.config, args.format), args.output)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import yaml
+    from rich.console import Console
+
+    from ..runner import results_df
+    from .replay import policy_from_config, replay_policy
+
+    try:
+        config = yaml.safe_load(Path(args.policy).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy: {exc.strerror}", file=args.policy, field="--policy") from None
+    policy = policy_from_config(config)
+    report = replay_policy(results_df(Path(args.run_dir)), policy, n_boot=args.bootstrap, seed=args.seed)
+    Console(width=150).print(report.render())
+    return 0
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text)
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
