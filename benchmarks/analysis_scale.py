@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 TASKS = ("code", "math", "factual_qa", "classification", "creative", "long_document")
 JUDGED = ("creative", "long_document")
@@ -128,8 +129,9 @@ def main() -> None:
         rows.append(("summary_df + recommend", timed(lambda: (summary_df(frame), recommend(frame)), args.runs), 2.0))
     else:
         rows.append(("summary_df + recommend", None, 2.0))
+    reports: list[Any] = []
     rows.append((f"replay fallback(3) + {args.boot} resamples",
-                 timed(lambda: replay_policy(frame, chain, n_boot=args.boot), args.runs), 5.0))
+                 timed(lambda: reports.append(replay_policy(frame, chain, n_boot=args.boot)), args.runs), 5.0))
     print(f"{'measure':<42}{'median s':>10}{'ratio':>9}{'target':>9}  verdict")
     for name, seconds, target in rows:
         if seconds is None:
@@ -138,6 +140,10 @@ def main() -> None:
         verdict = "" if target is None else ("PASS" if seconds <= target else "FAIL")
         target_text = "" if target is None else f"{target:.1f}s"
         print(f"{name:<42}{seconds:>10.3f}{seconds / base:>8.1f}x{target_text:>9}  {verdict}")
+    report = reports[-1]
+    print(f"replay: {report.n_requests:,} requests, {report.bootstrap} bootstrap; policy quality "
+          f"{report.policy.quality:.4f} [{report.policy.quality_low:.4f}, {report.policy.quality_high:.4f}], "
+          f"success {report.policy.success_rate:.2%}")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,36 @@ from .compare import paired_comparison
 from .external import load_alpaca_eval, load_results_table, load_routellm
 from .frontier import aiq, apgr, baseline_sweep, cpt, pareto_frontier
 from .recommend import default_provider_of, parse_latency_ms, recommend
+from .replay import (
+    CostAware,
+    Fallback,
+    Oracle,
+    Random,
+    ReplayReport,
+    ReplayRow,
+    TaskTable,
+    Threshold,
+    Weighted,
+    policy_from_config,
+    replay_policy,
+)
 from .routing_table import Constraints, RoutingRow, RoutingTable
 from .stats import bootstrap_mean_interval, wilson_interval
 from .summary import pass_at_k, pass_hat_k, summary_df
 
 __all__ = [
     "Constraints",
+    "CostAware",
+    "Fallback",
+    "Oracle",
+    "Random",
+    "ReplayReport",
+    "ReplayRow",
     "RoutingRow",
     "RoutingTable",
+    "TaskTable",
+    "Threshold",
+    "Weighted",
     "aiq",
     "apgr",
     "baseline_sweep",
@@ -33,7 +55,9 @@ __all__ = [
     "parse_latency_ms",
     "pass_at_k",
     "pass_hat_k",
+    "policy_from_config",
     "recommend",
+    "replay_policy",
     "summary_df",
     "wilson_interval",
 ]

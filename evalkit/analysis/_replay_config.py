@@ -37,7 +37,7 @@ def policy_from_config(config: Mapping[str, Any] | str | Path, *, seed: int = 0)
 
         config = yaml.safe_load(Path(config).read_text())
         if not isinstance(config, Mapping):
-            raise ValueError("routing config: expected a mapping at the top")
+            raise TypeError("routing config: expected a mapping at the top")
     if "router" not in config:
         raise ValueError("routing config: missing 'router' (the routing tree)")
     names = {name: spec["model"] for name, spec in (config.get("targets") or {}).items()
@@ -55,7 +55,7 @@ class _Builder:
         if isinstance(spec, str):
             return self.leaf(spec, path)
         if not isinstance(spec, Mapping):
-            raise ValueError(f"{path}: expected a target name or a node mapping")
+            raise TypeError(f"{path}: expected a target name or a node mapping")
         kind = spec.get("type")
         build = {"fallback": self.fallback, "balance": self.balance, "task": self.task, "cost": self.cost}.get(kind)
         if kind == "hedge":
@@ -104,7 +104,7 @@ class _Builder:
         for i, item in enumerate(spec.get("candidates") or []):
             target = self.node(item.get("target"), f"{path}.candidates[{i}].target")
             if not isinstance(target, str):
-                raise ValueError(f"{path}.candidates[{i}].target: replay needs a target name here")
+                raise TypeError(f"{path}.candidates[{i}].target: replay needs a target name here")
             candidates.append((target, item.get("quality", 1.0)))
         return CostAware(tuple(candidates), min_quality=spec.get("min_quality", 0.0), budget_usd=self.budget,
                          on_over_budget=spec.get("on_over_budget", "reroute"),

@@ -132,7 +132,7 @@ def compile_policy(policy: PolicyLike, ctx: Context, active: Any = None) -> Outc
 def _deterministic(policy: PolicyLike, ctx: Context, active: Any, where: str) -> Outcome:
     compiled = compile_policy(policy, ctx, active)
     if isinstance(compiled, Mixture):
-        raise ValueError(f"{where}: an expected-value Weighted mix cannot sit inside another policy's choice; "
+        raise TypeError(f"{where}: an expected-value Weighted mix cannot sit inside another policy's choice; "
                          "use Weighted(..., mode='sample')")
     return compiled
 

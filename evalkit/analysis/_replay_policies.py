@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 __all__ = ["CostAware", "Fallback", "Oracle", "Policy", "PolicyLike", "Random", "TaskTable", "Threshold",
            "Weighted", "describe", "policy_targets"]
@@ -27,7 +27,7 @@ class Policy:
     __slots__ = ()
 
 
-PolicyLike = Union[str, Policy]
+PolicyLike = str | Policy
 """A target name (one call to that target) or a :class:`Policy`."""
 
 

@@ -121,7 +121,7 @@ def _replay(args: argparse.Namespace) -> int:
         config = yaml.safe_load(Path(args.policy).read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read policy: {exc.strerror}", file=args.policy, field="--policy") from None
-    policy = policy_from_config(config)
+    policy = policy_from_config(config, seed=args.seed)
     report = replay_policy(results_df(Path(args.run_dir)), policy, n_boot=args.bootstrap, seed=args.seed)
     Console(width=150).print(report.render())
     return 0

@@ -16,8 +16,9 @@ Definitions (per policy and per baseline, over the same requests):
 * **latency** — p50/p95/p99 over requests in ms, failures included, chains
   summing their steps;
 * **intervals** — percentile bootstrap over requests, ``n_boot`` resamples
-  shared by every row, so ``*_delta`` (policy − baseline) intervals are paired
-  (index resampling; the Poisson bootstrap above 50M draws, for speed).
+  shared by every row, so ``*_delta`` (policy − baseline) intervals are paired;
+  the repeats of an item are resampled together (they are correlated); index
+  resampling, or the Poisson bootstrap above 50M draws, for speed.
 
 Baselines: ``best`` (the single target with the highest mean quality),
 ``cheapest`` (the lowest mean cost per request among priced targets) and
@@ -32,8 +33,18 @@ from pathlib import Path
 from typing import Any
 
 from ._replay_config import policy_from_config
-from ._replay_policies import (CostAware, Fallback, Oracle, PolicyLike, Random, TaskTable, Threshold, Weighted,
-                               describe, policy_targets)
+from ._replay_policies import (
+    CostAware,
+    Fallback,
+    Oracle,
+    PolicyLike,
+    Random,
+    TaskTable,
+    Threshold,
+    Weighted,
+    describe,
+    policy_targets,
+)
 
 __all__ = ["CostAware", "Fallback", "Oracle", "Random", "ReplayReport", "ReplayRow", "TaskTable", "Threshold",
            "Weighted", "policy_from_config", "replay_policy"]
@@ -107,19 +118,23 @@ class ReplayReport:
         """A rich table: quality, success, cost and latency per row, with the policy − baseline deltas."""
         from rich.table import Table
 
-        pct = int(round(self.confidence * 100))
+        pct = round(self.confidence * 100)
         table = Table(title=f"Replay over {self.n_requests} requests ({self.n_dropped} dropped), "
                             f"{pct}% intervals, {self.n_boot} paired {self.bootstrap} resamples",
-                      caption="\n".join(self.notes) or None)
-        for header in ("role", "policy", "quality", "Δ quality", "success", "$/1k req", "Δ $/1k req",
-                       "p50 ms", "p95 ms", "p99 ms"):
-            table.add_column(header, justify="left" if header in ("role", "policy") else "right")
+                      caption="\n".join([f"policy: {self.policy.policy}", "Δ: policy − row", *self.notes]),
+                      caption_justify="left")
+        for header in ("role", "policy", "quality", "Δ quality", "success", "$/1k req",
+                       "Δ $/1k req", "p50 ms", "p95 ms", "p99 ms"):
+            # The policy row's description can be long (it is in the caption): cut it, never a number.
+            table.add_column(header, justify="left" if header in ("role", "policy") else "right",
+                             no_wrap=header == "policy", max_width=28 if header == "policy" else None,
+                             overflow="ellipsis" if header == "policy" else "fold")
         for row in self.rows:
             table.add_row(row.role, row.policy, _span(row.quality, row.quality_low, row.quality_high, "{:.3f}"),
                           _span(row.quality_delta, row.quality_delta_low, row.quality_delta_high, "{:+.3f}"),
                           f"{row.success_rate:.1%}", _per_1k(row.cost_per_request_usd, row.cost_low_usd,
-                                                             row.cost_high_usd, "{:.4f}"),
-                          _per_1k(row.cost_delta_usd, row.cost_delta_low_usd, row.cost_delta_high_usd, "{:+.4f}"),
+                                                             row.cost_high_usd, "{:.3g}"),
+                          _per_1k(row.cost_delta_usd, row.cost_delta_low_usd, row.cost_delta_high_usd, "{:+.3g}"),
                           *(_ms(v) for v in (row.latency_p50_ms, row.latency_p95_ms, row.latency_p99_ms)))
         return table
 
@@ -133,7 +148,7 @@ def _span(value: float | None, low: float | None, high: float | None, fmt: str) 
 
 def _per_1k(value: float | None, low: float | None, high: float | None, fmt: str) -> str:
     if value is None:
-        return "unpriced" if fmt == "{:.4f}" else "—"
+        return "unpriced" if fmt == "{:.3g}" else "—"
     scale = [None if v is None else v * 1000 for v in (value, low, high)]
     return _span(scale[0], scale[1], scale[2], fmt)
 
@@ -183,7 +198,8 @@ def replay_policy(results: Any, policy: PolicyLike | str | Path, *, attempts: An
         else:
             named.append((role, describe(chosen), chosen))
     numbers = [_numbers(evaluate(compile_policy(p, ctx), ctx), wide.height) for _, _, p in named]
-    rows, method = _rows([(role, name) for role, name, _ in named], numbers, n_boot, confidence, seed)
+    clusters = _item_codes(wide)
+    rows, method = _rows([(role, name) for role, name, _ in named], numbers, n_boot, confidence, seed, clusters)
     return ReplayReport(tuple(rows), wide.height, dropped, confidence, n_boot, method, tuple(notes))
 
 
@@ -227,16 +243,25 @@ def _baseline(role: str, candidates: Sequence[str], ctx: Any) -> PolicyLike | No
     return min(priced, key=lambda t: (ctx.cost[t], -ctx.quality[t])) if priced else None
 
 
+def _item_codes(wide: Any) -> Any:
+    """An int per request naming its item (0..k-1), or None when no item has repeats."""
+    import polars as pl
+
+    if wide.get_column("item_id").n_unique() == wide.height:
+        return None
+    return wide.select(pl.col("item_id").rank("dense") - 1).to_series().to_numpy().astype("int64")
+
+
 def _rows(named: list[tuple[str, str]], numbers: list[Any], n_boot: int, confidence: float,
-          seed: int) -> tuple[list[ReplayRow], str]:
+          seed: int, clusters: Any) -> tuple[list[ReplayRow], str]:
     import numpy as np
 
-    from .stats import wilson_interval
     from ._replay_stats import interval, mean_or_none, paired_bootstrap_means
+    from .stats import wilson_interval
 
     n = len(numbers[0].score)
     columns = np.column_stack([v for nums in numbers for v in (nums.score, nums.cost)])
-    means, method = paired_bootstrap_means(columns, n_boot, seed)
+    means, method = paired_bootstrap_means(columns, n_boot, seed, clusters)
     policy_quality, policy_cost = means[:, 0], means[:, 1]
     rows = []
     for i, ((role, name), nums) in enumerate(zip(named, numbers)):
@@ -244,12 +269,13 @@ def _rows(named: list[tuple[str, str]], numbers: list[Any], n_boot: int, confide
         served = float(nums.ok.sum())
         success_low, success_high = wilson_interval(served, n, confidence)
         cost_mean = mean_or_none(nums.cost)
-        row = dict(role=role, policy=name, n=n, success_rate=served / n, success_low=success_low,
-                   success_high=success_high, quality=float(nums.score.mean()),
-                   quality_answered=nums.quality_answered,
-                   cost_total_usd=None if cost_mean is None else float(nums.cost.sum()),
-                   cost_per_request_usd=cost_mean, latency_p50_ms=nums.latency_ms[0],
-                   latency_p95_ms=nums.latency_ms[1], latency_p99_ms=nums.latency_ms[2])
+        row: dict[str, Any] = {
+            "role": role, "policy": name, "n": n, "success_rate": served / n, "success_low": success_low,
+            "success_high": success_high, "quality": float(nums.score.mean()),
+            "quality_answered": nums.quality_answered,
+            "cost_total_usd": None if cost_mean is None else float(nums.cost.sum()),
+            "cost_per_request_usd": cost_mean, "latency_p50_ms": nums.latency_ms[0],
+            "latency_p95_ms": nums.latency_ms[1], "latency_p99_ms": nums.latency_ms[2]}
         row["quality_low"], row["quality_high"] = interval(quality_samples, confidence)
         row["cost_low_usd"], row["cost_high_usd"] = interval(cost_samples, confidence)
         if i > 0:
