@@ -52,6 +52,7 @@ __all__ = [
     "load_results_table",
     "load_routellm",
     "paired_comparison",
+    "pareto_frontier",
     "parse_latency_ms",
     "pass_at_k",
     "pass_hat_k",

@@ -30,7 +30,7 @@ from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse, Cost, Usage
 from ._framing import JSONArrayDecoder, SSEDecoder
 from ._headers import rate_limit_headers
-from ._wire import HttpCall, Reply, StreamParser, Wire
+from ._wire import HttpCall, Reply, Wire
 
 __all__ = ["CASSETTE", "ChatStream", "DELTA_SINK", "HTTPProvider", "DEFAULT_TIMEOUT"]
 
@@ -53,6 +53,8 @@ with ``stream=True``; the leaf that answers pushes each delta as it arrives.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 _DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0)
 _SHARED_PRICES = PriceTable()
+_UNSEEN = object()
+_TIERED_FROM = 128_000  # long-context price tiers start at 128k+ prompt tokens: look those up each time
 
 
 class HTTPProvider:
@@ -93,6 +95,8 @@ class HTTPProvider:
         self._client = client
         self._owns_client = client is None
         self._transport = transport
+        self._urls: dict[Any, httpx.URL] = {}
+        self._price_of: dict[str, Any] = {}
         self._headers = SecretHeaders({**(headers or {}), **(wire.auth_headers(api_key.reveal()) if api_key else {})})
 
     def __repr__(self) -> str:
@@ -146,17 +150,19 @@ class HTTPProvider:
             # Imported here, on first use: aiohttp alone costs ~170 ms to import.
             from httpx_aiohttp import HttpxAiohttpClient
 
-            self._client = HttpxAiohttpClient(timeout=self._timeout, limits=_DEFAULT_LIMITS, transport=transport)
+            self._client = HttpxAiohttpClient(timeout=self._timeout, limits=_DEFAULT_LIMITS, transport=transport,
+                                              headers=self._headers)
         return self._client
 
     def _http_request(self, call: HttpCall) -> httpx.Request:
-        return self.client.build_request(
-            "POST",
-            self.base_url + call.path,
-            params=call.params or None,
-            headers={**self._headers, **call.headers},
-            content=json.dumps(call.body, separators=(",", ":")).encode(),
-        )
+        key = (call.path, tuple(call.params.items())) if call.params else call.path
+        url = self._urls.get(key)
+        if url is None:  # parsed once per path: URL parsing is a large share of httpx's per-call cost
+            url = self._urls[key] = httpx.URL(self.base_url + call.path, params=call.params or None)
+        # A client we own carries the auth headers already; a shared one gets them per request.
+        headers = {**self._headers, **call.headers} if not self._owns_client else (call.headers or None)
+        return self.client.build_request("POST", url, headers=headers,
+                                         content=json.dumps(call.body, separators=(",", ":")).encode())
 
     async def _send_json(self, request: ChatRequest) -> ChatResponse:
         call = self.wire.build(request, self.model, stream=False)
@@ -240,7 +246,14 @@ class HTTPProvider:
         if reported is not None:
             # The vendor billed this call itself (OpenRouter): its number is the truth.
             return Cost.reported(Decimal(str(reported)))
-        return self._prices.cost(self._price_provider, served, usage, self.model)
+        # Prices per served model are looked up once: the table's lookups cost more than the arithmetic.
+        prices = self._price_of.get(served, _UNSEEN)
+        if prices is _UNSEEN:
+            prices = self._price_of[served] = self._prices.lookup(self._price_provider, served, 0) or \
+                self._prices.lookup(self._price_provider, self.model, 0)
+        if prices is None or usage.input_tokens >= _TIERED_FROM:
+            return self._prices.cost(self._price_provider, served, usage, self.model)  # warns once; tiers
+        return prices.cost(usage)
 
     def _error_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         error = self.wire.classify(status, headers, body)

@@ -9,7 +9,6 @@ has. Finished cells are skipped on resume.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -189,16 +188,16 @@ class _GraderCache:
 
     def __init__(self, judge: Any) -> None:
         self.judge = judge
-        self._graders: dict[str, Any] = {}
+        self._graders: dict[int, Any] = {}
 
     async def grade(self, item: Any, output: str) -> dict[str, Any]:
         from ..graders import grader_for
 
-        key = json.dumps(item.grader, sort_keys=True, default=str)
         try:
-            grader = self._graders.get(key)
+            # Keyed by the spec object: items keep theirs for the whole run, and dumping it per cell costs more.
+            grader = self._graders.get(id(item.grader))
             if grader is None:
-                grader = self._graders[key] = grader_for(item.grader, judge=self.judge)
+                grader = self._graders[id(item.grader)] = grader_for(item.grader, judge=self.judge)
             grade = await grader.grade(item, output)
         except ProviderError as exc:
             return {"score": None, "passed": None, "grade_reason": f"judge failed: {exc.kind.value}"}

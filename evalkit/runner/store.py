@@ -118,15 +118,57 @@ class RunStore:
         """Turn every log part into Parquet parts (atomically), then remove it."""
         self.close()
         for part in self.log_parts():
-            rows = list(_rows_of(part))
-            if rows:
-                results, attempts = frames(rows)
+            parsed = _read_log_part(part)
+            if parsed is not None:
+                results, attempts = parsed
                 _write_parquet(results, self.path / "results" / f"{part.stem}.parquet")
                 _write_parquet(attempts, self.path / "attempts" / f"{part.stem}.parquet")
             part.unlink()
         log_dir = self.path / "log"
         if log_dir.is_dir() and not any(log_dir.iterdir()):
             log_dir.rmdir()
+
+
+def _read_log_part(part: Path):
+    """(results, attempts) of one log part; ``None`` when it holds no complete line.
+
+    polars reads clean parts natively (the common case: a run that ended); a
+    part with a torn last line, left by a crash, goes through the line reader.
+    """
+    import polars as pl
+
+    from .schema import attempt_schema, result_schema
+
+    try:
+        raw = pl.read_ndjson(part, schema=_log_schema(pl))
+    except Exception:  # noqa: BLE001 - any parse problem: fall back to the forgiving reader
+        rows = list(_rows_of(part))
+        return frames(rows) if rows else None
+    if raw.is_empty():
+        return None
+    keys = ["run_id", "item_id", "task_type", "target", "repeat"]
+    results = raw.drop("attempts").cast(result_schema())
+    attempts = (
+        raw.select(*keys, pl.col("attempts"))
+        .with_columns(pl.int_ranges(pl.col("attempts").list.len()).alias("attempt"))
+        .explode("attempts", "attempt")
+        .unnest("attempts")
+        .select(list(ATTEMPT_COLUMNS))
+        .cast(attempt_schema())
+    )
+    return results, attempts
+
+
+def _log_schema(pl: Any) -> dict[str, Any]:
+    """How log lines are typed on disk: money as text (exact), attempts as a list of structs."""
+    from .schema import attempt_schema, result_schema
+
+    def on_disk(schema: dict[str, Any]) -> dict[str, Any]:
+        return {k: (pl.String if isinstance(v, pl.Decimal) else v) for k, v in schema.items()}
+
+    attempt_fields = {k: v for k, v in on_disk(attempt_schema()).items()
+                      if k not in ("run_id", "item_id", "task_type", "target", "repeat", "attempt")}
+    return {**on_disk(result_schema()), "attempts": pl.List(pl.Struct(attempt_fields))}
 
 
 def _rows_of(part: Path) -> Iterator[dict[str, Any]]:
