@@ -22,6 +22,7 @@ from typing import Mapping
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+_RAW_PREFIXES = tuple(p.encode() for p in _RATE_LIMIT_PREFIXES)
 
 
 def parse_duration(text: str) -> float | None:
@@ -109,4 +110,8 @@ def _is_exhausted(headers: Mapping[str, str], remaining_name: str) -> bool:
 
 def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The vendor's rate-limit headers, lower-cased, as received."""
+    raw = getattr(headers, "raw", None)
+    if raw is not None:  # httpx.Headers: scan the raw bytes instead of decoding every header
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw
+                if k[:1] in b"xXaArR" and k.lower().startswith(_RAW_PREFIXES)}
     return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_RATE_LIMIT_PREFIXES)}

@@ -9,6 +9,7 @@ has. Finished cells are skipped on resume.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -183,21 +184,31 @@ def _attempt_record(a: Attempt) -> dict[str, Any]:
     }
 
 
+def _spec_key(spec: Mapping[str, Any]) -> Any:
+    """A hashable key for a grader spec; cheap for flat specs, JSON for nested ones (labels, schemas)."""
+    try:
+        key = tuple(sorted(spec.items()))
+        hash(key)  # a list or dict value (labels, a schema) makes it unhashable
+        return key
+    except TypeError:
+        return json.dumps(spec, sort_keys=True, default=str)
+
+
 class _GraderCache:
     """One grader per distinct spec; grading failures become a reason, not a crash."""
 
     def __init__(self, judge: Any) -> None:
         self.judge = judge
-        self._graders: dict[int, Any] = {}
+        self._graders: dict[Any, Any] = {}
 
     async def grade(self, item: Any, output: str) -> dict[str, Any]:
         from ..graders import grader_for
 
         try:
-            # Keyed by the spec object: items keep theirs for the whole run, and dumping it per cell costs more.
-            grader = self._graders.get(id(item.grader))
+            key = _spec_key(item.grader)
+            grader = self._graders.get(key)
             if grader is None:
-                grader = self._graders[id(item.grader)] = grader_for(item.grader, judge=self.judge)
+                grader = self._graders[key] = grader_for(item.grader, judge=self.judge)
             grade = await grader.grade(item, output)
         except ProviderError as exc:
             return {"score": None, "passed": None, "grade_reason": f"judge failed: {exc.kind.value}"}
