@@ -53,6 +53,13 @@ class RunTotals:
     spend: Decimal = Decimal(0)
     unpriced: int = 0
     started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def cells_per_s(self) -> float:
+        """Cells asked per second while asking (setup and compaction excluded)."""
+        end = self.finished if self.finished is not None else time.monotonic()
+        return self.done / (end - self.started) if end > self.started else 0.0
 
     def add(self, row: Mapping[str, Any]) -> None:
         self.done += 1
@@ -91,9 +98,11 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
             if on_row is not None:
                 on_row(row, totals)
 
+    totals.started = time.monotonic()
     try:
         await asyncio.gather(*(worker() for _ in range(max(1, min(options.concurrency, len(pending) or 1)))))
     finally:
+        totals.finished = time.monotonic()
         store.close()
     return totals
 
