@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Mapping
 
 import httpx
 
+from .._json import loads
 from .._secret import Secret, SecretHeaders, redact
 from ..errors import (
     ConnectionError,
@@ -176,7 +177,7 @@ class HTTPProvider:
         if response.status_code >= 300:
             raise self._error_response(response.status_code, response.headers, body)
         try:
-            data = json.loads(body)
+            data = loads(body)
         except ValueError:
             raise self._tag(InvalidResponseError(f"response body is not JSON ({len(body)} bytes)",
                                                  status=response.status_code)) from None

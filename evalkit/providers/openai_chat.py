@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .._json import loads
 from ..errors import (
     ErrorKind,
     InvalidResponseError,
@@ -206,7 +207,7 @@ class OpenAIChatStream:
             self._done = True
             return ""
         try:
-            chunk = json.loads(data)
+            chunk = loads(data)
         except ValueError:
             raise StreamInterruptedError(f"malformed stream chunk: {data[:80]!r}") from None
         if chunk.get("error"):

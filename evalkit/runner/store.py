@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from .._json import dumps_line
 from .schema import ATTEMPT_COLUMNS, RESULT_COLUMNS
 
 __all__ = ["RunStore"]
@@ -58,7 +59,7 @@ class RunStore:
         """Write one finished cell (its result row with a nested ``attempts`` list)."""
         if self._log is None or self._rows_in_part >= _PART_ROWS:
             self._open_part()
-        os.write(self._log, (json.dumps(row, separators=(",", ":"), default=str) + "\n").encode())
+        os.write(self._log, dumps_line(row))
         self._rows_in_part += 1
 
     def _open_part(self) -> None:
