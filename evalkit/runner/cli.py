@@ -61,9 +61,21 @@ def run_command(args: argparse.Namespace) -> int:
                          temperature=args.temperature, max_tokens=args.max_tokens, stream=args.stream,
                          shard=shard)
     specs, judge, emulator = _targets(args)
-    run = run_suite(args.suite, specs, options=options, runs_dir=args.runs_dir, run_id=args.run_id,
+    from .session import new_run_id
+
+    run_id = args.run_id or new_run_id()
+    run_dir = Path(args.resume) if args.resume else Path(args.runs_dir) / run_id
+    run = run_suite(args.suite, specs, options=options, runs_dir=args.runs_dir, run_id=run_id,
                     resume=args.resume, judge_spec=judge, emulator=emulator, progress=not args.no_progress)
-    result = asyncio.run(_with_cassette(run, args))
+    try:
+        result = asyncio.run(_with_cassette(run, args))
+    except KeyboardInterrupt:
+        if (run_dir / "manifest.json").is_file():
+            print(f"\ninterrupted; every finished cell is saved. Continue with: evalkit run --resume {run_dir}",
+                  file=sys.stderr)
+        else:
+            print("\ninterrupted before the run started; nothing was written", file=sys.stderr)
+        return 130
     from rich.console import Console
 
     console = Console()
