@@ -1,4 +1,4 @@
-"""The ``evalkit`` command line: ``run``, ``merge``, ``recommend``, ``replay``, ``export`` and ``emulate``.
+"""The ``evalkit`` command line: ``run``, ``merge``, ``regrade``, ``recommend``, ``replay``, ``export``, ``emulate``.
 
 Exit codes: 0 success, 2 bad input (a :class:`~evalkit.errors.ConfigError`:
 the message names file, line and field), 1 anything else that went wrong.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .errors import ConfigError
 from .analysis.cli import add_export_parser, add_recommend_parser, add_replay_parser
-from .runner.cli import add_merge_parser, add_run_parser
+from .runner.cli import add_merge_parser, add_regrade_parser, add_run_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     add_run_parser(commands)
     add_merge_parser(commands)
+    add_regrade_parser(commands)
     add_recommend_parser(commands)
     add_replay_parser(commands)
     add_export_parser(commands)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["add_run_parser", "add_merge_parser", "run_command", "merge_command"]
+__all__ = ["add_merge_parser", "add_regrade_parser", "add_run_parser", "merge_command", "regrade_command", "run_command"]
 
 DEFAULT_TIME_SCALE = 0.02
 
@@ -42,6 +42,40 @@ def add_run_parser(subparsers: Any) -> None:
     p.add_argument("--replay", metavar="CASSETTE", help="replay a recorded cassette; no network")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run_command)
+
+
+def add_regrade_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("regrade", help="grade a recorded run again from its saved answers (no model calls)")
+    p.add_argument("run_dir", help="runs/<run_id>")
+    p.add_argument("--judge", help="target that grades judge items (default: the run's judge)")
+    p.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE, help=argparse.SUPPRESS)
+    p.set_defaults(run=regrade_command)
+
+
+def regrade_command(args: argparse.Namespace) -> int:
+    import json
+
+    from .regrade import regrade
+    from .session import _maybe_emulator
+    from .targets import resolve_targets
+
+    manifest_path = Path(args.run_dir) / "manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError("not a run directory (no manifest.json)", file=args.run_dir, field="run_dir")
+    config = json.loads(manifest_path.read_text())["config"]
+    judge_spec = args.judge or config.get("judge")
+
+    async def go() -> int:
+        with _maybe_emulator([], judge_spec, config.get("emulator")) as emu:
+            judge = resolve_targets([judge_spec], emulator=emu)[0] if judge_spec else None
+            try:
+                return await regrade(args.run_dir, judge=judge)
+            finally:
+                if judge is not None and hasattr(judge, "aclose"):
+                    await judge.aclose()
+
+    print(f"graded {asyncio.run(go())} answered cells of {args.run_dir} again")
+    return 0
 
 
 def add_merge_parser(subparsers: Any) -> None:

@@ -129,3 +129,23 @@ def test_resume_completes_only_missing_cells(tmp_path: Path) -> None:
     results = results_df(first.run_dir)
     assert results.height == before + again.totals.done
     assert results.select("item_id", "target", "repeat").is_duplicated().sum() == 0
+
+
+def test_regrade_grades_saved_answers_again_without_calling_models(tmp_path: Path) -> None:
+    from evalkit.runner.regrade import regrade
+
+    result = run(tmp_path, small_suite(tmp_path, 1), targets=["emulator:sim-small"])
+    before = results_df(result.run_dir)
+    for part in (result.run_dir / "results").glob("*.parquet"):  # as if the grader had been broken
+        pl.read_parquet(part).with_columns(pl.lit(None, pl.Float64).alias("score"),
+                                           pl.lit(None, pl.Boolean).alias("passed")).write_parquet(part)
+    # No emulator runs now and no judge is given: regrading reads the saved answers and calls nothing.
+    graded = asyncio.run(regrade(result.run_dir, judge=None))
+    after = results_df(result.run_dir)
+    key = ["item_id", "target", "repeat"]
+    both = before.join(after, on=key, suffix="_again")
+    judged = both["grade_reason_again"].str.contains("judge")
+    assert graded == (~judged).sum() > 0
+    assert (both.filter(~judged)["score"] == both.filter(~judged)["score_again"]).all()
+    assert both.filter(judged)["score_again"].is_null().all(), "judge items without a judge stay ungraded"
+    assert after.select("output", "latency_ms", "cost_usd").equals(before.select("output", "latency_ms", "cost_usd"))
