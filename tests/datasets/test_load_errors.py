@@ -15,26 +15,13 @@ import pytest
 from evalkit.datasets import DatasetError, load_dataset
 from evalkit.errors import ConfigError
 
-GOOD = {"id": "q1", "task_type": "math", "prompt": "What is 2+2?", "reference": 4, "grader": "numeric"}
+from .rows import GOOD, row, write_jsonl
+
 CODE_GRADER = {
     "type": "code_exec",
     "tests": "def check(candidate):\n    assert candidate(1) == 2\n",
     "entry_point": "f",
 }
-
-
-def row(**changes: Any) -> dict[str, Any]:
-    """GOOD with some fields changed; a value of ... removes the field."""
-    out = dict(GOOD, **changes)
-    return {k: v for k, v in out.items() if v is not ...}
-
-
-def write_jsonl(tmp_path: Path, *rows: Any, name: str = "data.jsonl") -> Path:
-    """Rows as JSONL; a str row is written verbatim (for broken lines)."""
-    path = tmp_path / name
-    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
 
 
 def error_text(path: Path | str) -> str:

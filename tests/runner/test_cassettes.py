@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from vcr.serializers import yamlserializer
 
 from evalkit.errors import ConfigError
 from evalkit.providers._http import CASSETTE
-from evalkit.runner import RunOptions, attempts_df, results_df, run_suite, session
+from evalkit.runner import RunOptions, attempts_df, results_df, run_suite
 from evalkit.runner import cassettes as cas
 from evalkit.runner.targets import EMULATOR_PREFIX
 
