@@ -250,8 +250,9 @@ class HTTPProvider:
         # Prices per served model are looked up once: the table's lookups cost more than the arithmetic.
         prices = self._price_of.get(served, _UNSEEN)
         if prices is _UNSEEN:
-            prices = self._price_of[served] = self._prices.lookup(self._price_provider, served, 0) or \
-                self._prices.lookup(self._price_provider, self.model, 0)
+            lookup = self._prices.lookup
+            prices = lookup(self._price_provider, served, 0) or lookup(self._price_provider, self.model, 0)
+            self._price_of[served] = prices
         if prices is None or usage.input_tokens >= _TIERED_FROM:
             return self._prices.cost(self._price_provider, served, usage, self.model)  # warns once; tiers
         return prices.cost(usage)
