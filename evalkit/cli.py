@@ -1,4 +1,4 @@
-"""The ``evalkit`` command line: ``run``, ``merge``, ``regrade``, ``recommend``, ``replay``, ``export``, ``emulate``.
+"""The ``evalkit`` command line: run, merge, regrade, recommend, replay, export, report, emulate.
 
 Exit codes: 0 success, 2 bad input (a :class:`~evalkit.errors.ConfigError`:
 the message names file, line and field), 1 anything else that went wrong.
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .errors import ConfigError
 from .analysis.cli import add_export_parser, add_recommend_parser, add_replay_parser
+from .report.cli import add_report_parser
 from .runner.cli import add_merge_parser, add_regrade_parser, add_run_parser
 
 __all__ = ["build_parser", "main"]
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recommend_parser(commands)
     add_replay_parser(commands)
     add_export_parser(commands)
+    add_report_parser(commands)
     emulate = commands.add_parser(
         "emulate",
         help="run the provider emulator (OpenAI, Anthropic and Gemini wire formats) on 127.0.0.1",

@@ -1,0 +1,126 @@
+"""``build_report``: one self-contained HTML file for a recorded run.
+
+The page carries its CSS, its JavaScript and its charts (inline SVG) so it
+opens anywhere — mailed, attached to a ticket, offline — and fetches nothing.
+Jinja2 autoescapes everything; only the SVG our own code produced is marked
+safe, so prompts and model outputs always appear as text.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_report", "render_html"]
+
+DEFAULT_MAX_DRILLDOWN = 2000
+
+
+def build_report(run_dir: str | Path, output: str | Path | None = None, *, baseline: str | Path | None = None,
+                 max_drilldown: int = DEFAULT_MAX_DRILLDOWN) -> Path:
+    """Write the HTML report of ``run_dir`` and return its path.
+
+    ``output`` defaults to ``<run_dir>/report.html``. ``baseline`` (another run
+    directory) adds a comparison section. ``max_drilldown`` caps the cells
+    shown in the item drill-down (sampled by request when the run is larger).
+    """
+    run_dir = Path(run_dir)
+    out = Path(output) if output is not None else run_dir / "report.html"
+    html = render_html(run_dir, baseline=baseline, max_drilldown=max_drilldown)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out
+
+
+def render_html(run_dir: str | Path, *, baseline: str | Path | None = None,
+                max_drilldown: int = DEFAULT_MAX_DRILLDOWN) -> str:
+    """The report as an HTML string (what :func:`build_report` writes)."""
+    from markupsafe import Markup
+
+    from ..analysis import pareto_frontier, summary_df
+    from ..runner import results_df
+    from . import charts, compare, drilldown, sections
+
+    run_dir = Path(run_dir)
+    results = results_df(run_dir)
+    manifest = sections.read_manifest(run_dir)
+    summary = summary_df(results)
+    targets = sorted(results.get_column("target").unique().to_list())
+    prompts, prompt_note = drilldown.load_prompts(manifest)
+    ctx: dict[str, Any] = {
+        "header": sections.header(manifest, results, run_dir),
+        "leaderboard": sections.leaderboard(summary),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "routing": sections.routing(results, run_dir),
+        "drill": drilldown.drilldown(results, prompts, max_drilldown),
+        "prompt_note": prompt_note,
+        "baseline": None,
+    }
+    if results.height:
+        # Our own SVG, generated from numbers (target names are escaped by matplotlib's writer).
+        ctx["cost_quality_svg"] = Markup(charts.cost_quality_svg(pareto_frontier(summary), targets))
+        ctx["latency_svg"] = Markup(charts.latency_svg(sections.latency_stats(results), targets))
+        errors = sections.error_counts(results)
+        ctx["errors"] = errors
+        ctx["error_svg"] = Markup(charts.error_kinds_svg(errors, targets)) if errors else None
+    if baseline is not None:
+        base_dir = Path(baseline)
+        base_results = results_df(base_dir)
+        ctx["baseline"] = {
+            "run_id": sections.read_manifest(base_dir).get("run_id") or base_dir.name,
+            "rows": compare.comparison(results, base_results, summary, summary_df(base_results)),
+        }
+    return _environment().get_template("report.html.j2").render(**ctx)
+
+
+def _environment() -> Any:
+    """Jinja2 with autoescape ON for every template, templates read from the package."""
+    from importlib.resources import files
+
+    import jinja2
+
+    def load(name: str) -> str:
+        return (files("evalkit.report") / "templates" / name).read_text(encoding="utf-8")
+
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pct=_pct, usd=_usd, ms=_ms, num=_num, sortkey=_sortkey, signed=_signed)
+    return env
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _pct(value: Any, digits: int = 0) -> str:
+    return "—" if _missing(value) else f"{float(value):.{digits}%}"
+
+
+def _usd(value: Any) -> str:
+    if _missing(value):
+        return "—"
+    value = float(value)
+    sign, value = ("-" if value < 0 else ""), abs(value)
+    # Per-item costs are often fractions of a cent: keep 3 significant digits instead of 2 decimals.
+    return f"{sign}${value:,.2f}" if value >= 1 or value == 0 else f"{sign}${value:.3g}"
+
+
+def _ms(value: Any) -> str:
+    return "—" if _missing(value) else f"{float(value):,.0f} ms"
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "—" if _missing(value) else f"{float(value):.{digits}f}"
+
+
+def _signed(value: Any, digits: int = 3) -> str:
+    return "—" if _missing(value) else f"{float(value):+.{digits}f}"
+
+
+def _sortkey(value: Any) -> str:
+    """What the sortable table sorts on: the raw number (empty sorts last), or the text."""
+    if _missing(value):
+        return ""
+    return repr(float(value)) if isinstance(value, (int, float)) or hasattr(value, "as_tuple") else str(value)

@@ -1,0 +1,57 @@
+"""The baseline comparison: per task type and target, this run minus the baseline run.
+
+Deltas come from the two runs' summaries; significance from
+:func:`evalkit.analysis.paired_comparison` on the items both runs answered
+(the same item id and repeat), on the ``score`` metric (paired bootstrap).
+When the runs share no items the p-value is left empty: unpaired intervals
+are in the leaderboards of each run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["comparison"]
+
+_A, _B = "\x00current", "\x00baseline"
+_METRICS = ("quality", "success_rate", "cost_per_item", "latency_p50_ms")
+
+
+def comparison(results: Any, baseline: Any, summary: Any, baseline_summary: Any) -> list[dict[str, Any]]:
+    """One dict per (task type, target) present in either run: both values, delta, p-value, pairs."""
+    import polars as pl
+
+    keys = ["task_type", "target"]
+    cur = summary.select(*keys, *_METRICS)
+    base = baseline_summary.select(*keys, *(pl.col(m).alias(f"{m}_base") for m in _METRICS))
+    joined = cur.join(base, on=keys, how="full", coalesce=True).sort(keys)
+    joined = joined.with_columns((pl.col(m) - pl.col(f"{m}_base")).alias(f"{m}_delta") for m in _METRICS)
+    tests = _paired(results, baseline)
+    if tests is not None:
+        joined = joined.join(tests, on=keys, how="left")
+    else:
+        joined = joined.with_columns(pl.lit(None, pl.Float64).alias("p_value"),
+                                     pl.lit(None, pl.Int64).alias("n_pairs"))
+    return joined.to_dicts()
+
+
+def _paired(results: Any, baseline: Any) -> Any:
+    """p-value and pair count per (task type, target) shared by both runs; None when nothing is shared."""
+    import polars as pl
+
+    from ..analysis import paired_comparison
+
+    shared = sorted(set(results.get_column("target").unique().to_list())
+                    & set(baseline.get_column("target").unique().to_list()))
+    frames = []
+    for target in shared:
+        # The same target in two runs: relabel each side so paired_comparison sees two targets.
+        both = pl.concat([
+            results.filter(pl.col("target") == target).with_columns(pl.lit(_A).alias("target")),
+            baseline.filter(pl.col("target") == target).with_columns(pl.lit(_B).alias("target")),
+        ], how="vertical_relaxed")
+        tests = paired_comparison(both, _A, _B, metric="score", by="task_type", n_boot=1000)
+        if tests.height:
+            frames.append(tests.select("task_type", pl.lit(target).alias("target"),
+                                       pl.col("n_pairs").cast(pl.Int64), "p_value"))
+    return pl.concat(frames) if frames else None
