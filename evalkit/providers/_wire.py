@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Protocol
 
-from ..errors import ProviderError
+from .._json import loads
+from ..errors import ProviderError, StreamInterruptedError
 from ..types import ChatRequest, FinishReason, ToolCall, Usage
 
 StreamFormat = Literal["sse", "json-array"]
@@ -88,3 +89,22 @@ class Wire(Protocol):
     def stream_parser(self) -> StreamParser: ...
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError: ...
+
+
+def stream_event(data: str) -> dict[str, Any]:
+    """One stream event's JSON object; anything else means the stream broke (stream_interrupted)."""
+    try:
+        chunk = loads(data)
+    except ValueError:
+        raise StreamInterruptedError(f"malformed stream event: {data[:80]!r}") from None
+    if not isinstance(chunk, dict):
+        raise StreamInterruptedError(f"stream event is not a JSON object: {data[:80]!r}")
+    return chunk
+
+
+def error_body(body: bytes) -> Any:
+    """The decoded body of an error response; ``{}`` when it is empty or not JSON (an HTML gateway page)."""
+    try:
+        return loads(body) if body else {}
+    except ValueError:
+        return {}

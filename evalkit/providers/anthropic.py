@@ -29,7 +29,7 @@ from ..errors import (ConfigError, ErrorKind, InvalidResponseError, ProviderErro
                       kind_for_status, provider_error)
 from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
 from ._headers import retry_after_seconds
-from ._wire import HttpCall, Reply
+from ._wire import HttpCall, Reply, error_body, stream_event
 
 __all__ = ["AnthropicStream", "AnthropicWire", "anthropic_messages", "anthropic_usage",
            "classify_anthropic_error", "json_instruction"]
@@ -225,12 +225,7 @@ class AnthropicStream:
         self._done = False
 
     def feed(self, data: str, event: str | None = None) -> str:
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise StreamInterruptedError(f"malformed stream event: {data[:80]!r}") from None
-        if not isinstance(chunk, dict):
-            raise StreamInterruptedError(f"malformed stream event: {data[:80]!r}")
+        chunk = stream_event(data)
         kind = chunk.get("type")
         if kind == "content_block_delta":
             return self._delta(chunk.get("index", 0), chunk.get("delta") or {})
@@ -353,10 +348,7 @@ def anthropic_usage(usage: Mapping[str, Any] | None) -> Usage | None:
 
 def classify_anthropic_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
     """One error for an Anthropic error response (``{"type": "error", "error": {...}}``)."""
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        data = {}
+    data = error_body(body)
     if not isinstance(data, dict):
         data = {}
     payload = data.get("error")

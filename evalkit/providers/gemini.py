@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
 from ._headers import parse_duration, retry_after_seconds
-from ._wire import HttpCall, Reply, StreamFormat
+from ._wire import HttpCall, Reply, StreamFormat, error_body, stream_event
 
 __all__ = ["GeminiStream", "GeminiWire", "classify_gemini_error", "gemini_usage"]
 
@@ -289,12 +289,7 @@ class GeminiStream:
         self._id = ""
 
     def feed(self, data: str, event: str | None = None) -> str:
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise StreamInterruptedError(f"malformed stream chunk: {data[:80]!r}") from None
-        if not isinstance(chunk, dict):
-            raise StreamInterruptedError(f"stream chunk is not a JSON object: {data[:80]!r}")
+        chunk = stream_event(data)
         if chunk.get("error"):
             error = _error_from_payload(chunk["error"], status=None, headers={})
             raise StreamInterruptedError(f"error inside the stream: {error.message}", code=error.code)
@@ -339,10 +334,7 @@ class GeminiStream:
 
 def classify_gemini_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
     """One error for a Google API error response (``{"error": {code, message, status, details}}``)."""
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        data = {}
+    data = error_body(body)
     if isinstance(data, list):
         # Streaming endpoints without alt=sse wrap the error object in a JSON array.
         data = next((item for item in data if isinstance(item, dict)), {})

@@ -9,11 +9,9 @@ the tolerant parsing below (content arrays, ``reasoning_content``/``reasoning``,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .._json import loads
 from ..errors import (
     ErrorKind,
     InvalidResponseError,
@@ -24,7 +22,7 @@ from ..errors import (
 )
 from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
 from ._headers import retry_after_seconds
-from ._wire import HttpCall, Reply
+from ._wire import HttpCall, Reply, error_body, stream_event
 
 __all__ = ["ChatOptions", "OpenAIChatWire", "classify_openai_error", "openai_error_from_payload", "openai_messages"]
 
@@ -206,10 +204,7 @@ class OpenAIChatStream:
         if data.strip() == "[DONE]":
             self._done = True
             return ""
-        try:
-            chunk = loads(data)
-        except ValueError:
-            raise StreamInterruptedError(f"malformed stream chunk: {data[:80]!r}") from None
+        chunk = stream_event(data)
         if chunk.get("error"):
             error = openai_error_from_payload(chunk["error"], status=None)
             raise StreamInterruptedError(f"error inside the stream: {error.message}", code=error.code)
@@ -317,10 +312,7 @@ def chat_usage(usage: Mapping[str, Any] | None) -> Usage | None:
 
 def classify_openai_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
     """One error for an OpenAI-family error response (OpenAI, Azure and compatibles)."""
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        data = {}
+    data = error_body(body)
     payload = data.get("error") if isinstance(data, dict) else None
     if not isinstance(payload, dict):
         # Mistral and some servers put the error fields at the top level.

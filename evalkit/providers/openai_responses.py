@@ -14,7 +14,6 @@ stream's result is parsed by the same function as a non-streamed answer.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping, Sequence
 
 from ..errors import (
@@ -25,7 +24,7 @@ from ..errors import (
     provider_error,
 )
 from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
-from ._wire import HttpCall, Reply
+from ._wire import HttpCall, Reply, stream_event
 
 # The error-payload reader is shared with Chat Completions: both APIs send {"code", "type", "message"}.
 from .openai_chat import openai_error_from_payload
@@ -267,14 +266,9 @@ class OpenAIResponsesStream:
     def feed(self, data: str, event: str | None = None) -> str:
         if event is not None and event not in _READ_EVENTS:
             return ""
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            if data.strip() == "[DONE]":  # some proxies append Chat's terminator; it carries nothing
-                return ""
-            raise StreamInterruptedError(f"malformed stream event: {data[:80]!r}") from None
-        if not isinstance(chunk, dict):
-            raise StreamInterruptedError(f"malformed stream event: {data[:80]!r}")
+        if data.strip() == "[DONE]":  # some proxies append Chat's terminator; it carries nothing
+            return ""
+        chunk = stream_event(data)
         kind = chunk.get("type") or event
         if kind == _TEXT_DELTA:
             delta = chunk.get("delta") or ""
