@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from .types import Message
 
-__all__ = ["TokenCount", "count_tokens", "count_text_tokens"]
+__all__ = ["TokenCount", "count_tokens"]
 
 # Per-message framing tokens in OpenAI's chat format (cookbook: "How to count tokens").
 _TOKENS_PER_MESSAGE = 3
@@ -57,11 +57,6 @@ def count_tokens(messages: Iterable[Message | Mapping[str, Any]] | str, model: s
     if encode is None:
         return TokenCount(framing + sum((len(t) + 3) // 4 for t in texts), False, "chars/4")
     return TokenCount(framing + sum(len(encode(t)) for t in texts), exact, encoding_name)
-
-
-def count_text_tokens(text: str, model: str = "") -> int:
-    """Token count of plain text (an estimate unless ``model`` is an OpenAI model)."""
-    return count_tokens(text, model).count
 
 
 def _encoding_for(model: str) -> tuple[str, bool]:

@@ -22,7 +22,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping
 
 __all__ = [
     "Attempt",
@@ -254,13 +254,3 @@ class ChatResponse:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
-
-def as_messages(items: Sequence[Message | Mapping[str, Any]]) -> tuple[Message, ...]:
-    """Messages from ``Message`` objects or ``{"role": ..., "content": ...}`` dicts."""
-    out = []
-    for item in items:
-        if isinstance(item, Message):
-            out.append(item)
-        else:
-            out.append(Message(role=item["role"], content=str(item.get("content") or "")))
-    return tuple(out)

@@ -26,7 +26,7 @@ from .replay import (
     replay_policy,
 )
 from .routing_table import Constraints, RoutingRow, RoutingTable
-from .stats import bootstrap_mean_interval, wilson_interval
+from .stats import wilson_interval
 from .summary import pass_at_k, pass_hat_k, summary_df
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "aiq",
     "apgr",
     "baseline_sweep",
-    "bootstrap_mean_interval",
     "cpt",
     "default_provider_of",
     "load_alpaca_eval",

@@ -1,7 +1,8 @@
 """Interval estimates shared by the summaries, the recommender and the replay.
 
-Kept small and dependency-light (numpy only): Wilson score intervals for
-rates, percentile bootstrap intervals for means, both vectorised.
+Wilson score intervals for rates, as plain numbers or polars expressions.
+Bootstrap intervals of means live with the summaries (``summary.bootstrap_means``),
+which resample every group in one vectorised batch.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["bootstrap_mean_interval", "wilson_interval", "z_for"]
+__all__ = ["wilson_expr", "wilson_interval", "z_for"]
 
 
 def z_for(confidence: float) -> float:
@@ -46,20 +47,3 @@ def wilson_expr(successes: Any, n: Any, confidence: float = 0.95) -> tuple[Any, 
     return (safe.then((centre - half).clip(0.0, 1.0)).otherwise(None),
             safe.then((centre + half).clip(0.0, 1.0)).otherwise(None))
 
-
-def bootstrap_mean_interval(values: Any, confidence: float = 0.95, n_boot: int = 1000,
-                            seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (nulls dropped); nan when empty."""
-    import numpy as np
-
-    data = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))],
-                      dtype=float)
-    if data.size == 0:
-        return math.nan, math.nan
-    if data.size == 1:
-        return float(data[0]), float(data[0])
-    rng = np.random.default_rng(seed)
-    means = rng.choice(data, size=(n_boot, data.size), replace=True).mean(axis=1)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(low), float(high)
