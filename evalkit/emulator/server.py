@@ -26,6 +26,7 @@ from ._app import build_app
 from ._specs import Fleet
 from ._state import EmulatorState
 from ._transport import protocol_class
+from ._urls import WireURLs
 from .answers import AnswerBook, bundled_dataset_files
 from .faults import parse_steps
 from .fleet import load_fleet
@@ -36,7 +37,7 @@ _HOST = "127.0.0.1"
 _START_TIMEOUT_S = 10.0
 
 
-class Emulator:
+class Emulator(WireURLs):
     """An OpenAI/Anthropic/Gemini-compatible HTTP server on 127.0.0.1 with simulated models.
 
     ``fleet`` is a :class:`Fleet`, a fleet file path, or None for the built-in
@@ -175,21 +176,6 @@ class Emulator:
         if self.port is None:
             raise RuntimeError("the emulator is not started")
         return f"http://{_HOST}:{self.port}"
-
-    @property
-    def openai_base_url(self) -> str:
-        """What OpenAI clients take as ``base_url`` (``.../v1``)."""
-        return self.base_url + "/v1"
-
-    @property
-    def anthropic_base_url(self) -> str:
-        """What the Anthropic SDK takes as ``base_url`` (the bare origin)."""
-        return self.base_url
-
-    @property
-    def gemini_base_url(self) -> str:
-        """What Gemini clients take as ``base_url`` (the bare origin; paths start ``/v1beta``)."""
-        return self.base_url
 
     # -- control ---------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from ..emulator._urls import WireURLs
 from ..providers._http import CASSETTE
 
 __all__ = [
@@ -360,7 +361,7 @@ def same_body(live: Any, recorded: Any) -> None:
 
 
 @dataclass(frozen=True)
-class ReplayEmulator:
+class ReplayEmulator(WireURLs):
     """Stands in for :class:`~evalkit.emulator.Emulator` in a replay: the fleet, but no server."""
 
     fleet: Any
@@ -368,18 +369,6 @@ class ReplayEmulator:
     time_scale: float = 0.02
     base_url: str = PLACEHOLDER_BASE_URL
     running: bool = False
-
-    @property
-    def openai_base_url(self) -> str:
-        return self.base_url + "/v1"  # the same paths as Emulator.openai_base_url, so requests match
-
-    @property
-    def anthropic_base_url(self) -> str:
-        return self.base_url
-
-    @property
-    def gemini_base_url(self) -> str:
-        return self.base_url
 
     def __enter__(self) -> Self:
         return self

@@ -66,7 +66,6 @@ def _emulated(model: str, emulator: Any, timeout_s: float) -> Any:
         known = ", ".join(emulator.fleet.names())
         raise ConfigError(f"the emulator fleet has no model {model!r}; it has {known}", field="--targets")
     wire = spec.wires[0]
-    base_url = {"openai": emulator.openai_base_url, "anthropic": emulator.anthropic_base_url,
-                "gemini": emulator.gemini_base_url}[wire]
+    base_url = emulator.base_url_for(wire)
     return get_provider(f"{_WIRE_PROVIDER[wire]}:{model}", api_key="emulator-key", base_url=base_url,
                         prices=spec.price.as_prices(), context_window=spec.context_window, timeout=timeout_s)
