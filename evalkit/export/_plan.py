@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
 
 __all__ = ["Chain", "Leaf", "Mix", "Node", "Plan", "chain_members", "load_config", "parse_plan", "retry_of"]
+
+
+SELF_HOSTED = ("ollama", "vllm", "llamacpp")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,24 @@ class Leaf:
         from ..providers.vendors import VENDORS
 
         return VENDORS[self.provider].base_url
+
+    def gateway_base_url(self, env_reference: Callable[[str], str]) -> str | None:
+        """Where a gateway should send this target; ``None`` when the gateway knows the vendor's endpoint.
+
+        An explicit ``base_url`` is used as is, ``base_url_env`` becomes the
+        gateway's own way of naming a variable (``env_reference``), and
+        self-hosted servers get their default address. Gateways talk to Ollama
+        at the server origin, as Ollama's own clients do, not at ``/v1``.
+        """
+        if self.spec.get("base_url"):
+            base = str(self.spec["base_url"]).rstrip("/")
+        elif self.spec.get("base_url_env"):
+            return env_reference(str(self.spec["base_url_env"]))
+        elif self.provider in SELF_HOSTED:
+            base = self.default_base_url
+        else:
+            return None
+        return base.removesuffix("/v1") if self.provider == "ollama" else base
 
 
 @dataclass(frozen=True)

@@ -163,19 +163,9 @@ def litellm_params(leaf: Leaf) -> dict[str, Any]:
 
 
 def _api_base(leaf: Leaf) -> str | None:
-    spec = leaf.spec
-    if spec.get("base_url"):
-        base = str(spec["base_url"]).rstrip("/")
-    elif spec.get("base_url_env"):
-        return f"os.environ/{spec['base_url_env']}"
-    elif leaf.provider == "azure":
+    if leaf.provider == "azure" and not (leaf.spec.get("base_url") or leaf.spec.get("base_url_env")):
         return "os.environ/AZURE_OPENAI_ENDPOINT"
-    elif leaf.provider in ("ollama", "vllm", "llamacpp"):
-        base = leaf.default_base_url
-    else:
-        return None  # LiteLLM knows the vendor's endpoint
-    # LiteLLM's Ollama route speaks Ollama's own API at the server origin, not the /v1 compatibility path.
-    return base.removesuffix("/v1") if leaf.provider == "ollama" else base
+    return leaf.gateway_base_url(lambda name: f"os.environ/{name}")
 
 
 def _model_info(leaf: Leaf) -> dict[str, Any]:

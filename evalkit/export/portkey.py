@@ -43,7 +43,6 @@ PORTKEY_PROVIDERS: Mapping[str, str] = {
 }
 """evalkit provider → Portkey provider slug."""
 
-_SELF_HOSTED = ("ollama", "vllm", "llamacpp")
 
 
 def to_portkey(plan: Plan, virtual_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -99,14 +98,6 @@ class _Renderer:
 
 
 def _custom_host(leaf: Leaf) -> str | None:
-    spec = leaf.spec
-    if spec.get("base_url"):
-        base = str(spec["base_url"]).rstrip("/")
-    elif spec.get("base_url_env"):
-        return f"<{spec['base_url_env']}>"  # Portkey configs cannot read the environment: fill it in
-    elif leaf.provider in _SELF_HOSTED:
-        base = leaf.default_base_url
-    else:
-        return None
-    # Portkey's Ollama provider talks to the server origin, like Ollama's own clients.
-    return base.removesuffix("/v1") if leaf.provider == "ollama" else base
+    # Portkey configs cannot read the environment: a variable becomes a placeholder to fill in.
+    return leaf.gateway_base_url(lambda name: f"<{name}>")
+
