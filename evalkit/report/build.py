@@ -103,8 +103,12 @@ def _usd(value: Any) -> str:
         return "—"
     value = float(value)
     sign, value = ("-" if value < 0 else ""), abs(value)
-    # Per-item costs are often fractions of a cent: keep 3 significant digits instead of 2 decimals.
-    return f"{sign}${value:,.2f}" if value >= 1 or value == 0 else f"{sign}${value:.3g}"
+    if value >= 1 or value == 0:
+        return f"{sign}${value:,.2f}"
+    # Per-item costs are often fractions of a cent: 3 significant digits, written out ($0.0000425, not
+    # $4.25e-05), because readers compare these by eye down a column.
+    decimals = min(12, 2 - math.floor(math.log10(value)))
+    return f"{sign}${value:.{decimals}f}"
 
 
 def _ms(value: Any) -> str:

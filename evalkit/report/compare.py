@@ -22,9 +22,12 @@ def comparison(results: Any, baseline: Any, summary: Any, baseline_summary: Any)
     import polars as pl
 
     keys = ["task_type", "target"]
-    cur = summary.select(*keys, *_METRICS)
-    base = baseline_summary.select(*keys, *(pl.col(m).alias(f"{m}_base") for m in _METRICS))
+    # Presence is its own column: a target whose every call failed has no quality but was still run.
+    cur = summary.select(*keys, *_METRICS, pl.lit(True).alias("in_current"))
+    base = baseline_summary.select(*keys, *(pl.col(m).alias(f"{m}_base") for m in _METRICS),
+                                   pl.lit(True).alias("in_baseline"))
     joined = cur.join(base, on=keys, how="full", coalesce=True).sort(keys)
+    joined = joined.with_columns(pl.col("in_current", "in_baseline").fill_null(False))
     joined = joined.with_columns((pl.col(m) - pl.col(f"{m}_base")).alias(f"{m}_delta") for m in _METRICS)
     tests = _paired(results, baseline)
     if tests is not None:

@@ -38,6 +38,8 @@ def add_run_parser(subparsers: Any) -> None:
     p.add_argument("--shard", metavar="K/N", help="run only every N-th cell, starting at the K-th")
     p.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
                    help=f"emulator delay factor (default {DEFAULT_TIME_SCALE}; 1.0 = realistic)")
+    p.add_argument("--fleet", metavar="FILE", help="the emulator's fleet (YAML/TOML; default: the built-in "
+                                                   "fleet), e.g. with injected faults")
     p.add_argument("--record", metavar="CASSETTE", help="record all HTTP traffic to a cassette")
     p.add_argument("--replay", metavar="CASSETTE", help="replay a recorded cassette; no network")
     p.add_argument("--no-progress", action="store_true")
@@ -127,16 +129,19 @@ def run_command(args: argparse.Namespace) -> int:
 def _targets(args: argparse.Namespace) -> tuple[list[str], str | None, dict[str, Any] | None]:
     from .targets import EMULATOR_PREFIX, emulator_specs
 
+    fleet = getattr(args, "fleet", None)
     if args.targets:
         specs = [s.strip() for s in args.targets.split(",") if s.strip()]
     else:
-        from ..emulator.fleet import default_fleet
+        from ..emulator.fleet import load_fleet
 
-        specs = emulator_specs(default_fleet())
+        specs = emulator_specs(load_fleet(fleet))  # a bad fleet file stops here, before anything is written
     judge = args.judge or (f"{EMULATOR_PREFIX}sim-large" if not args.targets or any(
         s.startswith(EMULATOR_PREFIX) for s in specs) else None)
     uses_emulator = any(s.startswith(EMULATOR_PREFIX) for s in [*specs, judge or ""])
     emulator = {"seed": args.seed, "time_scale": args.time_scale} if uses_emulator else None
+    if emulator is not None and fleet:
+        emulator["fleet"] = str(Path(fleet).resolve())  # the manifest keeps it, so --resume finds it
     return specs, judge, emulator
 
 

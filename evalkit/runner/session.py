@@ -38,8 +38,8 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
                     progress: bool = True) -> RunResult:
     """Run (or resume) ``suite`` × ``target_specs`` × ``options.repeats`` and return where it went.
 
-    ``emulator`` (``{"seed": 0, "time_scale": 0.02}``) starts the in-process
-    provider emulator for ``emulator:MODEL`` targets. On resume, the suite,
+    ``emulator`` (``{"seed": 0, "time_scale": 0.02, "fleet": "my_fleet.yaml"}``,
+    fleet optional) starts the in-process provider emulator for ``emulator:MODEL`` targets. On resume, the suite,
     targets, options and emulator settings come from the run's manifest.
     """
     from ..datasets import load_dataset
@@ -113,14 +113,14 @@ def _maybe_emulator(specs: Sequence[str], judge: str | None, settings: dict[str,
     from .cassettes import replay_emulator, replaying
 
     settings = settings or {}
-    seed, time_scale = settings.get("seed", 0), settings.get("time_scale", 0.02)
+    seed, time_scale, fleet = settings.get("seed", 0), settings.get("time_scale", 0.02), settings.get("fleet")
     if replaying():
         # The cassette answers every request of a replay: emulator targets need the fleet, not a server.
-        yield replay_emulator(None, seed, time_scale)
+        yield replay_emulator(fleet, seed, time_scale)
         return
     from ..emulator import Emulator
 
-    with Emulator(seed=seed, time_scale=time_scale) as emu:
+    with Emulator(fleet, seed=seed, time_scale=time_scale) as emu:
         yield emu
 
 

@@ -109,3 +109,42 @@ def test_bad_routing_config_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     code, err = run_cli(tmp_path, ["--suite", "ok.jsonl", "--targets", "r.yaml"], monkeypatch, capsys)
     assert code == 2 and expected in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def fleet_yaml(name: str, price: str = "{input: 1, output: 2}", faults: str = "{}") -> str:
+    """A one-model fleet file."""
+    return (f"version: 1\nmodels:\n  - name: {name}\n    wires: [openai]\n    price: {price}\n"
+            "    context_window: 8000\n    latency: {ttft_ms: {median: 100}, tokens_per_s: {median: 50}}\n"
+            f"    skills: {{default: 0.5}}\n    faults: {faults}\n")
+
+
+@pytest.mark.parametrize(("fleet_text", "expected"), [
+    (None, "fleet.yaml"),
+    (fleet_yaml("sim-x", price="{input: -1, output: 1}"), "fleet.yaml:5: models[0].price.input"),
+], ids=["missing", "negative-price"])
+def test_bad_fleet_file_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                fleet_text: str | None, expected: str) -> None:
+    (tmp_path / "ok.jsonl").write_text(jsonl(GOOD))
+    if fleet_text is not None:
+        (tmp_path / "fleet.yaml").write_text(fleet_text)
+    code, err = run_cli(tmp_path, ["--suite", "ok.jsonl", "--fleet", "fleet.yaml"], monkeypatch, capsys)
+    assert code == 2 and expected in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_faulty_fleet_gives_error_rows_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from evalkit.runner import attempts_df, results_df
+
+    (tmp_path / "ok.jsonl").write_text(jsonl(*[with_(id=f"q{i}") for i in range(10)]))
+    (tmp_path / "fleet.yaml").write_text(fleet_yaml("sim-flaky", faults="{server: 1.0}"))
+    code, err = run_cli(tmp_path, ["--suite", "ok.jsonl", "--fleet", "fleet.yaml", "--time-scale", "0",
+                                   "--judge", "emulator:sim-flaky"], monkeypatch, capsys)
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    results = results_df(run_dir)
+    assert results["target"].unique().to_list() == ["openai:sim-flaky"]
+    assert results["status"].unique().to_list() == ["error"] and results["error_kind"].unique().to_list() == ["server"]
+    assert attempts_df(run_dir).height >= results.height
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["config"]["emulator"]["fleet"] == str(tmp_path / "fleet.yaml")
