@@ -46,6 +46,11 @@ def render_html(run_dir: str | Path, *, baseline: str | Path | None = None,
     run_dir = Path(run_dir)
     results = results_df(run_dir)
     manifest = sections.read_manifest(run_dir)
+    if not manifest and not results.height:
+        from ..errors import ConfigError
+
+        raise ConfigError("not a run directory (no manifest.json and no results)", file=str(run_dir),
+                          field="run_dir")
     summary = summary_df(results)
     targets = sorted(results.get_column("target").unique().to_list())
     prompts, prompt_note = drilldown.load_prompts(manifest)

@@ -22,12 +22,16 @@ def _colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def _svg(fig: Any) -> str:
-    """The figure as an ``<svg>`` element: XML prolog, DOCTYPE and metadata dropped (inline use)."""
+def _svg(fig: Any, name: str) -> str:
+    """The figure as an ``<svg>`` element: XML prolog, DOCTYPE and metadata dropped (inline use).
+
+    ``name`` salts the SVG's internal ids: fixed, so the same run gives the same bytes (a
+    regenerated report diffs cleanly), and distinct per chart, so ids never clash within a page.
+    """
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9, "svg.hashsalt": f"evalkit-{name}"}):
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.index("<svg"):]
@@ -57,7 +61,7 @@ def cost_quality_svg(points: Any, targets: list[str]) -> str:
         ax.set_visible(False)
     handles = [_marker(fig, _colour(i), t) for i, t in enumerate(targets)]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(targets)), frameon=False)
-    return _svg(fig)
+    return _svg(fig, "cost-quality")
 
 
 def _marker(fig: Any, colour: str, label: str) -> Any:
@@ -112,7 +116,7 @@ def latency_svg(stats: list[dict[str, Any]], targets: list[str]) -> str:
         ax.set_title(title + " — whiskers p5/p95", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     axes[0].invert_yaxis()  # shared y: the first target on top, as in the tables
-    return _svg(fig)
+    return _svg(fig, "latency")
 
 
 def error_kinds_svg(counts: dict[str, dict[str, int]], targets: list[str]) -> str:
@@ -130,4 +134,4 @@ def error_kinds_svg(counts: dict[str, dict[str, int]], targets: list[str]) -> st
     ax.set_xlabel("errored cells")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    return _svg(fig)
+    return _svg(fig, "errors")

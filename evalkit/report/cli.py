@@ -1,28 +1,49 @@
-"""``evalkit report RUN_DIR [-o FILE] [--baseline RUN_DIR]``: argument parsing only (cheap to import)."""
+"""``evalkit report [RUN_DIR] [-o FILE] [--baseline RUN_DIR] [--open]``: argument parsing only (cheap to import)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_report_parser"]
+__all__ = ["add_report_parser", "latest_run"]
 
 
 def add_report_parser(subparsers: Any) -> None:
     """Register the ``report`` subcommand on ``evalkit``'s subparsers."""
     p = subparsers.add_parser("report", help="write a self-contained HTML report of a recorded run")
-    p.add_argument("run_dir", help="runs/<run_id>")
+    p.add_argument("run_dir", nargs="?", help="runs/<run_id> (default: the newest run under --runs-dir)")
     p.add_argument("-o", "--output", help="HTML file to write (default: RUN_DIR/report.html)")
     p.add_argument("--baseline", help="another run directory to compare against")
     p.add_argument("--max-drilldown", type=int, default=2000,
                    help="cells shown in the item drill-down (sampled beyond this; default 2000)")
+    p.add_argument("--runs-dir", default="runs", help="where to look for the newest run (default: runs)")
+    p.add_argument("--open", action="store_true", help="open the report in the default web browser")
     p.set_defaults(run=_report)
+
+
+def latest_run(runs_dir: str | Path) -> Path:
+    """The run under ``runs_dir`` that started last (by its manifest), for ``evalkit report`` with no run."""
+    from ..errors import ConfigError
+
+    manifests = sorted(Path(runs_dir).glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    if not manifests:
+        raise ConfigError("no run found here; run `evalkit run` first or name a run directory",
+                          file=str(runs_dir), field="run_dir")
+    return manifests[-1].parent
 
 
 def _report(args: argparse.Namespace) -> int:
     from .build import build_report
 
-    path = build_report(args.run_dir, args.output, baseline=args.baseline, max_drilldown=args.max_drilldown)
+    run_dir = args.run_dir or latest_run(args.runs_dir)
+    path = build_report(run_dir, args.output, baseline=args.baseline, max_drilldown=args.max_drilldown)
     print(f"wrote {path}", file=sys.stderr)
+    if args.open:
+        import webbrowser
+
+        # On a machine with no browser this returns False; the file is written all the same.
+        if not webbrowser.open(Path(path).resolve().as_uri()):
+            print(f"no web browser found; open {Path(path).resolve().as_uri()}", file=sys.stderr)
     return 0

@@ -189,3 +189,38 @@ def test_a_100k_row_run_gives_a_small_report(run_dir: Path, tmp_path: Path, caps
     text = " ".join(" ".join(page.text).split())
     assert "This run has 100,000 cells; a random sample of whole requests" in text
     assert 1_000 < html.count('<tr class="cell ') <= 2_000, "the drill-down is capped at max_drilldown"
+
+
+def test_report_with_no_run_named_uses_the_newest_run_and_can_open_it(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import webbrowser
+
+    from evalkit.cli import main
+
+    runs = tmp_path / "runs"
+    older, newer = runs / "older", runs / "newer"
+    for copy, age in ((older, 100), (newer, 0)):
+        shutil.copytree(run_dir, copy)
+        stamp = time.time() - age
+        os.utime(copy / "manifest.json", (stamp, stamp))
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--open"]) == 0
+    assert (newer / "report.html").is_file() and not (older / "report.html").exists()
+    assert opened == [(newer / "report.html").resolve().as_uri()]
+
+
+@pytest.mark.parametrize("where", ["no-runs", "not-a-run"])
+def test_report_of_nothing_is_a_clear_error(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from evalkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stray").mkdir()
+    args = ["report"] if where == "no-runs" else ["report", "stray"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and ("no run found" in err or "not a run directory" in err), err
+    assert not list(tmp_path.rglob("*.html"))
