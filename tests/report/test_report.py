@@ -224,3 +224,11 @@ def test_report_of_nothing_is_a_clear_error(where: str, tmp_path: Path, monkeypa
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and ("no run found" in err or "not a run directory" in err), err
     assert not list(tmp_path.rglob("*.html"))
+
+
+def test_a_run_with_a_sparse_manifest_still_gets_a_report(run_dir: Path, tmp_path: Path) -> None:
+    sparse = tmp_path / "sparse"
+    shutil.copytree(run_dir, sparse)
+    (sparse / "manifest.json").write_text(json.dumps({"run_id": "hand-made"}))
+    page = Page(build_report(sparse, tmp_path / "sparse.html").read_text())
+    assert set(SECTIONS) <= page.ids and "Run hand-made" in " ".join(page.text)
