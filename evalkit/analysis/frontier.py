@@ -193,7 +193,9 @@ def baseline_sweep(results: Any, strong: str, weak: str, *, shares: Sequence[flo
              .drop_nulls(["s", "w"]).with_columns((pl.col("s") - pl.col("w")).alias("gain")))
     aggs = [pl.len().alias("n"), pl.col("s").mean().alias("q_strong"), pl.col("w").mean().alias("q_weak"),
             pl.col("gain").filter(pl.col("gain") > 0).sort(descending=True).alias("gains")]
-    groups = (pairs.group_by(keys).agg(aggs) if keys else pairs.select(aggs)).collect()
+    # With no keys the whole table is one group: a constant key keeps `gains` one list, as group_by does.
+    group_keys = keys or [pl.lit(0).alias("_all")]
+    groups = pairs.group_by(group_keys).agg(aggs).collect()
     rows = []
     for group in groups.iter_rows(named=True):
         n, gains = group["n"], np.asarray(group["gains"], float)

@@ -104,7 +104,19 @@ def test_baseline_sweep_random_and_oracle() -> None:
     rows = [{name: None for name in schema} | {"item_id": item, "task_type": "qa", "target": target,
                                                   "repeat": 0, "status": "ok", "score": score}
             for target, scores in (("S", strong), ("W", weak)) for item, score in scores.items()]
-    sweep = baseline_sweep(pl.DataFrame(rows, schema=schema), "S", "W", shares=[0.0, 0.2, 0.5, 1.0])
-    assert sweep["random"].to_list() == pytest.approx([0.6, 0.64, 0.7, 0.8])
-    # 0.2 × 5 = 1 strong call: +1 item; 0.5 × 5 = 2.5 calls but only 2 items gain
-    assert sweep["oracle"].to_list() == pytest.approx([0.6, 0.8, 1.0, 1.0])
+    frame = pl.DataFrame(rows, schema=schema)
+    # by=None pools every task type: with one task type here, the same curve, one row per share.
+    for sweep in (baseline_sweep(frame, "S", "W", shares=[0.0, 0.2, 0.5, 1.0]),
+                  baseline_sweep(frame, "S", "W", shares=[0.0, 0.2, 0.5, 1.0], by=None)):
+        assert sweep["random"].to_list() == pytest.approx([0.6, 0.64, 0.7, 0.8])
+        # 0.2 × 5 = 1 strong call: +1 item; 0.5 × 5 = 2.5 calls but only 2 items gain
+        assert sweep["oracle"].to_list() == pytest.approx([0.6, 0.8, 1.0, 1.0])
+
+
+def test_baseline_sweep_with_no_gain_is_the_weak_model_throughout() -> None:
+    schema = result_schema()
+    rows = [{name: None for name in schema} | {"item_id": f"i{i}", "task_type": "qa", "target": target,
+                                                  "repeat": 0, "status": "ok", "score": score}
+            for target, score in (("S", 0.0), ("W", 1.0)) for i in range(2)]
+    sweep = baseline_sweep(pl.DataFrame(rows, schema=schema), "S", "W", shares=[0.0, 1.0], by=None)
+    assert sweep["oracle"].to_list() == [1.0, 1.0] and sweep["random"].to_list() == [1.0, 0.0]
