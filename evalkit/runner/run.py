@@ -123,7 +123,7 @@ def build_request(item: Any, cell: Cell, options: RunOptions) -> ChatRequest:
 async def _ask(item: Any, target: Any, cell: Cell, options: RunOptions, run_id: str,
                graders: _GraderCache) -> dict[str, Any]:
     request = build_request(item, cell, options)
-    started_at = time.time()
+    started_at, clock = time.time(), time.perf_counter()
     response: ChatResponse | None = None
     error: ProviderError | None = None
     try:
@@ -131,12 +131,14 @@ async def _ask(item: Any, target: Any, cell: Cell, options: RunOptions, run_id: 
         attempts = list(response.attempts) or [_leaf_attempt(response, target, started_at)]
     except ProviderError as exc:
         error = exc
+        # A caller waits for a failure too: a lone failed call is timed here (a router times its own).
         attempts = list(getattr(exc, "attempts", None) or ()) or [Attempt(
-            target=target.name, error_kind=exc.kind.value, error=exc.message[:300], started_at=started_at)]
+            target=target.name, error_kind=exc.kind.value, error=exc.message[:300], started_at=started_at,
+            latency_ms=(time.perf_counter() - clock) * 1000)]
     except Exception as exc:  # noqa: BLE001 - a broken custom target is a failed cell, not a dead run
         error = InternalError(f"{type(exc).__name__}: {exc}")
         attempts = [Attempt(target=target.name, error_kind="internal", error=error.message[:300],
-                            started_at=started_at)]
+                            started_at=started_at, latency_ms=(time.perf_counter() - clock) * 1000)]
     row = _row(run_id, item, target.name, cell.repeat, request, response, error, attempts, started_at)
     if response is not None:
         row.update(await graders.grade(item, response.text))

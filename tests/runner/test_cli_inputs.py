@@ -146,5 +146,6 @@ def test_a_faulty_fleet_gives_error_rows_not_a_crash(tmp_path: Path, monkeypatch
     assert results["target"].unique().to_list() == ["openai:sim-flaky"]
     assert results["status"].unique().to_list() == ["error"] and results["error_kind"].unique().to_list() == ["server"]
     assert attempts_df(run_dir).height >= results.height
+    assert (results["latency_ms"] > 0).all(), "the time spent on a failed call is recorded, not 0 ms"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["emulator"]["fleet"] == str(tmp_path / "fleet.yaml")
