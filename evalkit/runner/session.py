@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError
 from ._cells import Shard
@@ -35,12 +35,14 @@ def new_run_id() -> str:
 async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: RunOptions = RunOptions(),
                     runs_dir: str | Path = "runs", run_id: str | None = None, resume: str | Path | None = None,
                     judge_spec: str | None = None, emulator: dict[str, Any] | None = None,
-                    progress: bool = True) -> RunResult:
+                    progress: bool | Callable[[Mapping[str, Any], RunTotals], None] = True) -> RunResult:
     """Run (or resume) ``suite`` × ``target_specs`` × ``options.repeats`` and return where it went.
 
-    ``emulator`` (``{"seed": 0, "time_scale": 0.02, "fleet": "my_fleet.yaml"}``,
-    fleet optional) starts the in-process provider emulator for ``emulator:MODEL`` targets. On resume, the suite,
-    targets, options and emulator settings come from the run's manifest.
+    ``emulator`` (``{"seed": 0, "time_scale": 0.02, "fleet": "my_fleet.yaml"}``, fleet
+    optional) starts the in-process provider emulator for ``emulator:MODEL`` targets. On
+    resume, the suite, targets, options and emulator settings come from the run's manifest.
+    ``progress``: True draws a progress bar (a line updated in place in Jupyter), False
+    nothing, a callable is called with each finished row and the running :class:`RunTotals`.
     """
     from ..datasets import load_dataset
 
@@ -125,11 +127,14 @@ def _maybe_emulator(specs: Sequence[str], judge: str | None, settings: dict[str,
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, label: str) -> Iterator[Any]:
+def _progress(enabled: bool | Callable[..., None], label: str) -> Iterator[Any]:
+    if callable(enabled):  # the caller's own: called with each finished row and the running totals
+        yield enabled
+        return
     if not enabled:
         yield None
         return
-    from .progress import RunProgress
+    from .progress import NotebookProgress, RunProgress, in_notebook
 
-    with RunProgress(label) as bar:
+    with (NotebookProgress if in_notebook() else RunProgress)(label) as bar:
         yield bar.update

@@ -34,8 +34,10 @@ def small_suite(tmp_path: Path, n_per_type: int = 2) -> Path:
 
 def run(tmp_path: Path, suite: Path, **kwargs) -> evalkit.runner.RunResult:
     kwargs.setdefault("options", RunOptions(concurrency=8))
+    kwargs.setdefault("emulator", EMU)
+    kwargs.setdefault("progress", False)
     return asyncio.run(run_suite(suite, kwargs.pop("targets", TARGETS), runs_dir=tmp_path / "runs",
-                                 judge_spec="emulator:sim-large", emulator=EMU, progress=False, **kwargs))
+                                 judge_spec="emulator:sim-large", **kwargs))
 
 
 def test_one_graded_row_per_cell_with_its_attempts(tmp_path: Path) -> None:
@@ -149,3 +151,38 @@ def test_regrade_grades_saved_answers_again_without_calling_models(tmp_path: Pat
     assert (both.filter(~judged)["score"] == both.filter(~judged)["score_again"]).all()
     assert both.filter(judged)["score_again"].is_null().all(), "judge items without a judge stay ungraded"
     assert after.select("output", "latency_ms", "cost_usd").equals(before.select("output", "latency_ms", "cost_usd"))
+
+
+def test_progress_can_be_the_callers_own_callback(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, int]] = []
+    suite = small_suite(tmp_path, 1)
+    result = run(tmp_path, suite, progress=lambda row, totals: seen.append((row["target"], totals.done, totals.total)))
+    n_cells = len(load_dataset(suite)) * len(TARGETS)
+    assert [done for _, done, _ in seen] == list(range(1, n_cells + 1))
+    assert {total for _, _, total in seen} == {n_cells} and result.totals.done == n_cells
+    assert {target for target, _, _ in seen} == {"openai:sim-small", "openai:sim-large"}
+
+
+def test_notebook_progress_is_one_line_updated_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    from decimal import Decimal
+
+    import IPython.display
+
+    from evalkit.runner.progress import NotebookProgress
+    from evalkit.runner.run import RunTotals
+
+    shown: list[str] = []
+
+    class Handle:
+        def update(self, text: IPython.display.Pretty) -> None:
+            shown.append(text.data)
+
+    monkeypatch.setattr(IPython.display, "display", lambda text, display_id: shown.append(text.data) or Handle())
+    totals = RunTotals(total=4, errors=1, spend=Decimal("0.12345"), unpriced=2)
+    with NotebookProgress("smoke", min_interval_s=0) as bar:
+        for _ in range(4):
+            totals.done += 1
+            bar.update({}, totals)
+    assert shown[0] == "smoke: starting" and len(shown) == 6
+    assert shown[-1].startswith("smoke " + "█" * 30 + " 4/4 cells")
+    assert shown[-1].endswith("1 errors · $0.1234 (+2 unpriced)")
