@@ -9,8 +9,10 @@ simulated prompt caching, which depends on what was asked before.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._answer_text import correct_answer, wrong_answer
 from ._filler import filler_text
@@ -25,6 +27,24 @@ __all__ = ["CHUNK_TOKENS", "ChatCall", "Generation", "Simulator", "Timing", "Usa
 
 CHUNK_TOKENS = 3
 """Tokens per streamed content event."""
+
+ITEM_CONCENTRATION = 2.0
+"""How alike a model's samples on one item are: item chances are Beta(c·skill, c·(1 - skill)).
+
+Low values make items mostly always-right or always-wrong (samples agree); high values make
+every item a coin with the model's skill (samples independent). 2 puts pass^2 about
+skill·(1 - skill)/3 above skill², between the two.
+"""
+
+
+@functools.lru_cache(maxsize=65536)
+def item_chance(skill: float, u: float) -> float:
+    """The chance a model answers one item right: quantile ``u`` of Beta with mean ``skill``."""
+    if skill <= 0 or skill >= 1:
+        return min(1.0, max(0.0, skill))
+    from scipy.special import betaincinv  # lazily: only sampled requests to dataset items need it
+
+    return float(betaincinv(ITEM_CONCENTRATION * skill, ITEM_CONCENTRATION * (1 - skill), u))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +61,13 @@ class ChatCall:
     json_mode: bool = False
     cache_control: bool = False
     stream_format: str = "sse"
+    seed: int | None = None
+    temperature: float | None = None
+
+    @property
+    def sample_key(self) -> int | None:
+        """What makes this a fresh sample of the model: its seed, unless there is none or temperature is 0."""
+        return None if self.seed is None or self.temperature == 0 else self.seed
 
     @property
     def last_user_text(self) -> str:
@@ -160,9 +187,7 @@ class Simulator:
             return judge_verdict(prompt, self.book, rng, spec.skill(None))[0], "judge", None
         item = self.book.lookup(prompt)
         if item is not None:
-            # Keyed by item, not request: the same question is right or wrong for a model
-            # whatever the wire, streaming mode or retry.
-            if unit_draw(self.seed, "correct", spec.name, item.id) < spec.skill(item.task_type):
+            if self._is_correct(call, spec, item):
                 return correct_answer(item), "correct", item.id
             rng = rng_for(self.seed, "wrong", spec.name, item.id)
             return wrong_answer(item, rng, self.book), "wrong", item.id
@@ -172,6 +197,21 @@ class Simulator:
             return json.dumps({"answer": filler_text(rng, min(length, 48))}), "filler", None
         # Text past max_tokens would be cut anyway: write one token more than the limit, not hundreds.
         return filler_text(rng, min(length, self._token_limit(call, spec) + 1)), "filler", None
+
+    def _is_correct(self, call: ChatCall, spec: ModelSpec, item: Any) -> bool:
+        """Whether this answer to a dataset item is right; over items and samples, right ``skill`` of the time.
+
+        Keyed by item and sample (the request's seed), never by wire, streaming mode or retry. With
+        no sample key (no seed, temperature 0, or a wire with no seed such as Anthropic's) an item
+        is simply right or wrong for a model. Sampled answers are right with the item's own chance,
+        drawn once per model and item, so hard items stay mostly wrong across repeats, as with
+        real models, and pass@k grows with k while pass^k shrinks.
+        """
+        skill = spec.skill(item.task_type)
+        if call.sample_key is None:
+            return unit_draw(self.seed, "correct", spec.name, item.id) < skill
+        chance = item_chance(skill, unit_draw(self.seed, "difficulty", spec.name, item.id))
+        return unit_draw(self.seed, "correct", spec.name, item.id, call.sample_key) < chance
 
     def _limit(self, text: str, call: ChatCall, spec: ModelSpec) -> tuple[str, str, str | None]:
         finish, stop_sequence = "stop", None

@@ -23,6 +23,7 @@ from ._wire_common import (
     WireError,
     base62,
     compact_json,
+    float_or_none,
     rfc3339,
     seconds_text,
 )
@@ -71,6 +72,7 @@ def parse_request(
         stop=tuple(str(s) for s in stop) if isinstance(stop, list) else (),
         stream=bool(body.get("stream")),
         cache_control=_mentions_cache_control(body.get("system")) or _mentions_cache_control(raw),
+        temperature=float_or_none(body.get("temperature")),  # Messages has no seed: samples agree
     )
 
 

@@ -21,7 +21,9 @@ __all__ = [
     "WireError",
     "base62",
     "compact_json",
+    "float_or_none",
     "go_duration",
+    "int_or_none",
     "rfc3339",
     "seconds_text",
 ]
@@ -145,3 +147,13 @@ def rfc3339(seconds_from_now: float) -> str:
     # Rounded up, so a client that waits until the reset never comes back early.
     when = datetime.fromtimestamp(math.ceil(time.time() + seconds_from_now), tz=UTC)
     return when.isoformat().replace("+00:00", "Z")
+
+
+def int_or_none(value: Any) -> int | None:
+    """A request's integer field (``seed``), or None when absent or not an integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def float_or_none(value: Any) -> float | None:
+    """A request's number field (``temperature``), or None when absent or not a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

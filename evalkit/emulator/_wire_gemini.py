@@ -22,6 +22,8 @@ from ._wire_common import (
     StreamEvent,
     WireError,
     base62,
+    float_or_none,
+    int_or_none,
     seconds_text,
 )
 from .answers import content_text
@@ -70,6 +72,8 @@ def parse_request(
         stream=bool(stream),
         json_mode=config.get("responseMimeType", config.get("response_mime_type")) == "application/json",
         stream_format="sse" if (query or {}).get("alt") == "sse" else "json-array",
+        seed=int_or_none(config.get("seed")),
+        temperature=float_or_none(config.get("temperature")),
     )
 
 

@@ -21,7 +21,9 @@ from ._wire_common import (
     StreamEvent,
     WireError,
     compact_json,
+    float_or_none,
     go_duration,
+    int_or_none,
     seconds_text,
 )
 from .answers import content_text
@@ -77,6 +79,8 @@ def parse_request(
         stream=bool(body.get("stream")),
         include_usage=bool(options.get("include_usage")),
         json_mode=response_format.get("type") in ("json_object", "json_schema"),
+        seed=int_or_none(body.get("seed")),
+        temperature=float_or_none(body.get("temperature")),
     )
 
 

@@ -121,6 +121,31 @@ def test_correct_share_tracks_the_models_skill() -> None:
     assert abs(right / 1000 - p) <= 4 * math.sqrt(p * (1 - p) / 1000)
 
 
+def test_repeated_samples_vary_per_item_like_a_real_models() -> None:
+    # 400 items × 8 samples (request seeds): the mean stays the skill, answers vary between samples,
+    # yet each item keeps its own difficulty: two samples agree more often than independent coins.
+    items = [BookItem(f"q{i}", "math", f"What is {i} times 3?", 3 * i, {"type": "numeric"}) for i in range(400)]
+    spec = default_fleet().model("sim-small")
+    simulator = Simulator(seed=5, time_scale=0.0, book=AnswerBook(items))
+
+    def right(item: BookItem, **call: Any) -> bool:
+        chat_call = ChatCall("openai", spec.name, (("user", item.prompt),), **call)
+        return simulator.generate(chat_call, spec).answer_kind == "correct"
+
+    grid = [[right(it, seed=seed) for seed in range(8)] for it in items]
+    p = spec.skill("math")
+    share = sum(map(sum, grid)) / (400 * 8)
+    assert abs(share - p) <= 4 * math.sqrt(p * (1 - p) / 400)
+    mixed = sum(0 < sum(row) < 8 for row in grid)
+    assert mixed > 40, "some items are right in one sample and wrong in another"
+    both = sum(row[0] and row[1] for row in grid) / 400
+    assert both > p * p + 0.03, "pass^2 is above skill squared: samples of one item are alike"
+    # The same sample again (a retry), temperature 0 or no seed: the same answer every time.
+    assert [right(it, seed=3) for it in items] == [row[3] for row in grid]
+    assert len({tuple(right(it, seed=s, temperature=0.0) for it in items) for s in (1, 2)}) == 1
+    assert len({tuple(right(it, seed=None) for it in items) for _ in (1, 2)}) == 1
+
+
 def test_same_seed_same_answers_and_timings_other_seed_other_draws() -> None:
     items = [
         BookItem(f"q{i}", "factual_qa", f"Question number {i}?", ["x"], {"type": "alias"}) for i in range(200)
