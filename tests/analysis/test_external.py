@@ -12,18 +12,12 @@ from evalkit.analysis.external import load_alpaca_eval, load_results_table, load
 from evalkit.analysis.frontier import apgr, baseline_sweep
 from evalkit.analysis.summary import summary_df
 from evalkit.runner.schema import result_schema
+from tests.shared import shared_path
 
 GPT4, MIXTRAL = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
 
-def _shared_data() -> Path | None:
-    for candidate in (Path(__file__).parents[2] / ".." / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "routellm").is_dir() and (candidate / "alpaca_eval").is_dir():
-            return candidate.resolve()
-    return None
-
-
-SHARED = _shared_data()
+SHARED = shared_path("data", must_contain=("routellm", "alpaca_eval"))
 needs_shared = pytest.mark.skipif(SHARED is None, reason="shared/data (RouteLLM, AlpacaEval) not present")
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from evalkit.datasets import bundled_suite_path, bundled_suites, load_dataset
 from evalkit.errors import ConfigError
+from tests.shared import shared_path
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES_DIR = REPO / "datasets"
@@ -156,11 +157,7 @@ def test_attribution_names_every_source_and_license_files_exist(manifest) -> Non
 
 
 def _shared_data() -> Path | None:
-    # CI clones the repo next to shared/; a developer machine has it at /work/shared.
-    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "humaneval").is_dir():
-            return candidate
-    return None
+    return shared_path("data", must_contain=("humaneval",))
 
 
 @pytest.mark.skipif(

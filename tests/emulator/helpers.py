@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import yaml
 
-WIRE_DIR = Path(__file__).parents[2] / ".." / "shared" / "wire"
+from tests.shared import REPO, shared_path
+
+WIRE_DIR = shared_path("wire") or REPO.parent / "shared" / "wire"
 
 # One TLS context for every throwaway httpx client: building one per client costs ~30 ms (and the
 # emulator is plain HTTP anyway).

@@ -16,16 +16,15 @@ import nbformat
 import pytest
 import yaml
 
+from tests.shared import shared_path
+
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 TIMEOUT_S = 240  # per cell; each notebook takes well under a minute on 2 cores
 
 
 def _shared_data() -> Path | None:
-    """The team's shared/data (RouteLLM, AlpacaEval), found as tests/analysis/test_external.py finds it."""
-    for candidate in (Path(__file__).parents[2] / ".." / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "routellm").is_dir() and (candidate / "alpaca_eval").is_dir():
-            return candidate.resolve()
-    return None
+    """The team's shared/data with the RouteLLM and AlpacaEval results 04 reads."""
+    return shared_path("data", must_contain=("routellm", "alpaca_eval"))
 
 
 def execute(name: str) -> Any:

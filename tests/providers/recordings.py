@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +18,9 @@ import pytest
 import yaml
 
 import evalkit
+from tests.shared import REPO, shared_path
 
-WIRE = Path(__file__).resolve().parents[2].parent / "shared" / "wire"
+WIRE = shared_path("wire") or REPO.parent / "shared" / "wire"
 FAKE_KEY = "sk-test-FAKE0123456789abcdefFAKE0123456789"
 
 needs_wire = pytest.mark.skipif(not WIRE.is_dir(), reason=f"recorded traffic not found at {WIRE}")
