@@ -123,6 +123,7 @@ def run_command(args: argparse.Namespace) -> int:
     console.print(f"{t.done} cells asked ({t.skipped} already done), {t.errors} failed, "
                   f"{t.passed} passed, spend ${t.spend:.4f}" + (f", {t.unpriced} unpriced" if t.unpriced else ""))
     console.print(f"results: {result.run_dir}  (evalkit.results_df('{result.run_dir}'))")
+    console.print(f"report:  evalkit report {result.run_dir} --open")
     return 0
 
 
