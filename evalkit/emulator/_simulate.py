@@ -139,6 +139,9 @@ class Simulator:
     ) -> None:
         self.seed, self.time_scale, self.book = seed, time_scale, book
         self.cache = cache or PromptCache()
+        # Load scipy now, not on the first sampled request: a 170 ms import while serving would
+        # delay every request in flight and show up in the first cells' latencies.
+        item_chance(0.5, 0.5)
 
     def prompt_tokens(self, call: ChatCall) -> int:
         """The request's prompt size in the emulator's tokens."""

@@ -112,6 +112,9 @@ def _usd(value: Any) -> str:
         return f"{sign}${value:,.2f}"
     # Per-item costs are often fractions of a cent: 3 significant digits, written out ($0.0000425, not
     # $4.25e-05), because readers compare these by eye down a column.
+    value = float(f"{value:.3g}")  # round first: 0.0009996 is $0.00100, not $0.001000
+    if value >= 1:
+        return f"{sign}${value:,.2f}"
     decimals = min(12, 2 - math.floor(math.log10(value)))
     return f"{sign}${value:.{decimals}f}"
 

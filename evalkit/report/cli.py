@@ -27,7 +27,16 @@ def latest_run(runs_dir: str | Path) -> Path:
     """The run under ``runs_dir`` that started last (by its manifest), for ``evalkit report`` with no run."""
     from ..errors import ConfigError
 
-    manifests = sorted(Path(runs_dir).glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    import json
+
+    def started(manifest: Path) -> tuple[str, float]:
+        # The manifest is rewritten when a run ends or resumes, so its mtime is not when it started.
+        try:
+            return str(json.loads(manifest.read_text()).get("started_at") or ""), manifest.stat().st_mtime
+        except (OSError, ValueError):
+            return "", manifest.stat().st_mtime
+
+    manifests = sorted(Path(runs_dir).glob("*/manifest.json"), key=started)
     if not manifests:
         raise ConfigError("no run found here; run `evalkit run` first or name a run directory",
                           file=str(runs_dir), field="run_dir")

@@ -130,16 +130,23 @@ def run_command(args: argparse.Namespace) -> int:
 def _targets(args: argparse.Namespace) -> tuple[list[str], str | None, dict[str, Any] | None]:
     from .targets import EMULATOR_PREFIX, emulator_specs
 
+    from ..emulator.fleet import load_fleet
+
     fleet = getattr(args, "fleet", None)
+    emulated = load_fleet(fleet)  # a bad fleet file stops here, before anything is written
+    models = [m.name for m in emulated.models]
     if args.targets:
         specs = [s.strip() for s in args.targets.split(",") if s.strip()]
     else:
-        from ..emulator.fleet import load_fleet
-
-        specs = emulator_specs(load_fleet(fleet))  # a bad fleet file stops here, before anything is written
-    judge = args.judge or (f"{EMULATOR_PREFIX}sim-large" if not args.targets or any(
+        specs = emulator_specs(emulated)
+    # The default judge is the fleet's sim-large, or its first model when a custom fleet has none.
+    default_judge = f"{EMULATOR_PREFIX}{'sim-large' if 'sim-large' in models else models[0]}"
+    judge = args.judge or (default_judge if not args.targets or any(
         s.startswith(EMULATOR_PREFIX) for s in specs) else None)
     uses_emulator = any(s.startswith(EMULATOR_PREFIX) for s in [*specs, judge or ""])
+    if fleet and not uses_emulator:
+        raise ConfigError("no target or judge is an emulator model, so the fleet would be unused",
+                          file=str(fleet), field="--fleet")
     emulator = {"seed": args.seed, "time_scale": args.time_scale} if uses_emulator else None
     if emulator is not None and fleet:
         emulator["fleet"] = str(Path(fleet).resolve())  # the manifest keeps it, so --resume finds it

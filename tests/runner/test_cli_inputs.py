@@ -138,8 +138,9 @@ def test_a_faulty_fleet_gives_error_rows_not_a_crash(tmp_path: Path, monkeypatch
 
     (tmp_path / "ok.jsonl").write_text(jsonl(*[with_(id=f"q{i}") for i in range(10)]))
     (tmp_path / "fleet.yaml").write_text(fleet_yaml("sim-flaky", faults="{server: 1.0}"))
-    code, err = run_cli(tmp_path, ["--suite", "ok.jsonl", "--fleet", "fleet.yaml", "--time-scale", "0",
-                                   "--judge", "emulator:sim-flaky"], monkeypatch, capsys)
+    # No --judge: a fleet without sim-large judges with its own first model.
+    code, err = run_cli(tmp_path, ["--suite", "ok.jsonl", "--fleet", "fleet.yaml", "--time-scale", "0"],
+                        monkeypatch, capsys)
     assert code == 0, err
     (run_dir,) = (tmp_path / "runs").iterdir()
     results = results_df(run_dir)
@@ -149,3 +150,14 @@ def test_a_faulty_fleet_gives_error_rows_not_a_crash(tmp_path: Path, monkeypatch
     assert (results["latency_ms"] > 0).all(), "the time spent on a failed call is recorded, not 0 ms"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["emulator"]["fleet"] == str(tmp_path / "fleet.yaml")
+
+
+def test_a_fleet_no_target_uses_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ok.jsonl").write_text(jsonl(GOOD))
+    (tmp_path / "fleet.yaml").write_text(fleet_yaml("sim-x"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    code, err = run_cli(tmp_path, ["--suite", "ok.jsonl", "--fleet", "fleet.yaml", "--targets", "openai:gpt-4o-mini",
+                                   "--judge", "openai:gpt-4o-mini"], monkeypatch, capsys)
+    assert code == 2 and "fleet.yaml: --fleet" in err, err
+    assert not (tmp_path / "runs").exists()
