@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +24,16 @@ CASSETTE = ROOT / "cassettes" / "smoke-emulator.yaml"
 REPORT = ROOT / "reports" / "smoke-emulator.html"
 RUN_ID = "smoke-emulator"
 # The options the cassette was recorded with (cassettes/README.md): replays match requests by body.
+# The flags a sandboxed, offline machine needs: no GPU, no sandbox (root in a container), and no
+# background connections to Google, which a closed network refuses. The browser tests use them too.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 RECORDED_WITH = ["--suite", "smoke", "--stream", "--time-scale", "0.02", "--no-progress"]
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or ``$EVALKIT_CHROMIUM``), None when the machine has none."""
+    return os.environ.get("EVALKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def replay_run(runs_dir: Path) -> Path:
@@ -49,11 +59,9 @@ def screenshot(report: Path, out_dir: Path) -> list[Path]:
     """The top of the report and its cost-vs-quality charts, as the README shows them."""
     from playwright.sync_api import sync_playwright
 
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     top, charts = out_dir / "screenshot-top.png", out_dir / "screenshot-charts.png"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=flags)
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(report.resolve().as_uri(), wait_until="load")
         page.screenshot(path=str(top))
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {report.relative_to(ROOT)} ({report.stat().st_size / 1e6:.2f} MB)")
     if args.no_screenshots:
         return 0
-    if shutil.which("chromium") is None:
+    if chromium_path() is None:
         print("no chromium on PATH: screenshots not taken (apt-get install chromium)", file=sys.stderr)
         return 0
     for path in screenshot(report, report.parent):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import yaml
 
 from evalkit.report import build_report
 from evalkit.runner import RunOptions, run_suite
+from tests.report.test_example_report import make_example
 from tests.runner.test_run import small_suite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +31,8 @@ CHART_SECTIONS = ["cost-quality", "latency", "errors"]
 PAYLOADS = ["<script>window.__pwned = 'script'; alert('script')</script>",
             "<img src=x onerror=\"window.__pwned = 'onerror'; alert('onerror')\">",
             "<svg onload=\"window.__pwned = 'svg'\"></svg>"]
-# The flags a sandboxed, offline machine needs: no GPU, no sandbox (root in a container), and no
-# background connections to Google, which this machine's closed network refuses.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def chromium_path() -> str | None:
-    return os.environ.get("EVALKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = make_example().CHROMIUM_FLAGS
+chromium_path = make_example().chromium_path
 
 
 def artifacts_dir() -> Path:
