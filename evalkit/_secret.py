@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-__all__ = ["Secret", "SecretHeaders", "redact"]
+__all__ = ["Secret", "SecretHeaders", "known_secrets", "redact", "scrub"]
+
+_MIN_SCRUBBED = 8
+"""Values shorter than this are not scrubbed from text: a test key "k" would erase every letter k."""
+
+_KNOWN: set[str] = set()
+"""Every secret value this process has held (see :func:`scrub`)."""
 
 
 class Secret:
@@ -19,6 +25,8 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if len(value) >= _MIN_SCRUBBED:
+            _KNOWN.add(value)
 
     @classmethod
     def from_env(cls, names: Iterable[str]) -> Secret | None:
@@ -66,3 +74,22 @@ class SecretHeaders(dict):
 
     def __reduce__(self) -> object:
         raise TypeError("SecretHeaders cannot be pickled")
+
+
+def known_secrets() -> frozenset[str]:
+    """Every secret value (of at least 8 characters) a :class:`Secret` has held in this process."""
+    return frozenset(_KNOWN)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every known secret value replaced by ``********``.
+
+    For everything evalkit writes (result rows, reports, logs): an upstream may
+    echo a key back in a 200 body, and that text must not reach disk.
+    """
+    if not _KNOWN or not text:
+        return text
+    for value in _KNOWN:
+        if value in text:
+            text = text.replace(value, "********")
+    return text

@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .types import Cost, Usage
 
 __all__ = [
     "AllTargetsFailed",
@@ -115,6 +118,12 @@ class ProviderError(EvalkitError):
     retry decision. ``status`` is the HTTP status (``None`` for transport
     failures), ``code`` the vendor's own error type/code when it sent one.
     Messages never contain credentials: the HTTP layer redacts them.
+
+    ``usage`` and ``cost`` are what the vendor may bill for the failed attempt
+    (``None`` when nothing was generated, or nothing is known): a refusal that
+    came with a usage object, or a stream cut after some text, is still paid
+    for. Counted locally, they are marked ``usage.exact = False``. Routers
+    record them on the attempt and budgets settle them instead of releasing.
     """
 
     kind: ClassVar[ErrorKind]
@@ -131,6 +140,8 @@ class ProviderError(EvalkitError):
         retry_after: float | None = None,
         request_id: str | None = None,
         retryable: bool | None = None,
+        usage: Usage | None = None,
+        cost: Cost | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -141,6 +152,8 @@ class ProviderError(EvalkitError):
         self.retry_after = retry_after
         self.request_id = request_id
         self.retryable = self.default_retryable if retryable is None else retryable
+        self.usage = usage
+        self.cost = cost
 
     @property
     def retry(self) -> RetryDecision:

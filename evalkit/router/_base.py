@@ -129,7 +129,7 @@ class Router:
             attempts.append(Attempt(
                 target=target.name, error_kind=exc.kind.value, error=exc.message[:300],
                 latency_ms=(time.perf_counter() - started) * 1000.0, started_at=started_at,
-                depth=depth, retry=retry,
+                depth=depth, retry=retry, usage=exc.usage, cost=exc.cost,
             ))
             raise
         if response.attempts:

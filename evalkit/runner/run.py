@@ -134,7 +134,7 @@ async def _ask(item: Any, target: Any, cell: Cell, options: RunOptions, run_id: 
         # A caller waits for a failure too: a lone failed call is timed here (a router times its own).
         attempts = list(getattr(exc, "attempts", None) or ()) or [Attempt(
             target=target.name, error_kind=exc.kind.value, error=exc.message[:300], started_at=started_at,
-            latency_ms=(time.perf_counter() - clock) * 1000)]
+            latency_ms=(time.perf_counter() - clock) * 1000, usage=exc.usage, cost=exc.cost)]
     except Exception as exc:  # noqa: BLE001 - a broken custom target is a failed cell, not a dead run
         error = InternalError(f"{type(exc).__name__}: {exc}")
         attempts = [Attempt(target=target.name, error_kind="internal", error=error.message[:300],
