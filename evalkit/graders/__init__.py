@@ -20,9 +20,13 @@ type            extraction and comparison
 ``regex``       ``re.search(pattern, output, flags)``
 ``json``        the output (code fence allowed) is JSON, equal to the reference if any
 ``json_schema`` the output is JSON valid against ``schema`` (needs ``jsonschema``)
-``code_exec``   the reply's code + tests in a sandboxed subprocess; pass on exit code 0
+``code_exec``   the reply's code + tests in a bubblewrap sandbox; pass when ``check`` returned
 ``judge``       an LLM rates 1–10 (MT-Bench single-answer prompts); pass at >= 7
 ==============  ==========================================================================
+
+``code_exec`` needs bubblewrap: ``sandbox_problem()`` says why it cannot run here (None
+when it can), and its graders raise :class:`SandboxUnavailable` there unless built with
+``grader_for(spec, unsafe_code_exec=True)``.
 
 Nothing here imports more than the standard library until a grader needs it.
 """
@@ -42,6 +46,7 @@ from evalkit.graders._match import (
     RegexGrader,
 )
 from evalkit.graders._registry import GRADER_CLASSES, grader_for
+from evalkit.graders._sandbox import SandboxUnavailable, sandbox_problem
 from evalkit.graders._text import squad_normalize
 
 __all__ = [
@@ -59,6 +64,7 @@ __all__ = [
     "NormalizedGrader",
     "NumericGrader",
     "RegexGrader",
+    "SandboxUnavailable",
     "SlotF1Grader",
     "build_judge_prompt",
     "build_program",
@@ -68,6 +74,7 @@ __all__ = [
     "find_label",
     "grader_for",
     "parse_rating",
+    "sandbox_problem",
     "slot_f1",
     "squad_normalize",
 ]

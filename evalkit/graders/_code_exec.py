@@ -1,4 +1,4 @@
-"""``code_exec``: run the model's code against the item's tests in a sandboxed subprocess (HumanEval)."""
+"""``code_exec``: run the model's code against the item's tests in a bubblewrap sandbox (HumanEval)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.errors import ConfigError
 from evalkit.graders._base import Grade, short
-from evalkit.graders._sandbox import RunResult, run_python
+from evalkit.graders._sandbox import RunResult, run_tests
 from evalkit.graders._text import code_blocks, last_line
 
 if TYPE_CHECKING:
     from evalkit.datasets import Item
 
-__all__ = ["CodeExecGrader", "build_program", "extract_code"]
+__all__ = ["CodeExecGrader", "build_program", "candidate_program", "extract_code"]
 
 _PYTHON_TAGS = ("python", "py", "python3")
 _FUTURE_IMPORT = re.compile(r"^from __future__ import [^\n]*$", re.MULTILINE)
@@ -55,8 +55,8 @@ def prompt_code(item: Item) -> str:
     return ""
 
 
-def build_program(preamble: str, code: str, tests: str, entry_point: str) -> str:
-    """``preamble + code + tests + check(entry_point)``, with ``from __future__`` imports hoisted first.
+def candidate_program(preamble: str, code: str) -> str:
+    """``preamble + code``, with ``from __future__`` imports hoisted first: what runs before the tests.
 
     The preamble (the prompt's code) always goes first: a reply that is only
     the function body completes the prompt's signature, and a full reply that
@@ -67,23 +67,49 @@ def build_program(preamble: str, code: str, tests: str, entry_point: str) -> str
     futures = [line for part in parts for line in _FUTURE_IMPORT.findall(part)]
     body = "\n\n".join(_FUTURE_IMPORT.sub("", part) for part in parts if part.strip())
     head = "\n".join(dict.fromkeys(futures))
-    return f"{head}\n{body}\n\n{tests}\n\ncheck({entry_point})\n".lstrip("\n")
+    return f"{head}\n{body}\n".lstrip("\n")
+
+
+def build_program(preamble: str, code: str, tests: str, entry_point: str) -> str:
+    """The whole program as one script: ``preamble + code + tests + check(entry_point)``.
+
+    For reading and for running by hand. The grader does not run this text: it
+    compiles the candidate's part and the tests separately (a reply cannot
+    swallow the tests, e.g. with an unclosed string) and calls ``check`` itself.
+    """
+    return f"{candidate_program(preamble, code)}\n{tests}\n\ncheck({entry_point})\n"
 
 
 class CodeExecGrader:
     """Functional correctness: the item's ``check(candidate)`` tests pass against the reply's code.
 
-    The program is the prompt's code, the extracted code (see
-    :func:`extract_code`), the tests and ``check(entry_point)``; it runs in a
-    fresh sandboxed ``python -I`` (see :mod:`._sandbox`) with a wall timeout
-    (``timeout_s``, default 10) and a memory cap (``memory_mb``, default
-    1024). Pass means exit code 0; the reason is the last line of stderr (the
-    exception), ``timeout after Ns`` or the signal that ended it.
+    The prompt's code and the extracted code (see :func:`extract_code`) run,
+    then the tests, then ``check(entry_point)``, in a bubblewrap sandbox (see
+    :mod:`._sandbox`: what it isolates, and what the verdict does and does not
+    guarantee) with a wall timeout (``timeout_s``, default 10) and a memory cap
+    (``memory_mb``, default 1024). Pass means the sandbox's harness recorded
+    that ``check`` returned; an exit status never does. The reason of a
+    failure is the last line of stderr (the exception), ``timeout after Ns`` or
+    the signal that ended the program.
+
+    Without a working sandbox, :meth:`grade` raises
+    :class:`~evalkit.graders.SandboxUnavailable`, unless ``unsafe`` (the CLI's
+    ``--unsafe-code-exec``): then the code runs in a plain child process
+    (``details["sandbox"] == "none (unsafe)"``). With a sandbox, ``unsafe``
+    changes nothing.
     """
 
     name = "code_exec"
 
-    def __init__(self, tests: str, entry_point: str, timeout_s: float = 10.0, memory_mb: int = 1024) -> None:
+    def __init__(
+        self,
+        tests: str,
+        entry_point: str,
+        timeout_s: float = 10.0,
+        memory_mb: int = 1024,
+        *,
+        unsafe: bool = False,
+    ) -> None:
         if not isinstance(tests, str) or not tests.strip():
             raise ConfigError("is required: test code defining check(candidate)", field="grader.tests")
         if not isinstance(entry_point, str) or not entry_point.isidentifier():
@@ -93,22 +119,30 @@ class CodeExecGrader:
                 raise ConfigError(f"must be a positive number, got {value!r}", field=f"grader.{field}")
         self.tests, self.entry_point = tests, entry_point
         self.timeout_s, self.memory_bytes = float(timeout_s), int(memory_mb * (1 << 20))
+        self.unsafe = bool(unsafe)
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> CodeExecGrader:
+    def from_spec(cls, spec: Mapping[str, Any], *, unsafe: bool = False) -> CodeExecGrader:
         """The grader a dataset spec describes (``tests``, ``entry_point``; ``timeout_s``, ``memory_mb``)."""
         return cls(
             tests=spec.get("tests"),
             entry_point=spec.get("entry_point"),
             timeout_s=spec.get("timeout_s", 10.0),
             memory_mb=spec.get("memory_mb", 1024),
+            unsafe=unsafe,
         )
 
     async def grade(self, item: Item, output: str) -> Grade:
-        """Run the tests; pass on exit code 0."""
-        code = extract_code(output)
-        program = build_program(prompt_code(item), code, self.tests, self.entry_point)
-        result = await run_python(program, timeout_s=self.timeout_s, memory_bytes=self.memory_bytes)
+        """Run the tests; pass when the harness recorded that ``check`` returned."""
+        program = candidate_program(prompt_code(item), extract_code(output))
+        result = await run_tests(
+            program,
+            self.tests,
+            self.entry_point,
+            timeout_s=self.timeout_s,
+            memory_bytes=self.memory_bytes,
+            unsafe=self.unsafe,
+        )
         details = {
             "exit_code": result.exit_code,
             "timed_out": result.timed_out,
@@ -116,9 +150,10 @@ class CodeExecGrader:
             "stderr": result.stderr[-1500:],
             "stdout": result.stdout[-500:],
             "pid": result.pid,
+            "sandbox": result.sandbox,
             "network_namespace": result.network_namespace,
         }
-        if result.exit_code == 0:
+        if result.passed:
             return Grade.correct("all tests passed", **details)
         return Grade.wrong(self._failure_reason(result), **details)
 
@@ -127,7 +162,9 @@ class CodeExecGrader:
             return f"timeout after {self.timeout_s:g}s"
         if result.exit_code is not None and result.exit_code < 0:
             return f"killed by {_signal_name(-result.exit_code)}"
-        return short(last_line(result.stderr), 160) or f"exit code {result.exit_code}"
+        return short(last_line(result.stderr), 160) or (
+            f"exit code {result.exit_code} before the tests finished (no pass recorded)"
+        )
 
 
 def _signal_name(number: int) -> str:

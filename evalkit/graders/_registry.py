@@ -41,12 +41,15 @@ GRADER_CLASSES: Mapping[str, type] = {
 }
 
 
-def grader_for(spec: Mapping[str, Any] | str, judge: Any = None) -> Grader:
+def grader_for(spec: Mapping[str, Any] | str, *, judge: Any = None, unsafe_code_exec: bool = False) -> Grader:
     """The grader for a spec such as ``item.grader`` (``{"type": "numeric"}``, or just ``"numeric"``).
 
     The spec is checked the way the dataset loader checks it; a bad spec is a
     :class:`~evalkit.ConfigError` naming the field. ``judge`` (a provider or a
     router) is required for ``judge`` specs and ignored by the others.
+    ``unsafe_code_exec`` lets ``code_exec`` graders run model-written code
+    without isolation where no sandbox works (see :class:`CodeExecGrader`);
+    without it they raise :class:`~evalkit.graders.SandboxUnavailable` there.
     """
     from evalkit.datasets._graders import parse_grader  # the loader's checks are the one definition
 
@@ -56,4 +59,6 @@ def grader_for(spec: Mapping[str, Any] | str, judge: Any = None) -> Grader:
     build: Callable[..., Grader] = GRADER_CLASSES[checked["type"]].from_spec
     if checked["type"] == "judge":
         return build(checked, judge=judge)
+    if checked["type"] == "code_exec":
+        return build(checked, unsafe=unsafe_code_exec)
     return build(checked)
