@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
-__all__ = ["Secret", "SecretHeaders", "known_secrets", "redact", "scrub"]
+__all__ = ["Secret", "SecretHeaders", "known_secrets", "mentions_secret", "redact", "scrub", "scrub_strings",
+           "scrubbed_warnings"]
 
 _MIN_SCRUBBED = 8
 """Values shorter than this are not scrubbed from text: a test key "k" would erase every letter k."""
@@ -93,3 +95,66 @@ def scrub(text: str) -> str:
         if value in text:
             text = text.replace(value, "********")
     return text
+
+
+def scrub_strings(value: Any) -> Any:
+    """``value`` with :func:`scrub` applied to every string in it, through dicts, lists and tuples.
+
+    For records about to be written (a result row with its attempts, a manifest):
+    every field is covered, including ones added later.
+    """
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub_strings(k): scrub_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_strings(v) for v in value]
+    return value
+
+
+_needles: tuple[int, tuple[bytes, ...]] = (0, ())
+"""(size of the registry, byte forms of its values): secrets are only ever added, so the size is a version."""
+
+
+def mentions_secret(data: bytes) -> bool:
+    """Whether ``data`` (text or JSON as UTF-8) holds a known secret value, as is or JSON-escaped.
+
+    One substring test per form and secret: cheap enough to run on every line
+    written, so that the slower :func:`scrub_strings` runs only when needed.
+    """
+    global _needles
+    if not _KNOWN:
+        return False
+    if _needles[0] != len(_KNOWN):
+        import json
+
+        values = list(_KNOWN)  # a snapshot: another thread may register a key meanwhile
+        forms = {form.encode() for value in values
+                 for form in (value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1])}
+        _needles = (len(values), tuple(forms))
+    for needle in _needles[1]:  # a loop, not any(<generator>): this runs once per row written
+        if needle in data:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def scrubbed_warnings() -> Iterator[None]:
+    """Meanwhile, every warning is shown with known secret values scrubbed from its message.
+
+    A warning may quote what an upstream sent (an echoed key in a model name);
+    a command that prints warnings to a terminal or a log wraps its work in this.
+    """
+    import warnings
+
+    show = warnings.showwarning
+
+    def scrubbed(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+        show(scrub(str(message)), category, filename, lineno, file, line)
+
+    warnings.showwarning = scrubbed
+    try:
+        yield
+    finally:
+        warnings.showwarning = show

@@ -10,34 +10,46 @@ only ``score``, ``passed``, ``grade_reason`` and ``judge_cost_usd`` change.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .lock import RunLock
 from .run import _GraderCache
-from .store import RunStore
+from .store import RunStore, write_parquet
 
 __all__ = ["regrade"]
 
 
-async def regrade(run_dir: str | Path, *, judge: Any = None, concurrency: int = 8) -> int:
-    """Grade every answered cell of ``run_dir`` again; returns how many cells were graded."""
+async def regrade(run_dir: str | Path, *, judge: Any = None, concurrency: int = 8,
+                  unsafe_code_exec: bool = False) -> int:
+    """Grade every answered cell of ``run_dir`` again; returns how many cells were graded.
+
+    The run directory is locked meanwhile (a :class:`~evalkit.ConfigError` if another
+    process writes it). ``unsafe_code_exec`` (or the run's own setting) lets
+    ``code_exec`` items run without a sandbox when none is available.
+    """
+    store = RunStore(run_dir)
+    if not store.manifest_path.is_file():
+        raise ConfigError("not a run directory (no manifest.json)", file=str(run_dir))
+    with RunLock(store.path, field="run_dir"):
+        store.compact()
+        manifest = store.read_manifest()
+        unsafe = unsafe_code_exec or bool(manifest["config"].get("unsafe_code_exec"))
+        return await _regrade_parts(store, manifest, _GraderCache(judge, unsafe_code_exec=unsafe), concurrency)
+
+
+async def _regrade_parts(store: RunStore, manifest: dict[str, Any], graders: _GraderCache,
+                         concurrency: int) -> int:
     import polars as pl
 
     from ..datasets import load_dataset
 
-    store = RunStore(run_dir)
-    if not store.manifest_path.is_file():
-        raise ConfigError("not a run directory (no manifest.json)", file=str(run_dir))
-    store.compact()
-    manifest = store.read_manifest()
     dataset = load_dataset(manifest["config"]["suite"])
     if dataset.sha256 != manifest["dataset"]["sha256"]:
         raise ConfigError("the dataset changed since this run; its items no longer match the answers",
                           file=str(dataset.path), field="sha256")
     items = {item.id: item for item in dataset}
-    graders = _GraderCache(judge)
     gate = asyncio.Semaphore(concurrency)
     graded = 0
     for part in store.parquet_parts("results"):
@@ -59,7 +71,5 @@ async def regrade(run_dir: str | Path, *, judge: Any = None, concurrency: int = 
             pl.Series("judge_cost_usd", [g.get("judge_cost_usd") for g in grades],
                       dtype=pl.String).cast(frame.schema["judge_cost_usd"]),
         )
-        tmp = part.with_suffix(".parquet.tmp")
-        updated.write_parquet(tmp)
-        os.replace(tmp, part)
+        write_parquet(updated, part)
     return graded

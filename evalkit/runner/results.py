@@ -35,8 +35,14 @@ def _read(store: RunStore, table: str, schema: dict[str, Any]) -> Any:
         from ..errors import ConfigError
 
         raise ConfigError("no such run directory", file=str(store.path))
-    parts = [pl.read_parquet(p) for p in store.parquet_parts(table)]
-    pending = list(store.log_rows())
+    parquet, logs = store.table_parts(table)
+    parts = [pl.read_parquet(p) for p in parquet]
+    pending = []
+    for log in logs:
+        try:
+            pending.extend(store.read_log_part(log))
+        except FileNotFoundError:  # compacted by the writer since it was listed: its Parquet part is complete
+            parts.append(pl.read_parquet(store.path / table / f"{log.stem}.parquet"))
     if pending:
         results, attempts = frames(pending)
         parts.append(results if table == "results" else attempts)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
+import shutil
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,12 +14,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError
 from ._cells import Shard
+from .lock import RunLock
 from .manifest import build_manifest, now_iso
 from .run import RunOptions, RunTotals, run_cells
 from .store import RunStore
 from .targets import EMULATOR_PREFIX, resolve_targets
 
-__all__ = ["RunResult", "run_suite", "new_run_id"]
+__all__ = ["RunResult", "check_run_id", "new_run_id", "run_suite"]
 
 
 @dataclass(frozen=True)
@@ -40,48 +44,118 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
 
     ``emulator`` (``{"seed": 0, "time_scale": 0.02, "fleet": "my_fleet.yaml"}``, fleet
     optional) starts the in-process provider emulator for ``emulator:MODEL`` targets. On
-    resume, the suite, targets, options and emulator settings come from the run's manifest.
+    resume, the suite, targets, options and emulator settings come from the run's manifest
+    (``options.unsafe_code_exec``, a permission of this invocation, is applied when set).
     ``progress``: True draws a progress bar (a line updated in place in Jupyter), False
     nothing, a callable is called with each finished row and the running :class:`RunTotals`.
+
+    ``run_id`` is one directory name inside ``runs_dir`` (letters, digits, ``.``, ``_``,
+    ``-``). The run directory is locked while this runs: a second writer gets a
+    :class:`~evalkit.ConfigError`. A failed write (a full disk) raises the ``OSError``
+    and leaves a run that ``resume`` completes.
     """
     from ..datasets import load_dataset
 
     if resume is not None:
-        store, suite, target_specs, options, judge_spec, emulator = _resumed(Path(resume), options.shard)
+        store, suite, target_specs, options, judge_spec, emulator = _resumed(Path(resume), options)
         run_id = store.path.name
+    else:
+        run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+        store = RunStore(Path(runs_dir) / run_id)
+        _check_new(store)
+    _check_emulator_settings(emulator)
     dataset = load_dataset(suite)
-    with _maybe_emulator(target_specs, judge_spec, emulator) as emu:
+    with contextlib.ExitStack() as held:
+        if resume is not None:
+            held.enter_context(RunLock(store.path, field="--resume"))
+        emu = held.enter_context(_maybe_emulator(target_specs, judge_spec, emulator))
         targets = resolve_targets(target_specs, emulator=emu)
         judge = resolve_targets([judge_spec], emulator=emu)[0] if judge_spec else None
         if resume is None:
-            run_id = run_id or new_run_id()
-            store = RunStore(Path(runs_dir) / run_id)
-            if store.path.exists():
-                raise ConfigError("run directory already exists; use --resume to continue it",
-                                  file=str(store.path), field="--run-id")
             config = {**options.as_dict(), "suite": str(suite), "judge": judge_spec, "emulator": emulator}
-            store.write_manifest(build_manifest(
+            held.enter_context(_created(store, build_manifest(
                 run_id=run_id, dataset=dataset, targets=list(target_specs), config=config,
-                simulated=[t.name for s, t in zip(target_specs, targets) if s.startswith(EMULATOR_PREFIX)]))
+                simulated=[t.name for s, t in zip(target_specs, targets) if s.startswith(EMULATOR_PREFIX)])))
         else:
             _check_same_dataset(store, dataset)
+            _record_options(store, options)
         store.compact()  # a crashed run may have left log parts behind
+        _warn_if_code_cannot_run(dataset, options)
         try:
             with _progress(progress, dataset.name) as on_row:
                 totals = await run_cells(dataset, targets, store, options, run_id=run_id, judge=judge,
                                          on_row=on_row)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the disk may still be full: resume compacts what is left
+                store.compact()
+            raise
         finally:
-            store.compact()
             for closable in [*targets, judge]:
                 if closable is not None and hasattr(closable, "aclose"):
                     await closable.aclose()
+        store.compact()
         manifest = store.read_manifest()
         manifest.update(ended_at=now_iso(), status="complete")
         store.write_manifest(manifest)
     return RunResult(store.path, totals)
 
 
-def _resumed(path: Path, shard: Shard) -> tuple:
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it is one plain directory name; a :class:`~evalkit.ConfigError` otherwise.
+
+    A path separator, ``..`` or an absolute path would put the run outside the runs directory.
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"expected one directory name (letters, digits, '.', '_', '-'; at most 128, "
+                          f"starting with a letter or digit), got {run_id!r}", field="--run-id")
+    return run_id
+
+
+def _check_new(store: RunStore) -> None:
+    if store.path.exists():
+        raise ConfigError("run directory already exists; use --resume to continue it",
+                          file=str(store.path), field="--run-id")
+
+
+@contextlib.contextmanager
+def _created(store: RunStore, manifest: Mapping[str, Any]) -> Iterator[None]:
+    """Create the run directory, lock it and write its manifest; hold the lock until the run ends.
+
+    ``mkdir`` without ``exist_ok`` is the atomic claim on the name: of two runs
+    started with the same ``--run-id`` one gets the error. When the manifest
+    cannot be written (a full disk), the directory goes again: no half-made run.
+    """
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        store.path.mkdir()
+    except FileExistsError:
+        _check_new(store)
+        raise
+    lock = RunLock(store.path, field="--run-id")
+    try:
+        lock.acquire()
+        store.write_manifest(manifest)
+    except BaseException:
+        lock.release()
+        shutil.rmtree(store.path, ignore_errors=True)
+        raise
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _check_emulator_settings(settings: Mapping[str, Any] | None) -> None:
+    if settings and "time_scale" in settings:
+        from .run import check_number
+
+        check_number(settings["time_scale"], "--time-scale")
+
+
+def _resumed(path: Path, given: RunOptions) -> tuple:
     store = RunStore(path)
     if not store.manifest_path.is_file():
         raise ConfigError("not a run directory (no manifest.json)", file=str(path), field="--resume")
@@ -89,8 +163,30 @@ def _resumed(path: Path, shard: Shard) -> tuple:
     config = manifest["config"]
     options = RunOptions(repeats=config["repeats"], concurrency=config["concurrency"], seed=config["seed"],
                          temperature=config["temperature"], max_tokens=config["max_tokens"],
-                         stream=config["stream"], shard=_shard(config.get("shard")) or shard)
+                         stream=config["stream"], shard=_shard(config.get("shard")) or given.shard,
+                         unsafe_code_exec=bool(config.get("unsafe_code_exec")) or given.unsafe_code_exec)
     return store, config["suite"], manifest["targets"], options, config.get("judge"), config.get("emulator")
+
+
+def _record_options(store: RunStore, options: RunOptions) -> None:
+    """A permission given on resume (``--unsafe-code-exec``) is applied, so the manifest says so."""
+    manifest = store.read_manifest()
+    if bool(manifest["config"].get("unsafe_code_exec")) != options.unsafe_code_exec:
+        manifest["config"]["unsafe_code_exec"] = options.unsafe_code_exec
+        store.write_manifest(manifest)
+
+
+def _warn_if_code_cannot_run(dataset: Any, options: RunOptions) -> None:
+    """One line on stderr when code_exec items will stay ungraded: no sandbox, and no permission to run without."""
+    if options.unsafe_code_exec or not any((item.grader or {}).get("type") == "code_exec" for item in dataset):
+        return
+    from ..graders import sandbox_problem
+
+    problem = sandbox_problem()
+    if problem is not None:
+        print(f"evalkit: warning: code_exec items will be ungraded: {problem}. Install bubblewrap, or pass "
+              "--unsafe-code-exec to run model-written code without isolation (trusted models only)",
+              file=sys.stderr)
 
 
 def _shard(text: str | None) -> Shard | None:
@@ -136,5 +232,7 @@ def _progress(enabled: bool | Callable[..., None], label: str) -> Iterator[Any]:
         return
     from .progress import NotebookProgress, RunProgress, in_notebook
 
-    with (NotebookProgress if in_notebook() else RunProgress)(label) as bar:
+    from .._secret import scrub
+
+    with (NotebookProgress if in_notebook() else RunProgress)(scrub(label)) as bar:
         yield bar.update

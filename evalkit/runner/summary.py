@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._secret import scrub
+
 __all__ = ["task_summary", "render_summary"]
 
 
@@ -44,7 +46,7 @@ def render_summary(table: Any, *, title: str) -> Any:
     for row in table.iter_rows(named=True):
         unpriced = row["unpriced"] == row["n"]
         out.add_row(
-            row["task_type"], row["target"], str(row["n"]), f"{row['success']:.0%}",
+            scrub(row["task_type"]), scrub(row["target"]), str(row["n"]), f"{row['success']:.0%}",
             "—" if row["quality"] is None else f"{row['quality']:.2f}",
             _ms(row["p50_ms"]), _ms(row["p95_ms"]),
             "unpriced" if unpriced else _usd(row["cost_per_item"]),

@@ -64,6 +64,31 @@ CASES = [
     ("resume-not-a-run", "ok.jsonl", jsonl(GOOD), ["--resume", "."], "manifest.json"),
     ("replay-missing-cassette", "ok.jsonl", jsonl(GOOD), ["--replay", "missing.yaml"], "missing.yaml"),
     ("no-api-key", "ok.jsonl", jsonl(GOOD), ["--targets", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
+    # Numbers that are not finite or out of range, and empty values, never start a run.
+    ("time-scale-nan", "ok.jsonl", jsonl(GOOD), ["--time-scale", "nan"], "--time-scale"),
+    ("time-scale-inf", "ok.jsonl", jsonl(GOOD), ["--time-scale", "inf"], "--time-scale"),
+    ("time-scale-negative", "ok.jsonl", jsonl(GOOD), ["--time-scale", "-1"], "--time-scale"),
+    ("temperature-inf", "ok.jsonl", jsonl(GOOD), ["--temperature", "inf"], "--temperature"),
+    ("temperature-nan", "ok.jsonl", jsonl(GOOD), ["--temperature", "nan"], "--temperature"),
+    ("temperature-too-high", "ok.jsonl", jsonl(GOOD), ["--temperature", "7"], "--temperature"),
+    ("max-tokens-huge", "ok.jsonl", jsonl(GOOD), ["--max-tokens", "9" * 40], "--max-tokens"),
+    ("repeats-huge", "ok.jsonl", jsonl(GOOD), ["--repeats", "1" + "0" * 5000], "--repeats"),
+    ("seed-huge", "ok.jsonl", jsonl(GOOD), ["--seed", "1" + "0" * 30], "--seed"),
+    ("seed-not-whole", "ok.jsonl", jsonl(GOOD), ["--seed", "1.5"], "--seed"),
+    ("targets-empty", "ok.jsonl", jsonl(GOOD), ["--targets", ""], "--targets"),
+    ("targets-only-commas", "ok.jsonl", jsonl(GOOD), ["--targets", " , ,"], "--targets"),
+    ("judge-empty", "ok.jsonl", jsonl(GOOD), ["--judge", ""], "--judge"),
+    ("suite-empty", "ok.jsonl", jsonl(GOOD), ["--suite", ""], "--suite"),
+    ("runs-dir-empty", "ok.jsonl", jsonl(GOOD), ["--runs-dir", " "], "--runs-dir"),
+    ("shard-empty", "ok.jsonl", jsonl(GOOD), ["--shard", ""], "--shard"),
+    ("fleet-empty", "ok.jsonl", jsonl(GOOD), ["--fleet", ""], "--fleet"),
+    ("record-empty", "ok.jsonl", jsonl(GOOD), ["--record", ""], "--record"),
+    # A run id is one directory name: nothing outside --runs-dir is ever written.
+    ("run-id-parent", "ok.jsonl", jsonl(GOOD), ["--run-id", "../../escaped"], "--run-id"),
+    ("run-id-nested", "ok.jsonl", jsonl(GOOD), ["--run-id", "a/b"], "--run-id"),
+    ("run-id-absolute", "ok.jsonl", jsonl(GOOD), ["--run-id", "{tmp}/escaped-run"], "--run-id"),
+    ("run-id-dotdot", "ok.jsonl", jsonl(GOOD), ["--run-id", ".."], "--run-id"),
+    ("run-id-empty", "ok.jsonl", jsonl(GOOD), ["--run-id", ""], "--run-id"),
 ]
 
 ROUTING_CASES = [
@@ -93,11 +118,19 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, monkeypatch: pytes
     suite = tmp_path / (name or "absent.jsonl")
     if text is not None:
         suite.write_text(text)
+    before = _tree(tmp_path.parent)
+    extra = [arg.replace("{tmp}", str(tmp_path)) for arg in extra]
     code, err = run_cli(tmp_path, ["--suite", str(suite), *extra], monkeypatch, capsys)
     assert code == 2, err
     assert expected in err
     assert err.count("error:") == 1, f"one message, not a traceback: {err}"
     assert not (tmp_path / "runs").exists(), "nothing is half-written"
+    assert _tree(tmp_path.parent) == before, "nothing written elsewhere"
+
+
+def _tree(folder: Path) -> set[Path]:
+    """Everything under ``folder`` but pytest's own cache."""
+    return {p for p in folder.rglob("*") if ".pytest_cache" not in p.parts}
 
 
 @pytest.mark.parametrize(("case", "yaml_text", "expected"), ROUTING_CASES, ids=[c[0] for c in ROUTING_CASES])
@@ -161,3 +194,40 @@ def test_a_fleet_no_target_uses_is_an_error(tmp_path: Path, monkeypatch: pytest.
                                    "--judge", "openai:gpt-4o-mini"], monkeypatch, capsys)
     assert code == 2 and "fleet.yaml: --fleet" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("run_id", ["../escaped", "a/b", "{tmp}/escaped-run", "..", "", "x" * 200])
+def test_run_suite_refuses_a_run_id_that_is_not_one_directory_name(tmp_path: Path, run_id: str) -> None:
+    """The Python API checks what the CLI checks: no run directory outside ``runs_dir``."""
+    import asyncio
+
+    from evalkit.errors import ConfigError
+    from evalkit.runner import run_suite
+
+    (tmp_path / "ok.jsonl").write_text(jsonl(GOOD))
+    before = _tree(tmp_path.parent)
+    with pytest.raises(ConfigError, match="--run-id"):
+        asyncio.run(run_suite(tmp_path / "ok.jsonl", ["emulator:sim-small"], runs_dir=tmp_path / "runs",
+                              run_id=run_id.replace("{tmp}", str(tmp_path)),
+                              emulator={"seed": 0, "time_scale": 0}, progress=False))
+    assert _tree(tmp_path.parent) == before
+
+
+@pytest.mark.parametrize(("field", "value"), [("temperature", float("nan")), ("temperature", float("inf")),
+                                              ("repeats", 0), ("concurrency", 10**100), ("max_tokens", 2.5),
+                                              ("seed", float("nan"))])
+def test_run_options_refuse_numbers_that_are_not_finite_or_out_of_range(field: str, value: object) -> None:
+    from evalkit.errors import ConfigError
+    from evalkit.runner import RunOptions
+
+    with pytest.raises(ConfigError, match=field):
+        RunOptions(**{field: value})
+
+
+def test_regrade_and_merge_refuse_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = (["regrade", str(tmp_path), "--time-scale", "nan"], ["regrade", ""], ["merge", str(tmp_path), "-o", ""])
+    for args in bad:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.count("error:") == 1
