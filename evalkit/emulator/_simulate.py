@@ -5,6 +5,12 @@ A wire module turns a vendor request into a :class:`ChatCall`; the
 reason, stream chunks and a timing schedule); the wire module renders it.
 Everything is a pure function of the seed, the model and the request, except
 simulated prompt caching, which depends on what was asked before.
+
+Output caps follow each vendor: on OpenAI and Anthropic the cap bounds visible
+*and* reasoning tokens together (reasoning comes first and eats the cap; if it
+reaches the cap the visible text is empty and the finish is ``length``), on
+Gemini ``maxOutputTokens`` bounds only the visible text and thinking is bounded
+by its own budget (``ChatCall.cap_includes_thinking`` says which).
 """
 
 from __future__ import annotations
@@ -63,6 +69,10 @@ class ChatCall:
     stream_format: str = "sse"
     seed: int | None = None
     temperature: float | None = None
+    thinking_budget: int | None = None
+    """The request's bound on hidden reasoning: None = the model's default, -1 dynamic, 0 off, N up to N."""
+    cap_includes_thinking: bool = True
+    """Whether ``max_tokens`` bounds reasoning and visible tokens together (OpenAI, Anthropic; not Gemini)."""
 
     @property
     def sample_key(self) -> int | None:
@@ -124,6 +134,8 @@ class Generation:
     empty: bool = False
     answer_kind: str = "filler"
     item_id: str | None = None
+    thinking: str = ""
+    """What a wire that shows reasoning (Anthropic's thinking block) shows of it: a short summary."""
 
     @property
     def total_s(self) -> float:
@@ -167,8 +179,12 @@ class Simulator:
                 empty=outcome == "empty",
                 answer_kind=outcome,
             )
-        raw, kind, item_id = self._answer(call, spec)
-        text, finish, stop_sequence = self._limit(raw, call, spec)
+        cap = self._token_limit(call, spec)
+        if call.cap_includes_thinking:
+            reasoning = min(reasoning, cap)  # reasoning comes first and eats the cap
+        visible_cap = cap - reasoning if call.cap_includes_thinking else cap
+        raw, kind, item_id = self._answer(call, spec, visible_cap)
+        text, finish, stop_sequence = self._limit(raw, call, visible_cap)
         tokens = split_tokens(text)
         usage = Usage(prompt_tokens, len(tokens) + reasoning, cached, written, reasoning)
         return Generation(
@@ -181,9 +197,10 @@ class Simulator:
             stop_sequence=stop_sequence,
             answer_kind=kind,
             item_id=item_id,
+            thinking=self._thinking_summary(call, spec, reasoning),
         )
 
-    def _answer(self, call: ChatCall, spec: ModelSpec) -> tuple[str, str, str | None]:
+    def _answer(self, call: ChatCall, spec: ModelSpec, visible_cap: int) -> tuple[str, str, str | None]:
         prompt = call.last_user_text
         if is_judge_prompt(prompt):
             rng = rng_for(self.seed, "judge", spec.name, call.fingerprint)
@@ -199,7 +216,7 @@ class Simulator:
         if call.json_mode:
             return json.dumps({"answer": filler_text(rng, min(length, 48))}), "filler", None
         # Text past max_tokens would be cut anyway: write one token more than the limit, not hundreds.
-        return filler_text(rng, min(length, self._token_limit(call, spec) + 1)), "filler", None
+        return filler_text(rng, min(length, visible_cap + 1)), "filler", None
 
     def _is_correct(self, call: ChatCall, spec: ModelSpec, item: Any) -> bool:
         """Whether this answer to a dataset item is right; over items and samples, right ``skill`` of the time.
@@ -216,13 +233,13 @@ class Simulator:
         chance = item_chance(skill, unit_draw(self.seed, "difficulty", spec.name, item.id))
         return unit_draw(self.seed, "correct", spec.name, item.id, call.sample_key) < chance
 
-    def _limit(self, text: str, call: ChatCall, spec: ModelSpec) -> tuple[str, str, str | None]:
+    def _limit(self, text: str, call: ChatCall, visible_cap: int) -> tuple[str, str, str | None]:
         finish, stop_sequence = "stop", None
         hits = [(text.find(s), s) for s in call.stop if s and s in text]
         if hits:
             cut, stop_sequence = min(hits)
             text, finish = text[:cut], "stop_sequence"
-        text, was_cut = truncate_tokens(text, self._token_limit(call, spec))
+        text, was_cut = truncate_tokens(text, visible_cap)
         if was_cut:
             finish, stop_sequence = "length", None
         return text, finish, stop_sequence
@@ -232,11 +249,21 @@ class Simulator:
         return call.max_tokens if call.max_tokens is not None else spec.max_output_tokens
 
     def _reasoning_tokens(self, call: ChatCall, spec: ModelSpec) -> int:
-        if spec.reasoning_tokens.median <= 0:
+        """What the model wants to think (its ``reasoning_tokens`` draw), within the request's budget."""
+        if not spec.thinks:
             return 0
-        return max(
-            0, round(spec.reasoning_tokens.draw(rng_for(self.seed, "reasoning", spec.name, call.fingerprint)))
-        )
+        bound = spec.thinking.bound(call.thinking_budget)
+        if bound <= 0:
+            return 0
+        rng = rng_for(self.seed, "reasoning", spec.name, call.fingerprint)
+        wanted = round(spec.reasoning_tokens.draw(rng))
+        return min(max(0, wanted), bound)
+
+    def _thinking_summary(self, call: ChatCall, spec: ModelSpec, reasoning: int) -> str:
+        # Only what a wire shows of the reasoning (Anthropic summarises thinking); the usage bills all of it.
+        if reasoning <= 0:
+            return ""
+        return filler_text(rng_for(self.seed, "thinking", spec.name, call.fingerprint), min(reasoning, 24))
 
     def _cache(self, call: ChatCall, spec: ModelSpec) -> tuple[int, int]:
         # Anthropic caches only what the request marks with cache_control; the others cache implicitly.

@@ -25,6 +25,7 @@ __all__ = [
     "Price",
     "RateLimits",
     "Spread",
+    "Thinking",
 ]
 
 WIRES: tuple[str, ...] = ("openai", "anthropic", "gemini")
@@ -93,6 +94,42 @@ class FaultPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class Thinking:
+    """How far a request's thinking budget lets a model reason (Gemini's ``thinkingConfig.thinkingBudget``).
+
+    ``default_budget`` applies when the request sets none: ``-1`` is dynamic
+    thinking (the model decides, up to ``max_budget``), ``0`` is off. A budget
+    of 0 turns thinking off only where ``can_disable``; positive budgets must
+    lie in ``[min_budget, max_budget]``. The defaults are Gemini 2.5 Flash's
+    documented ones (dynamic by default, 0 or 1-24,576). How much a model
+    *wants* to think is its ``reasoning_tokens`` spread; the budget only bounds it.
+    """
+
+    default_budget: int = -1
+    max_budget: int = 24_576
+    min_budget: int = 1
+    can_disable: bool = True
+
+    def bound(self, requested: int | None) -> int:
+        """The most thinking tokens for a request asking for ``requested`` (None: not set, -1: dynamic)."""
+        value = self.default_budget if requested is None else requested
+        if value < 0:
+            return self.max_budget
+        if value == 0:
+            return 0 if self.can_disable else self.min_budget
+        return min(max(value, self.min_budget), self.max_budget)
+
+    def refusal(self, requested: int) -> str | None:
+        """Why the vendor refuses a request's budget of ``requested`` tokens, or None when it accepts it."""
+        if requested == 0 and not self.can_disable:
+            return "Budget 0 is invalid. This model only works in thinking mode."
+        if requested > 0 and not self.min_budget <= requested <= self.max_budget:
+            return (f"The thinking budget {requested} is invalid. Please choose a value between "
+                    f"{self.min_budget} and {self.max_budget}.")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """One simulated model."""
 
@@ -105,6 +142,7 @@ class ModelSpec:
     output_tokens: Spread
     skills: Mapping[str, float]
     reasoning_tokens: Spread = Spread(0.0)
+    thinking: Thinking = Thinking()
     rate_limits: RateLimits = RateLimits()
     faults: FaultPlan = FaultPlan()
 
@@ -113,6 +151,11 @@ class ModelSpec:
         if task_type is not None and task_type in self.skills:
             return self.skills[task_type]
         return self.skills["default"]
+
+    @property
+    def thinks(self) -> bool:
+        """Whether the model reasons before it answers (its ``reasoning_tokens`` median is above 0)."""
+        return self.reasoning_tokens.median > 0
 
     def serves(self, wire: str) -> bool:
         """Whether the model is served on ``wire`` (``openai``, ``anthropic`` or ``gemini``)."""

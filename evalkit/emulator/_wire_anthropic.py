@@ -4,6 +4,13 @@ Shapes follow shared/wire/anthropic (``test_anthropic_model_instructions.yaml``,
 ``test_request_stream_fallback_for_high_max_tokens.yaml``): ``message_start``,
 ``content_block_start``, ``ping``, ``content_block_delta``..., ``content_block_stop``,
 ``message_delta``, ``message_stop``, each framed ``event: X\\ndata: {json}\\n\\n``.
+
+Extended thinking (``thinking: {type: "enabled", budget_tokens: N}``, as in
+``test_anthropic_model_thinking_part[_stream].yaml``) happens only when asked
+for: ``max_tokens`` includes the thinking tokens, so ``budget_tokens`` must be
+at least 1,024 and below ``max_tokens`` (a 400 otherwise, as the API answers).
+The answer starts with a ``thinking`` block (a short summary and a signature)
+and ``output_tokens`` bills thinking and text together.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._simulate import ChatCall, Generation
-from ._specs import Fleet
+from ._specs import Fleet, ModelSpec
 from ._wire_common import (
     BAD_GATEWAY_HTML,
     ErrorInfo,
@@ -73,7 +80,54 @@ def parse_request(
         stream=bool(body.get("stream")),
         cache_control=_mentions_cache_control(body.get("system")) or _mentions_cache_control(raw),
         temperature=float_or_none(body.get("temperature")),  # Messages has no seed: samples agree
+        thinking_budget=_thinking_budget(body.get("thinking"), max_tokens),
+        cap_includes_thinking=True,
     )
+
+
+_MIN_THINKING_BUDGET = 1024
+_THINKING_DOCS = (
+    "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"
+)
+
+
+def _thinking_budget(thinking: Any, max_tokens: int) -> int:
+    """Thinking tokens allowed: 0 unless enabled; -1 (up to the cap) for adaptive; else ``budget_tokens``."""
+    if thinking is None:
+        return 0
+    kind = thinking.get("type") if isinstance(thinking, Mapping) else None
+    if kind == "disabled":
+        return 0
+    if kind == "adaptive":
+        return -1
+    if kind != "enabled":
+        raise WireError(
+            f"thinking: Input tag {kind!r} found using 'type' does not match any of the expected tags: "
+            "'enabled', 'disabled', 'adaptive'",
+            "thinking.type",
+        )
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        raise WireError("thinking.enabled.budget_tokens: Field required", "thinking.budget_tokens")
+    if budget < _MIN_THINKING_BUDGET:
+        raise WireError(
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to "
+            f"{_MIN_THINKING_BUDGET}",
+            "thinking.budget_tokens",
+        )
+    if budget >= max_tokens:
+        raise WireError(
+            "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation "
+            f"at {_THINKING_DOCS}",
+            "max_tokens",
+        )
+    return budget
+
+
+def check_call(call: ChatCall, spec: ModelSpec) -> None:
+    """What Anthropic refuses once it knows the model: thinking on a model that cannot think."""
+    if call.thinking_budget and not spec.thinks:
+        raise WireError(f"thinking: extended thinking is not supported by {spec.name}", "thinking")
 
 
 def _block_text(content: Any) -> str:
@@ -115,7 +169,16 @@ def _usage(gen: Generation, *, output_tokens: int | None = None) -> dict[str, An
 def _content(gen: Generation) -> list[dict[str, Any]]:
     if gen.empty or gen.finish == "content_filter":
         return []
-    return [{"text": gen.text, "type": "text"}]
+    thinking = (
+        [{"signature": _signature(gen), "thinking": gen.thinking, "type": "thinking"}] if gen.thinking else []
+    )
+    # Thinking that ate the whole cap leaves no text block, as the API answers.
+    text = [{"text": gen.text, "type": "text"}] if gen.text or not thinking else []
+    return thinking + text
+
+
+def _signature(gen: Generation) -> str:
+    return "Eq" + base62(gen.response_id, 40)
 
 
 def render(gen: Generation, ctx: ReplyContext) -> bytes:
@@ -157,19 +220,12 @@ def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
         },
     }
     events = [_event("message_start", start, "head")]
-    if _content(gen):
-        events.append(
-            _event(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                "head",
-            )
-        )
-        events.append(_event("ping", {"type": "ping"}, "head"))
-        for text, tokens in gen.chunks:
-            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
-            events.append(_event("content_block_delta", delta, "content", tokens))
-        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}, "tail"))
+    blocks = _content(gen)
+    for index, block in enumerate(blocks):
+        events += _block_events(gen, block, index)
+        if index == 0:
+            # After the first block's start, as recorded.
+            events.insert(2, _event("ping", {"type": "ping"}, "head"))
     final_usage = {
         k: v
         for k, v in _usage(gen).items()
@@ -187,6 +243,28 @@ def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
         )
     )
     events.append(_event("message_stop", {"type": "message_stop"}, "tail"))
+    return events
+
+
+def _block_events(gen: Generation, block: dict[str, Any], index: int) -> list[StreamEvent]:
+    """One content block's start, deltas and stop. Thinking goes out at the first token's time (1 token)."""
+    kind = block["type"]
+    empty: dict[str, Any] = {"type": kind, "text": ""}
+    if kind == "thinking":
+        empty = {"type": "thinking", "thinking": "", "signature": ""}
+    start = {"type": "content_block_start", "index": index, "content_block": empty}
+    events = [_event("content_block_start", start, "head" if index == 0 else "content")]
+    if kind == "thinking":
+        deltas = [({"type": "thinking_delta", "thinking": block["thinking"]}, 1),
+                  ({"type": "signature_delta", "signature": block["signature"]}, 0)]
+    else:
+        deltas = [({"type": "text_delta", "text": text}, tokens) for text, tokens in gen.chunks]
+    for delta, tokens in deltas:
+        payload = {"type": "content_block_delta", "index": index, "delta": delta}
+        events.append(_event("content_block_delta", payload, "content", tokens))
+    stop = {"type": "content_block_stop", "index": index}
+    # The text block's stop starts the ending a cut drops; a thinking block before it is body.
+    events.append(_event("content_block_stop", stop, "tail" if kind == "text" else "content"))
     return events
 
 

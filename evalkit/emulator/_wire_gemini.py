@@ -4,6 +4,15 @@ Shapes follow shared/wire/gemini (``test_google_model_instructions.yaml``,
 ``test_google_model_stream.yaml``). Streams are SSE ``data:`` events with
 ``?alt=sse`` (``\\r\\n\\r\\n`` separators, as recorded) and, without it, one JSON
 array sent element by element.
+
+``generationConfig.maxOutputTokens`` bounds the visible candidates; thinking is
+bounded separately by ``generationConfig.thinkingConfig.thinkingBudget`` (-1:
+dynamic up to the model's maximum, 0: off where the model allows it; absent:
+the model's default), and billed as ``thoughtsTokenCount`` on top. This is the
+documented contract; the recording
+``test_google_model_max_tokens_thinking_model_empty_response.yaml`` (2.5 Pro,
+``maxOutputTokens: 5``: 2 thought tokens, no text, ``MAX_TOKENS``) suggests the
+real service may also count thoughts against ``maxOutputTokens``.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._simulate import ChatCall, Generation
-from ._specs import Fleet
+from ._specs import Fleet, ModelSpec
 from ._wire_common import (
     BAD_GATEWAY_HTML,
     ErrorInfo,
@@ -63,6 +72,7 @@ def parse_request(
             "generationConfig.maxOutputTokens",
         )
     stop = config.get("stopSequences", config.get("stop_sequences")) or ()
+    thinking_budget = _thinking_budget(config)
     return ChatCall(
         wire=NAME,
         model=model or "",
@@ -74,7 +84,44 @@ def parse_request(
         stream_format="sse" if (query or {}).get("alt") == "sse" else "json-array",
         seed=int_or_none(config.get("seed")),
         temperature=float_or_none(config.get("temperature")),
+        thinking_budget=thinking_budget,
+        cap_includes_thinking=False,
     )
+
+
+def _thinking_budget(config: Mapping[str, Any]) -> int | None:
+    """``thinkingConfig.thinkingBudget`` (None when absent); what the API refuses whatever the model."""
+    thinking = config.get("thinkingConfig", config.get("thinking_config"))
+    if thinking is None:
+        return None
+    if not isinstance(thinking, Mapping):
+        raise WireError("* GenerateContentRequest.generation_config.thinking_config: must be an object",
+                        "generationConfig.thinkingConfig")
+    budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
+    if budget is None:
+        return None
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < -1:
+        raise WireError(
+            "* GenerateContentRequest.generation_config.thinking_config.thinking_budget: "
+            f"must be an integer >= -1, got {budget!r}",
+            "generationConfig.thinkingConfig.thinkingBudget",
+        )
+    return budget
+
+
+def check_call(call: ChatCall, spec: ModelSpec) -> None:
+    """What Gemini refuses once it knows the model: a budget out of range, or on a model that cannot think."""
+    budget = call.thinking_budget
+    if budget is None or budget == -1:
+        return
+    if not spec.thinks:
+        if budget:
+            raise WireError("Thinking is not enabled for models/" + spec.name,
+                            "generationConfig.thinkingConfig.thinkingBudget")
+        return
+    refusal = spec.thinking.refusal(budget)
+    if refusal is not None:
+        raise WireError(refusal, "generationConfig.thinkingConfig.thinkingBudget")
 
 
 def _usage(gen: Generation, *, final: bool = True) -> dict[str, Any]:

@@ -4,6 +4,11 @@ Shapes follow the recordings in shared/wire/openai (``test_chat.yaml``,
 ``test_chat_stream_with_include_usage_option.yaml``): the same keys, the same
 chunk sequence (role chunk, content chunks, finish chunk, usage chunk with
 ``choices: []`` when ``stream_options.include_usage``, ``data: [DONE]``).
+
+``max_completion_tokens`` (or ``max_tokens``) bounds visible *and* reasoning
+tokens: "an upper bound for the number of tokens that can be generated for a
+completion, including visible output tokens and reasoning tokens". A reasoning
+model always thinks (dynamically), and its reasoning eats the cap first.
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ def parse_request(
         json_mode=response_format.get("type") in ("json_object", "json_schema"),
         seed=int_or_none(body.get("seed")),
         temperature=float_or_none(body.get("temperature")),
+        thinking_budget=-1,  # dynamic: reasoning models decide, bounded by the cap itself
+        cap_includes_thinking=True,
     )
 
 

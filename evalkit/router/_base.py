@@ -23,7 +23,7 @@ from ..types import Attempt, ChatRequest, ChatResponse
 if TYPE_CHECKING:
     from .monitor import Monitor
 
-__all__ = ["Router", "RoutedStream", "Target", "as_target"]
+__all__ = ["Router", "RoutedStream", "Target", "as_target", "fan_out"]
 
 Target = Any
 """A provider or a router: anything with ``name``, ``complete`` and ``stream``."""
@@ -36,6 +36,19 @@ def as_target(target: Target | str) -> Target:
 
         return get_provider(target)
     return target
+
+
+def fan_out(target: Target) -> int:
+    """How many billed requests one call to ``target`` can send at once: 1 for a provider.
+
+    A router answers with its own :attr:`Router.fan_out`; a wrapper without one
+    (a :class:`~evalkit.router.limits.LimitedTarget`) with its inner target's.
+    """
+    own = getattr(target, "fan_out", None)
+    if isinstance(own, int):
+        return own
+    inner = getattr(target, "target", None)
+    return fan_out(inner) if inner is not None else 1
 
 
 class Router:
@@ -64,6 +77,16 @@ class Router:
         from .config import load_router_config
 
         return load_router_config(source)
+
+    @property
+    def fan_out(self) -> int:
+        """Billed requests one call can have in flight at once: its largest target's.
+
+        A policy that sends to one target at a time fans out as far as the
+        widest target it may pick; :class:`~evalkit.router.hedge.HedgedRouter`
+        overrides this. A budget reserves that many worst cases (``CostAwareRouter``).
+        """
+        return max(fan_out(t) for t in self.targets)
 
     @property
     def context_window(self) -> int | None:

@@ -15,6 +15,29 @@ many requests are in flight::
         raise
     reservation.settle(response.cost.total if response.cost else None)
 
+A call that failed may still be billed (a stream cut after some text): settle
+what the error carries instead of releasing, marked as an estimate::
+
+    except ProviderError as exc:
+        if exc.cost is not None:
+            reservation.settle(exc.cost.total, estimated=not (exc.usage and exc.usage.exact))
+        elif exc.usage is not None:
+            reservation.settle(None)       # billed, price unknown: keep the worst case
+        else:
+            reservation.release()          # nothing was generated, nothing is billed
+        raise
+
+``max_share_of_remaining`` (a fraction in (0, 1], e.g. ``"0.1"``) adds the rule
+"no single call may hold more than this share of what is left": a reservation
+larger than ``share × (cap − spent − reserved)`` is refused with
+``BudgetExceeded`` (``scope="share"``), for the shared cap and for the target's
+own cap if it has one. It keeps one runaway request (a huge prompt, a large
+``max_tokens``) from eating the rest of the period, at the price of refusing
+ever smaller requests as the budget runs low: with ``"0.1"`` and $1 left, no
+call may hold more than $0.10. ``BudgetLedger(..., max_share_of_remaining=None)``
+(the default) has no such rule; the routing config's ``budget:`` mapping takes
+the same key.
+
 Thread safety: every read and write of the totals holds one ``threading.Lock``.
 ``reserve`` is synchronous, so in asyncio nothing can run between the check and
 the reservation; the lock only matters when threads share a ledger, and is
@@ -52,6 +75,19 @@ def as_money(value: Decimal | int | str, what: str = "amount") -> Decimal:
     return money
 
 
+def as_share(value: Decimal | int | str, what: str = "max_share_of_remaining") -> Decimal:
+    """``value`` as a Decimal fraction in (0, 1]; floats are refused like money."""
+    if isinstance(value, float) or isinstance(value, bool):
+        raise TypeError(f"{what} must be a Decimal, an int or a string such as '0.1', not {value!r}")
+    try:
+        share = value if isinstance(value, Decimal) else Decimal(value)
+    except Exception as exc:
+        raise ValueError(f"{what} is not a number: {value!r}") from exc
+    if not share.is_finite() or not 0 < share <= 1:
+        raise ValueError(f"{what} must be a fraction in (0, 1], got {value!r}")
+    return share
+
+
 def _usd(amount: Decimal) -> str:
     """``$0.0123``: plain notation, no exponent, no trailing zeros."""
     text = format(amount.normalize(), "f")
@@ -73,6 +109,7 @@ class _Window:
 
     __slots__ = (
         "end",
+        "estimated",
         "label",
         "open",
         "overrun",
@@ -92,6 +129,7 @@ class _Window:
         self.overrun = _ZERO  # money settled beyond what was held
         self.overruns = 0
         self.unpriced = 0  # settlements without a known cost
+        self.estimated = 0  # settlements of an estimated cost (counted locally, or partly unknown)
         self.refused = 0
 
     def tally(self, target: str) -> _Tally:
@@ -145,7 +183,7 @@ class Reservation:
         """The label of the period this reservation counts in (``2024-05-01 UTC``)."""
         return self._window.label
 
-    def settle(self, actual: Decimal | int | str | None) -> Decimal:
+    def settle(self, actual: Decimal | int | str | None, *, estimated: bool = False) -> Decimal:
         """Turn the hold into spend at the call's actual cost; returns what was recorded.
 
         ``actual=None`` means the call was unpriced (the provider gave no cost):
@@ -153,14 +191,16 @@ class Reservation:
         unknown cost is never counted as free. An ``actual`` above the reserved
         amount is recorded in full (the overrun shows in ``snapshot()``), so
         ``spent`` may then pass the cap; estimates that always cover the real
-        cost keep it under.
+        cost keep it under. ``estimated=True`` marks a cost that is not the
+        vendor's own count (tokens of a cut stream counted locally, or a share
+        kept for a request whose cost is unknown); ``snapshot()`` counts them.
         """
         cost = self.amount if actual is None else as_money(actual, "actual cost")
-        return self._ledger._close(self, cost, unpriced=actual is None)
+        return self._ledger._close(self, cost, unpriced=actual is None, estimated=estimated)
 
     def release(self) -> None:
         """Give the held money back (the call failed or was never sent)."""
-        self._ledger._close(self, None, unpriced=False)
+        self._ledger._close(self, None, unpriced=False, estimated=False)
 
 
 class BudgetLedger:
@@ -171,22 +211,29 @@ class BudgetLedger:
       ``"total"`` (never resets). Periods are aligned to UTC.
     * ``per_target``: caps per target name (``{"openai:gpt-4o": "5"}``) that hold
       in addition to ``limit``; unnamed targets have only the shared cap.
+    * ``max_share_of_remaining``: optional fraction in (0, 1] (``"0.1"``): no
+      single reservation may exceed that share of what remains of a cap (see
+      the module docstring). ``None``: no such rule.
     * ``clock``: wall-clock seconds since the epoch; inject a fake one in tests.
       A clock that goes backwards stays in the current period (never re-opens
       a fresh copy of an old one).
 
     :meth:`reserve` refuses with :class:`~evalkit.errors.BudgetExceeded` when
-    ``spent + reserved + amount`` would pass a cap. Money is ``Decimal`` only.
+    ``spent + reserved + amount`` would pass a cap, or when ``amount`` is more
+    than the allowed share of what remains. Money is ``Decimal`` only.
     """
 
     def __init__(self, limit: Decimal | int | str, *, period: Period = "day",
                  per_target: Mapping[str, Decimal | int | str] | None = None,
+                 max_share_of_remaining: Decimal | int | str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         if period not in _PERIODS:
             raise ValueError(f"period must be one of {', '.join(_PERIODS)}, got {period!r}")
         self.limit = as_money(limit, "limit")
         self.period = period
         self.per_target = {name: as_money(cap, f"per_target[{name!r}]") for name, cap in (per_target or {}).items()}
+        share = max_share_of_remaining
+        self.max_share_of_remaining = None if share is None else as_share(share)
         self._clock = clock
         self._lock = threading.Lock()
         self._window = _window_at(period, clock())
@@ -201,6 +248,7 @@ class BudgetLedger:
         if type(amount) is not Decimal or not amount.is_finite() or amount < 0:
             amount = as_money(amount)
         now = self._clock()
+        share = self.max_share_of_remaining
         with self._lock:
             window = self._current(now)
             total = window.total
@@ -212,12 +260,18 @@ class BudgetLedger:
             if cap is not None and tally.spent + tally.reserved + amount > cap:
                 window.refused += 1
                 raise self._refusal(window, target, amount, cap, tally, "target")
+            if share is not None and amount:
+                for limit, held, scope in ((self.limit, total, "shared"), (cap, tally, "target")):
+                    if limit is not None and amount > share * (limit - held.spent - held.reserved):
+                        window.refused += 1
+                        raise self._refusal(window, target, amount, limit, held, scope, share=share)
             total.reserved += amount
             tally.reserved += amount
             window.open += 1
         return Reservation(self, window, target, amount)
 
-    def _close(self, reservation: Reservation, cost: Decimal | None, *, unpriced: bool) -> Decimal:
+    def _close(self, reservation: Reservation, cost: Decimal | None, *, unpriced: bool,
+               estimated: bool) -> Decimal:
         """Settle (``cost`` given) or release (``cost`` None) ``reservation`` in its own period."""
         with self._lock:
             state = reservation.state
@@ -240,6 +294,8 @@ class BudgetLedger:
                 window.overruns += 1
             if unpriced:
                 window.unpriced += 1
+            if estimated:
+                window.estimated += 1
             reservation.state, reservation.actual = "settled", cost
             return cost
 
@@ -250,13 +306,18 @@ class BudgetLedger:
         return self._window
 
     def _refusal(self, window: _Window, target: str, amount: Decimal, cap: Decimal, tally: _Tally,
-                 scope: str) -> BudgetExceeded:
+                 scope: str, *, share: Decimal | None = None) -> BudgetExceeded:
         which = f"{self.period} cap" if scope == "shared" else f"{self.period} cap for {target}"
-        exc = BudgetExceeded(
-            f"over budget for {target}: {which} {_usd(cap)} ({window.label}), spent {_usd(tally.spent)}, "
-            f"reserved {_usd(tally.reserved)}, requested {_usd(amount)}",
-            provider=target,
-        )
+        state = f"spent {_usd(tally.spent)}, reserved {_usd(tally.reserved)}, requested {_usd(amount)}"
+        if share is None:
+            message = f"over budget for {target}: {which} {_usd(cap)} ({window.label}), {state}"
+        else:
+            left = cap - tally.spent - tally.reserved
+            message = (f"over budget for {target}: requested {_usd(amount)} is more than "
+                       f"max_share_of_remaining={share} of the {_usd(left)} left of the {which} {_usd(cap)} "
+                       f"({window.label}), {state}")
+            scope = "share"
+        exc = BudgetExceeded(message, provider=target)
         exc.cap, exc.spent, exc.reserved, exc.requested = cap, tally.spent, tally.reserved, amount
         exc.period, exc.scope, exc.target = window.label, scope, target
         return exc
@@ -287,7 +348,9 @@ class BudgetLedger:
 
         ``overrun`` is money settled beyond what was reserved (estimates that
         fell short), ``unpriced`` counts settlements without a known cost (kept
-        at the reserved amount), ``refused`` counts refused reservations.
+        at the reserved amount), ``estimated`` counts settlements of estimated
+        costs (a cut stream's tokens counted locally, a hedge loser's unknown
+        share), ``refused`` counts refused reservations.
         """
         with self._lock:
             window = self._current(self._clock())
@@ -310,7 +373,9 @@ class BudgetLedger:
                 "overrun": window.overrun,
                 "overruns": window.overruns,
                 "unpriced": window.unpriced,
+                "estimated": window.estimated,
                 "refused": window.refused,
+                "max_share_of_remaining": self.max_share_of_remaining,
                 "targets": targets,
             }
 

@@ -12,12 +12,25 @@ can cover. The worst case is what the ledger reserves before the call:
   :attr:`CostAwareRouter.input_pad_tokens` tokens, because counts for
   non-OpenAI models are approximations and chat framing differs per vendor;
   priced at the dearest input category (cache writes cost more than input);
-* output: ``max_tokens`` (set to ``default_max_tokens`` on the request when
-  the caller gave none, so the worst case really is bounded), priced at the
-  dearest of output and reasoning.
+* output: every output token the vendor can bill for the request, visible and
+  reasoning/thinking (:mod:`evalkit.providers._billing`): ``max_tokens`` (set
+  to ``default_max_tokens`` on the request when the caller gave none, so the
+  worst case really is bounded) on OpenAI, Anthropic and most compatible
+  servers, where reasoning is inside the cap; plus the thinking budget where
+  the vendor bills thinking beyond it (Gemini, DeepSeek's reasoner); priced at
+  the dearest of output and reasoning;
+* times the candidate's fan-out (:func:`~evalkit.router._base.fan_out`): a
+  ``HedgedRouter`` may send ``1 + max_hedges`` billed requests for one call.
 
-The reservation covers one billed call per candidate: give the router leaf
-providers, or nested routers whose failed attempts are not billed.
+After the call the reservation settles to what every request it sent may be
+billed (the attempts it added): known costs as they are, a cut stream's
+estimated cost (marked ``estimated`` in the ledger), and for a request whose
+cost is unknown (a cancelled hedge loser, an unpriced answer) its share of the
+worst case, kept as spent. Only a call that billed nothing is released.
+Sequential failures inside a nested router that are billed (a chain retrying
+after a cut stream) are settled too, but were not reserved beforehand: they
+show as ``overrun`` in the ledger's snapshot, so prefer leaf candidates, or
+hedges, under a tight cap.
 """
 
 from __future__ import annotations
@@ -30,10 +43,12 @@ from typing import Any, Literal, NamedTuple
 
 from ..errors import AllTargetsFailed, BudgetExceeded, ConfigError, NotFoundError, ProviderError
 from ..pricing import Prices
+from ..providers._billing import OutputBound, output_bound
 from ..tokens import _encoding_for, count_tokens
 from ..types import Attempt, ChatRequest, ChatResponse, Message
-from ._base import Router, Target, as_target, committed_to_stream
-from .budget import BudgetLedger
+from ._base import Router, Target, as_target, committed_to_stream, fan_out
+from .budget import BudgetLedger, Reservation
+from .hedge import CANCELLED  # a hedge loser: sent, its cost unknown unless it had answered
 
 __all__ = ["QUALITY_TIERS", "Candidate", "CostAwareRouter", "Quote"]
 
@@ -68,6 +83,11 @@ class Quote(NamedTuple):
     """Estimated prompt tokens, safety margin included."""
     max_tokens: int
     worst_case: Decimal
+    """What the ledger reserves: one request's worst case times ``fan_out``."""
+    output_tokens: int = 0
+    """The most output tokens one request can bill: ``max_tokens`` plus any thinking billed beyond it."""
+    fan_out: int = 1
+    """Billed requests one call can send at once (a hedge's branches)."""
 
 
 def parse_quality(value: Any, field: str = "quality") -> float:
@@ -87,7 +107,7 @@ def parse_quality(value: Any, field: str = "quality") -> float:
 class _Entry:
     """A resolved candidate and its worst-case prices per 1M tokens (refreshed when its prices change)."""
 
-    __slots__ = ("_rates", "explicit", "index", "name", "quality", "target", "tokenizer")
+    __slots__ = ("_rates", "bound", "explicit", "fan_out", "index", "name", "quality", "target", "tokenizer")
 
     def __init__(self, target: Target, quality: float, index: int, prices: Prices, explicit: bool) -> None:
         self.target, self.name, self.quality, self.index = target, target.name, quality, index
@@ -95,6 +115,11 @@ class _Entry:
         # Which tokenizer counts this target's prompts: candidates sharing one share a count.
         self.tokenizer = _encoding_for(self.name)
         self._rates = _worst_rates(prices)
+        # How the vendor bills output (None: the cap is the bill) and how many requests one call
+        # sends: both fixed by the target tree.
+        bound = output_bound(target)
+        self.bound: OutputBound | None = bound if bound.beyond_cap else None
+        self.fan_out = fan_out(target)
 
     def rates(self) -> tuple[Prices, Decimal, Decimal]:
         """(prices, input, output) at current prices; a target that lost its price keeps its last one."""
@@ -105,6 +130,43 @@ class _Entry:
                 # One tuple swapped in at once, so threads sharing the router see old or new, never a mix.
                 rates = self._rates = _worst_rates(current)
         return rates
+
+
+_Quoted = tuple[_Entry, Decimal, int, int, Decimal, int]
+"""One candidate's plan for one request: (candidate, what the ledger reserves (one request's worst case
+times the fan-out), prompt tokens padded, prompt tokens counted, one request's worst case, billable
+output tokens of one request). A plain tuple: it is built per candidate per call."""
+
+
+def _settle(reservation: Reservation, sent: list[Attempt], per_request: Decimal) -> None:
+    """Settle ``reservation`` to what the attempts of one call may be billed, or release it if nothing.
+
+    A request's known cost counts as is (estimated when its usage was counted
+    locally, as for a cut stream); a request that may be billed at an unknown
+    cost (an unpriced answer, a failure that reports usage without a price, a
+    hedge loser cancelled mid-flight) keeps its worst case, ``per_request``.
+    """
+    if len(sent) == 1:  # the common case, kept short: one request, billed as the vendor counted it
+        only = sent[0]
+        if only.sent and only.cost is not None and only.usage is not None and only.usage.exact:
+            reservation.settle(only.cost.total)
+            return
+    known, priced, unknown, estimated = Decimal(0), 0, 0, False
+    for attempt in sent:
+        if not attempt.sent:
+            continue
+        if attempt.cost is not None:
+            known += attempt.cost.total
+            priced += 1
+            estimated = estimated or (attempt.usage is not None and not attempt.usage.exact)
+        elif attempt.ok or attempt.usage is not None or attempt.error_kind == CANCELLED:
+            unknown += 1
+    if not priced and not unknown:
+        reservation.release()  # nothing was generated, nothing is billed
+    elif not priced and unknown * per_request >= reservation.amount:
+        reservation.settle(None)  # unpriced: keep the whole worst case
+    else:
+        reservation.settle(known + unknown * per_request, estimated=estimated or bool(unknown))
 
 
 def _worst_rates(prices: Prices) -> tuple[Prices, Decimal, Decimal]:
@@ -157,14 +219,17 @@ class CostAwareRouter(Router):
     * Order: cheapest worst-case cost for this request first; ties go to the
       higher quality, then to the order given.
     * Budget: with a ``ledger``, each call first reserves its worst-case cost
-      and settles to ``response.cost.total`` after (unpriced answers keep the
-      reserved amount). An over-budget candidate is never sent. With
+      (see the module docstring) and settles to what its requests may be
+      billed after (unpriced answers keep the reserved amount). An
+      over-budget candidate is never sent. With
       ``on_over_budget="reroute"`` the router moves on to the next candidate
       that fits (another may fit a per-target cap); with ``"refuse"`` it raises
       :class:`~evalkit.errors.BudgetExceeded` at once. When nothing was sent
       because of the budget, ``BudgetExceeded`` (not ``AllTargetsFailed``) is
       raised, with ``.attempts`` listing each refusal.
-    * Errors: a failed call releases its reservation; with
+    * Errors: a failed call that billed nothing releases its reservation; one
+      that did (a stream cut after some text) settles what its error carries,
+      marked as an estimate; with
       ``fallback_on_error`` the next candidate is tried (one attempt each:
       retries are a :class:`~evalkit.router.FallbackChain`'s job). A call
       cancelled or broken by a non-provider exception keeps its reservation as
@@ -212,7 +277,8 @@ class CostAwareRouter(Router):
         """The candidates ``request`` would be tried on, in order, with the worst case each would reserve."""
         request = self._bounded(request)
         plan = self._plan(request, self._required_quality(request))
-        return [Quote(e.name, e.quality, padded, request.max_tokens, worst) for e, worst, padded, _ in plan]
+        return [Quote(entry.name, entry.quality, padded, request.max_tokens, worst, output_tokens, entry.fan_out)
+                for entry, worst, padded, _, _, output_tokens in plan]
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -224,11 +290,11 @@ class CostAwareRouter(Router):
             raise self._nothing_adequate(required, attempts)
         errors: list[ProviderError] = []
         refusals: list[BudgetExceeded] = []
-        for entry, worst, _, counted in plan:
+        for entry, worst, _, counted, per_request, _ in plan:
             if not self._fits_window(entry, counted + request.max_tokens, attempts):
                 continue
             try:
-                reservation = self.ledger.reserve(entry.name, worst) if self.ledger is not None else None
+                reservation = None if self.ledger is None else self.ledger.reserve(entry.name, worst)
             except BudgetExceeded as exc:
                 self._skip(entry.target, "budget_exceeded", attempts, exc.message)
                 refusals.append(exc)
@@ -236,11 +302,12 @@ class CostAwareRouter(Router):
                 if self.on_over_budget == "refuse":
                     raise self._over_budget(refusals, attempts) from None
                 continue
+            first = len(attempts)
             try:
                 response = await self._attempt(entry.target, request, attempts)
             except ProviderError as exc:
                 if reservation is not None:
-                    reservation.release()  # a failed call is not billed
+                    _settle(reservation, attempts[first:], per_request)  # billed only if it generated
                 errors.append(exc)
                 if not self.fallback_on_error or committed_to_stream():
                     raise self._exhausted(errors, attempts) from None
@@ -250,7 +317,7 @@ class CostAwareRouter(Router):
                     reservation.settle(None)  # cancelled mid-call: it may be billed, keep the worst case
                 raise
             if reservation is not None:
-                reservation.settle(None if response.cost is None else response.cost.total)
+                _settle(reservation, attempts[first:], per_request)
             return response
         if refusals and len(refusals) == len(errors):
             raise self._over_budget(refusals, attempts)
@@ -266,22 +333,26 @@ class CostAwareRouter(Router):
         value = request.metadata.get("min_quality")
         return self.min_quality if value is None else parse_quality(value, "metadata.min_quality")
 
-    def _plan(self, request: ChatRequest, required: float) -> list[tuple[_Entry, Decimal, int, int]]:
-        """(candidate, worst-case cost, padded and counted input tokens) in the order to try them."""
+    def _plan(self, request: ChatRequest, required: float) -> list[_Quoted]:
+        """Each candidate's worst case for ``request``, in the order to try them."""
         prompt = _PromptTokens(request)
-        adequate = [self._quoted(e, prompt, request.max_tokens) for e in self._entries if e.quality >= required]
+        adequate = [self._quoted(e, prompt, request) for e in self._entries if e.quality >= required]
         adequate.sort(key=lambda q: (q[1], -q[0].quality, q[0].index))
         if self.allow_downgrade:
-            below = [self._quoted(e, prompt, request.max_tokens) for e in self._entries if e.quality < required]
+            below = [self._quoted(e, prompt, request) for e in self._entries if e.quality < required]
             below.sort(key=lambda q: (-q[0].quality, q[1], q[0].index))
             adequate.extend(below)
         return adequate
 
-    def _quoted(self, entry: _Entry, prompt: _PromptTokens, max_tokens: int) -> tuple[_Entry, Decimal, int, int]:
+    def _quoted(self, entry: _Entry, prompt: _PromptTokens, request: ChatRequest) -> _Quoted:
         counted = prompt.count(entry)
         padded = counted + -(-counted * self.input_margin_percent // 100) + self.input_pad_tokens
         _, input_rate, output_rate = entry.rates()
-        return entry, (padded * input_rate + max_tokens * output_rate) / _MILLION, padded, counted
+        bound = entry.bound
+        output_tokens = request.max_tokens if bound is None else bound.tokens(request)
+        per_request = (padded * input_rate + output_tokens * output_rate) / _MILLION
+        worst = per_request if entry.fan_out == 1 else per_request * entry.fan_out
+        return entry, worst, padded, counted, per_request, output_tokens
 
     def _fits_window(self, entry: _Entry, needed: int, attempts: list[Attempt]) -> bool:
         # The unpadded count decides, as in FallbackChain: the margin is for money, not for windows.

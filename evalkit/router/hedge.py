@@ -5,7 +5,9 @@ delay (fixed, or the primary's observed p95), the same request goes to the next
 target, up to ``max_hedges`` extra requests, one delay apart; a branch that
 fails is replaced by the next target at once. The first success wins and every
 other branch is cancelled (and awaited). Each hedge costs money: a hedged call
-may be billed twice.
+may be billed twice, so :attr:`HedgedRouter.fan_out` is ``1 + max_hedges``
+(times its targets' own fan-out) and a budget in front of it reserves that many
+worst cases (``CostAwareRouter``).
 
 Attempts, in the response or in :class:`~evalkit.errors.AllTargetsFailed`:
 
@@ -50,7 +52,7 @@ from typing import Callable, Iterable, Literal
 from ..errors import ProviderError
 from ..providers._http import DELTA_SINK
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, _shift
+from ._base import Router, Target, _shift, fan_out
 from ._window import PromptSize
 
 __all__ = ["HedgedRouter"]
@@ -90,6 +92,11 @@ class HedgedRouter(Router):
         # Sorting the window costs ~10 µs; the p95 of 200 samples hardly moves per sample.
         self._refresh_every = max(1, window // 20)
         self._stale = 0
+
+    @property
+    def fan_out(self) -> int:
+        """A hedged call sends to at most ``1 + max_hedges`` targets, each billed: their largest fan-outs."""
+        return sum(sorted((fan_out(t) for t in self.targets), reverse=True)[: 1 + self.max_hedges])
 
     def current_delay_s(self) -> float:
         """Seconds the next call waits for the primary before hedging."""
