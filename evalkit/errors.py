@@ -9,14 +9,20 @@ Every failure a caller can see is an :class:`EvalkitError`::
         ├── OverloadedError          overloaded          retryable (Anthropic 529, 503 "overloaded")
         ├── ServerError              server              retryable (5xx)
         ├── TimeoutError             timeout             retryable
-        ├── ConnectionError          connection          retryable (refused, reset before a response)
-        ├── StreamInterruptedError   stream_interrupted  retryable (cut mid-stream, error event in a 200 stream)
+        ├── ConnectionError          connection          retryable (refused, reset before a response began)
+        ├── StreamInterruptedError   stream_interrupted  retryable (a stream, or a response body, cut after it
+        │                                                began; an error event inside a 200 stream)
         ├── ContextLengthError       context_length      not retryable here; a router may try a bigger window
-        ├── ContentFilterError       content_filter      not retryable
-        ├── AuthError                auth                not retryable (401/403)
+        ├── ContentFilterError       content_filter      not retryable (a policy error, or a 200 refusal:
+        │                                                finish_reason content_filter / refusal / SAFETY...)
+        ├── AuthError                auth                not retryable (401/403); routers move on to targets
+        │                                                with another endpoint or key
         ├── NotFoundError            not_found           not retryable (unknown model / deployment)
-        ├── BadRequestError          bad_request         not retryable (other 4xx)
-        ├── InvalidResponseError     invalid_response    retryable (malformed JSON, missing fields)
+        ├── BadRequestError          bad_request         not retryable (other 4xx); routers stop
+        ├── InvalidResponseError     invalid_response    retryable (malformed JSON or stream event, missing
+        │                                                fields, an empty answer: no text, no tool calls);
+        │                                                not retryable when finish_reason=length came before
+        │                                                any text (every output token went to reasoning)
         ├── BudgetExceeded           budget_exceeded     not retryable; the router refused to send
         ├── InternalError            internal            not retryable; a target raised a non-evalkit error (a bug)
         └── AllTargetsFailed         (its last attempt's kind) a router ran out of targets; holds
@@ -24,7 +30,9 @@ Every failure a caller can see is an :class:`EvalkitError`::
 
 Each vendor's wire module maps its status codes and structured error codes to a
 kind in exactly one function; :func:`provider_error` turns a kind into the right
-class. Adapters never retry: the router is the one retry owner, and it reads
+class. A 200 that is not an answer (a refusal, an empty reply) is turned into an
+error once for every wire, by the HTTP layer (``providers/_answers.py``).
+Adapters never retry: the router is the one retry owner, and it reads
 ``error.retryable`` and ``error.retry_after``.
 """
 
@@ -198,14 +206,17 @@ class TimeoutError(ProviderError):  # noqa: A001 - evalkit.TimeoutError on purpo
 
 
 class ConnectionError(ProviderError):  # noqa: A001
-    """The connection was refused or reset before a response arrived."""
+    """The connection was refused or reset before a response arrived (a body cut later is stream_interrupted)."""
 
     kind = ErrorKind.CONNECTION
     default_retryable = True
 
 
 class StreamInterruptedError(ProviderError):
-    """A stream ended early, or carried an error event inside a 200 response."""
+    """A response broke after it began: a stream or a body cut short, or an error event inside a 200 stream.
+
+    When output had arrived, ``usage``/``cost`` estimate what the vendor bills for it.
+    """
 
     kind = ErrorKind.STREAM_INTERRUPTED
     default_retryable = True
@@ -218,7 +229,7 @@ class ContextLengthError(ProviderError):
 
 
 class ContentFilterError(ProviderError):
-    """The vendor refused the request or the answer on policy grounds."""
+    """The vendor refused the request or the answer on policy grounds (an error status, or a 200 refusal)."""
 
     kind = ErrorKind.CONTENT_FILTER
 
@@ -242,7 +253,7 @@ class BadRequestError(ProviderError):
 
 
 class InvalidResponseError(ProviderError):
-    """The vendor answered 2xx with a body evalkit cannot read."""
+    """The vendor answered 2xx with a body evalkit cannot read, or with no answer in it (no text, no tool calls)."""
 
     kind = ErrorKind.INVALID_RESPONSE
     default_retryable = True

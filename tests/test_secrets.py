@@ -81,3 +81,126 @@ def test_missing_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_local_servers_need_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
     assert evalkit.get_provider("ollama:llama3.2").base_url == "http://localhost:11434/v1"
+
+
+# -- keys an upstream echoes back (issue 11, item 6): scrubbed at the source --------------------
+
+OTHER_KEY = "sk-ant-OTHER-SECRET-9b8a7c6d5e4f3a2b1c0d"  # a second key this process holds
+_ECHO_TARGETS = ["openai:gpt-4o-mini", "anthropic:claude-3-5-haiku-latest", "gemini:gemini-2.0-flash"]
+
+
+def _answer_text(target: str, text: str) -> dict:
+    """A 200 answer in ``target``'s wire format whose text is ``text``."""
+    if target.startswith("anthropic"):
+        return {"id": "m", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-latest",
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 5, "output_tokens": 5}}
+    if target.startswith("gemini"):
+        return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 5}}
+    return {"id": "c", "model": "gpt-4o-mini", "usage": {"prompt_tokens": 5, "completion_tokens": 5},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+
+
+def _echoing(target: str, status: int = 200, raw: bytes | None = None,
+             content_type: str = "application/json") -> evalkit.HTTPProvider:
+    """A provider whose upstream puts every header it received (the key among them) in its answer."""
+    import json
+
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        echoed = " ".join(f"{k}={v}" for k, v in request.headers.items()) + f" also {OTHER_KEY}"
+        if raw is not None:
+            body = raw.replace(b"ECHO", echoed.encode())
+        elif status >= 300:
+            body = json.dumps({"error": {"message": f"bad request: {echoed}", "type": "server_error"}}).encode()
+        else:
+            body = json.dumps(_answer_text(target, f"Your headers were: {echoed}")).encode()
+        return httpx.Response(status, headers={"content-type": content_type}, content=body)
+
+    Secret(OTHER_KEY)  # registered, as any key the process read
+    return evalkit.get_provider(target, api_key=FAKE_KEY, base_url="http://echo.invalid",
+                                transport=httpx.MockTransport(answer))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("target", _ECHO_TARGETS)
+async def test_key_echoed_in_a_200_answer_never_reaches_the_response(target: str, stream: bool) -> None:
+    import json
+
+    if stream:
+        payload = _answer_text(target, "Your headers were: ECHO")
+        if target.startswith("gemini"):
+            raw = b"data: " + json.dumps(payload).encode() + b"\r\n\r\n"
+        elif target.startswith("anthropic"):
+            raw = _anthropic_events("Your headers were: ECHO")
+        else:
+            chunk = {"id": "c", "model": "gpt-4o-mini", "choices": [
+                {"index": 0, "delta": {"content": "Your headers were: ECHO"}, "finish_reason": "stop"}]}
+            raw = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+        provider = _echoing(target, raw=raw, content_type="text/event-stream")
+    else:
+        provider = _echoing(target)
+    response = await provider.complete(evalkit.ChatRequest.from_prompt("hi", stream=stream))
+    assert "Your headers were" in response.text and "********" in response.text
+    assert FAKE_KEY not in response.text and OTHER_KEY not in response.text
+    assert FAKE_KEY not in repr(response) and OTHER_KEY not in repr(response)
+
+
+def _anthropic_events(text: str) -> bytes:
+    import json
+
+    events = [("message_start", {"type": "message_start", "message": {"id": "m", "model": "claude-3-5-haiku-latest",
+                                                                      "usage": {"input_tokens": 5}}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": text}}),
+              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                 "usage": {"output_tokens": 5}}),
+              ("message_stop", {"type": "message_stop"})]
+    return b"".join(f"event: {n}\ndata: {json.dumps(d)}\n\n".encode() for n, d in events)
+
+
+async def test_key_split_across_two_stream_events_is_scrubbed_from_text_reasoning_and_tool_calls() -> None:
+    import json
+
+    import httpx
+
+    half = len(FAKE_KEY) // 2
+    deltas = [{"reasoning_content": f"thinking about {FAKE_KEY[:half]}"}, {"reasoning_content": FAKE_KEY[half:]},
+              {"content": f"the key is {FAKE_KEY[:half]}"}, {"content": f"{FAKE_KEY[half:]}, done"},
+              {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "leak",
+                                                                          "arguments": f'{{"k": "{FAKE_KEY[:5]}'}}]},
+              {"tool_calls": [{"index": 0, "function": {"arguments": f'{FAKE_KEY[5:]}"}}'}}]}]
+    raw = b"".join(b"data: " + json.dumps({"id": "c", "model": "gpt-4o-mini", "choices": [
+        {"index": 0, "delta": d, "finish_reason": None}]}).encode() + b"\n\n" for d in deltas)
+    raw += b'data: {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
+    raw += b"data: [DONE]\n\n"
+    provider = evalkit.get_provider("openai:gpt-4o-mini", api_key=FAKE_KEY, base_url="http://echo.invalid",
+                                    transport=httpx.MockTransport(lambda r: httpx.Response(
+                                        200, headers={"content-type": "text/event-stream"}, content=raw)))
+    response = await provider.complete(evalkit.ChatRequest.from_prompt("hi", stream=True))
+    assert response.text == "the key is ********, done"
+    assert response.reasoning == "thinking about ********"
+    assert response.tool_calls[0].arguments == '{"k": "********"}'
+
+
+@pytest.mark.parametrize(("status", "raw"), [
+    (500, None),                                       # an error body echoing the key -> ServerError
+    (200, b'{"choices": [{"message": "ECHO" '),         # a broken 200 body echoing it -> InvalidResponseError
+], ids=["error-body", "malformed-200"])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_traceback_locals_never_hold_an_echoed_key(status: int, raw: bytes | None,
+                                                        stream: bool) -> None:
+    content_type = "application/json"
+    if stream and raw is not None:
+        raw, content_type = b"data: " + raw + b"\n\n", "text/event-stream"
+    provider = _echoing("openai:gpt-4o-mini", status=status, raw=raw, content_type=content_type)
+    with pytest.raises(evalkit.ProviderError) as caught:
+        await provider.complete(evalkit.ChatRequest.from_prompt("hi", stream=stream))
+    error = caught.value
+    shown = "".join(traceback.TracebackException(type(error), error, error.__traceback__,
+                                                 capture_locals=True).format())
+    assert "body =" in shown or "data =" in shown  # the locals that held the echo are shown...
+    assert FAKE_KEY not in shown and OTHER_KEY not in shown  # ...without the keys
+    assert OTHER_KEY not in error.message and FAKE_KEY not in error.message

@@ -11,6 +11,7 @@ A fault reaches a request in one of three ways, checked in this order:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._seeding import unit_draw
+
+MAX_SCRIPT_TIMES = 10_000
+"""Most times one scripted step may repeat (each repeat is kept in memory, so one request could ask for GBs)."""
 
 __all__ = [
     "FAULT_KINDS",
@@ -109,8 +113,8 @@ def parse_step(value: Any) -> list[FaultStep]:
     retry_after = _optional_seconds(value.get("retry_after", value.get("retry_after_s")), "retry_after")
     stall_s = _optional_seconds(value.get("stall_s"), "stall_s")
     times = value.get("times", 1)
-    if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-        raise ValueError(f"times must be a positive integer, got {times!r}")
+    if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_SCRIPT_TIMES:
+        raise ValueError(f"times must be a whole number from 1 to {MAX_SCRIPT_TIMES}, got {times!r}")
     return [FaultStep(kind, retry_after, stall_s)] * times
 
 
@@ -127,8 +131,8 @@ def parse_steps(values: Iterable[Any]) -> list[FaultStep]:
 def _optional_seconds(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite, non-negative number of seconds, got {value!r}")
     return float(value)
 
 

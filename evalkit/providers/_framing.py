@@ -116,7 +116,9 @@ class JSONArrayDecoder:
                 return
             try:
                 value, end = self._json.raw_decode(self._buffer)
-            except json.JSONDecodeError:
+            except json.JSONDecodeError as exc:
+                if _broken(exc, len(self._buffer)):
+                    raise InvalidResponseError(f"malformed element in a streamed JSON array: {exc.msg}") from None
                 return  # incomplete element: wait for more bytes
             self._buffer = self._buffer[end:]
             yield value
@@ -125,3 +127,14 @@ class JSONArrayDecoder:
     def complete(self) -> bool:
         """True once the closing ``]`` arrived."""
         return self._closed
+
+
+_INCOMPLETE_TAIL = 8
+"""A parse error this close to the end of the buffer may be a value cut short (``fals``, ``1.``)."""
+
+
+def _broken(exc: json.JSONDecodeError, buffered: int) -> bool:
+    """True when ``exc`` says the element is invalid, not merely incomplete (more bytes could not fix it)."""
+    if exc.msg.startswith("Invalid control character"):
+        return True  # raw control characters never become valid inside a string
+    return not exc.msg.startswith("Unterminated string") and exc.pos < buffered - _INCOMPLETE_TAIL

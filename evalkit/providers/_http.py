@@ -5,6 +5,11 @@
 the answer and maps transport failures to evalkit errors. Transport failures are
 classified here and only here; HTTP error responses are classified by the wire.
 Nothing here retries: the router is the one retry owner.
+
+Also here, once for every wire (see ``_answers.py``): a reply that is a refusal
+or empty is a failed attempt, a failure after output arrived carries what the
+vendor bills for it (``usage``/``cost``), and every known secret value is
+scrubbed from bodies and stream events as they are read.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, AsyncIterator, Mapping
 import httpx
 
 from .._json import loads
-from .._secret import Secret, SecretHeaders, redact
+from .._secret import Secret, SecretHeaders, redact, scrub
 from ..errors import (
     ConnectionError,
     InvalidResponseError,
@@ -29,6 +34,7 @@ from ..errors import (
 )
 from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse, Cost, Usage
+from ._answers import estimate_usage, partial_usage, scrub_bytes, scrub_reply, unusable
 from ._framing import JSONArrayDecoder, SSEDecoder
 from ._headers import rate_limit_headers
 from ._wire import HttpCall, Reply, Wire
@@ -165,14 +171,32 @@ class HTTPProvider:
         return self.client.build_request("POST", url, headers=headers,
                                          content=json.dumps(call.body, separators=(",", ":")).encode())
 
+    def credential_id(self) -> tuple[str, str, int]:
+        """Who authenticates this provider's calls: vendor, base URL and the headers sent (key included).
+
+        Two providers with the same ``credential_id`` fail authentication
+        together, so a router that saw one fail ``auth`` skips the other. The
+        headers (the key, or credentials passed as ``headers=``) enter only as
+        a hash with a per-process salt (``hash``): never kept, never shown.
+        """
+        return (self.vendor, self.base_url, hash(tuple(sorted(self._headers.items()))))
+
     async def _send_json(self, request: ChatRequest) -> ChatResponse:
         call = self.wire.build(request, self.model, stream=False)
         started = time.perf_counter()
         try:
-            response = await self.client.send(self._http_request(call))
-            body = response.content
+            response = await self.client.send(self._http_request(call), stream=True)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, streaming=False) from None
+        try:
+            # Scrubbed as soon as it is read: no local (or traceback) ever holds an echoed key.
+            body = scrub_bytes(await response.aread())
+        except httpx.HTTPError as exc:
+            # The response had started: a body cut short is a broken response, not a failed connection.
+            raise self._transport_error(exc, streaming=True, received=response.num_bytes_downloaded,
+                                        expected=response.headers.get("content-length")) from None
+        finally:
+            await response.aclose()
         latency_ms = (time.perf_counter() - started) * 1000.0
         if response.status_code >= 300:
             raise self._error_response(response.status_code, response.headers, body)
@@ -184,7 +208,7 @@ class HTTPProvider:
         try:
             reply = self.wire.parse(data)
         except ProviderError as exc:
-            raise self._tag(exc) from None
+            raise self._billed(self._tag(exc), exc.usage) from None
         return self._finish(request, reply, response.headers, latency_ms, None)
 
     async def _stream_deltas(self, request: ChatRequest, into: ChatStream) -> AsyncIterator[str]:
@@ -197,12 +221,23 @@ class HTTPProvider:
             response = await self.client.send(self._http_request(call), stream=True)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, streaming=False) from None
+        if response.status_code >= 300:
+            try:
+                body = scrub_bytes(await response.aread())
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc, streaming=True) from None
+            finally:
+                await response.aclose()
+            raise self._error_response(response.status_code, response.headers, body)
         try:
-            if response.status_code >= 300:
-                body = await response.aread()
-                raise self._error_response(response.status_code, response.headers, body)
-            async for data, event in _events(response, call.stream_format or "sse"):
-                delta = parser.feed(data, event)
+            async for data, event, last in _events(response, call.stream_format or "sse"):
+                try:
+                    delta = parser.feed(data, event)
+                except InvalidResponseError:
+                    if not last:
+                        raise
+                    # The body ended inside its final event: the stream was cut, not malformed.
+                    raise StreamInterruptedError(f"stream cut inside its last event: {data[:80]!r}") from None
                 if ttft_ms is None and parser.started:
                     ttft_ms = (time.perf_counter() - started) * 1000.0
                 if delta:
@@ -211,9 +246,9 @@ class HTTPProvider:
                     yield delta
             reply = parser.finish()
         except ProviderError as exc:
-            raise self._tag(exc) from None
+            raise self._broken(self._tag(exc), request, parser) from None
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, streaming=True) from None
+            raise self._broken(self._transport_error(exc, streaming=True), request, parser) from None
         finally:
             await response.aclose()
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -225,9 +260,15 @@ class HTTPProvider:
                 latency_ms: float, ttft_ms: float | None) -> ChatResponse:
         if (cassette := CASSETTE.get()) is not None:
             latency_ms, ttft_ms = cassette.timing(headers, latency_ms, ttft_ms)
-        usage = reply.usage or _estimate_usage(request, reply, self.name)
+        reply = scrub_reply(reply)
+        usage = reply.usage or estimate_usage(request, reply, self.name)
         served = reply.model or self.model
         cost = self._cost(served, usage, reply.reported_cost)
+        if (failure := unusable(reply)) is not None:
+            # A refusal or an empty answer is billed like an answer (the vendor counted its tokens).
+            failure.usage, failure.cost = usage, cost
+            failure.request_id = _request_id(headers) or reply.request_id
+            raise self._tag(failure)
         return ChatResponse(
             text=reply.text,
             finish_reason=reply.finish_reason,
@@ -242,6 +283,21 @@ class HTTPProvider:
             rate_limits=rate_limit_headers(headers),
             cost=cost,
         )
+
+    def _broken(self, error: ProviderError, request: ChatRequest, parser: Any) -> ProviderError:
+        """``error``, raised once a 200 stream had begun, billed for the output that arrived."""
+        if error.usage is not None:  # the wire knew the bill (an empty stream that did end)
+            return self._billed(error, error.usage)
+        partial = scrub_reply(parser.partial())
+        return self._billed(error, partial_usage(request, partial, self.name), partial.model)
+
+    def _billed(self, error: ProviderError, usage: Usage | None, served: str = "") -> ProviderError:
+        """``error`` carrying ``usage`` and its price (``None`` when unpriced or nothing is known)."""
+        if usage is not None:
+            error.usage = usage
+            if error.cost is None:
+                error.cost = self._cost(served or self.model, usage, None)
+        return error
 
     def _cost(self, served: str, usage: Usage, reported: Any) -> Cost | None:
         if reported is not None:
@@ -263,19 +319,25 @@ class HTTPProvider:
             error.request_id = _request_id(headers)
         return self._tag(error)
 
-    def _transport_error(self, exc: httpx.HTTPError, *, streaming: bool) -> ProviderError:
+    def _transport_error(self, exc: httpx.HTTPError, *, streaming: bool, received: int | None = None,
+                         expected: str | None = None) -> ProviderError:
+        """The evalkit error for a transport failure; ``streaming``: the response had already begun.
+
+        ``received``/``expected`` (bytes of a non-streamed body, and its
+        Content-Length) say how far a cut body got.
+        """
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         cause = exc.__cause__
         if (isinstance(exc, httpx.ConnectTimeout) and cause is not None
                 and type(cause).__module__.startswith("aiohttp") and not isinstance(cause, builtins.TimeoutError)):
             # httpx-aiohttp reports every aiohttp connection failure (refused, reset, disconnected) as
             # ConnectTimeout; the cause says what really happened, and it decides the retry.
-            return self._tag((StreamInterruptedError if streaming else ConnectionError)(
-                f"{type(cause).__name__}: {cause}"))
+            detail = _cut(f"{type(cause).__name__}: {cause}", received, expected)
+            return self._tag(StreamInterruptedError(detail) if streaming else ConnectionError(detail))
         if isinstance(exc, httpx.TimeoutException):
             return self._tag(TimeoutError(detail))
         if streaming and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-            return self._tag(StreamInterruptedError(detail))
+            return self._tag(StreamInterruptedError(_cut(detail, received, expected)))
         if isinstance(exc, httpx.DecodingError):
             return self._tag(InvalidResponseError(detail))
         return self._tag(ConnectionError(detail))
@@ -283,7 +345,8 @@ class HTTPProvider:
     def _tag(self, error: ProviderError) -> ProviderError:
         error.provider = error.provider or self.vendor
         error.model = error.model or self.model
-        error.message = redact(error.message, self._api_key)
+        # This provider's key at any length, then every other key this process holds.
+        error.message = scrub(redact(error.message, self._api_key))
         error.args = (error.message,)
         return error
 
@@ -303,22 +366,34 @@ class ChatStream:
         return self._deltas
 
 
-async def _events(response: httpx.Response, fmt: str) -> AsyncIterator[tuple[str, str | None]]:
-    """``(data, event)`` pairs from an SSE stream or a streamed JSON array."""
+async def _events(response: httpx.Response, fmt: str) -> AsyncIterator[tuple[str, str | None, bool]]:
+    """``(data, event, last)`` from an SSE stream or a streamed JSON array, secrets scrubbed.
+
+    ``last`` marks an SSE event flushed at the end of the body without its
+    closing blank line. Chunks are scrubbed as they arrive (so no local holds
+    a key) and each event again (a key split across two chunks).
+    """
     if fmt == "json-array":
         decoder = JSONArrayDecoder()
         async for chunk in response.aiter_bytes():
-            for value in decoder.feed(chunk):
-                yield json.dumps(value), None
+            for value in decoder.feed(scrub_bytes(chunk)):
+                yield scrub(json.dumps(value)), None, False
         if not decoder.complete:
             raise StreamInterruptedError("stream ended before the closing ']' of its JSON array")
         return
     sse = SSEDecoder()
     async for chunk in response.aiter_bytes():
-        for event, data in sse.feed(chunk):
-            yield data, event
+        for event, data in sse.feed(scrub_bytes(chunk)):
+            yield scrub(data), event, False
     for event, data in sse.end():
-        yield data, event
+        yield scrub(data), event, True
+
+
+def _cut(detail: str, received: int | None, expected: str | None) -> str:
+    if received is None:
+        return detail
+    of = f" of {expected}" if expected and expected.isdigit() else ""
+    return f"response body cut after {received}{of} bytes ({detail})"
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:
@@ -326,20 +401,3 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
         if value := headers.get(name):
             return value
     return None
-
-
-def _estimate_usage(request: ChatRequest, reply: Reply, model: str) -> Usage:
-    """Usage counted locally when the vendor reported none; marked inexact."""
-    from ..tokens import count_tokens
-
-    prompt = list(request.messages)
-    if request.system:
-        from ..types import Message
-
-        prompt.insert(0, Message("system", request.system))
-    out_text = reply.text + reply.reasoning + "".join(c.name + c.arguments for c in reply.tool_calls)
-    return Usage(
-        input_tokens=count_tokens(prompt, model).count,
-        output_tokens=count_tokens(out_text, model).count if out_text else 0,
-        exact=False,
-    )

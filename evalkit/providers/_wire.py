@@ -18,7 +18,13 @@ Contract:
   order. :meth:`StreamParser.feed` returns the text delta (``""`` for none) and
   raises on an error event; :meth:`StreamParser.finish` raises
   :class:`~evalkit.errors.StreamInterruptedError` when the vendor's terminal event
-  never came.
+  never came. :meth:`StreamParser.partial` is what arrived so far, whatever
+  happened: the HTTP layer bills a broken stream for it.
+* A reply that parsed is not yet an answer: a refusal (``finish_reason``
+  ``content_filter``) or an empty one (no text, no tool calls) is turned into
+  an error by the HTTP layer, once for every wire (``_http.unusable``). Wires
+  only report what the vendor said, including its words for a refusal
+  (:attr:`Reply.refusal`).
 * :meth:`Wire.classify` maps a non-2xx response to exactly one error kind.
 """
 
@@ -28,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Protocol
 
 from .._json import loads
-from ..errors import ProviderError, StreamInterruptedError
+from ..errors import InvalidResponseError, ProviderError
 from ..types import ChatRequest, FinishReason, ToolCall, Usage
 
 StreamFormat = Literal["sse", "json-array"]
@@ -51,7 +57,10 @@ class Reply:
 
     ``usage`` is ``None`` when the vendor reported no usage (the HTTP layer then
     estimates it and marks it inexact). ``reported_cost`` is set when the vendor
-    bills in the response (OpenRouter ``usage.cost``).
+    bills in the response (OpenRouter ``usage.cost``). ``refusal`` is what the
+    vendor said about a refusal (OpenAI's ``message.refusal``, Anthropic's
+    ``stop_details.explanation``, Gemini's finish or block reason), ``""`` when
+    it said nothing.
     """
 
     text: str = ""
@@ -62,6 +71,7 @@ class Reply:
     reasoning: str = ""
     request_id: str | None = None
     reported_cost: Any = None
+    refusal: str = ""
 
 
 class StreamParser(Protocol):
@@ -73,6 +83,10 @@ class StreamParser(Protocol):
     def feed(self, data: str, event: str | None = None) -> str: ...
 
     def finish(self) -> Reply: ...
+
+    def partial(self) -> Reply:
+        """Text, reasoning, tool calls and the vendor's running usage (if any) received so far."""
+        ...
 
 
 class Wire(Protocol):
@@ -92,13 +106,18 @@ class Wire(Protocol):
 
 
 def stream_event(data: str) -> dict[str, Any]:
-    """One stream event's JSON object; anything else means the stream broke (stream_interrupted)."""
+    """One stream event's JSON object.
+
+    Anything else is a body evalkit cannot read (invalid_response), like a
+    malformed non-streamed body; the HTTP layer reports a broken *last* event
+    (the connection closed inside it) as stream_interrupted instead.
+    """
     try:
         chunk = loads(data)
     except ValueError:
-        raise StreamInterruptedError(f"malformed stream event: {data[:80]!r}") from None
+        raise InvalidResponseError(f"malformed stream event: {data[:80]!r}") from None
     if not isinstance(chunk, dict):
-        raise StreamInterruptedError(f"stream event is not a JSON object: {data[:80]!r}")
+        raise InvalidResponseError(f"stream event is not a JSON object: {data[:80]!r}")
     return chunk
 
 

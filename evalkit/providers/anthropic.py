@@ -194,6 +194,7 @@ class AnthropicWire:
             tool_calls=tool_calls,
             reasoning="".join(reasoning),
             request_id=body.get("id") or None,
+            refusal=_stop_explanation(body.get("stop_details")),
         )
 
     def stream_parser(self) -> AnthropicStream:
@@ -220,6 +221,7 @@ class AnthropicStream:
         self._calls: dict[int, list[Any]] = {}  # block index -> [id, name, [json parts], start input]
         self._usage: dict[str, Any] = {}
         self._stop_reason: str | None = None
+        self._stop_details: Any = None
         self._model = ""
         self._id = ""
         self._done = False
@@ -237,7 +239,9 @@ class AnthropicStream:
             self._id = message.get("id") or ""
             self._merge_usage(message.get("usage"))
         elif kind == "message_delta":
-            self._stop_reason = (chunk.get("delta") or {}).get("stop_reason") or self._stop_reason
+            delta = chunk.get("delta") or {}
+            self._stop_reason = delta.get("stop_reason") or self._stop_reason
+            self._stop_details = delta.get("stop_details") or self._stop_details
             self._merge_usage(chunk.get("usage"))
         elif kind == "message_stop":
             self._done = True
@@ -287,9 +291,7 @@ class AnthropicStream:
             elif value is not None:
                 merged[name] = value  # iterations, output_tokens_details: the latest report wins
 
-    def finish(self) -> Reply:
-        if not self._done:
-            raise StreamInterruptedError("stream ended before message_stop")
+    def partial(self) -> Reply:
         calls = tuple(ToolCall(id=i, name=n, arguments=_stream_arguments(parts, start))
                       for _, (i, n, parts, start) in sorted(self._calls.items()))
         return Reply(
@@ -300,7 +302,13 @@ class AnthropicStream:
             tool_calls=calls,
             reasoning="".join(self._reasoning),
             request_id=self._id or None,
+            refusal=_stop_explanation(self._stop_details),
         )
+
+    def finish(self) -> Reply:
+        if not self._done:
+            raise StreamInterruptedError("stream ended before message_stop")
+        return self.partial()
 
 
 def _stream_arguments(parts: list[str], start_input: Any) -> str:
@@ -313,6 +321,14 @@ def _stream_arguments(parts: list[str], start_input: Any) -> str:
         return json.dumps(json.loads(raw))
     except ValueError:
         return raw
+
+
+def _stop_explanation(details: Any) -> str:
+    """Why a refusal happened, from ``stop_details`` (``{"type": "refusal", "category", "explanation"}``)."""
+    if not isinstance(details, dict):
+        return ""
+    words = [str(details[k]) for k in ("category", "explanation") if details.get(k)]
+    return ": ".join(words)
 
 
 def _finish(reason: str | None, calls: tuple[ToolCall, ...]) -> FinishReason:

@@ -126,9 +126,10 @@ class GeminiWire:
             raise _error_from_payload(body["error"], status=None, headers={})
         candidates = body.get("candidates")
         if not candidates:
-            if (body.get("promptFeedback") or {}).get("blockReason"):
-                return _reply(body, "", "", (), FinishReason.CONTENT_FILTER, body.get("usageMetadata"))
-            raise InvalidResponseError("response has no candidates")
+            if blocked := _block_reason(body):
+                return _reply(body, "", "", (), FinishReason.CONTENT_FILTER, body.get("usageMetadata"), blocked)
+            usage = gemini_usage(body.get("usageMetadata"))  # a prompt that was read is billed
+            raise InvalidResponseError("response has no candidates", usage=usage)
         candidate = candidates[0]
         if not isinstance(candidate, dict):
             raise InvalidResponseError("candidate is not a JSON object")
@@ -136,8 +137,9 @@ class GeminiWire:
         for part in (candidate.get("content") or {}).get("parts") or ():
             _collect(part, text, thinking, calls)
         calls_t = tuple(calls)
-        return _reply(body, "".join(text), "".join(thinking), calls_t,
-                      _finish(candidate.get("finishReason"), calls_t), body.get("usageMetadata"))
+        reason = candidate.get("finishReason")
+        return _reply(body, "".join(text), "".join(thinking), calls_t, _finish(reason, calls_t),
+                      body.get("usageMetadata"), _refusal(reason, candidate))
 
     def stream_parser(self) -> GeminiStream:
         return GeminiStream()
@@ -254,10 +256,33 @@ def _model(version: Any) -> str:
 
 
 def _reply(body: Mapping[str, Any], text: str, thinking: str, calls: tuple[ToolCall, ...],
-           finish: FinishReason, usage: Any) -> Reply:
+           finish: FinishReason, usage: Any, refusal: str = "") -> Reply:
     return Reply(text=text, finish_reason=finish, model=_model(body.get("modelVersion")),
                  usage=gemini_usage(usage), tool_calls=calls, reasoning=thinking,
-                 request_id=body.get("responseId") or None)
+                 request_id=body.get("responseId") or None, refusal=refusal)
+
+
+def _block_reason(body: Mapping[str, Any]) -> str:
+    """``"prompt blocked: SAFETY (message)"`` when ``promptFeedback`` blocked the prompt, else ``""``."""
+    feedback = body.get("promptFeedback")
+    reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+    if not reason:
+        return ""
+    message = feedback.get("blockReasonMessage")
+    return f"prompt blocked: {reason}" + (f" ({message})" if message else "")
+
+
+def _refusal(reason: Any, candidate: Mapping[str, Any]) -> str:
+    """The vendor's words for a content-filter finish: the reason, blocked categories, ``finishMessage``."""
+    if _FINISH.get(reason or "") is not FinishReason.CONTENT_FILTER:
+        return ""
+    ratings = candidate.get("safetyRatings")
+    blocked = [str(r.get("category")) for r in ratings if isinstance(r, dict) and r.get("blocked")] \
+        if isinstance(ratings, list) else []
+    said = [", ".join(blocked)] if blocked else []
+    if message := candidate.get("finishMessage"):
+        said.append(str(message))
+    return f"finishReason {reason}" + (f" ({'; '.join(said)})" if said else "")
 
 
 def gemini_usage(meta: Mapping[str, Any] | None) -> Usage | None:
@@ -283,7 +308,10 @@ class GeminiStream:
         self._thinking: list[str] = []
         self._calls: list[ToolCall] = []
         self._finish: str | None = None
-        self._blocked = False
+        self._final: Mapping[str, Any] = {}  # the candidate that carried the finishReason
+        self._blocked = ""
+        self._chunks = 0
+        self._candidates = False
         self._usage: Mapping[str, Any] | None = None
         self._model = ""
         self._id = ""
@@ -293,6 +321,7 @@ class GeminiStream:
         if chunk.get("error"):
             error = _error_from_payload(chunk["error"], status=None, headers={})
             raise StreamInterruptedError(f"error inside the stream: {error.message}", code=error.code)
+        self._chunks += 1
         self._model = self._model or _model(chunk.get("modelVersion"))
         self._id = self._id or chunk.get("responseId") or ""
         if meta := chunk.get("usageMetadata"):
@@ -300,9 +329,10 @@ class GeminiStream:
             self._usage = meta
         candidates = chunk.get("candidates")
         if not candidates:
-            if (chunk.get("promptFeedback") or {}).get("blockReason"):
-                self._blocked = True  # a blocked prompt ends the stream in this one chunk
+            # A blocked prompt ends the stream in this one chunk.
+            self._blocked = _block_reason(chunk) or self._blocked
             return ""
+        self._candidates = True
         return self._candidate(candidates[0])
 
     def _candidate(self, candidate: Any) -> str:
@@ -314,13 +344,15 @@ class GeminiStream:
                 self.started = True
         if candidate.get("finishReason"):
             self._finish = candidate["finishReason"]
+            self._final = candidate
         return "".join(self._text[mark:])
 
-    def finish(self) -> Reply:
-        if self._finish is None and not self._blocked:
-            raise StreamInterruptedError("stream ended before any chunk carried a finishReason")
+    def partial(self) -> Reply:
         calls = tuple(self._calls)
-        finish = FinishReason.CONTENT_FILTER if self._finish is None else _finish(self._finish, calls)
+        if self._finish is None and self._blocked:
+            finish, refusal = FinishReason.CONTENT_FILTER, self._blocked
+        else:
+            finish, refusal = _finish(self._finish, calls), _refusal(self._finish, self._final)
         return Reply(
             text="".join(self._text),
             finish_reason=finish,
@@ -329,7 +361,17 @@ class GeminiStream:
             tool_calls=calls,
             reasoning="".join(self._thinking),
             request_id=self._id or None,
+            refusal=refusal,
         )
+
+    def finish(self) -> Reply:
+        if self._finish is None and not self._blocked:
+            if self._chunks and not self._candidates:
+                # Whole chunks arrived and none had a candidate: an empty answer, not a cut stream
+                # (a cut one has candidates without a finishReason, or no chunk at all).
+                raise InvalidResponseError("stream carried no candidates", usage=gemini_usage(self._usage))
+            raise StreamInterruptedError("stream ended before any chunk carried a finishReason")
+        return self.partial()
 
 
 def classify_gemini_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:

@@ -159,7 +159,8 @@ class OpenAIChatWire:
             raise openai_error_from_payload(body["error"], status=None)
         choices = body.get("choices")
         if not isinstance(choices, list) or not choices:
-            raise InvalidResponseError("response has no choices")
+            # An empty list is still billed for the prompt when the body says so.
+            raise InvalidResponseError("response has no choices", usage=chat_usage(body.get("usage")))
         choice = choices[0]
         message = choice.get("message") or {}
         text, thinking = _content(message.get("content"))
@@ -168,15 +169,17 @@ class OpenAIChatWire:
                      arguments=(c.get("function") or {}).get("arguments") or "")
             for c in message.get("tool_calls") or ()
         )
+        refusal = message.get("refusal") or ""
         return Reply(
             text=text,
-            finish_reason=_finish(choice.get("finish_reason"), calls),
+            finish_reason=_finish(choice.get("finish_reason"), calls, refusal),
             model=body.get("model") or "",
             usage=chat_usage(body.get("usage")),
             tool_calls=calls,
             reasoning=thinking or message.get("reasoning_content") or message.get("reasoning") or "",
             request_id=body.get("id") or None,
             reported_cost=(body.get("usage") or {}).get("cost"),
+            refusal=refusal if isinstance(refusal, str) else "",
         )
 
     def stream_parser(self) -> OpenAIChatStream:
@@ -193,6 +196,7 @@ class OpenAIChatStream:
         self.started = False
         self._text: list[str] = []
         self._reasoning: list[str] = []
+        self._refusal: list[str] = []
         self._calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
         self._finish: str | None = None
         self._usage: dict[str, Any] | None = None
@@ -228,6 +232,8 @@ class OpenAIChatStream:
             self._text.append(text)
         if thinking:
             self._reasoning.append(thinking)
+        if refusal := delta.get("refusal"):
+            self._refusal.append(str(refusal))
         for call in delta.get("tool_calls") or ():
             slot = self._calls.setdefault(call.get("index", len(self._calls)), ["", "", ""])
             fn = call.get("function") or {}
@@ -240,22 +246,28 @@ class OpenAIChatStream:
             self._finish = choice["finish_reason"]
         return text
 
-    def finish(self) -> Reply:
-        if not self._done:
-            raise StreamInterruptedError("stream ended before data: [DONE]")
+    def partial(self) -> Reply:
         calls = tuple(ToolCall(id=i, name=n, arguments=a) for _, (i, n, a) in sorted(self._calls.items()))
-        if self._finish is None and not self._text and not calls:
-            raise InvalidResponseError("stream carried no choices")
+        refusal = "".join(self._refusal)
         return Reply(
             text="".join(self._text),
-            finish_reason=_finish(self._finish, calls),
+            finish_reason=_finish(self._finish, calls, refusal),
             model=self._model,
             usage=chat_usage(self._usage),
             tool_calls=calls,
             reasoning="".join(self._reasoning),
             request_id=self._id or None,
             reported_cost=(self._usage or {}).get("cost"),
+            refusal=refusal,
         )
+
+    def finish(self) -> Reply:
+        if not self._done:
+            raise StreamInterruptedError("stream ended before data: [DONE]")
+        if self._finish is None and not self._text and not self._calls and not self._refusal:
+            # The stream did end: its usage chunk, if any, is the vendor's whole bill.
+            raise InvalidResponseError("stream carried no choices", usage=chat_usage(self._usage))
+        return self.partial()
 
 
 def _content(content: Any) -> tuple[str, str]:
@@ -277,7 +289,10 @@ def _content(content: Any) -> tuple[str, str]:
     return "".join(text), "".join(thinking)
 
 
-def _finish(reason: str | None, calls: tuple[ToolCall, ...]) -> FinishReason:
+def _finish(reason: str | None, calls: tuple[ToolCall, ...], refusal: str = "") -> FinishReason:
+    if refusal:
+        # Structured outputs: the model declined in ``message.refusal``, finish_reason says "stop".
+        return FinishReason.CONTENT_FILTER
     if reason is None:
         return FinishReason.TOOL_CALLS if calls else FinishReason.STOP
     return _FINISH.get(reason, FinishReason.ERROR)

@@ -181,14 +181,20 @@ def parse_response(body: Any) -> Reply:
         raise InvalidResponseError("response has no output list")
     text: list[str] = []
     reasoning: list[str] = []
+    refusal: list[str] = []
     calls: list[ToolCall] = []
     for item in output:
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
         if kind == "message":
-            text.extend(part.get("text") or "" for part in item.get("content") or ()
-                        if part.get("type") == "output_text")
+            for part in item.get("content") or ():
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") == "output_text":
+                    text.append(part.get("text") or "")
+                elif part.get("type") == "refusal":
+                    refusal.append(str(part.get("refusal") or "refusal"))
         elif kind == "reasoning":
             reasoning.extend(_reasoning_texts(item))
         elif kind == "function_call":
@@ -197,12 +203,14 @@ def parse_response(body: Any) -> Reply:
     tool_calls = tuple(calls)
     return Reply(
         text="".join(text),
-        finish_reason=_finish(body, tool_calls),
+        # A refusal content part is the model declining (structured outputs); status says "completed".
+        finish_reason=FinishReason.CONTENT_FILTER if refusal else _finish(body, tool_calls),
         model=body.get("model") or "",
         usage=responses_usage(body.get("usage")),
         tool_calls=tool_calls,
         reasoning="\n\n".join(reasoning),
         request_id=body.get("id") or None,
+        refusal="".join(refusal),
     )
 
 
@@ -318,6 +326,16 @@ class OpenAIResponsesStream:
             payload = (chunk.get("response") or {}).get("error") or {"message": "response failed"}
         error = response_error(payload)
         raise StreamInterruptedError(f"error inside the stream: {error.message}", code=error.code)
+
+    def partial(self) -> Reply:
+        if self._final is not None:
+            return self.finish()
+        return Reply(
+            text="".join(self._text),
+            reasoning="\n\n".join("".join(parts) for _, parts in sorted(self._reasoning.items())),
+            tool_calls=tuple(ToolCall(id=i, name=n, arguments=a)
+                             for _, (i, n, a) in sorted(self._calls.items())),
+        )
 
     def finish(self) -> Reply:
         if self._final is None:

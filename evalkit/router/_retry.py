@@ -25,7 +25,7 @@ class Action(str, enum.Enum):
     NEXT = "next"
     """Move to the next target."""
     STOP = "stop"
-    """Give up: no other target would answer differently (a bad request, a bad key)."""
+    """Give up: no other target would answer differently (a malformed request)."""
 
     def __str__(self) -> str:
         return self.value
@@ -42,7 +42,9 @@ DEFAULT_ACTIONS: Mapping[ErrorKind, Action] = {
     ErrorKind.CONTEXT_LENGTH: Action.NEXT,
     ErrorKind.CONTENT_FILTER: Action.NEXT,
     ErrorKind.NOT_FOUND: Action.NEXT,
-    ErrorKind.AUTH: Action.STOP,
+    # A bad key for one vendor says nothing about the next target's; routers skip targets that
+    # share the failed endpoint and key (router/_credentials.py).
+    ErrorKind.AUTH: Action.NEXT,
     ErrorKind.BAD_REQUEST: Action.STOP,
     ErrorKind.BUDGET_EXCEEDED: Action.NEXT,
 }

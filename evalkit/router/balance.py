@@ -6,9 +6,10 @@ import random
 import time
 from typing import Callable, Iterable, Literal, Sequence
 
-from ..errors import ProviderError
+from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._base import Router, Target, committed_to_stream
+from ._credentials import SAME_CREDENTIALS, credential_of
 from ._retry import DEFAULT_ACTIONS, Action
 from .health import BreakerSettings, CircuitBreaker, TargetHealth
 
@@ -31,7 +32,10 @@ class WeightedBalancer(Router):
     Health is a :class:`~evalkit.router.health.CircuitBreaker` per target. The
     balancer never retries the same target within one call (that is the
     fallback chain's job) and never recurses: a call ends when every healthy
-    target was tried once, or ``max_attempts`` were sent.
+    target was tried once, or ``max_attempts`` were sent. After an ``auth``
+    error, targets with the same endpoint and key are skipped for the call
+    (``same_credentials``). A call cancelled while it holds the half-open
+    probe (``asyncio.wait_for``, an outer deadline) gives the probe back.
     """
 
     kind = "balance"
@@ -76,6 +80,7 @@ class WeightedBalancer(Router):
             health, target = self.health[index], self.targets[index]
             if not health.breaker.acquire():
                 continue  # another call holds the half-open probe
+            probe = health.breaker.state == "half_open"  # this call holds it
             health.in_flight += 1
             try:
                 response = await self._attempt(target, request, attempts)
@@ -84,7 +89,15 @@ class WeightedBalancer(Router):
                 errors.append(exc)
                 if committed_to_stream() or DEFAULT_ACTIONS.get(exc.kind) is Action.STOP:
                     raise self._exhausted(errors, attempts) from None
+                if exc.kind is ErrorKind.AUTH:
+                    self._skip_same_credentials(index, tried, attempts)
                 continue
+            except BaseException:
+                # Cancelled (or a bug): no verdict on the target, but a held half-open probe must be
+                # given back, or the breaker would wait for its result forever.
+                if probe:
+                    health.breaker.release()
+                raise
             finally:
                 health.in_flight -= 1
             health.breaker.record_success()
@@ -94,6 +107,16 @@ class WeightedBalancer(Router):
             if i not in tried and self.weights[i] > 0:
                 self._skip(target, "circuit_open", attempts)
         raise self._exhausted(errors, attempts)
+
+    def _skip_same_credentials(self, failed: int, tried: set[int], attempts: list[Attempt]) -> None:
+        key = credential_of(self.targets[failed])
+        if key is None:
+            return
+        for i, target in enumerate(self.targets):
+            if i not in tried and self.weights[i] > 0 and credential_of(target) == key:
+                tried.add(i)
+                self._skip(target, SAME_CREDENTIALS, attempts,
+                           f"same endpoint and key as {self.targets[failed].name}, which failed auth")
 
     def _choose(self, candidates: list[int]) -> int:
         if len(candidates) == 1:

@@ -10,6 +10,7 @@ from typing import Iterable
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._base import Router, Target, committed_to_stream
+from ._credentials import SAME_CREDENTIALS, credential_of, shares_credentials
 from ._retry import Action, RetryPolicy
 from ._window import PromptSize
 
@@ -22,6 +23,9 @@ class FallbackChain(Router):
     * A target whose context window cannot hold the prompt plus ``max_tokens``
       is skipped without a call, and after a ``context_length`` error every
       later target with a window no larger than the failed one is skipped too.
+    * After an ``auth`` error the chain moves on (another vendor's key may be
+      fine), skipping every later target with the same endpoint and key
+      (``same_credentials``, see :mod:`evalkit.router._credentials`).
     * Retries of one target back off with full jitter and honour
       ``retry_after`` up to the policy's cap; no attempt starts after the
       deadline, and no more than ``max_attempts`` are sent.
@@ -42,10 +46,15 @@ class FallbackChain(Router):
         deadline = time.monotonic() + policy.deadline_s
         size = PromptSize(request)
         errors: list[ProviderError] = []
+        bad_keys: dict[object, str] = {}  # credential -> the target that failed auth with it
         sent = 0
         for target in self.targets:
             if not size.fits(target):
                 self._skip(target, "context_window", attempts, size.why_not(target))
+                continue
+            if (key := shares_credentials(target, bad_keys)) is not None:
+                self._skip(target, SAME_CREDENTIALS, attempts,
+                           f"same endpoint and key as {bad_keys[key]}, which failed auth")
                 continue
             retry = 0
             while True:
@@ -60,6 +69,8 @@ class FallbackChain(Router):
                     action = Action.STOP if committed_to_stream() else policy.action_for(exc)
                     if exc.kind is ErrorKind.CONTEXT_LENGTH:
                         size.too_big_for(target)
+                    elif exc.kind is ErrorKind.AUTH and (key := credential_of(target)) is not None:
+                        bad_keys.setdefault(key, target.name)
                 if action is Action.STOP:
                     raise self._exhausted(errors, attempts)
                 if action is not Action.RETRY or retry >= policy.retries_per_target:

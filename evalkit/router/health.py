@@ -81,6 +81,15 @@ class CircuitBreaker:
         self._probing = True
         return True
 
+    def release(self) -> None:
+        """Give back a permission from :meth:`acquire` without a verdict (the call was cancelled).
+
+        In half-open the probe slot is freed, so the next call probes;
+        otherwise there is nothing to give back.
+        """
+        if self.state == "half_open":
+            self._probing = False
+
     def record_success(self) -> None:
         self._consecutive = 0
         self._count(failed=False)

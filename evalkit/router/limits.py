@@ -26,8 +26,10 @@ Token accounting: a call takes ``count_tokens(prompt) + (max_tokens or 0)`` from
 the TPM bucket before it is sent (the worst case, which is also how vendors
 meter), then the bucket is corrected with the actual ``usage.input_tokens +
 usage.output_tokens``: unused tokens go back, an overrun is taken (the bucket
-may go into debt). A failed call keeps its estimate charged, because the vendor
-most likely counted it too. A call larger than a whole minute's budget passes
+may go into debt). A failed call is corrected the same way when its error
+says what the vendor counted (``error.usage``: a refusal, an empty answer, a
+stream cut after some text); otherwise it keeps its estimate charged, because
+the vendor most likely counted it too. A call larger than a whole minute's budget passes
 when the bucket is full (otherwise it could never pass) and leaves it in debt.
 
 Thread-safety: none. Counters and buckets are plain attributes changed with no
@@ -44,7 +46,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
-from ..errors import RateLimitError
+from ..errors import ProviderError, RateLimitError
 from ..tokens import count_tokens
 from ..types import ChatRequest, ChatResponse, Message, Usage
 from ._base import Target, as_target
@@ -176,12 +178,20 @@ class LimitedTarget:
     def context_window(self) -> int | None:
         return getattr(self.target, "context_window", None)
 
+    def credential_id(self) -> Any:
+        """The wrapped target's credential identity (``None`` when it has none): limits change no key."""
+        own = getattr(self.target, "credential_id", None)
+        return own() if own is not None else None
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """Send ``request`` when the limits allow it; refuse or wait per ``on_saturated``."""
         tokens = self._estimate(request)
         await self._acquire(tokens)
         try:
             response = await self.target.complete(request)
+        except ProviderError as exc:
+            self._settle(tokens, exc.usage)
+            raise
         finally:
             self._release()
         self._settle(tokens, response.usage)
@@ -310,6 +320,9 @@ class LimitedStream:
             async for delta in inner:
                 yield delta
             self.response = inner.response
+        except ProviderError as exc:
+            owner._settle(tokens, exc.usage)
+            raise
         finally:
             owner._release()
         if self.response is not None:

@@ -224,7 +224,7 @@ def test_round_trip_recommend_yaml_router_serves_the_recommended_targets(
             row.task_type: list(row.chain) for row in table.rows}
 
         async def serve(task: str) -> str:
-            request = evalkit.ChatRequest.from_prompt("Say hello.", max_tokens=20, metadata={"task_type": task})
+            request = evalkit.ChatRequest.from_prompt("Say hello.", max_tokens=1000, metadata={"task_type": task})
             return (await router.complete(request)).provider
 
         async def serve_all() -> dict[str, str]:

@@ -641,10 +641,12 @@ def test_stream_usage_keeps_the_larger_report_of_each_count() -> None:
     assert reply.finish_reason is FinishReason.LENGTH
 
 
-def test_stream_malformed_event_is_interrupted() -> None:
+def test_stream_malformed_event_is_an_invalid_response() -> None:
+    # A whole event that is not JSON is a body evalkit cannot read, as it is without streaming
+    # (the HTTP layer calls a broken *last* event, where the connection closed, a cut stream).
     with pytest.raises(ProviderError) as caught:
         AnthropicStream().feed('{"type": "message_start", ', "message_start")
-    assert caught.value.kind is ErrorKind.STREAM_INTERRUPTED
+    assert caught.value.kind is ErrorKind.INVALID_RESPONSE
 
 
 # -- properties: a stream cut anywhere parses like the non-stream answer -------------------------

@@ -142,7 +142,7 @@ async def test_stream_cut_before_final_event() -> None:
 async def test_stream_with_malformed_chunk() -> None:
     raw = _sse(_delta("Hel")) .replace(b"data: [DONE]", b"data: {not json\n\ndata: [DONE]")
     p = provider_answering(200, raw=raw, headers={"content-type": "text/event-stream"})
-    assert (await fail(p, stream=True)).kind is ErrorKind.STREAM_INTERRUPTED
+    assert (await fail(p, stream=True)).kind is ErrorKind.INVALID_RESPONSE
 
 
 async def test_stream_iterator_yields_deltas_and_keeps_the_response() -> None:

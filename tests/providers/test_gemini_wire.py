@@ -143,13 +143,22 @@ async def test_recorded_interaction(it: Interaction) -> None:
         error = info.value
         assert (error.status, error.code, error.message) == (it.status, body["status"], body["message"])
         return
-    response = await provider.complete(request_for(it))
     want = _expected(it)
-    assert response.text == want["text"]
-    assert response.reasoning == want["reasoning"]
-    assert response.finish_reason.value == want["finish"]
-    assert [(c.name, json.loads(c.arguments)) for c in response.tool_calls] == want["calls"]
-    usage = response.usage
+    if want["finish"] == "content_filter" or not (want["text"].strip() or want["calls"]):
+        # A refusal or an empty answer is a failed attempt, billed for what the vendor counted.
+        with pytest.raises(ProviderError) as info:
+            await provider.complete(request_for(it))
+        refused = want["finish"] == "content_filter"
+        assert info.value.kind is (ErrorKind.CONTENT_FILTER if refused else ErrorKind.INVALID_RESPONSE)
+        usage = info.value.usage
+    else:
+        response = await provider.complete(request_for(it))
+        assert response.text == want["text"]
+        assert response.reasoning == want["reasoning"]
+        assert response.finish_reason.value == want["finish"]
+        assert [(c.name, json.loads(c.arguments)) for c in response.tool_calls] == want["calls"]
+        assert response.request_id == want["response_id"]
+        usage = response.usage
     assert usage.input_tokens == want["input"]
     assert usage.cached_input_tokens == want["cached"]
     assert usage.cache_write_tokens == 0
@@ -158,7 +167,6 @@ async def test_recorded_interaction(it: Interaction) -> None:
     assert usage.exact is True
     # Gemini's own total is prompt + candidates + thoughts: our split must add up to it.
     assert usage.total_tokens == want["total"]
-    assert response.request_id == want["response_id"]
 
 
 @needs_wire
@@ -249,12 +257,18 @@ async def test_spot_checks_tool_calls() -> None:
 
 @needs_wire
 async def test_spot_checks_empty_candidates_and_404() -> None:
-    r = await _replay("gemini/test_google_model_max_tokens_thinking_model_empty_response.yaml", 0)
-    assert (r.text, r.finish_reason) == ("", FinishReason.LENGTH)
-    assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.reasoning_tokens) == (15, 2, 2)
-    r = await _replay("gemini/test_google_model_safety_settings.yaml", 0)
-    assert (r.text, r.finish_reason, r.usage.input_tokens, r.usage.output_tokens) == (
-        "", FinishReason.CONTENT_FILTER, 14, 0)
+    # Every output token went to thinking: no answer, not worth retrying with the same max_tokens.
+    with pytest.raises(evalkit.InvalidResponseError) as info:
+        await _replay("gemini/test_google_model_max_tokens_thinking_model_empty_response.yaml", 0)
+    error = info.value
+    assert error.retryable is False and "output-token limit" in error.message
+    assert (error.usage.input_tokens, error.usage.output_tokens, error.usage.reasoning_tokens) == (15, 2, 2)
+    assert error.cost is not None and error.cost.total > 0 and error.request_id == "fH8oaunbEbr9qtsPjYGX4A0"
+    with pytest.raises(evalkit.ContentFilterError) as info:
+        await _replay("gemini/test_google_model_safety_settings.yaml", 0)
+    error = info.value
+    assert "finishReason SAFETY" in error.message
+    assert (error.usage.input_tokens, error.usage.output_tokens) == (14, 0)
     with pytest.raises(evalkit.errors.NotFoundError) as info:
         await _replay("gemini/test_model_name_suggestion[google].yaml", 0)
     assert (info.value.status, info.value.code, info.value.retryable) == (404, "NOT_FOUND", False)
@@ -539,18 +553,25 @@ async def test_malformed_json_on_200_is_invalid_response() -> None:
         await _provider(_answer(200, b'{"candidates": [')).complete(ChatRequest.from_prompt("hi"))
 
 
-async def test_safety_without_parts_is_a_content_filter_finish() -> None:
+async def test_safety_without_parts_is_a_content_filter_error() -> None:
     blocked = _body(None, "SAFETY", usageMetadata={"promptTokenCount": 8, "totalTokenCount": 8})
     blocked["candidates"][0]["content"] = {}
-    r = await _provider(_answer(200, json.dumps(blocked).encode())).complete(ChatRequest.from_prompt("hi"))
-    assert (r.text, r.finish_reason) == ("", FinishReason.CONTENT_FILTER)
-    assert (r.usage.input_tokens, r.usage.exact) == (8, True)
-    r = await _provider(_answer(200, _sse([blocked]), "text/event-stream")).complete(_STREAM_REQUEST)
-    assert (r.text, r.finish_reason) == ("", FinishReason.CONTENT_FILTER)
+    with pytest.raises(evalkit.ContentFilterError) as info:
+        await _provider(_answer(200, json.dumps(blocked).encode())).complete(ChatRequest.from_prompt("hi"))
+    assert "SAFETY" in info.value.message and info.value.retryable is False
+    assert (info.value.usage.input_tokens, info.value.usage.exact) == (8, True)  # billed as reported
+    with pytest.raises(evalkit.ContentFilterError) as info:
+        await _provider(_answer(200, _sse([blocked]), "text/event-stream")).complete(_STREAM_REQUEST)
+    assert "SAFETY" in info.value.message
     prompt_blocked = {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
                       "usageMetadata": {"promptTokenCount": 8}}
-    r = await _provider(_answer(200, _sse([prompt_blocked]), "text/event-stream")).complete(_STREAM_REQUEST)
-    assert (r.text, r.finish_reason, r.usage.input_tokens) == ("", FinishReason.CONTENT_FILTER, 8)
+    for body, ctype in ((_sse([prompt_blocked]), "text/event-stream"),
+                        (json.dumps(prompt_blocked).encode(), "application/json")):
+        with pytest.raises(evalkit.ContentFilterError) as info:
+            await _provider(_answer(200, body, ctype)).complete(
+                _STREAM_REQUEST if "event" in ctype else ChatRequest.from_prompt("hi"))
+        assert "prompt blocked: PROHIBITED_CONTENT" in info.value.message
+        assert info.value.usage.input_tokens == 8
 
 
 @needs_wire
@@ -594,8 +615,12 @@ async def test_error_inside_a_stream_is_interrupted() -> None:
         async for delta in stream:
             seen.append(delta)
     assert seen == ["The"] and info.value.code == "INTERNAL"
-    with pytest.raises(evalkit.errors.StreamInterruptedError):
+    with pytest.raises(evalkit.errors.InvalidResponseError):  # a whole event that is not JSON
         garbled = _answer(200, b"data: {not json\r\n\r\n", "text/event-stream")
+        await _provider(garbled).complete(_STREAM_REQUEST)
+    with pytest.raises(evalkit.errors.StreamInterruptedError):  # the body ended inside its last event
+        garbled = _answer(200, _sse([_body([{"text": "The"}], None)]) + b'data: {"candidates": [{"con',
+                          "text/event-stream")
         await _provider(garbled).complete(_STREAM_REQUEST)
 
 

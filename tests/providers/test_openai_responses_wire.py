@@ -393,10 +393,20 @@ async def test_incomplete_max_output_tokens_is_length():
     assert (r.finish_reason, r.text, r.usage.output_tokens) == (FinishReason.LENGTH, "Four. Done\u00e9", 40)
 
 
-async def test_incomplete_content_filter_is_content_filter():
+async def test_incomplete_content_filter_is_a_content_filter_error():
     body = _response([], status="incomplete", incomplete_details={"reason": "content_filter"})
-    r = await _provider(200, body).complete(_HELLO)
-    assert r.finish_reason is FinishReason.CONTENT_FILTER
+    with pytest.raises(evalkit.ContentFilterError) as info:
+        await _provider(200, body).complete(_HELLO)
+    assert info.value.usage is not None and info.value.retryable is False
+
+
+async def test_refusal_content_part_is_a_content_filter_error():
+    # Structured outputs: the model declines in a "refusal" part of a completed message.
+    refusal = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+               "content": [{"type": "refusal", "refusal": "I can't help with that."}]}
+    with pytest.raises(evalkit.ContentFilterError) as info:
+        await _provider(200, _response([refusal])).complete(_HELLO)
+    assert "I can't help with that." in info.value.message
 
 
 async def test_streamed_response_incomplete_is_terminal_and_length():
@@ -477,9 +487,9 @@ def test_parser_ignores_unknown_events_and_marks_first_output():
     assert parser.feed('{"type": "response.output_text.delta", "delta": "Hi"}') == "Hi" and parser.started
 
 
-def test_malformed_event_interrupts():
+def test_malformed_event_is_an_invalid_response():
     parser = OpenAIResponsesWire().stream_parser()
-    with pytest.raises(evalkit.StreamInterruptedError):
+    with pytest.raises(evalkit.InvalidResponseError):
         parser.feed("{not json", "response.output_text.delta")
 
 

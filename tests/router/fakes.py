@@ -20,11 +20,12 @@ class ScriptedProvider:
     """Answers each call with the next scripted outcome: ``"ok"`` or an error kind (``"rate_limit"``...).
 
     When the script runs out it answers ``default``. ``delay_s`` makes calls slow.
+    ``credential`` is what ``credential_id()`` says (``None``: unknown, like a router).
     """
 
     def __init__(self, name: str, script: Iterable[str] = (), default: str = "ok", *,
                  delay_s: float = 0.0, context_window: int | None = None, retry_after: float | None = None,
-                 cost: str = "0.001") -> None:
+                 cost: str = "0.001", credential: object = None) -> None:
         self.name = name
         self.script = deque(script)
         self.default = default
@@ -35,6 +36,10 @@ class ScriptedProvider:
         self.in_flight = 0
         self.max_in_flight = 0
         self.cost = Decimal(cost)
+        self.credential = credential
+
+    def credential_id(self) -> object:
+        return self.credential
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         self.calls += 1

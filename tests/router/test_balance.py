@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import pytest
 
 import evalkit
 from evalkit.errors import AllTargetsFailed, ErrorKind, RateLimitError, ServerError
-from evalkit.router import BreakerSettings, CircuitBreaker, WeightedBalancer
+from evalkit.router import BreakerSettings, CircuitBreaker, FallbackChain, WeightedBalancer
 
-from .fakes import ScriptedProvider
+from .fakes import ScriptedProvider, fast_policy
 
 REQ = evalkit.ChatRequest.from_prompt("hello", max_tokens=10)
 
@@ -133,3 +134,52 @@ def test_local_in_flight_refusal_is_not_a_target_failure() -> None:
     breaker = CircuitBreaker(BreakerSettings(consecutive_failures=1))
     breaker.record_failure(RateLimitError("local limit: 4 in flight", code="local_limit"))
     assert breaker.state == "closed"
+
+
+async def test_auth_moves_on_and_skips_targets_sharing_the_key() -> None:
+    key = ("openai", "https://api.openai.com/v1", 1)
+    a = ScriptedProvider("openai:a", default="auth", credential=key)
+    a2 = ScriptedProvider("openai:a2", default="auth", credential=key)
+    b = ScriptedProvider("anthropic:b", credential=("anthropic", "https://api.anthropic.com", 2))
+    balancer = WeightedBalancer([a, a2, b], weights=[5, 5, 1], seed=4,
+                                breaker=BreakerSettings(consecutive_failures=10**6))
+    for _ in range(30):
+        response = await balancer.complete(REQ)
+        assert response.provider == "anthropic:b"
+        sent_auth = [x for x in response.attempts if x.error_kind == "auth"]
+        skipped = [x for x in response.attempts if x.error_kind == "same_credentials"]
+        assert len(sent_auth) <= 1 and all(not x.sent for x in skipped)
+        assert len(sent_auth) + len(skipped) in (0, 2)  # a key that failed once is not sent again in the call
+    assert 15 < a.calls + a2.calls <= 30  # the bad key was met in most calls, and sent once per call at most
+
+
+async def test_cancelled_half_open_probe_frees_the_slot() -> None:
+    """asyncio.wait_for cancels the probe: the breaker must let the next call probe, not stay stuck."""
+    clock = FakeClock()
+    target = ScriptedProvider("a", delay_s=10.0)
+    balancer = WeightedBalancer([target], clock=clock,
+                                breaker=BreakerSettings(consecutive_failures=1, cooldown_s=5))
+    breaker = balancer.health[0].breaker
+    breaker.record_failure(ServerError("down"))
+    clock.now += 5
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(balancer.complete(REQ), timeout=0.05)
+    assert breaker.state == "half_open" and breaker.available()
+    target.delay_s = 0.0
+    assert (await balancer.complete(REQ)).provider == "a"
+    assert breaker.state == "closed"
+
+
+async def test_chain_deadline_cancelling_a_probe_frees_the_slot() -> None:
+    clock = FakeClock()
+    target = ScriptedProvider("a", delay_s=10.0)
+    balancer = WeightedBalancer([target], clock=clock,
+                                breaker=BreakerSettings(consecutive_failures=1, cooldown_s=5))
+    balancer.health[0].breaker.record_failure(ServerError("down"))
+    clock.now += 5
+    chain = FallbackChain([balancer], policy=fast_policy(deadline_s=0.05))
+    with pytest.raises(AllTargetsFailed) as caught:
+        await chain.complete(REQ)
+    assert caught.value.kind is ErrorKind.TIMEOUT
+    target.delay_s = 0.0
+    assert (await chain.complete(REQ)).provider == "a"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 import evalkit
@@ -24,12 +25,64 @@ async def test_first_healthy_target_serves_and_attempts_are_listed() -> None:
         ("a", "server", 0, 0), ("a", "server", 1, 0), ("b", None, 0, 1)]
 
 
-async def test_auth_stops_without_trying_others() -> None:
-    a, b = ScriptedProvider("a", ["auth"]), ScriptedProvider("b")
+async def test_auth_moves_to_another_provider_and_skips_targets_with_the_same_key() -> None:
+    openai_key = ("openai", "https://api.openai.com/v1", 1)
+    a = ScriptedProvider("openai:a", default="auth", credential=openai_key)
+    a2 = ScriptedProvider("openai:a2", default="auth", credential=openai_key)
+    b = ScriptedProvider("anthropic:b", credential=("anthropic", "https://api.anthropic.com", 2))
+    response = await FallbackChain([a, a2, b], policy=fast_policy()).complete(REQ)
+    assert (a.calls, a2.calls, response.provider) == (1, 0, "anthropic:b")
+    assert [(x.target, x.error_kind, x.sent) for x in response.attempts] == [
+        ("openai:a", "auth", True), ("openai:a2", "same_credentials", False), ("anthropic:b", None, True)]
+    assert "openai:a" in response.attempts[1].error
+
+
+async def test_auth_tries_targets_with_another_key_or_an_unknown_one() -> None:
+    a = ScriptedProvider("openai:a", default="auth", credential=("openai", "u", 1))
+    other_key = ScriptedProvider("openai:b", default="auth", credential=("openai", "u", 2))
+    # The same key inside a nested router: a router's credentials are unknown, so it is tried.
+    inner = FallbackChain([ScriptedProvider("x", credential=("openai", "u", 1))], name="inner")
+    response = await FallbackChain([a, other_key, inner], policy=fast_policy()).complete(REQ)
+    assert (a.calls, other_key.calls, response.provider) == (1, 1, "x")
+
+
+async def test_auth_of_every_target_is_one_error() -> None:
+    a, b = ScriptedProvider("a", ["auth"]), ScriptedProvider("b", ["auth"])
+    with pytest.raises(AllTargetsFailed) as caught:
+        await FallbackChain([a, b], policy=fast_policy(retries_per_target=3)).complete(REQ)
+    assert (a.calls, b.calls) == (1, 1) and caught.value.kind is ErrorKind.AUTH  # never retried
+
+
+async def test_bad_request_still_stops_the_chain() -> None:
+    a, b = ScriptedProvider("a", ["bad_request"]), ScriptedProvider("b")
     with pytest.raises(AllTargetsFailed) as caught:
         await FallbackChain([a, b], policy=fast_policy()).complete(REQ)
-    assert b.calls == 0 and caught.value.kind is ErrorKind.AUTH
-    assert [x.error_kind for x in caught.value.attempts] == ["auth"]
+    assert b.calls == 0 and caught.value.kind is ErrorKind.BAD_REQUEST
+
+
+async def test_auth_over_http_skips_providers_sharing_the_endpoint_and_key() -> None:
+    """Real providers: the credential identity is vendor, base URL and key, never shown."""
+    bad, good = "sk-test-REVOKED-0000000000000000", "sk-test-VALID-11111111111111111"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.headers["authorization"] != f"Bearer {good}":
+            return httpx.Response(401, json={"error": {
+                "message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
+        return httpx.Response(200, json={"id": "c1", "model": "gpt-4o", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+
+    def provider(model: str, key: str) -> evalkit.HTTPProvider:
+        return evalkit.get_provider(f"openai:{model}", api_key=key, base_url="http://mock.invalid/v1",
+                                    transport=httpx.MockTransport(answer))
+
+    first, same_key = provider("gpt-4o-mini", bad), provider("gpt-4o", bad)
+    other_key = provider("gpt-4o", good)
+    assert first.credential_id() == same_key.credential_id() != other_key.credential_id()
+    assert bad not in repr(first.credential_id())
+    response = await FallbackChain([first, same_key, other_key], policy=fast_policy()).complete(REQ)
+    assert [(x.target, x.error_kind) for x in response.attempts] == [
+        ("openai:gpt-4o-mini", "auth"), ("openai:gpt-4o", "same_credentials"), ("openai:gpt-4o", None)]
 
 
 async def test_everything_fails_one_error_holds_every_attempt() -> None:

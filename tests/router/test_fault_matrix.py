@@ -4,9 +4,10 @@ For each case two models fail independently with probability P per attempt.
 Checked: every request gets a response or one error holding all its attempts;
 the success rate matches the theoretical one within 4 binomial standard
 deviations (the emulator's draws are seeded, so the outcome is also
-reproducible); every attempt reaches the monitor; and the emulator never saw
+reproducible); every attempt reaches the monitor; the emulator never saw
 more requests than the router recorded attempts, so no loop retried anything
-behind the policy's back.
+behind the policy's back; and no policy returns a refusal or an empty answer
+(both arrive as HTTP 200) as a success.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ P = 0.3
 N = 150
 # emulator fault kind -> whether FallbackChain retries it (else it moves on)
 KINDS = {"429": True, "500": True, "503": True, "529": True, "reset": True, "cut": True, "malformed": True,
-         "timeout": False, "context_length": False}
+         "empty": True, "timeout": False, "context_length": False, "content_filter": False}
 CLIENT_TIMEOUT_S = 1.0
 
 
@@ -135,7 +136,10 @@ def test_fault_matrix(emu: Any, kind: str, policy: str) -> None:
     for outcome in outcomes:
         assert isinstance(outcome, (evalkit.ChatResponse, AllTargetsFailed)), repr(outcome)
         assert outcome.attempts, "a response or one error holding all attempts"
-    served = sum(isinstance(o, evalkit.ChatResponse) for o in outcomes)
+    answers = [o for o in outcomes if isinstance(o, evalkit.ChatResponse)]
+    for answer in answers:  # a 200 refusal or empty answer is a failed attempt, never a success
+        assert answer.text.strip() and answer.finish_reason is not evalkit.FinishReason.CONTENT_FILTER, answer
+    served = len(answers)
     expected = theory(KINDS[kind])
     tolerance = 4 * math.sqrt(expected * (1 - expected) / N) + 1 / N
     assert abs(served / N - expected) <= tolerance, f"{served}/{N} vs {expected:.3f} ± {tolerance:.3f}"
@@ -153,4 +157,4 @@ def test_fault_matrix(emu: Any, kind: str, policy: str) -> None:
             f"{leaf.name}: server saw {seen_by_server}, router recorded {recorded} ({unseen} connection errors)")
     failed_kinds = {x.error_kind for x in sent if x.error_kind}
     assert failed_kinds <= {"rate_limit", "server", "overloaded", "connection", "stream_interrupted",
-                            "invalid_response", "timeout", "context_length"}
+                            "invalid_response", "timeout", "context_length", "content_filter"}

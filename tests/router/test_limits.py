@@ -118,6 +118,24 @@ async def test_tpm_is_corrected_with_the_actual_usage() -> None:
     assert provider.calls == 2
 
 
+async def test_tpm_is_corrected_with_what_a_failed_call_was_billed() -> None:
+    """A refusal says what the vendor counted: the bucket keeps that, not the worst-case estimate."""
+    from evalkit.errors import ContentFilterError
+
+    class Refusing(GatedProvider):
+        async def complete(self, request: ChatRequest) -> ChatResponse:
+            self.calls += 1
+            raise ContentFilterError("refused", usage=Usage(input_tokens=10, output_tokens=0))
+
+    request = ChatRequest.from_prompt("hello", max_tokens=600)
+    provider = Refusing()
+    limited = LimitedTarget(provider, Limits(tpm=1000, on_saturated="skip"), clock=FakeClock())
+    for _ in range(2):  # without the correction the second worst case would not fit the minute
+        with pytest.raises(ContentFilterError):
+            await limited.complete(request)
+    assert provider.calls == 2
+
+
 async def test_tpm_overrun_becomes_a_debt_that_delays_the_next_call() -> None:
     request = ChatRequest.from_prompt("hello", max_tokens=100)
     provider = GatedProvider(usage=Usage(input_tokens=1000, output_tokens=1000))

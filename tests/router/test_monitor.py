@@ -88,6 +88,27 @@ async def test_a_router_with_a_monitor_records_every_attempt() -> None:
     assert events["cost_usd"].to_list() == [None, Decimal("0.001")]
 
 
+async def test_a_refusal_is_a_failed_call_whose_bill_reaches_the_monitor() -> None:
+    """A 200 refusal is counted as a failure of its target, and the tokens it was billed are in the cost."""
+    import httpx
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "c", "model": "gpt-4o", "usage": {
+            "prompt_tokens": 1000, "completion_tokens": 0}, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": None},
+             "finish_reason": "content_filter"}]})
+
+    refuser = evalkit.get_provider("openai:gpt-4o", api_key="sk-test-MONITOR-000000", base_url="http://m.invalid",
+                                   transport=httpx.MockTransport(refuse), prices={"input": 2.5, "output": 10})
+    monitor = Monitor()
+    chain = FallbackChain([refuser, ScriptedProvider("b")], policy=fast_policy(), monitor=monitor)
+    response = await chain.complete(REQ)
+    assert response.provider == "b" and response.attempts[0].error_kind == "content_filter"
+    refused = next(row for row in monitor.summary_df().iter_rows(named=True) if row["model"] == "gpt-4o")
+    assert (refused["calls"], refused["successes"]) == (1, 0)
+    assert refused["cost_usd"] == Decimal("0.0025")  # 1000 prompt tokens at $2.5/M, billed though refused
+
+
 def test_events_keep_usage_cost_and_skips() -> None:
     monitor = Monitor(clock=FakeClock())
     monitor.record([skipped("x:small", "context_window"), served()], REQ)

@@ -1,0 +1,134 @@
+"""What the HTTP layer decides about a parsed reply, the same way for every wire.
+
+* :func:`unusable`: a reply that parsed but is not an answer is a failed
+  attempt: a refusal (``finish_reason`` ``content_filter``: OpenAI's
+  ``content_filter`` or ``message.refusal``, Anthropic's ``refusal``, Gemini's
+  SAFETY-like finish reasons and blocked prompts) is ``content_filter``; a reply
+  with no text and no tool calls is ``invalid_response``. Keyed on the
+  normalised finish reason, so a new wire gets it by mapping its reasons.
+* :func:`estimate_usage` / :func:`partial_usage`: what a call is billed when
+  the vendor did not say (counted locally, ``exact=False``), including a stream
+  that broke after some output.
+* :func:`scrub_bytes` / :func:`scrub_reply`: every known secret value
+  (:func:`evalkit._secret.known_secrets`) removed from what an upstream sent
+  back, at the source: a body echoing the API key must not reach a result
+  row, a report or a traceback's locals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .._secret import _KNOWN, scrub  # the registry itself: its size is a version (keys are only added)
+from ..errors import ContentFilterError, InvalidResponseError, ProviderError
+from ..types import ChatRequest, FinishReason, Message, Usage
+from ._wire import Reply
+
+__all__ = ["estimate_usage", "partial_usage", "scrub_bytes", "scrub_reply", "unusable"]
+
+_MASK = b"********"
+_REFUSAL_SHOWN = 200
+"""Characters of the vendor's refusal text kept in the error message."""
+
+
+def unusable(reply: Reply) -> ProviderError | None:
+    """The failure ``reply`` stands for (a refusal, an empty answer), or ``None`` when it is an answer.
+
+    A refusal fails even with partial text: the vendor withdrew the answer
+    (Anthropic: "reset the context"; Azure cuts the text where its filter hit).
+    ``finish_reason=length`` with no text means every output token went to
+    reasoning: not retryable on the same target with the same ``max_tokens``.
+    """
+    if reply.finish_reason is FinishReason.CONTENT_FILTER:
+        said = f": {reply.refusal[:_REFUSAL_SHOWN]}" if reply.refusal else ""
+        return ContentFilterError(f"the vendor refused to answer (finish_reason=content_filter){said}")
+    if reply.tool_calls or reply.text.strip():
+        return None
+    if reply.finish_reason is FinishReason.LENGTH:
+        spent = reply.usage.reasoning_tokens if reply.usage is not None else 0
+        on = f" ({spent} reasoning tokens)" if spent else ""
+        return InvalidResponseError(
+            f"empty answer: the output-token limit was reached before any text{on}; raise max_tokens",
+            code="length_before_answer", retryable=False)
+    return InvalidResponseError(
+        f"empty answer: no text and no tool calls (finish_reason={reply.finish_reason.value})",
+        code="empty_answer")
+
+
+def estimate_usage(request: ChatRequest, reply: Reply, model: str) -> Usage:
+    """Usage counted locally when the vendor reported none; marked inexact."""
+    from ..tokens import count_tokens
+
+    prompt = list(request.messages)
+    if request.system:
+        prompt.insert(0, Message("system", request.system))
+    out_text = reply.text + reply.reasoning + "".join(c.name + c.arguments for c in reply.tool_calls)
+    return Usage(
+        input_tokens=count_tokens(prompt, model).count,
+        output_tokens=count_tokens(out_text, model).count if out_text else 0,
+        exact=False,
+    )
+
+
+def partial_usage(request: ChatRequest, partial: Reply, model: str) -> Usage | None:
+    """What a stream that broke is billed for: its prompt and the output that arrived.
+
+    ``None`` when nothing was generated and the vendor reported nothing. The
+    vendor's running usage is kept when there is one, but its output count is
+    raised to what was counted locally (Anthropic's ``message_start`` says 1
+    output token whatever followed), and the result is inexact: the bill of a
+    broken stream is never reported.
+    """
+    generated = bool(partial.text or partial.reasoning or partial.tool_calls)
+    reported = partial.usage
+    if not generated:
+        return None if reported is None else replace(reported, exact=False)
+    counted = estimate_usage(request, partial, model)
+    if reported is None:
+        return counted
+    return replace(reported, input_tokens=reported.input_tokens or counted.input_tokens,
+                   output_tokens=max(reported.output_tokens, counted.output_tokens), exact=False)
+
+
+class _SecretBytes:
+    """Known secret values as bytes, re-encoded only when a secret was registered since (~50 ns a call)."""
+
+    __slots__ = ("_size", "values")
+
+    def __init__(self) -> None:
+        self._size = 0
+        self.values: tuple[bytes, ...] = ()
+
+    def current(self) -> tuple[bytes, ...]:
+        if len(_KNOWN) != self._size:
+            known = list(_KNOWN)  # a snapshot: another thread may register a key meanwhile
+            self._size, self.values = len(known), tuple(v.encode() for v in known)
+        return self.values
+
+
+_SECRETS = _SecretBytes()
+
+
+def scrub_bytes(data: bytes) -> bytes:
+    """``data`` with every known secret value replaced by ``********``."""
+    for value in _SECRETS.current():
+        if data.find(value) != -1:  # bytes.find is ~2x faster than ``in`` on bytes (no buffer protocol)
+            data = data.replace(value, _MASK)
+    return data
+
+
+def scrub_reply(reply: Reply) -> Reply:
+    """``reply`` with known secrets removed from its accumulated texts.
+
+    A secret split across two stream events survives the per-event scrub; the
+    assembled text, reasoning, refusal and tool-call arguments are where it
+    comes back together.
+    """
+    if not _KNOWN:
+        return reply
+    reply.text, reply.reasoning = scrub(reply.text), scrub(reply.reasoning)
+    reply.refusal, reply.model = scrub(reply.refusal), scrub(reply.model)
+    if reply.tool_calls:
+        reply.tool_calls = tuple(replace(c, name=scrub(c.name), arguments=scrub(c.arguments))
+                                 for c in reply.tool_calls)
+    return reply
