@@ -2,14 +2,27 @@
 
 Request bodies are still encoded by the standard library everywhere, so the
 bytes on the wire (and in cassettes) do not depend on which one is present.
+
+:func:`loads_checked` reads JSON that comes from outside (dataset rows, request
+bodies sent to the emulator) with limits: nesting deeper than
+:data:`MAX_DEPTH` levels, integers longer than :data:`MAX_INT_DIGITS` digits
+and ``NaN``/``Infinity`` are a :class:`JSONLimitError` (a ``ValueError``)
+saying so, never a ``RecursionError`` or Python's integer-conversion error.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable
 
-__all__ = ["dumps_line", "loads"]
+__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "JSONLimitError", "check_depth", "dumps_line", "loads",
+           "loads_checked"]
+
+MAX_DEPTH = 100
+"""Nesting levels accepted from outside (orjson writes at most 255; real requests and rows use < 20)."""
+MAX_INT_DIGITS = 1000
+"""Digits an integer from outside may have (Python itself refuses to convert more than 4,300)."""
 
 try:
     import orjson
@@ -25,3 +38,52 @@ def dumps_line(value: Any) -> bytes:
     if orjson is not None:
         return orjson.dumps(value, default=str) + b"\n"
     return (json.dumps(value, separators=(",", ":"), default=str) + "\n").encode()
+
+
+class JSONLimitError(ValueError):
+    """JSON that is well-formed but past a limit (nesting, integer length) or holds NaN/Infinity."""
+
+
+def loads_checked(text: str | bytes, *, max_depth: int = MAX_DEPTH, max_int_digits: int = MAX_INT_DIGITS,
+                  allow_nan: bool = False) -> Any:
+    """Parse JSON from outside; bad input is a ``json.JSONDecodeError`` or a :class:`JSONLimitError`."""
+
+    def parse_int(digits: str) -> int:
+        if len(digits) - digits.startswith("-") > max_int_digits:
+            raise JSONLimitError(f"an integer of {len(digits)} digits; at most {max_int_digits} are accepted")
+        return int(digits)
+
+    def parse_float(digits: str) -> float:
+        number = float(digits)
+        if not allow_nan and not math.isfinite(number):
+            raise JSONLimitError(f"{digits} is too large for a number")
+        return number
+
+    def parse_constant(name: str) -> Any:
+        if allow_nan:
+            return float(name)
+        raise JSONLimitError(f"{name} is not valid JSON (numbers must be finite)")
+
+    try:
+        value = json.loads(text, parse_int=parse_int, parse_float=parse_float,
+                       parse_constant=parse_constant)
+    except RecursionError:
+        raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
+    check_depth(value, max_depth)
+    return value
+
+
+def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
+    """:class:`JSONLimitError` if lists/dicts in ``value`` nest deeper than ``max_depth`` (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            raise JSONLimitError(f"nested deeper than {max_depth} levels")
+        stack.extend((child, depth + 1) for child in children)

@@ -1,7 +1,9 @@
 """The ``evalkit`` command line: run, merge, regrade, recommend, replay, export, report, emulate.
 
 Exit codes: 0 success, 2 bad input (a :class:`~evalkit.errors.ConfigError`:
-the message names file, line and field), 1 anything else that went wrong.
+the message names file, line and field), 1 anything else that went wrong (the
+system refused a read or write: a full disk, a read-only folder; one line, no
+traceback).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from ._flags import number
+from ._secret import scrub
 from .errors import ConfigError
 from .analysis.cli import add_export_parser, add_recommend_parser, add_replay_parser
 from .report.cli import add_report_parser
@@ -40,17 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve simulated models on 127.0.0.1 until interrupted. The first line printed is the "
         "base URL; OpenAI clients use BASE/v1, Anthropic and Gemini clients use BASE.",
     )
-    emulate.add_argument("--port", type=int, default=0, help="port to listen on (default 0: pick a free one)")
+    emulate.add_argument("--port", type=number(0, 65535, whole=True), default=0, help="port to listen on (default 0: pick a free one)")
     emulate.add_argument(
         "--fleet", metavar="FILE", help="fleet file (YAML or TOML; default: the built-in fleet)"
     )
     emulate.add_argument("--seed", type=int, default=0, help="seed of every simulated draw (default 0)")
     emulate.add_argument(
         "--time-scale",
-        type=float,
+        type=number(0),
         default=1.0,
         metavar="F",
-        help="multiply simulated delays by F (0: no delay; default 1.0)",
+        help="multiply simulated delays by F, a finite number >= 0 (0: no delay; default 1.0)",
     )
     emulate.add_argument(
         "--dataset",
@@ -62,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--no-datasets", action="store_true", help="answer every prompt with filler text")
     emulate.add_argument(
         "--stall-s",
-        type=float,
+        type=number(0, low_exclusive=True),
         metavar="S",
-        help="how long the timeout/stall faults hold a response (default: the fleet's, 30 s)",
+        help="seconds (> 0) the timeout/stall faults hold a response (default: the fleet's, 30 s)",
     )
     emulate.set_defaults(run=_run_emulate)
     return parser
@@ -77,13 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except ConfigError as exc:
-        print(f"evalkit: error: {exc}", file=sys.stderr)
+        print(f"evalkit: error: {scrub(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment, not the input: a full disk, a read-only or missing folder
+        print(f"evalkit: error: {scrub(str(exc))}", file=sys.stderr)
+        return 1
 
 
 def _run_emulate(args: argparse.Namespace) -> int:
     from .emulator import Emulator  # the HTTP server stack loads only for this subcommand
 
+    if args.no_datasets and args.datasets:
+        raise ConfigError("--dataset and --no-datasets contradict each other; give one",
+                          field="--no-datasets")
     datasets = () if args.no_datasets else args.datasets
     emulator = Emulator(
         args.fleet,

@@ -13,7 +13,10 @@ Node mapping (see :mod:`evalkit.router.config` for the format):
   needed: results carry each item's task type);
 * ``cost`` → :class:`CostAware` with the root ``budget.limit_usd`` as budget;
 * ``hedge`` → not replayable (its outcome depends on when concurrent calls
-  finish, which single-target results do not record): a ``ValueError``.
+  finish, which single-target results do not record): a :class:`NotReplayableError`
+  (a ``ConfigError`` located at the node, and a ``ValueError``).
+
+The config is validated exactly as ``Router.from_config`` validates it.
 """
 
 from __future__ import annotations
@@ -22,90 +25,73 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ._replay_policies import CostAware, Fallback, PolicyLike, TaskTable, Weighted
 
-__all__ = ["policy_from_config"]
+__all__ = ["NotReplayableError", "policy_from_config"]
+
+
+class NotReplayableError(ConfigError, ValueError):
+    """A valid routing config whose policy cannot be replayed from recorded results (a hedge node)."""
 
 
 def policy_from_config(config: Mapping[str, Any] | str | Path, *, seed: int = 0) -> PolicyLike:
     """The policy a routing config describes; ``config`` is a parsed mapping or a YAML file path.
 
+    The config is checked by the same validator as ``Router.from_config``
+    (:func:`evalkit.router.config.parse_routing_config`), except that targets
+    may be any ``name:model`` (results name their targets however they like).
     ``seed`` seeds the draws of ``balance`` nodes (each node gets its own stream).
     """
-    if not isinstance(config, Mapping):
-        import yaml
+    from ..router.config import parse_routing_config
 
-        config = yaml.safe_load(Path(config).read_text())
-        if not isinstance(config, Mapping):
-            raise TypeError("routing config: expected a mapping at the top")
-    if "router" not in config:
-        raise ValueError("routing config: missing 'router' (the routing tree)")
-    names = {name: spec["model"] for name, spec in (config.get("targets") or {}).items()
-             if isinstance(spec, Mapping) and isinstance(spec.get("model"), str)}
-    budget = (config.get("budget") or {}).get("limit_usd")
-    builder = _Builder(names, None if budget is None else float(budget), seed)
-    return builder.node(config["router"], "router")
+    spec = parse_routing_config(config, known_providers=False)
+    budget = None if spec.budget is None else float(spec.budget.limit)
+    return _Builder(spec, budget, seed).node(spec.router)
 
 
 class _Builder:
-    def __init__(self, names: Mapping[str, str], budget: float | None, seed: int) -> None:
-        self.names, self.budget, self.seed, self.balances = names, budget, seed, 0
+    def __init__(self, spec: Any, budget: float | None, seed: int) -> None:
+        self.spec, self.budget, self.seed, self.balances = spec, budget, seed, 0
 
-    def node(self, spec: Any, path: str) -> PolicyLike:
-        if isinstance(spec, str):
-            return self.leaf(spec, path)
-        if not isinstance(spec, Mapping):
-            raise TypeError(f"{path}: expected a target name or a node mapping")
-        kind = spec.get("type")
-        build = {"fallback": self.fallback, "balance": self.balance, "task": self.task, "cost": self.cost}.get(kind)
-        if kind == "hedge":
-            raise ValueError(f"{path}: hedge nodes cannot be replayed (their outcome depends on the timing "
-                             "of concurrent calls); replace it with a fallback to approximate it")
-        if build is None:
-            raise ValueError(f"{path}.type: expected fallback, balance, task or cost, got {kind!r}")
-        return build(spec, path)
+    def node(self, spec: Any) -> PolicyLike:
+        from ..router import config as c
 
-    def leaf(self, name: str, path: str) -> str:
-        if name in self.names:
-            return self.names[name]
-        if ":" in name:
-            return name
-        raise ValueError(f"{path}: unknown target {name!r}; define it under targets or write provider:model")
+        if isinstance(spec, c.TargetSpec):
+            return spec.model  # results name a target by its provider:model
+        if isinstance(spec, c.FallbackSpec):
+            return Fallback(tuple(self.node(t) for t in spec.targets))
+        if isinstance(spec, c.BalanceSpec):
+            return self.balance(spec)
+        if isinstance(spec, c.TaskSpec):
+            return TaskTable(tuple((task, self.node(node)) for task, node in spec.routes.items()),
+                             self.node(spec.default))
+        if isinstance(spec, c.CostSpec):
+            return self.cost(spec)
+        raise NotReplayableError("hedge nodes cannot be replayed (their outcome depends on the timing of "
+                                 "concurrent calls); replace it with a fallback to approximate it",
+                                 file=self.spec.doc.file, line=self.spec.doc.line(spec.path), field=spec.path)
 
-    def children(self, spec: Mapping[str, Any], path: str) -> list[PolicyLike]:
-        items = spec.get("targets")
-        if not isinstance(items, list) or not items:
-            raise ValueError(f"{path}.targets: expected a non-empty list")
-        return [self.node(item, f"{path}.targets[{i}]") for i, item in enumerate(items)]
-
-    def fallback(self, spec: Mapping[str, Any], path: str) -> PolicyLike:
-        return Fallback(tuple(self.children(spec, path)))
-
-    def balance(self, spec: Mapping[str, Any], path: str) -> PolicyLike:
-        children = self.children(spec, path)
-        weights = spec.get("weights") or [1.0] * len(children)
-        if len(weights) != len(children):
-            raise ValueError(f"{path}.weights: expected {len(children)} weights, one per target")
-        if len(set(children)) != len(children):
-            raise ValueError(f"{path}.targets: a target is listed twice")
+    def balance(self, spec: Any) -> PolicyLike:
+        children = [self.node(t) for t in spec.targets]
+        weights = spec.weights or (1.0,) * len(children)
+        if len(set(map(repr, children))) != len(children):
+            raise self.spec.error(f"{spec.path}.targets", "a target is listed twice")
         self.balances += 1  # one seed stream per balance node, so two nodes do not draw alike
         return Weighted(tuple(zip(children, weights)), mode="sample", failover=True,
-                        max_attempts=spec.get("max_attempts"), seed=self.seed * 1000 + self.balances)
+                        max_attempts=spec.max_attempts, seed=self.seed * 1000 + self.balances)
 
-    def task(self, spec: Mapping[str, Any], path: str) -> PolicyLike:
-        routes = spec.get("routes") or {}
-        if "default" not in spec:
-            raise ValueError(f"{path}.default: missing")
-        return TaskTable(tuple((task, self.node(node, f"{path}.routes.{task}")) for task, node in routes.items()),
-                         self.node(spec["default"], f"{path}.default"))
+    def cost(self, spec: Any) -> PolicyLike:
+        from ..router.config import TargetSpec
 
-    def cost(self, spec: Mapping[str, Any], path: str) -> PolicyLike:
         candidates = []
-        for i, item in enumerate(spec.get("candidates") or []):
-            target = self.node(item.get("target"), f"{path}.candidates[{i}].target")
-            if not isinstance(target, str):
-                raise TypeError(f"{path}.candidates[{i}].target: replay needs a target name here")
-            candidates.append((target, item.get("quality", 1.0)))
-        return CostAware(tuple(candidates), min_quality=spec.get("min_quality", 0.0), budget_usd=self.budget,
-                         on_over_budget=spec.get("on_over_budget", "reroute"),
-                         allow_downgrade=bool(spec.get("allow_downgrade", False)))
+        for i, candidate in enumerate(spec.candidates):
+            if not isinstance(candidate.target, TargetSpec):
+                raise self.spec.error(f"{spec.path}.candidates[{i}].target",
+                                      "replay needs a target name here")
+            candidates.append((candidate.target.model, candidate.quality))
+        options = spec.options
+        return CostAware(tuple(candidates), min_quality=options.get("min_quality", 0.0),
+                         budget_usd=self.budget,
+                         on_over_budget=options.get("on_over_budget", "reroute"),
+                         allow_downgrade=bool(options.get("allow_downgrade", False)))

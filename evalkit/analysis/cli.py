@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from .._flags import number
 from ..errors import ConfigError
 
 __all__ = ["add_export_parser", "add_recommend_parser", "add_replay_parser", "emulated_target_specs"]
@@ -19,10 +23,14 @@ EMULATOR_KEY_ENV = "EVALKIT_EMULATOR_KEY"
 def add_recommend_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("recommend", help="recommend a routing table from a recorded run")
     p.add_argument("run_dir", help="runs/<run_id>")
-    p.add_argument("--min-quality", type=float, default=0.8, help="bar for the quality lower bound (0-1)")
-    p.add_argument("--max-p95-latency", help="latency SLO, e.g. 5s or 800ms")
-    p.add_argument("--min-success", type=float, default=0.95)
-    p.add_argument("--budget-per-1k-requests", type=float, help="USD per 1,000 requests")
+    p.add_argument("--min-quality", type=number(0, 1), default=0.8, metavar="Q",
+                   help="bar for the quality lower bound, a number in [0, 1] (default 0.8)")
+    p.add_argument("--max-p95-latency", type=latency_ms, metavar="DURATION",
+                   help="p95 latency SLO with its unit: 800ms, 5s or 2min")
+    p.add_argument("--min-success", type=success_rate, default=0.95, metavar="RATE",
+                   help="least success rate: a fraction in [0, 1] (0.95) or a percentage (95%%); "
+                        "default 0.95")
+    p.add_argument("--budget-per-1k-requests", type=usd, metavar="USD", help="USD per 1,000 requests (>= 0)")
     p.add_argument("--metric", choices=("passed", "score"), default="passed")
     p.add_argument("-o", "--output", help="write the routing YAML here (default: stdout)")
     p.set_defaults(run=_recommend)
@@ -40,7 +48,8 @@ def add_replay_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("replay", help="what a routing policy would have cost and scored on a recorded run")
     p.add_argument("run_dir", help="runs/<run_id>")
     p.add_argument("--policy", required=True, help="an evalkit routing YAML")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--bootstrap", type=number(0, whole=True), default=1000, metavar="N",
+                   help="bootstrap resamples for the intervals (0: no intervals; default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_replay)
 
@@ -111,25 +120,78 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    import yaml
     from rich.console import Console
 
     from ..runner import results_df
     from .replay import policy_from_config, replay_policy
 
-    try:
-        config = yaml.safe_load(Path(args.policy).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read policy: {exc.strerror}", file=args.policy, field="--policy") from None
-    policy = policy_from_config(config, seed=args.seed)
+    policy = policy_from_config(args.policy, seed=args.seed)
     report = replay_policy(results_df(Path(args.run_dir)), policy, n_boot=args.bootstrap, seed=args.seed)
     Console(width=150).print(report.render())
     return 0
 
 
+# -- flag types: a bad value is argparse's "argument --flag: message", exit 2, before anything runs ------
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def success_rate(text: str) -> float:
+    """A fraction in [0, 1], or a percentage written with ``%`` (``95%`` is 0.95)."""
+    stripped = text.strip()
+    if stripped.endswith("%"):
+        value = _finite(stripped[:-1])
+        if not 0.0 <= value <= 100.0:
+            raise argparse.ArgumentTypeError(f"a percentage must be in [0%, 100%], got {text}")
+        return value / 100.0
+    value = _finite(stripped)
+    if not 0.0 <= value <= 1.0:
+        hint = f"; for a percentage write {stripped}%" if 1.0 < value <= 100.0 else ""
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1]{hint}, got {text}")
+    return value
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|m|min)", re.IGNORECASE)
+_MS_PER_UNIT = {"ms": 1.0, "s": 1000.0, "sec": 1000.0, "m": 60_000.0, "min": 60_000.0}
+
+
+def latency_ms(text: str) -> float:
+    """Milliseconds from a duration with its unit: ``800ms``, ``5s``, ``2min`` (a bare number is refused)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration with its unit, e.g. 800ms, 5s or 2min; got {text!r}")
+    value = float(match.group(1)) * _MS_PER_UNIT[match.group(2).lower()]
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive, finite duration, got {text!r}")
+    return value
+
+
+def usd(text: str) -> Decimal:
+    """A finite amount of USD >= 0, exact (a Decimal)."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"expected an amount of USD, got {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite amount >= 0, got {text!r}")
+    return value
+
+
 def _write(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text)
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write: {exc.strerror or exc}", file=output, field="--output") from None
         print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

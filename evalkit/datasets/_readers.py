@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from evalkit._json import JSONLimitError, check_depth, loads_checked
 from evalkit.datasets._problems import ProblemLog, json_type_name
 from evalkit.datasets._rows import ITEM_FIELDS
 
@@ -43,13 +44,10 @@ class RawRow:
 Rows = list[RawRow]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _loads(text: str) -> Any:
-    # NaN/Infinity are Python extensions to JSON; no gold answer should be one.
-    return json.loads(text, parse_constant=_reject_constant)
+    # NaN/Infinity are Python extensions to JSON (no gold answer should be one); deep nesting and
+    # absurdly long integers are refused with a message instead of a RecursionError or Python's own.
+    return loads_checked(text)
 
 
 def read_jsonl(data: bytes, log: ProblemLog) -> Rows:
@@ -59,7 +57,7 @@ def read_jsonl(data: bytes, log: ProblemLog) -> Rows:
         try:
             text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8").strip()
         except UnicodeDecodeError as exc:
-            log.add(line_no, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+            log.add(line_no, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start} of the line)")
             continue
         if not text:
             continue
@@ -119,7 +117,8 @@ def read_csv(data: bytes, log: ProblemLog) -> Rows:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        log.add(data[: exc.start].count(b"\n") + 1, None, f"not valid UTF-8 ({exc.reason})")
+        line = data.count(b"\n", 0, exc.start) + 1
+        log.add(line, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
         return []
     # Long-document prompts can exceed csv's default 128 KiB cell limit.
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
@@ -174,6 +173,11 @@ def read_parquet(data: bytes, log: ProblemLog) -> Rows:
         return []
     rows: Rows = []
     for index, record in enumerate(records, start=1):
+        try:
+            check_depth(record)  # native nested columns: _drop_nulls and every later walk recurse
+        except JSONLimitError as exc:
+            log.add(index, None, f"row is {exc}")
+            continue
         cells = {k: _drop_nulls(v) for k, v in record.items()}
         rows.append(_decode_row(cells, index, log, is_empty=lambda v: v is None))
     return rows

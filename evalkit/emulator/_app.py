@@ -9,20 +9,26 @@ Routes (all on one port):
   ``GET /v1beta/models``
 * Control: ``GET /_emulator/stats``, ``POST /_emulator/reset``, ``POST /_emulator/script``,
   ``GET /_emulator/fleet``
+
+Request bodies are read with limits (:data:`MAX_BODY_BYTES`, and JSON nesting
+and integer length through :func:`evalkit._json.loads_checked`): a body past
+them is a 400 in the vendor's error shape, never a 500. A client that goes
+away while its request is read is not an error: nothing is logged.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from types import ModuleType
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from .._json import JSONLimitError, loads_checked
 
 from . import _wire_anthropic, _wire_gemini, _wire_openai
 from ._plans import error_plan, json_plan, stream_plan
@@ -44,6 +50,12 @@ _HTTP_ERROR_FAULTS = {
     "529": "overloaded",
 }
 _IDLE_LIMITS = RateLimits()
+MAX_BODY_BYTES = 32 << 20
+"""Largest request body read (a 128k-token prompt is about 0.5 MB)."""
+
+
+class BodyError(ValueError):
+    """A request body that cannot be read as JSON; the message is what the client is told."""
 
 
 def build_app(state: EmulatorState) -> Starlette:
@@ -61,10 +73,37 @@ def build_app(state: EmulatorState) -> Starlette:
             Route("/_emulator/reset", _reset, methods=["POST"]),
             Route("/_emulator/script", _script, methods=["POST"]),
             Route("/_emulator/fleet", _fleet, methods=["GET"]),
-        ]
+        ],
+        exception_handlers={ClientDisconnect: _client_gone},
     )
     app.state.emulator = state
     return app
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client closed its connection while sending the request: nobody is left to answer, and it is
+    # not the emulator's error. uvicorn drops what is sent on a closed connection.
+    return Response(status_code=499)
+
+
+async def _json_body(request: Request) -> tuple[bytes, Any]:
+    """The raw body and its JSON, or :class:`BodyError` (too large, not JSON, nested too deeply)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyError(f"Request body too large: {declared} bytes; at most {MAX_BODY_BYTES} are accepted.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyError(f"Request body too large: more than {MAX_BODY_BYTES} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        return raw, loads_checked(raw)
+    except JSONLimitError as exc:
+        raise BodyError(f"We could not parse the JSON body of your request: {exc}.") from None
+    except ValueError:
+        raise BodyError("We could not parse the JSON body of your request.") from None
 
 
 def _state(request: Request) -> EmulatorState:
@@ -131,11 +170,11 @@ async def _handle_chat(
     request: Request, wire: ModuleType, *, model: str | None = None, stream: bool | None = None
 ) -> PlannedResponse:
     state = _state(request)
-    raw = await request.body()
     try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
+        raw, body = await _json_body(request)
+        problem = None
+    except BodyError as exc:
+        raw, body, problem = b"", None, str(exc)
     rec = RequestRecord(
         wire.NAME,
         request.method,
@@ -158,8 +197,8 @@ async def _handle_chat(
 
     if not _api_key(request):
         return fail("auth")
-    if body is None:
-        return fail("bad_request", "We could not parse the JSON body of your request.")
+    if problem is not None or body is None:
+        return fail("bad_request", problem or "We could not parse the JSON body of your request.")
     try:
         call = wire.parse_request(body, model=model, stream=stream, query=request.query_params)
     except WireError as exc:
@@ -168,6 +207,13 @@ async def _handle_chat(
     spec = state.fleet.get(call.model)
     if spec is None or not spec.serves(wire.NAME):
         return fail("not_found")
+    # What the vendor refuses only once it knows the model (a thinking budget out of its range).
+    check = getattr(wire, "check_call", None)
+    if check is not None:
+        try:
+            check(call, spec)
+        except WireError as exc:
+            return fail("bad_request", exc.message, exc.param)
     attempt = state.next_attempt(spec.name, call.fingerprint)
     try:
         step = state.pick_fault(request.headers, spec, call.fingerprint, attempt)
@@ -227,9 +273,10 @@ async def _count_tokens(request: Request, wire: ModuleType, model: str | None = 
     if not _api_key(request):
         return _plain_error(request, wire, "auth", model or "")
     try:
-        body = json.loads(await request.body())
+        _, body = await _json_body(request)
         if wire is _wire_anthropic and isinstance(body, dict):
-            body = {"max_tokens": 1, **body}
+            # count_tokens takes no max_tokens; a thinking budget must not be checked against this stand-in.
+            body = {"max_tokens": 1, **{k: v for k, v in body.items() if k != "thinking"}}
         call = wire.parse_request(body, model=model, stream=False, query=request.query_params)
     except (ValueError, WireError) as exc:
         return _plain_error(request, wire, "bad_request", model or "", getattr(exc, "message", str(exc)))
@@ -280,7 +327,7 @@ async def _reset(request: Request) -> JSONResponse:
 async def _script(request: Request) -> JSONResponse:
     state = _state(request)
     try:
-        body = json.loads(await request.body())
+        _, body = await _json_body(request)
         model = body["model"]
         if model not in state.fleet:
             raise ValueError(f"no model {model!r} in the fleet")

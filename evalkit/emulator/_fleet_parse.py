@@ -8,17 +8,17 @@ never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, NoReturn
 
-import yaml
-
+from .._yaml import line_of, load_yaml
 from ..errors import ConfigError
 from ._specs import TASK_TYPES, WIRES, FaultPlan, Fleet, Latency, ModelSpec, Price, RateLimits, Spread
-from .faults import canonical_kind, parse_steps
+from .faults import MAX_SCRIPT_TIMES, canonical_kind, parse_steps
 
 __all__ = ["parse_fleet", "parse_fleet_text"]
 
@@ -40,40 +40,34 @@ _MODEL_KEYS = {
 _REQUIRED_MODEL_KEYS = {"name", "wires", "price", "context_window", "latency", "skills"}
 
 
-def parse_fleet_text(text: str, source: str | None = None, *, toml: bool = False) -> Fleet:
-    """A fleet from YAML (default) or TOML text; ``source`` names the file in errors."""
+def parse_fleet_text(text: str | bytes, source: str | None = None, *, toml: bool = False) -> Fleet:
+    """A fleet from YAML (default) or TOML text; ``source`` names the file in errors.
+
+    YAML goes through evalkit's safe loader (:mod:`evalkit._yaml`: no alias
+    bombs, recursion, absurd nesting or integers); TOML is refused past the
+    same nesting. Bytes must be UTF-8.
+    """
     if toml:
+        return parse_fleet(_toml(text, source), source)
+    doc = load_yaml(text, file=source)
+    return parse_fleet(doc.data, source, doc.lines)
+
+
+def _toml(text: str | bytes, source: str | None) -> Any:
+    if isinstance(text, bytes):
         try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"not valid TOML: {exc}", file=source) from None
-        return parse_fleet(data, source)
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"not valid UTF-8: byte {exc.start} {exc.reason}; save the file as UTF-8",
+                              file=source, line=text.count(b"\n", 0, exc.start) + 1) from None
     try:
-        data = yaml.safe_load(text)
-        lines = _yaml_lines(yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(
-            f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=source, line=line
-        ) from None
-    return parse_fleet(data, source, lines)
-
-
-def _yaml_lines(node: yaml.Node | None, path: str = "", out: dict[str, int] | None = None) -> dict[str, int]:
-    """Field path -> 1-based line of its value, for every node of a composed YAML document."""
-    out = {} if out is None else out
-    if node is None:
-        return out
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = f"{path}.{key.value}" if path else str(key.value)
-            _yaml_lines(value, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            _yaml_lines(value, f"{path}[{i}]", out)
-    return out
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=source) from None
+    except RecursionError:
+        raise ConfigError("not valid TOML: nested too deeply", file=source) from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise ConfigError(f"not valid TOML: {exc}".split("; use sys.")[0], file=source) from None
 
 
 class _Fields:
@@ -83,10 +77,8 @@ class _Fields:
         self.source, self.lines = source, lines
 
     def fail(self, path: str, message: str) -> NoReturn:
-        line = self.lines.get(path)
-        if line is None and "." in path:  # a missing key: point at its parent mapping
-            line = self.lines.get(path.rsplit(".", 1)[0])
-        raise ConfigError(message, file=self.source, line=line, field=path or None)
+        # A missing key, or one below an alias: the line of the nearest ancestor written in the file.
+        raise ConfigError(message, file=self.source, line=line_of(self.lines, path), field=path or None)
 
     def mapping(
         self, raw: Any, path: str, allowed: set[str], required: set[str] = frozenset()
@@ -117,6 +109,12 @@ class _Fields:
             self.fail(
                 path, f"must be {'an integer' if integer else 'a number'}, got {_type_name(raw)} {raw!r}"
             )
+        try:
+            finite = math.isfinite(float(raw))
+        except OverflowError:
+            finite = False
+        if not finite:
+            self.fail(path, f"must be a finite number, got {raw!r}")
         if raw < low or (positive and raw <= 0) or (high is not None and raw > high):
             bound = (
                 f"between {low:g} and {high:g}"
@@ -132,8 +130,8 @@ class _Fields:
                 raw = Decimal(raw.strip())
             except ArithmeticError:
                 self.fail(path, f"must be a number of USD per 1M tokens, got {raw!r}")
-            if not raw.is_finite() or raw < 0:
-                self.fail(path, f"must be a non-negative number, got {raw}")
+            if not raw.is_finite() or raw < 0 or raw.adjusted() > 15:  # no price is 10^16 USD
+                self.fail(path, f"must be a non-negative number below 10^16, got {raw}")
             return raw
         return Decimal(str(self.number(raw, path)))
 
@@ -285,6 +283,7 @@ def _faults(f: _Fields, raw: Any, path: str, raw_script: Any, script_path: str) 
         f.fail(path, f"fault rates add up to {sum(rates.values()):g}, more than 1")
     if not isinstance(raw_script, list):
         f.fail(script_path, f"must be a list of steps, got {_type_name(raw_script)}")
+    _check_script_numbers(f, raw_script, script_path)
     try:
         script = tuple(parse_steps(raw_script))
     except (TypeError, ValueError) as exc:
@@ -295,6 +294,18 @@ def _faults(f: _Fields, raw: Any, path: str, raw_script: Any, script_path: str) 
         stall_s=float(f.number(raw.get("stall_s", 30.0), f"{path}.stall_s", positive=True)),
         script=script,
     )
+
+
+def _check_script_numbers(f: _Fields, raw_script: list[Any], path: str) -> None:
+    """Locate bad numbers in script steps: NaN, infinity, a ``times`` that would expand to millions."""
+    for i, step in enumerate(raw_script):
+        if not isinstance(step, Mapping):
+            continue
+        for key in ("retry_after", "retry_after_s", "stall_s"):
+            if step.get(key) is not None:
+                f.number(step[key], f"{path}[{i}].{key}")
+        if "times" in step:
+            f.number(step["times"], f"{path}[{i}].times", integer=True, positive=True, high=MAX_SCRIPT_TIMES)
 
 
 def _join(path: str, key: object) -> str:

@@ -10,13 +10,13 @@ the last user message of every chat request here.
 from __future__ import annotations
 
 import gzip
-import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._json import loads_checked
 from ..errors import ConfigError
 from ._seeding import stable_digest
 
@@ -123,12 +123,17 @@ def _cached_items(path: Path) -> tuple[BookItem, ...]:
 
 def _read_items(path: Path) -> Iterable[BookItem]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with opener(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"not valid UTF-8 (byte {exc.start} of the line)", file=str(path),
+                                  line=line_no) from None
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads_checked(line)  # bounded: a 100k-deep row must not take the emulator down
             except ValueError as exc:
                 raise ConfigError(f"not valid JSON: {exc}", file=str(path), line=line_no) from None
             item = item_from_row(row)

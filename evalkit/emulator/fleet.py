@@ -18,7 +18,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
+from .._yaml import read_bounded
 from ._fleet_parse import parse_fleet_text
 from ._specs import TASK_TYPES, WIRES, FaultPlan, Fleet, Latency, ModelSpec, Price, RateLimits, Spread
 
@@ -50,11 +50,8 @@ def load_fleet(path: str | Path | None = None) -> Fleet:
     if path is None:
         return default_fleet()
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read fleet file: {exc.strerror or exc}", file=str(path)) from None
-    return parse_fleet_text(text, source=str(path), toml=path.suffix.lower() == ".toml")
+    data = read_bounded(path, what="fleet file")
+    return parse_fleet_text(data, source=str(path), toml=path.suffix.lower() == ".toml")
 
 
 def default_fleet() -> Fleet:

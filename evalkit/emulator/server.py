@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ from ..errors import ConfigError
 from ._app import build_app
 from ._specs import Fleet
 from ._state import EmulatorState
-from ._transport import protocol_class
+from ._transport import SheddingSocket, protocol_class
 from ._urls import WireURLs
 from .answers import AnswerBook, bundled_dataset_files
 from .faults import parse_steps
@@ -45,7 +46,8 @@ class Emulator(WireURLs):
     (None: the bundled suites, ``()``: none). ``time_scale`` multiplies every
     simulated delay (0: answer at once). ``stall_s`` overrides how long the
     ``timeout``/``stall`` faults hold a response (never scaled). Port 0 picks a
-    free port.
+    free port. ``read_timeout_s`` bounds how long a client may take to send
+    one request (headers and body); a slower one is disconnected.
     """
 
     def __init__(
@@ -58,11 +60,17 @@ class Emulator(WireURLs):
         datasets: Iterable[str | Path] | None = None,
         stall_s: float | None = None,
         recent_requests: int = 100,
+        read_timeout_s: float = 30.0,
     ) -> None:
-        if not isinstance(time_scale, (int, float)) or time_scale < 0:
-            raise ConfigError(f"must be a number >= 0, got {time_scale!r}", field="time_scale")
-        if not isinstance(port, int) or not 0 <= port <= 65535:
+        _check_seconds(time_scale, "time_scale", allow_zero=True)
+        if stall_s is not None:
+            _check_seconds(stall_s, "stall_s")
+        _check_seconds(read_timeout_s, "read_timeout_s")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"must be a whole number, got {seed!r}", field="seed")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"must be a port number (0 picks a free one), got {port!r}", field="port")
+        self.read_timeout_s = float(read_timeout_s)
         self.fleet: Fleet = fleet if isinstance(fleet, Fleet) else load_fleet(fleet)
         self.seed, self.time_scale = int(seed), float(time_scale)
         self.book = AnswerBook.from_files(bundled_dataset_files() if datasets is None else datasets)
@@ -90,7 +98,7 @@ class Emulator(WireURLs):
             raise RuntimeError("this emulator is already started")
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
         # and without it every response waits ~40 ms on Nagle + delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock = SheddingSocket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((_HOST, self._requested_port))
@@ -112,7 +120,7 @@ class Emulator(WireURLs):
     def _config(self) -> uvicorn.Config:
         return uvicorn.Config(
             build_app(self._state),
-            http=protocol_class(self._state.registry),
+            http=protocol_class(self._state.registry, self.read_timeout_s),
             loop="asyncio",
             lifespan="off",
             ws="none",
@@ -195,3 +203,11 @@ class Emulator(WireURLs):
     def reset(self) -> None:
         """Clear stats, runtime scripts, rate windows and the simulated prompt cache."""
         self._state.reset()
+
+
+def _check_seconds(value: object, field: str, *, allow_zero: bool = False) -> None:
+    """A finite number > 0 (>= 0 with ``allow_zero``) of seconds or a factor; never NaN or infinity."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"must be a finite number {bound}, got {value!r}", field=field)

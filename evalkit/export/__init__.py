@@ -10,7 +10,10 @@ path or a parsed mapping, e.g. ``RoutingTable.to_config()``) into:
 
 API keys are only ever referenced: ``os.environ/OPENAI_API_KEY`` for
 LiteLLM, virtual-key placeholders for Portkey. A config holding an
-``api_key`` field is refused.
+``api_key`` field is refused. Every format is checked by the same validator as
+``Router.from_config`` (:func:`evalkit.router.config.parse_routing_config`);
+the gateway formats also refuse what a gateway cannot express (``cost`` and
+``hedge`` nodes, a ``budget``) instead of dropping it.
 """
 
 from __future__ import annotations
@@ -31,21 +34,19 @@ def export_config(config: str | Path | Mapping[str, Any], fmt: str = "evalkit", 
     slugs of your Portkey virtual keys; unmapped keys stay ``<ENV_NAME>`` placeholders.
     """
     from ..errors import ConfigError
-    from ._plan import load_config, parse_plan
+    from ..router.config import parse_routing_config
+    from ._plan import plan_of
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", field="--format")
-    data = load_config(config)
-    file = str(config) if isinstance(config, (str, Path)) else None
-    try:
-        plan = parse_plan(data)  # validates every format, evalkit's too: no inline keys, known providers
-    except ConfigError as exc:
-        raise ConfigError(str(exc).split(": ", 1)[-1] if exc.field else str(exc), file=file,
-                          field=exc.field) from None
+    spec = parse_routing_config(config)  # the validator Router.from_config uses: no keys needed
     if fmt == "evalkit":
         from .evalkit_yaml import to_evalkit_yaml
 
-        return Path(config).read_text() if file else to_evalkit_yaml(data)
+        if isinstance(config, Mapping):
+            return to_evalkit_yaml(config)
+        return Path(config).read_text(encoding="utf-8")  # the file as written, comments included
+    plan = plan_of(spec)
     if fmt == "litellm":
         import yaml
 

@@ -1,24 +1,29 @@
 """An evalkit routing config reduced to what gateways can express: task routes of chains and mixes.
 
-Every exporter reads the same :class:`Plan`: per task type a node, a default
-node, and the leaf targets with how to reach them. Nodes are :class:`Leaf`,
-:class:`Chain` (``fallback``) and :class:`Mix` (``balance``); nested chains
-are flattened. ``cost`` and ``hedge`` nodes have no gateway equivalent and
-are refused with the YAML path of the node.
+Every exporter reads the same :class:`Plan`, made from the :class:`~evalkit.router.config.RoutingSpec`
+that :func:`~evalkit.router.config.parse_routing_config` returns, so a config is
+checked exactly as ``Router.from_config`` checks it (no keys needed). A plan is
+per task type a node, a default node, and the leaf targets with how to reach
+them. Nodes are :class:`Leaf`, :class:`Chain` (``fallback``) and :class:`Mix`
+(``balance``); nested chains are flattened. What a gateway cannot express is
+refused with its YAML path rather than dropped: ``cost`` and ``hedge`` nodes,
+a ``budget`` (with its ``max_share_of_remaining``), provider options other
+than ``api_version``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Mapping
 
-from ..errors import ConfigError
+from ..router._retry import RetryPolicy
+from ..router.config import BalanceSpec, FallbackSpec, NodeSpec, RoutingSpec, TargetSpec, TaskSpec
 
-__all__ = ["Chain", "Leaf", "Mix", "Node", "Plan", "chain_members", "load_config", "parse_plan", "retry_of"]
+__all__ = ["Chain", "Leaf", "Mix", "Node", "Plan", "chain_members", "plan_of", "retry_of"]
 
 
 SELF_HOSTED = ("ollama", "vllm", "llamacpp")
+_EXPORTABLE_OPTIONS = {"api_version"}
 
 
 @dataclass(frozen=True)
@@ -26,17 +31,24 @@ class Leaf:
     """One provider:model target and how to reach it (never a key: only env var names)."""
 
     name: str
-    provider: str
-    model: str
-    spec: Mapping[str, Any] = field(default_factory=dict)
+    target: TargetSpec
+
+    @property
+    def provider(self) -> str:
+        return self.target.provider
+
+    @property
+    def model(self) -> str:
+        """The model id, without the provider prefix."""
+        return self.target.model_id
 
     @property
     def key_env(self) -> str | None:
         """The environment variable holding this target's key: the config's, else the vendor's usual one."""
         from ..providers.vendors import VENDORS
 
-        if self.spec.get("api_key_env"):
-            return str(self.spec["api_key_env"])
+        if self.target.api_key_env:
+            return self.target.api_key_env
         vendor = VENDORS[self.provider]
         return vendor.key_env[0] if vendor.key_required and vendor.key_env else None
 
@@ -54,10 +66,10 @@ class Leaf:
         self-hosted servers get their default address. Gateways talk to Ollama
         at the server origin, as Ollama's own clients do, not at ``/v1``.
         """
-        if self.spec.get("base_url"):
-            base = str(self.spec["base_url"]).rstrip("/")
-        elif self.spec.get("base_url_env"):
-            return env_reference(str(self.spec["base_url_env"]))
+        if self.target.base_url:
+            base = self.target.base_url.rstrip("/")
+        elif self.target.base_url_env:
+            return env_reference(self.target.base_url_env)
         elif self.provider in SELF_HOSTED:
             base = self.default_base_url
         else:
@@ -67,10 +79,10 @@ class Leaf:
 
 @dataclass(frozen=True)
 class Chain:
-    """Try members in order (a ``fallback`` node); ``retry`` is its retry policy mapping."""
+    """Try members in order (a ``fallback`` node) under its retry policy."""
 
     members: tuple[Node, ...]
-    retry: Mapping[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass(frozen=True)
@@ -95,39 +107,20 @@ class Plan:
     leaves: Mapping[str, Leaf]
 
 
-def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    """A parsed routing config from a path or a mapping (copied)."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    import yaml
-
-    path = Path(source)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read routing config: {exc.strerror}", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
-    if not isinstance(data, Mapping):
-        raise ConfigError("expected a routing config mapping", file=str(path))
-    return dict(data)
-
-
-def parse_plan(config: Mapping[str, Any]) -> Plan:
-    """The :class:`Plan` of a routing config (the format of :mod:`evalkit.router.config`)."""
-    leaves = {name: _leaf(name, spec, f"targets.{name}")
-              for name, spec in _mapping(config.get("targets") or {}, "targets").items()}
-    if "router" not in config:
-        raise ConfigError("missing: the routing tree", field="router")
-    root = config["router"]
-    parse = _Parser(leaves)
-    if isinstance(root, Mapping) and root.get("type") == "task":
-        routes = {str(task): parse.node(node, f"router.routes.{task}")
-                  for task, node in _mapping(root.get("routes") or {}, "router.routes").items()}
-        if "default" not in root:
-            raise ConfigError("missing: where requests with no matching route go", field="router.default")
-        return Plan(routes, parse.node(root["default"], "router.default"), parse.leaves)
-    return Plan({}, parse.node(root, "router"), parse.leaves)
+def plan_of(spec: RoutingSpec) -> Plan:
+    """The gateway :class:`Plan` of a validated config; what gateways cannot express is refused."""
+    if spec.budget is not None:
+        raise spec.error("budget", "gateways have no equivalent of evalkit's budget ledger (limit_usd, "
+                                   "per_target, max_share_of_remaining); export a config without a budget "
+                                   "and cost nodes")
+    planner = _Planner(spec)
+    for name, target in spec.targets.items():
+        planner.leaves[name] = planner.leaf(target)
+    root = spec.router
+    if isinstance(root, TaskSpec):
+        routes = {task: planner.node(node) for task, node in root.routes.items()}
+        return Plan(routes, planner.node(root.default), planner.leaves)
+    return Plan({}, planner.node(root), planner.leaves)
 
 
 def chain_members(node: Node) -> list[Node]:
@@ -137,58 +130,32 @@ def chain_members(node: Node) -> list[Node]:
     return [node]
 
 
-def retry_of(node: Node) -> Mapping[str, Any]:
-    """The retry policy of the chain ``node`` is (empty for leaves and mixes)."""
-    return node.retry if isinstance(node, Chain) else {}
+def retry_of(node: Node) -> RetryPolicy:
+    """The retry policy of the chain ``node`` is (the default policy for leaves and mixes)."""
+    return node.retry if isinstance(node, Chain) else RetryPolicy()
 
 
-class _Parser:
-    def __init__(self, leaves: dict[str, Leaf]) -> None:
-        self.leaves = leaves
+class _Planner:
+    def __init__(self, spec: RoutingSpec) -> None:
+        self.spec = spec
+        self.leaves: dict[str, Leaf] = {}
 
-    def node(self, spec: Any, path: str) -> Node:
-        if isinstance(spec, str):
-            if spec in self.leaves:
-                return self.leaves[spec]
-            if ":" in spec:
-                return self.leaves.setdefault(spec, _leaf(spec, {"model": spec}, path))
-            raise ConfigError(f"unknown target {spec!r}; define it under targets or write provider:model",
-                              field=path)
-        spec = _mapping(spec, path)
-        kind = spec.get("type")
-        if kind == "fallback":
-            return Chain(self._members(spec, path), retry=dict(spec.get("retry") or {}))
-        if kind == "balance":
-            weights = spec.get("weights")
-            return Mix(self._members(spec, path), tuple(float(w) for w in weights) if weights else None,
-                       str(spec.get("strategy", "weighted")), spec.get("name"))
-        if kind in ("cost", "hedge", "task"):
-            raise ConfigError(f"a {kind} node has no gateway equivalent; export supports task routes of "
-                              "fallback and balance nodes", field=path)
-        raise ConfigError(f"expected a node type, got {kind!r}", field=f"{path}.type")
+    def leaf(self, target: TargetSpec) -> Leaf:
+        extra = sorted(set(target.options) - _EXPORTABLE_OPTIONS)
+        if extra:
+            raise self.spec.error(f"{target.path}.options.{extra[0]}",
+                                  "gateway exports cannot carry this provider option; remove it to export")
+        return Leaf(target.name, target)
 
-    def _members(self, spec: Mapping[str, Any], path: str) -> tuple[Node, ...]:
-        items = spec.get("targets")
-        if not isinstance(items, list) or not items:
-            raise ConfigError("expected a non-empty list of targets", field=f"{path}.targets")
-        return tuple(self.node(item, f"{path}.targets[{i}]") for i, item in enumerate(items))
-
-
-def _leaf(name: str, spec: Any, path: str) -> Leaf:
-    from ..providers.vendors import VENDORS
-
-    spec = _mapping(spec, path)
-    if "api_key" in spec:
-        raise ConfigError("keys never go in configs; name an environment variable in api_key_env",
-                          field=f"{path}.api_key")
-    provider, sep, model = str(spec.get("model", "")).partition(":")
-    if not sep or provider not in VENDORS:
-        raise ConfigError(f"expected provider:model with a known provider ({', '.join(VENDORS)})",
-                          field=f"{path}.model")
-    return Leaf(name, provider, model, dict(spec))
-
-
-def _mapping(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"expected a mapping, got {type(value).__name__}", field=path)
-    return value
+    def node(self, spec: NodeSpec) -> Node:
+        if isinstance(spec, TargetSpec):  # a named target, or the same provider:model written inline twice
+            if spec.name not in self.leaves:
+                self.leaves[spec.name] = self.leaf(spec)
+            return self.leaves[spec.name]
+        if isinstance(spec, FallbackSpec):
+            return Chain(tuple(self.node(t) for t in spec.targets), retry=spec.retry)
+        if isinstance(spec, BalanceSpec):
+            return Mix(tuple(self.node(t) for t in spec.targets), spec.weights, spec.strategy, spec.name)
+        kind = type(spec).__name__.removesuffix("Spec").lower()
+        raise self.spec.error(spec.path, f"a {kind} node has no gateway equivalent; export supports task "
+                                         "routes of fallback and balance nodes")

@@ -51,8 +51,6 @@ DEFAULT_GROUP = "default"
 
 def to_litellm(plan: Plan) -> dict[str, Any]:
     """The LiteLLM proxy config (``model_list``, ``router_settings``) for ``plan``."""
-    from ..router._retry import RetryPolicy
-
     groups = _Groups()
     for leaf in plan.leaves.values():  # every target callable by its own name, too
         groups.group_of(leaf)
@@ -67,12 +65,11 @@ def to_litellm(plan: Plan) -> dict[str, Any]:
         groups.add_route(group_name, members[0], task)
         if len(members) > 1:
             fallbacks.append({group_name: [groups.group_of(m) for m in members[1:]]})
-    retries = [dict(retry_of(node)) for _, node in routes.values()]
-    policy = RetryPolicy()
+    retries = [retry_of(node) for _, node in routes.values()]
     settings: dict[str, Any] = {
         "routing_strategy": groups.strategy(),
-        "num_retries": int(max(r.get("retries_per_target", policy.retries_per_target) for r in retries)),
-        "timeout": float(max(r.get("deadline_s", policy.deadline_s) for r in retries)),
+        "num_retries": int(max(r.retries_per_target for r in retries)),
+        "timeout": float(max(r.deadline_s for r in retries)),
         "fallbacks": fallbacks,
     }
     return {"model_list": groups.model_list, "router_settings": settings}
@@ -141,7 +138,7 @@ def _weighted(mix: Mix) -> list[tuple[Leaf, float | None]]:
 
 def litellm_params(leaf: Leaf) -> dict[str, Any]:
     """``litellm_params`` for one target: model, key and endpoint by reference, timeout and limits."""
-    spec = leaf.spec
+    target = leaf.target
     params: dict[str, Any] = {"model": f"{LITELLM_PROVIDERS[leaf.provider]}/{leaf.model}"}
     if leaf.key_env:
         params["api_key"] = f"os.environ/{leaf.key_env}"
@@ -151,32 +148,31 @@ def litellm_params(leaf: Leaf) -> dict[str, Any]:
     if leaf.provider == "azure":
         from ..providers.vendors import VENDORS
 
-        options = spec.get("options") or {}
-        params["api_version"] = options.get("api_version") or VENDORS["azure"].chat.api_version
-    if "timeout_s" in spec:
-        params["timeout"] = spec["timeout_s"]
-    limits = spec.get("limits") or {}
+        params["api_version"] = target.options.get("api_version") or VENDORS["azure"].chat.api_version
+    if target.timeout_s is not None:
+        params["timeout"] = target.timeout_s
     for key in ("rpm", "tpm"):
-        if limits.get(key) is not None:
-            params[key] = int(limits[key])
+        value = getattr(target.limits, key, None)
+        if value is not None:
+            params[key] = int(value)
     return params
 
 
 def _api_base(leaf: Leaf) -> str | None:
-    if leaf.provider == "azure" and not (leaf.spec.get("base_url") or leaf.spec.get("base_url_env")):
+    if leaf.provider == "azure" and not (leaf.target.base_url or leaf.target.base_url_env):
         return "os.environ/AZURE_OPENAI_ENDPOINT"
     return leaf.gateway_base_url(lambda name: f"os.environ/{name}")
 
 
 def _model_info(leaf: Leaf) -> dict[str, Any]:
     """Context window and prices LiteLLM would not know for self-hosted or renamed models."""
-    spec = leaf.spec
+    target = leaf.target
     info: dict[str, Any] = {}
-    if spec.get("context_window"):
-        info["max_input_tokens"] = int(spec["context_window"])
-    prices = spec.get("prices") or {}
+    if target.context_window:
+        info["max_input_tokens"] = target.context_window
     for ours, theirs in (("input", "input_cost_per_token"), ("output", "output_cost_per_token"),
                          ("cached_input", "cache_read_input_token_cost")):
-        if prices.get(ours) is not None:
-            info[theirs] = float(prices[ours]) / 1_000_000  # config prices are USD per 1M tokens
+        price = getattr(target.prices, ours, None)
+        if price is not None:
+            info[theirs] = float(price) / 1_000_000  # config prices are USD per 1M tokens
     return info

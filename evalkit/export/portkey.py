@@ -70,9 +70,7 @@ class _Renderer:
         if isinstance(node, Leaf):
             return self.leaf(node, retries)
         if isinstance(node, Chain):
-            from ..router._retry import RetryPolicy
-
-            inner = node.retry.get("retries_per_target", RetryPolicy().retries_per_target)
+            inner = node.retry.retries_per_target
             return {"strategy": {"mode": "fallback"},
                     "targets": [self.node(m, inner) for m in node.members]}
         assert isinstance(node, Mix)
@@ -81,7 +79,6 @@ class _Renderer:
                 "targets": [{**self.node(m, retries), "weight": w} for m, w in zip(node.members, weights)]}
 
     def leaf(self, leaf: Leaf, retries: int | None) -> dict[str, Any]:
-        spec = leaf.spec
         out: dict[str, Any] = {"provider": PORTKEY_PROVIDERS[leaf.provider]}
         if leaf.key_env:
             out["virtual_key"] = self.virtual_keys.get(leaf.name) or self.virtual_keys.get(leaf.key_env) \
@@ -92,8 +89,8 @@ class _Renderer:
             out["custom_host"] = host
         if retries:
             out["retry"] = {"attempts": int(retries)}
-        if "timeout_s" in spec:
-            out["request_timeout"] = int(float(spec["timeout_s"]) * 1000)
+        if leaf.target.timeout_s is not None:
+            out["request_timeout"] = int(leaf.target.timeout_s * 1000)
         return out
 
 

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._flags import number
+
 __all__ = ["add_report_parser", "latest_run"]
 
 
@@ -16,9 +18,9 @@ def add_report_parser(subparsers: Any) -> None:
     p.add_argument("run_dir", nargs="?", help="runs/<run_id> (default: the newest run under --runs-dir)")
     p.add_argument("-o", "--output", help="HTML file to write (default: RUN_DIR/report.html)")
     p.add_argument("--baseline", help="another run directory to compare against")
-    p.add_argument("--max-drilldown", type=int, default=2000,
+    p.add_argument("--max-drilldown", type=number(1, whole=True), default=2000,
                    help="cells shown in the item drill-down (sampled beyond this; default 2000)")
-    p.add_argument("--runs-dir", default="runs", help="where to look for the newest run (default: runs)")
+    p.add_argument("--runs-dir", help="where to look for the newest run when no RUN_DIR is given (default: runs)")
     p.add_argument("--open", action="store_true", help="open the report in the default web browser")
     p.set_defaults(run=_report)
 
@@ -46,7 +48,13 @@ def latest_run(runs_dir: str | Path) -> Path:
 def _report(args: argparse.Namespace) -> int:
     from .build import build_report
 
-    run_dir = args.run_dir or latest_run(args.runs_dir)
+    if args.run_dir and args.runs_dir:
+        from ..errors import ConfigError
+
+        # --runs-dir only chooses the newest run: beside a named run it would change nothing.
+        raise ConfigError("only picks the newest run when no RUN_DIR is given; drop one of them",
+                          field="--runs-dir")
+    run_dir = args.run_dir or latest_run(args.runs_dir or "runs")
     path = build_report(run_dir, args.output, baseline=args.baseline, max_drilldown=args.max_drilldown)
     print(f"wrote {path}", file=sys.stderr)
     if args.open:

@@ -62,9 +62,49 @@ def test_bad_fleet_file_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.
     assert f"{fleet}:3: models[0].wires[0]: unknown wire format 'telnet'" in err
 
 
-def test_bad_flags_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["emulate", "--time-scale", "-1", "--no-datasets"]) == 2
-    assert "time_scale" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--time-scale", "-1"], "argument --time-scale: must be a finite number >= 0, got '-1'"),
+        (["--time-scale", "nan"], "argument --time-scale: must be a finite number >= 0, got 'nan'"),
+        (["--time-scale", "inf"], "argument --time-scale: must be a finite number >= 0, got 'inf'"),
+        (["--stall-s", "inf"], "argument --stall-s: must be a finite number > 0, got 'inf'"),
+        (["--stall-s", "0"], "argument --stall-s: must be a finite number > 0, got '0'"),
+        (["--port", "70000"], "argument --port: must be a whole number from 0 to 65535"),
+    ],
+)
+def test_bad_flags_exit_2_before_serving(capsys: pytest.CaptureFixture[str], flags: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["emulate", *flags, "--no-datasets"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"id": "a", "prompt": "x", "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+         ":1: not valid JSON: nested deeper than 100 levels"),
+        (b'{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "\xff"}\n', ":2: not valid UTF-8 (byte 23 of the line)"),
+        (b'{"id": "a", "prompt": "x", "n": ' + b"9" * 5000 + b"}\n", ":1: not valid JSON: an integer of 5000 digits"),
+    ],
+    ids=["deep", "not-utf8", "huge-int"],
+)
+def test_hostile_dataset_rows_exit_2_before_serving(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                    content: bytes, message: str) -> None:
+    # These took `evalkit emulate --dataset` down with a RecursionError / UnicodeDecodeError traceback.
+    dataset = tmp_path / "hostile.jsonl"
+    dataset.write_bytes(content)
+    assert main(["emulate", "--dataset", str(dataset), "--time-scale", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{dataset}{message}" in err and "Traceback" not in err
+
+
+def test_contradicting_flags_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # --no-datasets used to win silently over --dataset: a flag that changed nothing.
+    assert main(["emulate", "--no-datasets", "--dataset", str(tmp_path / "a.jsonl")]) == 2
+    assert "--dataset and --no-datasets contradict each other" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2

@@ -141,3 +141,72 @@ def test_syntax_errors_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse_fleet_text("version: 2\nmodels:" + MINIMAL_MODEL)
     assert info.value.field == "version"
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "message"),
+    [
+        (("input: 1", "input: .nan"), "models[0].price.input", "must be a finite number"),
+        (("output: 2", "output: .inf"), "models[0].price.output", "must be a finite number"),
+        (("output: 2", "output: 1.0e+999"), "models[0].price.output", "must be a finite number"),
+        (("output: 2", "output: 1e999"), "models[0].price.output", "below 10^16"),
+        (("output: 2", 'output: "NaN"'), "models[0].price.output", "below 10^16"),
+        (("ttft_ms: 100", "ttft_ms: .nan"), "models[0].latency.ttft_ms.median", "must be a finite number"),
+        (("tokens_per_s: 50", "tokens_per_s: .inf"), "models[0].latency.tokens_per_s.median", "must be a finite"),
+        (("default: 0.5", "default: .nan"), "models[0].skills.default", "must be a finite number"),
+        (("skills: {default: 0.5}", "skills: {default: 0.5}\n    faults: {rate_limit: .nan}"),
+         "models[0].faults.rate_limit", "must be a finite number"),
+        (("skills: {default: 0.5}", "skills: {default: 0.5}\n    faults: {retry_after_s: .inf}"),
+         "models[0].faults.retry_after_s", "must be a finite number"),
+        (("skills: {default: 0.5}", "skills: {default: 0.5}\n    script: [{kind: '429', retry_after: .inf}]"),
+         "models[0].script[0].retry_after", "must be a finite number"),
+        (("context_window: 1000", "context_window: " + "9" * 400), "models[0].context_window", "an integer of 400"),
+    ],
+)
+def test_every_fleet_number_is_finite_and_bounded(tmp_path: Path, edit: tuple[str, str], field: str,
+                                                  message: str) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(("models:" + MINIMAL_MODEL).replace(*edit), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_fleet(path)
+    assert info.value.field == field and info.value.file == str(path) and info.value.line is not None
+    assert message in str(info.value)
+
+
+def test_hostile_fleet_files_are_config_errors(tmp_path: Path) -> None:
+    cases = {
+        "recursive.yaml": ("models: &m [*m]\n", "recursive alias"),
+        "deep.yaml": ("models: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than"),
+        "latin1.yaml": ("models:\n  - name: caf\xe9\n", "not valid UTF-8"),
+        "deep.toml": ("models = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+        "huge.toml": ("version = " + "1" * 5000 + "\n", "not valid TOML: Exceeds the limit"),
+        "latin1.toml": ('version = "caf\xe9"\n', "not valid UTF-8"),
+        "nan.toml": ("[[models]]\nname = 't'\nwires = ['openai']\ncontext_window = 100\nprice = {input = nan, "
+                     "output = 1}\nskills = {math = 0.9}\nlatency = {ttft_ms = 10, tokens_per_s = 100}\n",
+                     "models[0].price.input: must be a finite number"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(text.encode("latin-1"))
+        with pytest.raises(ConfigError) as info:
+            load_fleet(path)
+        assert message in str(info.value) and str(path) in str(info.value), name
+        assert "use sys.set_int_max_str_digits" not in str(info.value)
+
+
+def test_a_script_step_repeated_a_billion_times_is_refused_not_expanded(tmp_path: Path) -> None:
+    # [step] * 10**9 is 8 GB of pointers: run under a memory cap so a regression fails instead of swapping.
+    from tests.bounded import run_bounded
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text("models:" + MINIMAL_MODEL + "    script: [{kind: '429', times: 1000000000}]\n", encoding="utf-8")
+    outcome = run_bounded(f"""
+        from evalkit.emulator.fleet import load_fleet
+        from evalkit.errors import ConfigError
+        try:
+            load_fleet({str(path)!r})
+        except ConfigError as exc:
+            print("refused:", exc)
+        """, memory_mb=1024, timeout_s=60)
+    assert not outcome.timed_out and outcome.returncode == 0, outcome.stderr[-2000:]
+    assert f"{path}:8: models[0].script[0].times: must be between 0 and 10000" in outcome.stdout

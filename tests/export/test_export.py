@@ -186,3 +186,88 @@ def test_litellm_router_loads_the_export_and_falls_back_on_the_emulator(
         assert emu.stats()["models"]["sim-small"]["by_status"] == {"500": 2}  # one try and num_retries=1 retry
         emu.reset()
         assert asyncio.run(ask("task-code")).endswith("sim-small")
+
+
+# -- one validator: export refuses exactly what Router.from_config refuses -------------------------------------
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """CONFIG with the value at a dotted path replaced (a deep copy)."""
+    config = json.loads(json.dumps(CONFIG))
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
+    return config
+
+
+LAX_BEFORE = [  # what export accepted (or crashed on) while Router.from_config refused it
+    ("version", 2, "version: only version 1 is supported"),
+    ("router.routes.code.retry.deadline_s", -1, "router.routes.code.retry.deadline_s: must be > 0"),
+    ("router.routes.code.retry.deadlin_s", 5, "router.routes.code.retry.deadlin_s: unknown field"),
+    ("router.routes.code.retry.actions", {"timeout": "explode"}, "retry.actions.timeout: unknown value 'explode'"),
+    ("router.routes.simple_qa.weights", [3, 0], "router.routes.simple_qa.weights[1]: must be > 0"),
+    ("router.routes.simple_qa.weights", ["heavy", 1], "router.routes.simple_qa.weights[0]: expected a number"),
+    ("router.routes.simple_qa.weights", [float("nan"), 1], "weights[0]: must be a finite number"),
+    ("router.routes.simple_qa.strategy", "psychic", "router.routes.simple_qa.strategy: unknown value"),
+    ("router.colour", "blue", "router.colour: unknown field"),
+    ("targets.fast.timeout_s", float("inf"), "targets.fast.timeout_s: must be a finite number"),
+    ("targets.fast.limits", {"rpm": -5}, "targets.fast.limits.rpm: must be > 0"),
+    ("targets.flash.prices", {"input": "free", "output": 0.4}, "targets.flash.prices.input: expected a number"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), LAX_BEFORE)
+def test_export_refuses_what_from_config_refuses(path: str, value: Any, message: str) -> None:
+    import evalkit
+
+    bad = _with(path, value)
+    with pytest.raises(ConfigError) as from_config:
+        evalkit.Router.from_config(bad)
+    assert message in str(from_config.value)
+    for fmt in ("evalkit", "litellm", "portkey"):
+        with pytest.raises(ConfigError) as exported:
+            export_config(bad, fmt)
+        assert str(exported.value) == str(from_config.value), fmt
+
+
+def test_export_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(_with("router.routes.simple_qa.weights", [3, 0]), sort_keys=False))
+    with pytest.raises(ConfigError) as caught:
+        export_config(path, "litellm")
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "weights" in text) + 2
+    assert caught.value.file == str(path) and caught.value.line == line
+    assert caught.value.field == "router.routes.simple_qa.weights[1]"
+
+
+def test_export_needs_no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MY_OPENAI_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert "os.environ/MY_OPENAI_KEY" in export_config(CONFIG, "litellm")
+
+
+COST_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "targets": {"cheap": {"model": "openai:gpt-4o-mini"}, "dear": {"model": "openai:gpt-4o"}},
+    "router": {"type": "cost", "candidates": [{"target": "cheap", "quality": 0.6}, {"target": "dear", "quality": 0.9}]},
+    "budget": {"limit_usd": "25", "max_share_of_remaining": "0.1"},
+}
+
+
+def test_a_budget_is_refused_by_gateway_formats_and_kept_by_evalkits() -> None:
+    for fmt in ("litellm", "portkey"):
+        with pytest.raises(ConfigError, match="budget: gateways have no equivalent of evalkit's budget ledger"):
+            export_config(COST_CONFIG, fmt)
+    assert yaml.safe_load(export_config(COST_CONFIG, "evalkit"))["budget"]["max_share_of_remaining"] == "0.1"
+    bad_share = {**COST_CONFIG, "budget": {"limit_usd": "25", "max_share_of_remaining": "2"}}
+    with pytest.raises(ConfigError, match=r"budget\.max_share_of_remaining: must be in \(0, 1\]"):
+        export_config(bad_share, "evalkit")
+
+
+def test_provider_options_a_gateway_cannot_carry_are_refused() -> None:
+    config = _with("targets.fast.options", {"headers": {"OpenAI-Organization": "org-1"}})
+    with pytest.raises(ConfigError, match=r"targets\.fast\.options\.headers: gateway exports cannot carry"):
+        export_config(config, "litellm")
+    assert "headers" in export_config(config, "evalkit")

@@ -232,3 +232,23 @@ def test_a_run_with_a_sparse_manifest_still_gets_a_report(run_dir: Path, tmp_pat
     (sparse / "manifest.json").write_text(json.dumps({"run_id": "hand-made"}))
     page = Page(build_report(sparse, tmp_path / "sparse.html").read_text())
     assert set(SECTIONS) <= page.ids and "Run hand-made" in " ".join(page.text)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["report", "stray", "--runs-dir", "elsewhere"], "--runs-dir: only picks the newest run when no RUN_DIR"),
+    (["report", "stray", "--max-drilldown", "-1"], "argument --max-drilldown: must be a whole number >= 1"),
+])
+def test_report_flags_that_would_change_nothing_are_errors(args: list[str], message: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # Both were accepted: --runs-dir was ignored beside a run, and -1 drew an empty drill-down.
+    from evalkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse's own refusal
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.html"))

@@ -1,0 +1,129 @@
+"""Build the router tree of a validated :class:`~evalkit.router.config.RoutingSpec`.
+
+Everything about the config's values was checked by the parser; what is left
+for here is what needs the environment (keys and endpoints named by variable)
+and the providers themselves. A named target is built once and shared by every
+node naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ConfigError
+from .config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, RoutingSpec, TargetSpec,
+                     TaskSpec)
+
+__all__ = ["build"]
+
+
+def build(spec: RoutingSpec) -> Any:
+    """The root router of ``spec`` (a single target at the root becomes a one-target fallback chain)."""
+    from ._base import Router
+    from .fallback import FallbackChain
+
+    builder = _Builder(spec)
+    node = builder.node(spec.router)
+    if not isinstance(node, Router):
+        node = FallbackChain([node], name=node.name)
+    node.monitor = builder.monitor
+    return node
+
+
+class _Builder:
+    def __init__(self, spec: RoutingSpec) -> None:
+        from .budget import BudgetLedger
+        from .monitor import Monitor
+
+        self.spec = spec
+        self.built: dict[int, Any] = {}
+        monitor = spec.monitor
+        self.monitor = None if monitor is None else Monitor(monitor.window_s, monitor.max_events)
+        self.ledger = None
+        if spec.budget is not None:
+            budget = spec.budget
+            share = {} if budget.max_share_of_remaining is None else {
+                "max_share_of_remaining": budget.max_share_of_remaining}
+            self.ledger = BudgetLedger(budget.limit, period=budget.period,  # type: ignore[arg-type]
+                                       per_target=dict(budget.per_target) or None, **share)
+
+    def node(self, spec: NodeSpec) -> Any:
+        if id(spec) not in self.built:
+            build = getattr(self, type(spec).__name__.removesuffix("Spec").lower())
+            self.built[id(spec)] = build(spec)
+        return self.built[id(spec)]
+
+    def target(self, spec: TargetSpec) -> Any:
+        from ..providers import get_provider
+        from .limits import LimitedTarget
+
+        options: dict[str, Any] = dict(spec.options)
+        if spec.timeout_s is not None:
+            options["timeout"] = spec.timeout_s
+        if spec.context_window is not None:
+            options["context_window"] = spec.context_window
+        if spec.prices is not None:
+            options["prices"] = spec.prices
+        base_url = spec.base_url
+        if base_url is None and spec.base_url_env:
+            base_url = os.environ.get(spec.base_url_env)
+            if not base_url:  # never fall back to the vendor's public address by accident
+                raise self.spec.error(f"{spec.path}.base_url_env",
+                                      f"environment variable {spec.base_url_env} is not set")
+        key = self._key(spec)
+        try:
+            provider = get_provider(spec.model, api_key=key, base_url=base_url, **options)
+        except ConfigError as exc:
+            raise self.spec.error(f"{spec.path}.model", _bare(exc)) from None
+        return provider if spec.limits is None else LimitedTarget(provider, spec.limits)
+
+    def _key(self, spec: TargetSpec) -> str | None:
+        if spec.api_key_env is None:
+            return None
+        value = os.environ.get(spec.api_key_env)
+        if not value:
+            raise self.spec.error(f"{spec.path}.api_key_env",
+                                  f"environment variable {spec.api_key_env} is not set")
+        return value
+
+    def fallback(self, spec: FallbackSpec) -> Any:
+        from .fallback import FallbackChain
+
+        return FallbackChain([self.node(t) for t in spec.targets], policy=spec.retry, name=spec.name)
+
+    def balance(self, spec: BalanceSpec) -> Any:
+        from .balance import WeightedBalancer
+
+        return WeightedBalancer([self.node(t) for t in spec.targets], weights=spec.weights,
+                                strategy=spec.strategy,  # type: ignore[arg-type]
+                                max_attempts=spec.max_attempts, breaker=spec.breaker, name=spec.name)
+
+    def task(self, spec: TaskSpec) -> Any:
+        from .tasks import KeywordClassifier, TaskRouter
+
+        routes = {task: self.node(node) for task, node in spec.routes.items()}
+        classifier = KeywordClassifier(**spec.classifier)
+        return TaskRouter(routes, default=self.node(spec.default), classifier=classifier, name=spec.name)
+
+    def cost(self, spec: CostSpec) -> Any:
+        from .cost import Candidate, CostAwareRouter
+
+        candidates = [Candidate(self.node(c.target), c.quality, c.prices) for c in spec.candidates]
+        try:
+            return CostAwareRouter(candidates, ledger=self.ledger, name=spec.name, **spec.options)
+        except (ConfigError, ValueError) as exc:  # e.g. a nested router candidate with no prices
+            raise self.spec.error(spec.path, _bare(exc)) from None
+
+    def hedge(self, spec: HedgeSpec) -> Any:
+        from .hedge import HedgedRouter
+
+        return HedgedRouter([self.node(t) for t in spec.targets], delay_s=spec.delay_s, name=spec.name,
+                            **spec.options)
+
+
+def _bare(exc: Exception) -> str:
+    """An inner error's message without its own location prefix (we add ours)."""
+    if isinstance(exc, ConfigError) and exc.field:
+        return str(exc).split(f"{exc.field}: ", 1)[-1]
+    return str(exc)

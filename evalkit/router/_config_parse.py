@@ -1,0 +1,427 @@
+"""The validator behind :func:`evalkit.router.config.parse_routing_config`: raw YAML data → typed specs.
+
+Each check raises a :class:`~evalkit.ConfigError` located at the YAML path of
+the bad value (file and line from the document's line index). Numbers are
+finite numbers in their field's range, never strings, booleans, NaN or
+infinity; money is a Decimal from a number or a numeric string.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+from .._yaml import YamlDocument
+from ..errors import ConfigError, ErrorKind
+from ._retry import Action, RetryPolicy
+from .config import (NODE_TYPES, OPTION_KEYS, BalanceSpec, BudgetSpec, CandidateSpec, CostSpec, FallbackSpec,
+                     HedgeSpec, MonitorSpec, NodeSpec, RoutingSpec, TargetSpec, TaskSpec)
+from .health import BreakerSettings
+from .limits import Limits
+
+__all__ = ["Parser"]
+
+_TARGET_KEYS = {"model", "api_key_env", "base_url", "base_url_env", "timeout_s", "context_window", "prices",
+                "limits", "options", "api_key"}
+
+
+class Parser:
+    """Raw YAML data → specs; each check raises a ConfigError located at its YAML path."""
+
+    def __init__(self, doc: YamlDocument, known_providers: bool = True) -> None:
+        self.doc, self.known_providers = doc, known_providers
+        self.targets: dict[str, TargetSpec] = {}
+        self.cost_nodes: list[CostSpec] = []
+        self.named: set[str] = set()
+
+    def fail(self, path: str, message: str) -> ConfigError:
+        return self.doc.error(path, message)
+
+    # -- the document --------------------------------------------------------------------------
+
+    def config(self) -> RoutingSpec:
+        keys = {"version", "targets", "router", "budget", "monitor"}
+        root = self.mapping(self.doc.data, "", keys, {"router"})
+        if "version" in root and (isinstance(root["version"], bool) or root["version"] != 1):
+            raise self.fail("version", f"only version 1 is supported, got {root['version']!r}")
+        monitor = self.monitor(root["monitor"]) if "monitor" in root else None
+        for name, spec in self.mapping(root.get("targets") or {}, "targets", None).items():
+            self.targets[self.key(name, "targets")] = self.target(spec, f"targets.{name}", str(name))
+        router = self.node(root["router"], "router")
+        budget = self.budget(root["budget"]) if "budget" in root else None
+        return RoutingSpec(dict(self.targets), router, budget, monitor, self.doc)
+
+    def node(self, spec: Any, path: str) -> NodeSpec:
+        if isinstance(spec, str):
+            if spec in self.targets:
+                return self.targets[spec]
+            if ":" in spec:
+                return self.target({"model": spec}, path, spec)
+            raise self.fail(path, f"unknown target {spec!r}; define it under targets or write provider:model")
+        spec = self.mapping(spec, path, None)
+        kind = spec.get("type")
+        if kind not in NODE_TYPES:
+            raise self.fail(f"{path}.type", f"expected one of {', '.join(NODE_TYPES)}, got {kind!r}")
+        name = self.text(spec["name"], f"{path}.name") if "name" in spec else None
+        if name:
+            self.named.add(name)
+        return getattr(self, kind)(spec, path, name)
+
+    def members(self, spec: Mapping[str, Any], path: str) -> tuple[NodeSpec, ...]:
+        items = spec.get("targets")
+        if not isinstance(items, list) or not items:
+            raise self.fail(f"{path}.targets", "expected a non-empty list of targets")
+        return tuple(self.node(item, f"{path}.targets[{i}]") for i, item in enumerate(items))
+
+    # -- leaves ----------------------------------------------------------------------------------
+
+    def target(self, spec: Any, path: str, name: str) -> TargetSpec:
+        spec = self.mapping(spec, path, _TARGET_KEYS, {"model"})
+        if "api_key" in spec:
+            raise self.fail(f"{path}.api_key",
+                            "keys never go in configs; name an environment variable in api_key_env")
+        model = spec["model"]
+        provider, sep, model_id = model.partition(":") if isinstance(model, str) else ("", "", "")
+        if not sep or not model_id:
+            raise self.fail(f"{path}.model", "expected provider:model, e.g. openai:gpt-4o-mini")
+        if self.known_providers and provider not in _vendors():
+            raise self.fail(f"{path}.model", f"unknown provider {provider!r}; known: {', '.join(_vendors())}")
+        values: dict[str, Any] = {k: self.text(spec[k], f"{path}.{k}")
+                                  for k in ("api_key_env", "base_url", "base_url_env") if k in spec}
+        if "timeout_s" in spec:
+            values["timeout_s"] = self.number(spec["timeout_s"], f"{path}.timeout_s", positive=True)
+        if "context_window" in spec:
+            values["context_window"] = self.integer(spec["context_window"], f"{path}.context_window", low=1)
+        if "prices" in spec:
+            values["prices"] = self.prices(spec["prices"], f"{path}.prices")
+        if "limits" in spec:
+            values["limits"] = self.limits(spec["limits"], f"{path}.limits")
+        options = self.options(spec.get("options") or {}, f"{path}.options")
+        return TargetSpec(name=name, model=model, path=path, options=options, **values)
+
+    def options(self, spec: Any, path: str) -> dict[str, Any]:
+        spec = self.mapping(spec, path, OPTION_KEYS)
+        out: dict[str, Any] = {}
+        if "headers" in spec:
+            headers = self.mapping(spec["headers"], f"{path}.headers", None)
+            out["headers"] = {self.key(k, f"{path}.headers"): self.text(v, f"{path}.headers.{k}")
+                              for k, v in headers.items()}
+        if "api_version" in spec:
+            out["api_version"] = self.text(spec["api_version"], f"{path}.api_version")
+        if "api" in spec:
+            out["api"] = self.choice(spec["api"], f"{path}.api", ("chat", "responses"))
+        if "stream_format" in spec:
+            out["stream_format"] = self.choice(spec["stream_format"], f"{path}.stream_format",
+                                               ("sse", "json-array"))
+        return out
+
+    def prices(self, spec: Any, path: str) -> Any:
+        from ..pricing import Prices
+
+        keys = {"input", "output", "cached_input", "cache_write", "reasoning"}
+        spec = self.mapping(spec, path, keys, {"input", "output"})
+        return Prices(source="config", **{k: self.money(v, f"{path}.{k}", "USD per 1M tokens")
+                                          for k, v in spec.items()})
+
+    def limits(self, spec: Any, path: str) -> Limits:
+        spec = self.mapping(spec, path, {"max_in_flight", "rpm", "tpm", "on_saturated", "max_wait_s"})
+        on_saturated = self.choice(spec.get("on_saturated", "skip"), f"{path}.on_saturated", ("skip", "wait"))
+        if "max_wait_s" in spec and on_saturated != "wait":
+            raise self.fail(f"{path}.max_wait_s", "applies only with on_saturated: wait (skip never waits)")
+        numbers: dict[str, Any] = {}
+        if "max_in_flight" in spec:
+            numbers["max_in_flight"] = self.integer(spec["max_in_flight"], f"{path}.max_in_flight", low=1)
+        for key in ("rpm", "tpm"):
+            if key in spec:
+                numbers[key] = self.number(spec[key], f"{path}.{key}", positive=True)
+        if "max_wait_s" in spec:
+            numbers["max_wait_s"] = self.number(spec["max_wait_s"], f"{path}.max_wait_s")
+        return Limits(on_saturated=on_saturated, **numbers)
+
+    # -- nodes -----------------------------------------------------------------------------------
+
+    def fallback(self, spec: Mapping[str, Any], path: str, name: str | None) -> FallbackSpec:
+        self.mapping(spec, path, {"type", "name", "targets", "retry"})
+        retry = self.retry(spec.get("retry") or {}, f"{path}.retry")
+        return FallbackSpec(self.members(spec, path), path, retry, name)
+
+    def balance(self, spec: Mapping[str, Any], path: str, name: str | None) -> BalanceSpec:
+        self.mapping(spec, path, {"type", "name", "targets", "weights", "strategy", "max_attempts",
+                                  "breaker"})
+        targets = self.members(spec, path)
+        weights = None
+        if "weights" in spec:
+            raw = spec["weights"]
+            if not isinstance(raw, list) or len(raw) != len(targets):
+                raise self.fail(f"{path}.weights", f"expected {len(targets)} weights, one per target")
+            weights = tuple(float(self.number(w, f"{path}.weights[{i}]", positive=True))
+                            for i, w in enumerate(raw))
+        strategy = self.choice(spec.get("strategy", "weighted"), f"{path}.strategy",
+                               ("weighted", "least_inflight", "latency"))
+        max_attempts = self.integer(spec["max_attempts"], f"{path}.max_attempts", low=1) \
+            if "max_attempts" in spec else None
+        breaker = self.breaker(spec["breaker"], f"{path}.breaker") if "breaker" in spec else None
+        return BalanceSpec(targets, path, weights, strategy, max_attempts, breaker, name)
+
+    def task(self, spec: Mapping[str, Any], path: str, name: str | None) -> TaskSpec:
+        self.mapping(spec, path, {"type", "name", "routes", "default", "classifier"}, {"default"})
+        routes = {self.key(task, f"{path}.routes"): self.node(node, f"{path}.routes.{task}")
+                  for task, node in self.mapping(spec.get("routes") or {}, f"{path}.routes", None).items()}
+        default = self.node(spec["default"], f"{path}.default")
+        classifier = self.classifier(spec.get("classifier") or {}, f"{path}.classifier")
+        return TaskSpec(routes, default, path, classifier, name)
+
+    def classifier(self, spec: Any, path: str) -> dict[str, Any]:
+        spec = self.mapping(spec, path, {"rules", "long_document_tokens", "simple_qa_max_words", "default"})
+        out: dict[str, Any] = {}
+        if "rules" in spec:
+            rules = []
+            for task, words in self.mapping(spec["rules"], f"{path}.rules", None).items():
+                where = f"{path}.rules.{task}"
+                if not isinstance(words, list) or not words:
+                    raise self.fail(where, "expected a non-empty list of keywords")
+                rules.append((self.key(task, f"{path}.rules"),
+                              tuple(self.text(w, f"{where}[{i}]") for i, w in enumerate(words))))
+            out["rules"] = rules
+        for key, low in (("long_document_tokens", 1), ("simple_qa_max_words", 0)):
+            if key in spec:
+                out[key] = self.integer(spec[key], f"{path}.{key}", low=low)
+        if "default" in spec:
+            out["default"] = self.text(spec["default"], f"{path}.default")
+        return out
+
+    def cost(self, spec: Mapping[str, Any], path: str, name: str | None) -> CostSpec:
+        self.mapping(spec, path, {"type", "name", "candidates", "min_quality", "on_over_budget",
+                                  "default_max_tokens", "allow_downgrade"})
+        items = spec.get("candidates")
+        if not isinstance(items, list) or not items:
+            raise self.fail(f"{path}.candidates", "expected a non-empty list of {target, quality}")
+        candidates = []
+        for i, item in enumerate(items):
+            where = f"{path}.candidates[{i}]"
+            item = self.mapping(item, where, {"target", "quality", "prices"}, {"target"})
+            quality = self.quality(item.get("quality", 1.0), f"{where}.quality")
+            prices = self.prices(item["prices"], f"{where}.prices") if "prices" in item else None
+            candidates.append(CandidateSpec(self.node(item["target"], f"{where}.target"), quality, prices))
+        options: dict[str, Any] = {}
+        if "min_quality" in spec:
+            options["min_quality"] = self.quality(spec["min_quality"], f"{path}.min_quality")
+        if "on_over_budget" in spec:
+            options["on_over_budget"] = self.choice(spec["on_over_budget"], f"{path}.on_over_budget",
+                                                    ("reroute", "refuse"))
+        if "default_max_tokens" in spec:
+            options["default_max_tokens"] = self.integer(spec["default_max_tokens"],
+                                                         f"{path}.default_max_tokens", low=1)
+        if "allow_downgrade" in spec:
+            options["allow_downgrade"] = self.flag(spec["allow_downgrade"], f"{path}.allow_downgrade")
+        node = CostSpec(tuple(candidates), path, options, name)
+        self.cost_nodes.append(node)
+        return node
+
+    def quality(self, value: Any, path: str) -> float:
+        from .cost import QUALITY_TIERS
+
+        if isinstance(value, str) and value in QUALITY_TIERS:
+            return QUALITY_TIERS[value]
+        if isinstance(value, str):
+            tiers = ", ".join(QUALITY_TIERS)
+            raise self.fail(path, f"expected a number in [0, 1] or one of {tiers}, got {value!r}")
+        return float(self.number(value, path, high=1.0))
+
+    def hedge(self, spec: Mapping[str, Any], path: str, name: str | None) -> HedgeSpec:
+        self.mapping(spec, path, {"type", "name", "targets", "delay_s", "max_hedges", "min_delay_s",
+                                  "cold_delay_s"})
+        delay = spec.get("delay_s", "p95")
+        if delay != "p95":
+            delay = self.number(delay, f"{path}.delay_s")
+        options: dict[str, Any] = {}
+        if "max_hedges" in spec:
+            options["max_hedges"] = self.integer(spec["max_hedges"], f"{path}.max_hedges")
+        for key in ("min_delay_s", "cold_delay_s"):
+            if key in spec:
+                options[key] = self.number(spec[key], f"{path}.{key}")
+        return HedgeSpec(self.members(spec, path), path, delay, options, name)
+
+    # -- settings --------------------------------------------------------------------------------
+
+    def retry(self, spec: Any, path: str) -> RetryPolicy:
+        spec = self.mapping(spec, path, {"actions", "retries_per_target", "max_attempts", "deadline_s",
+                                         "backoff_base_s", "backoff_cap_s", "retry_after_cap_s"})
+        values: dict[str, Any] = {}
+        for key in ("retries_per_target", "max_attempts"):
+            if key in spec:
+                low = 0 if key == "retries_per_target" else 1
+                values[key] = self.integer(spec[key], f"{path}.{key}", low=low)
+        if "deadline_s" in spec:
+            values["deadline_s"] = self.number(spec["deadline_s"], f"{path}.deadline_s", positive=True)
+        for key in ("backoff_base_s", "backoff_cap_s", "retry_after_cap_s"):
+            if key in spec:
+                values[key] = self.number(spec[key], f"{path}.{key}")
+        policy = RetryPolicy(**values)
+        actions = {}
+        kinds, verbs = [k.value for k in ErrorKind], [a.value for a in Action]
+        for kind, action in self.mapping(spec.get("actions") or {}, f"{path}.actions", None).items():
+            self.choice(kind, f"{path}.actions.{kind}", kinds, what="error kind")
+            actions[kind] = self.choice(action, f"{path}.actions.{kind}", verbs)
+        return policy.with_actions(actions) if actions else policy
+
+    def breaker(self, spec: Any, path: str) -> BreakerSettings:
+        spec = self.mapping(spec, path, {"consecutive_failures", "failure_rate", "window_s", "min_volume",
+                                         "cooldown_s", "max_retry_after_s"})
+        values: dict[str, Any] = {}
+        for key in ("consecutive_failures", "min_volume"):
+            if key in spec:
+                values[key] = self.integer(spec[key], f"{path}.{key}", low=1)
+        if "failure_rate" in spec:
+            values["failure_rate"] = self.number(spec["failure_rate"], f"{path}.failure_rate", positive=True,
+                                                 high=1.0)
+        if "window_s" in spec:
+            values["window_s"] = self.number(spec["window_s"], f"{path}.window_s", positive=True)
+        for key in ("cooldown_s", "max_retry_after_s"):
+            if key in spec:
+                values[key] = self.number(spec[key], f"{path}.{key}")
+        return BreakerSettings(**values)
+
+    def budget(self, spec: Any, path: str = "budget") -> BudgetSpec:
+        spec = self.mapping(spec, path, {"limit_usd", "period", "per_target", "max_share_of_remaining"},
+                            {"limit_usd"})
+        if not self.cost_nodes:
+            raise self.fail(path, "no cost node uses this budget; add a node of type cost or remove the "
+                                  "budget")
+        period = self.choice(spec.get("period", "day"), f"{path}.period", ("day", "hour", "month", "total"))
+        share = None
+        if "max_share_of_remaining" in spec:
+            share = self.money(spec["max_share_of_remaining"], f"{path}.max_share_of_remaining", "a fraction")
+            if not 0 < share <= 1:
+                raise self.fail(f"{path}.max_share_of_remaining", "must be in (0, 1] (0.1 = one call may use "
+                                f"at most 10% of what is left), got {share}")
+        caps = self.mapping(spec.get("per_target") or {}, f"{path}.per_target", None)
+        per_target = {self.served_name(name, f"{path}.per_target.{name}"):
+                      self.money(cap, f"{path}.per_target.{name}", "USD") for name, cap in caps.items()}
+        limit = self.money(spec["limit_usd"], f"{path}.limit_usd", "USD")
+        return BudgetSpec(limit, period, per_target, share)
+
+    def served_name(self, name: Any, path: str) -> str:
+        """The name the ledger sees for a ``per_target`` key: a config target name means its model."""
+        name = str(name)
+        if name in self.targets:
+            name = self.targets[name].model
+        candidates = {c.target.model if isinstance(c.target, TargetSpec) else c.target.name
+                      for node in self.cost_nodes for c in node.candidates}
+        if name not in candidates:
+            known = ", ".join(sorted(n for n in candidates if n)) or "none"
+            raise self.fail(path, f"no cost candidate is {name!r}, so this cap would never apply "
+                                  f"(candidates: {known})")
+        return name
+
+    def monitor(self, spec: Any, path: str = "monitor") -> MonitorSpec:
+        from .monitor import parse_window
+
+        spec = self.mapping(spec or {}, path, {"window", "max_events"})
+        values: dict[str, Any] = {}
+        if "window" in spec:
+            window = spec["window"]
+            if not isinstance(window, str):
+                window = self.number(window, f"{path}.window", positive=True)
+            try:
+                values["window_s"] = parse_window(window)
+            except ValueError as exc:
+                raise self.fail(f"{path}.window", str(exc)) from None
+        if "max_events" in spec:
+            values["max_events"] = self.integer(spec["max_events"], f"{path}.max_events", low=1)
+        return MonitorSpec(**values)
+
+    # -- values ----------------------------------------------------------------------------------
+
+    def mapping(self, value: Any, path: str, keys: set[str] | None, required: tuple[str, ...] | set[str] = ()
+                ) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(path or "config", f"expected a mapping, got {_shown_type(value)}")
+        if keys is not None:
+            unknown = sorted((str(k) for k in value if k not in keys))
+            if unknown:
+                expected = ", ".join(sorted(keys))
+                raise self.fail(_join(path, unknown[0]), f"unknown field; expected one of {expected}")
+        for key in sorted(required):
+            if key not in value:
+                what = "the routing tree" if key == "router" else "required"
+                raise self.fail(_join(path, key), f"missing: {what}")
+        return value
+
+    def number(self, value: Any, path: str, *, positive: bool = False,
+               high: float | None = None) -> float | int:
+        """A finite number >= 0 (> 0 if ``positive``, <= ``high``); never a string, bool, NaN or infinity."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"expected a number, got {_shown(value)}")
+        try:
+            finite = math.isfinite(float(value))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise self.fail(path, f"must be a finite number, got {value!r}")
+        if value < 0 or (positive and value == 0) or (high is not None and value > high):
+            bound = f"between 0 and {high:g}" if high is not None else ("> 0" if positive else ">= 0")
+            raise self.fail(path, f"must be {bound}, got {value!r}")
+        return value
+
+    def integer(self, value: Any, path: str, *, low: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"expected a whole number, got {_shown(value)}")
+        if value < low:
+            raise self.fail(path, f"must be >= {low}, got {value}")
+        if value > 10**15:
+            raise self.fail(path, f"is too large: {value}")
+        return value
+
+    def money(self, value: Any, path: str, unit: str) -> Decimal:
+        """A finite Decimal >= 0 from a number or a numeric string (``"0.10"`` keeps its cents exactly)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+            raise self.fail(path, f"expected a number ({unit}), got {_shown(value)}")
+        try:
+            amount = Decimal(value.strip() if isinstance(value, str) else str(value))
+        except (InvalidOperation, ValueError):
+            raise self.fail(path, f"expected a number ({unit}), got {value!r}") from None
+        if not amount.is_finite() or amount < 0 or amount.adjusted() > 15:
+            raise self.fail(path, f"must be a finite number >= 0 ({unit}), got {value!r}")
+        return amount
+
+    def text(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected a non-empty string, got {_shown(value)}")
+        return value
+
+    def key(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"names must be non-empty strings, got {_shown(value)}")
+        return value
+
+    def flag(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {_shown(value)}")
+        return value
+
+    def choice(self, value: Any, path: str, options: tuple[str, ...] | list[str], what: str = "value") -> str:
+        if not isinstance(value, str) or value not in options:
+            raise self.fail(path, f"unknown {what} {value!r}; expected one of {', '.join(options)}")
+        return value
+
+
+def _vendors() -> Mapping[str, Any]:
+    from ..providers.vendors import VENDORS
+
+    return VENDORS
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _shown(value: Any) -> str:
+    return f"{_shown_type(value)} {value!r}" if not isinstance(value, (dict, list)) else _shown_type(value)
+
+
+def _shown_type(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "nothing",
+             int: "an integer", float: "a number"}
+    return names.get(type(value), type(value).__name__)
