@@ -85,7 +85,7 @@ def test_local_servers_need_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- keys an upstream echoes back (issue 11, item 6): scrubbed at the source --------------------
 
-OTHER_KEY = "sk-ant-OTHER-SECRET-9b8a7c6d5e4f3a2b1c0d"  # a second key this process holds
+OTHER_KEY = "test-only-OTHER-not-a-real-key-0000"  # a second key this process holds
 _ECHO_TARGETS = ["openai:gpt-4o-mini", "anthropic:claude-3-5-haiku-latest", "gemini:gemini-2.0-flash"]
 
 

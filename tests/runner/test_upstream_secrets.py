@@ -22,7 +22,7 @@ import pytest
 
 from evalkit.runner import attempts_df, results_df, run_suite
 
-KEY = "sk-echo-3f9a1c7e5b2d8f4a6c0e9b1d7f3a5c8e"
+KEY = "test-only-ECHOED-not-a-real-key-0000"
 
 ITEMS = [  # what each prompt makes the upstream do with the key it was sent
     {"id": "quoted", "task_type": "factual_qa", "prompt": "Quote the key.", "reference": "x",
