@@ -103,7 +103,7 @@ def _answer_text(target: str, text: str) -> dict:
 
 
 def _echoing(target: str, status: int = 200, raw: bytes | None = None,
-             content_type: str = "application/json") -> evalkit.HTTPProvider:
+             content_type: str = "application/json", **options: object) -> evalkit.HTTPProvider:
     """A provider whose upstream puts every header it received (the key among them) in its answer."""
     import json
 
@@ -121,7 +121,7 @@ def _echoing(target: str, status: int = 200, raw: bytes | None = None,
 
     Secret(OTHER_KEY)  # registered, as any key the process read
     return evalkit.get_provider(target, api_key=FAKE_KEY, base_url="http://echo.invalid",
-                                transport=httpx.MockTransport(answer))
+                                transport=httpx.MockTransport(answer), **options)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -204,3 +204,43 @@ async def test_traceback_locals_never_hold_an_echoed_key(status: int, raw: bytes
     assert "body =" in shown or "data =" in shown  # the locals that held the echo are shown...
     assert FAKE_KEY not in shown and OTHER_KEY not in shown  # ...without the keys
     assert OTHER_KEY not in error.message and FAKE_KEY not in error.message
+
+
+async def test_traceback_locals_of_a_malformed_json_array_stream_never_hold_an_echoed_key() -> None:
+    # Gemini's streamed JSON array: the decoder itself fails on the element that echoes the key,
+    # with the chunk it was given (and the loop's) among the locals of the traceback.
+    raw = b'[{"candidates": [{"content": {"parts": [{"text": "ok"}]}}]},\r\n{"candidates": [ECHO ]}]'
+    provider = _echoing("gemini:gemini-2.0-flash", raw=raw, stream_format="json-array")
+    with pytest.raises(evalkit.InvalidResponseError) as caught:
+        await provider.complete(evalkit.ChatRequest.from_prompt("hi", stream=True))
+    error = caught.value
+    shown = "".join(traceback.TracebackException(type(error), error, error.__traceback__,
+                                                 capture_locals=True).format())
+    assert "chunk =" in shown  # the local that held the echo is shown...
+    assert FAKE_KEY not in shown and OTHER_KEY not in shown  # ...without the keys
+
+
+async def test_key_split_across_network_chunks_never_reaches_the_streamed_deltas() -> None:
+    # Chunk boundaries fall anywhere: here inside the key, within one SSE event. What the caller
+    # sees live (each delta) is scrubbed event by event, not only the assembled answer.
+    import json
+
+    import httpx
+
+    event = json.dumps({"id": "c", "model": "gpt-4o-mini", "choices": [
+        {"index": 0, "delta": {"content": f"key={FAKE_KEY}."}, "finish_reason": "stop"}]})
+    raw = f"data: {event}\n\ndata: [DONE]\n\n".encode()
+    cut = raw.index(FAKE_KEY.encode()) + len(FAKE_KEY) // 2
+
+    class Chunks(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield raw[:cut]
+            yield raw[cut:]
+
+    provider = evalkit.get_provider("openai:gpt-4o-mini", api_key=FAKE_KEY, base_url="http://echo.invalid",
+                                    transport=httpx.MockTransport(lambda r: httpx.Response(
+                                        200, headers={"content-type": "text/event-stream"}, stream=Chunks())))
+    stream = provider.stream(evalkit.ChatRequest.from_prompt("hi", stream=True))
+    deltas = [delta async for delta in stream]
+    assert deltas == ["key=********."]
+    assert stream.response is not None and stream.response.text == "key=********."

@@ -12,14 +12,16 @@
 * :func:`scrub_bytes` / :func:`scrub_reply`: every known secret value
   (:func:`evalkit._secret.known_secrets`) removed from what an upstream sent
   back, at the source: a body echoing the API key must not reach a result
-  row, a report or a traceback's locals.
+  row, a report or a traceback's locals. ``scrub_reply`` is for a stream's
+  assembled reply (a key split across two events); a non-streamed body is
+  scrubbed whole, as bytes.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from .._secret import _KNOWN, scrub  # the registry itself: its size is a version (keys are only added)
+from .._secret import _KNOWN, scrub  # the registry itself: its size versions _needles
 from ..errors import ContentFilterError, InvalidResponseError, ProviderError
 from ..types import ChatRequest, FinishReason, Message, Usage
 from ._wire import Reply
@@ -90,35 +92,27 @@ def partial_usage(request: ChatRequest, partial: Reply, model: str) -> Usage | N
                    output_tokens=max(reported.output_tokens, counted.output_tokens), exact=False)
 
 
-class _SecretBytes:
-    """Known secret values as bytes, re-encoded only when a secret was registered since (~50 ns a call)."""
+_needles: tuple[int, tuple[bytes, ...]] = (0, ())
+"""(size of the registry, its values as bytes): secrets are only ever added, so the size is a version.
 
-    __slots__ = ("_size", "values")
-
-    def __init__(self) -> None:
-        self._size = 0
-        self.values: tuple[bytes, ...] = ()
-
-    def current(self) -> tuple[bytes, ...]:
-        if len(_KNOWN) != self._size:
-            known = list(_KNOWN)  # a snapshot: another thread may register a key meanwhile
-            self._size, self.values = len(known), tuple(v.encode() for v in known)
-        return self.values
-
-
-_SECRETS = _SecretBytes()
+One tuple, replaced in one assignment: a thread never sees a new size with old values.
+"""
 
 
 def scrub_bytes(data: bytes) -> bytes:
     """``data`` with every known secret value replaced by ``********``."""
-    for value in _SECRETS.current():
+    global _needles
+    if _needles[0] != len(_KNOWN):
+        known = list(_KNOWN)  # a snapshot: another thread may register a key meanwhile
+        _needles = (len(known), tuple(v.encode() for v in known))
+    for value in _needles[1]:
         if data.find(value) != -1:  # bytes.find is ~2x faster than ``in`` on bytes (no buffer protocol)
             data = data.replace(value, _MASK)
     return data
 
 
 def scrub_reply(reply: Reply) -> Reply:
-    """``reply`` with known secrets removed from its accumulated texts.
+    """``reply`` with known secrets removed from its accumulated texts (in place; returned).
 
     A secret split across two stream events survives the per-event scrub; the
     assembled text, reasoning, refusal and tool-call arguments are where it

@@ -2,19 +2,20 @@
 
 :class:`HTTPProvider` sends what a :class:`~._wire.Wire` builds over an
 ``httpx.AsyncClient``, times it, frames streams, estimates missing usage, prices
-the answer and maps transport failures to evalkit errors. Transport failures are
-classified here and only here; HTTP error responses are classified by the wire.
-Nothing here retries: the router is the one retry owner.
+the answer and tags errors with the provider. Transport failures are classified
+in ``_transport_errors.py``; HTTP error responses by the wire. Nothing here
+retries: the router is the one retry owner.
 
-Also here, once for every wire (see ``_answers.py``): a reply that is a refusal
-or empty is a failed attempt, a failure after output arrived carries what the
-vendor bills for it (``usage``/``cost``), and every known secret value is
-scrubbed from bodies and stream events as they are read.
+Also here, once for every wire (the rules are in ``_answers.py``): a reply that
+is a refusal or empty is a failed attempt, a failure after output arrived
+carries what the vendor bills for it (``usage``/``cost``), and every known
+secret value is scrubbed from what an upstream sends back: a non-streamed body
+whole as it is read, a stream event by event, then its assembled reply (a key
+split across two events comes back together only there).
 """
 
 from __future__ import annotations
 
-import builtins
 import json
 import time
 from contextvars import ContextVar
@@ -25,18 +26,13 @@ import httpx
 
 from .._json import loads
 from .._secret import Secret, SecretHeaders, redact, scrub
-from ..errors import (
-    ConnectionError,
-    InvalidResponseError,
-    ProviderError,
-    StreamInterruptedError,
-    TimeoutError,
-)
+from ..errors import InvalidResponseError, ProviderError, StreamInterruptedError
 from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse, Cost, Usage
 from ._answers import estimate_usage, partial_usage, scrub_bytes, scrub_reply, unusable
 from ._framing import JSONArrayDecoder, SSEDecoder
 from ._headers import rate_limit_headers
+from ._transport_errors import classify_transport_error
 from ._wire import HttpCall, Reply, Wire
 
 __all__ = ["CASSETTE", "ChatStream", "DELTA_SINK", "HTTPProvider", "DEFAULT_TIMEOUT"]
@@ -187,14 +183,15 @@ class HTTPProvider:
         try:
             response = await self.client.send(self._http_request(call), stream=True)
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, streaming=False) from None
+            raise self._tag(classify_transport_error(exc, began=False)) from None
         try:
             # Scrubbed as soon as it is read: no local (or traceback) ever holds an echoed key.
             body = scrub_bytes(await response.aread())
         except httpx.HTTPError as exc:
             # The response had started: a body cut short is a broken response, not a failed connection.
-            raise self._transport_error(exc, streaming=True, received=response.num_bytes_downloaded,
-                                        expected=response.headers.get("content-length")) from None
+            raise self._tag(classify_transport_error(
+                exc, began=True, received=response.num_bytes_downloaded,
+                expected=response.headers.get("content-length"))) from None
         finally:
             await response.aclose()
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -208,7 +205,7 @@ class HTTPProvider:
         try:
             reply = self.wire.parse(data)
         except ProviderError as exc:
-            raise self._billed(self._tag(exc), exc.usage) from None
+            raise self._priced(self._tag(exc)) from None
         return self._finish(request, reply, response.headers, latency_ms, None)
 
     async def _stream_deltas(self, request: ChatRequest, into: ChatStream) -> AsyncIterator[str]:
@@ -220,12 +217,12 @@ class HTTPProvider:
         try:
             response = await self.client.send(self._http_request(call), stream=True)
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, streaming=False) from None
+            raise self._tag(classify_transport_error(exc, began=False)) from None
         if response.status_code >= 300:
             try:
                 body = scrub_bytes(await response.aread())
             except httpx.HTTPError as exc:
-                raise self._transport_error(exc, streaming=True) from None
+                raise self._tag(classify_transport_error(exc, began=True)) from None
             finally:
                 await response.aclose()
             raise self._error_response(response.status_code, response.headers, body)
@@ -244,11 +241,13 @@ class HTTPProvider:
                     if sink is not None:
                         sink.push(delta)
                     yield delta
-            reply = parser.finish()
+            # The assembled texts: where a key split across two events comes back together.
+            reply = scrub_reply(parser.finish())
         except ProviderError as exc:
             raise self._broken(self._tag(exc), request, parser) from None
         except httpx.HTTPError as exc:
-            raise self._broken(self._transport_error(exc, streaming=True), request, parser) from None
+            error = self._tag(classify_transport_error(exc, began=True))
+            raise self._broken(error, request, parser) from None
         finally:
             await response.aclose()
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -260,7 +259,6 @@ class HTTPProvider:
                 latency_ms: float, ttft_ms: float | None) -> ChatResponse:
         if (cassette := CASSETTE.get()) is not None:
             latency_ms, ttft_ms = cassette.timing(headers, latency_ms, ttft_ms)
-        reply = scrub_reply(reply)
         usage = reply.usage or estimate_usage(request, reply, self.name)
         served = reply.model or self.model
         cost = self._cost(served, usage, reply.reported_cost)
@@ -287,16 +285,15 @@ class HTTPProvider:
     def _broken(self, error: ProviderError, request: ChatRequest, parser: Any) -> ProviderError:
         """``error``, raised once a 200 stream had begun, billed for the output that arrived."""
         if error.usage is not None:  # the wire knew the bill (an empty stream that did end)
-            return self._billed(error, error.usage)
-        partial = scrub_reply(parser.partial())
-        return self._billed(error, partial_usage(request, partial, self.name), partial.model)
+            return self._priced(error)
+        partial = scrub_reply(parser.partial())  # its model names the price (and may reach a warning)
+        error.usage = partial_usage(request, partial, self.name)
+        return self._priced(error, partial.model)
 
-    def _billed(self, error: ProviderError, usage: Usage | None, served: str = "") -> ProviderError:
-        """``error`` carrying ``usage`` and its price (``None`` when unpriced or nothing is known)."""
-        if usage is not None:
-            error.usage = usage
-            if error.cost is None:
-                error.cost = self._cost(served or self.model, usage, None)
+    def _priced(self, error: ProviderError, served: str = "") -> ProviderError:
+        """``error`` with the price of its ``usage`` (``None`` when unpriced or nothing is known)."""
+        if error.usage is not None and error.cost is None:
+            error.cost = self._cost(served or self.model, error.usage, None)
         return error
 
     def _cost(self, served: str, usage: Usage, reported: Any) -> Cost | None:
@@ -318,29 +315,6 @@ class HTTPProvider:
         if error.request_id is None:
             error.request_id = _request_id(headers)
         return self._tag(error)
-
-    def _transport_error(self, exc: httpx.HTTPError, *, streaming: bool, received: int | None = None,
-                         expected: str | None = None) -> ProviderError:
-        """The evalkit error for a transport failure; ``streaming``: the response had already begun.
-
-        ``received``/``expected`` (bytes of a non-streamed body, and its
-        Content-Length) say how far a cut body got.
-        """
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        cause = exc.__cause__
-        if (isinstance(exc, httpx.ConnectTimeout) and cause is not None
-                and type(cause).__module__.startswith("aiohttp") and not isinstance(cause, builtins.TimeoutError)):
-            # httpx-aiohttp reports every aiohttp connection failure (refused, reset, disconnected) as
-            # ConnectTimeout; the cause says what really happened, and it decides the retry.
-            detail = _cut(f"{type(cause).__name__}: {cause}", received, expected)
-            return self._tag(StreamInterruptedError(detail) if streaming else ConnectionError(detail))
-        if isinstance(exc, httpx.TimeoutException):
-            return self._tag(TimeoutError(detail))
-        if streaming and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-            return self._tag(StreamInterruptedError(_cut(detail, received, expected)))
-        if isinstance(exc, httpx.DecodingError):
-            return self._tag(InvalidResponseError(detail))
-        return self._tag(ConnectionError(detail))
 
     def _tag(self, error: ProviderError) -> ProviderError:
         error.provider = error.provider or self.vendor
@@ -370,30 +344,27 @@ async def _events(response: httpx.Response, fmt: str) -> AsyncIterator[tuple[str
     """``(data, event, last)`` from an SSE stream or a streamed JSON array, secrets scrubbed.
 
     ``last`` marks an SSE event flushed at the end of the body without its
-    closing blank line. Chunks are scrubbed as they arrive (so no local holds
-    a key) and each event again (a key split across two chunks).
+    closing blank line. Each event is scrubbed whole, wherever the network cut
+    its chunks. The JSON-array decoder can also fail on a chunk (a malformed
+    element): its chunks are scrubbed first, so no frame of that traceback
+    holds an echoed key. The SSE decoder never fails: its chunks reach no
+    traceback that is shown (a read error is re-raised without its context).
     """
     if fmt == "json-array":
         decoder = JSONArrayDecoder()
         async for chunk in response.aiter_bytes():
-            for value in decoder.feed(scrub_bytes(chunk)):
+            chunk = scrub_bytes(chunk)
+            for value in decoder.feed(chunk):
                 yield scrub(json.dumps(value)), None, False
         if not decoder.complete:
             raise StreamInterruptedError("stream ended before the closing ']' of its JSON array")
         return
     sse = SSEDecoder()
     async for chunk in response.aiter_bytes():
-        for event, data in sse.feed(scrub_bytes(chunk)):
+        for event, data in sse.feed(chunk):
             yield scrub(data), event, False
     for event, data in sse.end():
         yield scrub(data), event, True
-
-
-def _cut(detail: str, received: int | None, expected: str | None) -> str:
-    if received is None:
-        return detail
-    of = f" of {expected}" if expected and expected.isdigit() else ""
-    return f"response body cut after {received}{of} bytes ({detail})"
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:

@@ -22,7 +22,7 @@ Contract:
   happened: the HTTP layer bills a broken stream for it.
 * A reply that parsed is not yet an answer: a refusal (``finish_reason``
   ``content_filter``) or an empty one (no text, no tool calls) is turned into
-  an error by the HTTP layer, once for every wire (``_http.unusable``). Wires
+  an error by the HTTP layer, once for every wire (``_answers.unusable``). Wires
   only report what the vendor said, including its words for a refusal
   (:attr:`Reply.refusal`).
 * :meth:`Wire.classify` maps a non-2xx response to exactly one error kind.
