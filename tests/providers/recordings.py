@@ -18,12 +18,27 @@ import pytest
 import yaml
 
 import evalkit
+from evalkit.errors import ErrorKind
 from tests.shared import REPO, shared_path
 
 WIRE = shared_path("wire") or REPO.parent / "shared" / "wire"
 FAKE_KEY = "sk-test-FAKE0123456789abcdefFAKE0123456789"
 
 needs_wire = pytest.mark.skipif(not WIRE.is_dir(), reason=f"recorded traffic not found at {WIRE}")
+
+NOT_ANSWERS: dict[str, tuple[ErrorKind, str]] = {
+    "gemini/test_google_model_safety_settings.yaml#0": (
+        ErrorKind.CONTENT_FILTER, "finishReason SAFETY: empty content, HARM_CATEGORY_HATE_SPEECH blocked"),
+    "gemini/test_google_model_max_tokens_thinking_model_empty_response.yaml#0": (
+        ErrorKind.INVALID_RESPONSE, "finishReason MAX_TOKENS, no parts: both output tokens went to thinking"),
+    "openrouter/test_openrouter_stream_error.yaml#0": (
+        ErrorKind.STREAM_INTERRUPTED, "a 200 stream whose last chunk is an error: 'Token limit reached'"),
+}
+"""The recorded 200 responses that are not answers, by interaction id: the kind each must fail with.
+
+Every other recorded 200 model call must replay as an answer
+(``test_conformance_coverage.py``): a real answer turned into an error is a bug.
+"""
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,12 @@ def _interactions() -> list[Interaction]:
     return [it for file in sorted(COVERED) for it in load(file) if _COUNT_TOKENS_PATH not in it.uri]
 
 
-INTERACTIONS = _interactions()
+INTERACTIONS = MODEL_CALLS = _interactions()
+
+
+def provider_for(it: Interaction) -> evalkit.HTTPProvider:
+    """A provider replaying ``it`` (``test_conformance_coverage`` replays every module's calls)."""
+    return replay_provider(it, TARGET)
 
 
 # -- independent expectations from the raw recordings ------------------------------------

@@ -109,6 +109,14 @@ def _target(it: Interaction) -> str:
     return f"{TARGETS[it.file]}:{model}"
 
 
+MODEL_CALLS = _interactions()
+
+
+def provider_for(it: Interaction) -> evalkit.HTTPProvider:
+    """A provider replaying ``it`` (``test_conformance_coverage`` replays every module's calls)."""
+    return replay_provider(it, _target(it))
+
+
 @pytest.mark.parametrize("it", [i for i in _interactions() if i.status == 200], ids=lambda i: i.id)
 async def test_success_matches_recording(it: Interaction) -> None:
     if it.file == "openrouter/test_openrouter_stream_error.yaml":

@@ -100,7 +100,12 @@ def _target(it: Interaction) -> str:
     return "azure:gpt-5.4" if it.file.startswith("azure-openai/") else "openai:gpt-5"
 
 
-_INTERACTIONS = _responses_interactions()
+def provider_for(it: Interaction) -> evalkit.HTTPProvider:
+    """A provider replaying ``it`` (``test_conformance_coverage`` replays every module's calls)."""
+    return replay_provider(it, _target(it), api="responses")
+
+
+_INTERACTIONS = MODEL_CALLS = _responses_interactions()
 _OK = [it for it in _INTERACTIONS if it.status < 300]
 _ERRORS = [it for it in _INTERACTIONS if it.status >= 300]
 _STREAMS = [it for it in _OK if it.streamed]
