@@ -23,10 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ._replay_policies import CostAware, Fallback, PolicyLike, TaskTable, Weighted
+
+if TYPE_CHECKING:  # the router package is imported only when a config is replayed
+    from ..router.config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, RoutingSpec,
+                                 TargetSpec, TaskSpec)
 
 __all__ = ["NotReplayableError", "policy_from_config"]
 
@@ -51,28 +55,30 @@ def policy_from_config(config: Mapping[str, Any] | str | Path, *, seed: int = 0)
 
 
 class _Builder:
-    def __init__(self, spec: Any, budget: float | None, seed: int) -> None:
+    """Policies from specs: one method per node kind, as the router builder has."""
+
+    def __init__(self, spec: RoutingSpec, budget: float | None, seed: int) -> None:
         self.spec, self.budget, self.seed, self.balances = spec, budget, seed, 0
 
-    def node(self, spec: Any) -> PolicyLike:
-        from ..router import config as c
+    def node(self, spec: NodeSpec) -> PolicyLike:
+        return getattr(self, spec.kind)(spec)
 
-        if isinstance(spec, c.TargetSpec):
-            return spec.model  # results name a target by its provider:model
-        if isinstance(spec, c.FallbackSpec):
-            return Fallback(tuple(self.node(t) for t in spec.targets))
-        if isinstance(spec, c.BalanceSpec):
-            return self.balance(spec)
-        if isinstance(spec, c.TaskSpec):
-            return TaskTable(tuple((task, self.node(node)) for task, node in spec.routes.items()),
-                             self.node(spec.default))
-        if isinstance(spec, c.CostSpec):
-            return self.cost(spec)
+    def target(self, spec: TargetSpec) -> PolicyLike:
+        return spec.model  # results name a target by its provider:model
+
+    def fallback(self, spec: FallbackSpec) -> PolicyLike:
+        return Fallback(tuple(self.node(t) for t in spec.targets))
+
+    def task(self, spec: TaskSpec) -> PolicyLike:
+        return TaskTable(tuple((task, self.node(node)) for task, node in spec.routes.items()),
+                         self.node(spec.default))
+
+    def hedge(self, spec: HedgeSpec) -> PolicyLike:
         raise NotReplayableError("hedge nodes cannot be replayed (their outcome depends on the timing of "
                                  "concurrent calls); replace it with a fallback to approximate it",
                                  file=self.spec.doc.file, line=self.spec.doc.line(spec.path), field=spec.path)
 
-    def balance(self, spec: Any) -> PolicyLike:
+    def balance(self, spec: BalanceSpec) -> PolicyLike:
         children = [self.node(t) for t in spec.targets]
         weights = spec.weights or (1.0,) * len(children)
         if len(set(map(repr, children))) != len(children):
@@ -81,12 +87,10 @@ class _Builder:
         return Weighted(tuple(zip(children, weights)), mode="sample", failover=True,
                         max_attempts=spec.max_attempts, seed=self.seed * 1000 + self.balances)
 
-    def cost(self, spec: Any) -> PolicyLike:
-        from ..router.config import TargetSpec
-
+    def cost(self, spec: CostSpec) -> PolicyLike:
         candidates = []
         for i, candidate in enumerate(spec.candidates):
-            if not isinstance(candidate.target, TargetSpec):
+            if candidate.target.kind != "target":
                 raise self.spec.error(f"{spec.path}.candidates[{i}].target",
                                       "replay needs a target name here")
             candidates.append((candidate.target.model, candidate.quality))

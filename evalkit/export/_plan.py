@@ -30,8 +30,12 @@ _EXPORTABLE_OPTIONS = {"api_version"}
 class Leaf:
     """One provider:model target and how to reach it (never a key: only env var names)."""
 
-    name: str
     target: TargetSpec
+
+    @property
+    def name(self) -> str:
+        """The target's name in the config (``provider:model`` for a target written inline)."""
+        return self.target.name
 
     @property
     def provider(self) -> str:
@@ -145,7 +149,7 @@ class _Planner:
         if extra:
             raise self.spec.error(f"{target.path}.options.{extra[0]}",
                                   "gateway exports cannot carry this provider option; remove it to export")
-        return Leaf(target.name, target)
+        return Leaf(target)
 
     def node(self, spec: NodeSpec) -> Node:
         if isinstance(spec, TargetSpec):  # a named target, or the same provider:model written inline twice
@@ -156,6 +160,5 @@ class _Planner:
             return Chain(tuple(self.node(t) for t in spec.targets), retry=spec.retry)
         if isinstance(spec, BalanceSpec):
             return Mix(tuple(self.node(t) for t in spec.targets), spec.weights, spec.strategy, spec.name)
-        kind = type(spec).__name__.removesuffix("Spec").lower()
-        raise self.spec.error(spec.path, f"a {kind} node has no gateway equivalent; export supports task "
-                                         "routes of fallback and balance nodes")
+        raise self.spec.error(spec.path, f"a {spec.kind} node has no gateway equivalent; export supports "
+                                         "task routes of fallback and balance nodes")

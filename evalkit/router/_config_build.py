@@ -40,18 +40,14 @@ class _Builder:
         self.built: dict[int, Any] = {}
         monitor = spec.monitor
         self.monitor = None if monitor is None else Monitor(monitor.window_s, monitor.max_events)
-        self.ledger = None
-        if spec.budget is not None:
-            budget = spec.budget
-            share = {} if budget.max_share_of_remaining is None else {
-                "max_share_of_remaining": budget.max_share_of_remaining}
-            self.ledger = BudgetLedger(budget.limit, period=budget.period,  # type: ignore[arg-type]
-                                       per_target=dict(budget.per_target) or None, **share)
+        budget = spec.budget
+        self.ledger = None if budget is None else BudgetLedger(
+            budget.limit, period=budget.period, per_target=budget.per_target,  # type: ignore[arg-type]
+            max_share_of_remaining=budget.max_share_of_remaining)
 
     def node(self, spec: NodeSpec) -> Any:
         if id(spec) not in self.built:
-            build = getattr(self, type(spec).__name__.removesuffix("Spec").lower())
-            self.built[id(spec)] = build(spec)
+            self.built[id(spec)] = getattr(self, spec.kind)(spec)
         return self.built[id(spec)]
 
     def target(self, spec: TargetSpec) -> Any:

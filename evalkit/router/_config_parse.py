@@ -1,42 +1,41 @@
 """The validator behind :func:`evalkit.router.config.parse_routing_config`: raw YAML data → typed specs.
 
-Each check raises a :class:`~evalkit.ConfigError` located at the YAML path of
-the bad value (file and line from the document's line index). Numbers are
-finite numbers in their field's range, never strings, booleans, NaN or
-infinity; money is a Decimal from a number or a numeric string.
+The grammar of the routing config (which keys each block takes, what they
+mean, how nodes nest) is here; the checks of single values it is written in
+(finite numbers in range, money, names, choices, each failing at its YAML path)
+are :class:`~evalkit.router._config_fields.ConfigFields`.
 """
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 from .._yaml import YamlDocument
-from ..errors import ConfigError, ErrorKind
+from ..errors import ErrorKind
+from ._config_fields import ConfigFields
 from ._retry import Action, RetryPolicy
-from .config import (NODE_TYPES, OPTION_KEYS, BalanceSpec, BudgetSpec, CandidateSpec, CostSpec, FallbackSpec,
-                     HedgeSpec, MonitorSpec, NodeSpec, RoutingSpec, TargetSpec, TaskSpec)
+from .config import (BalanceSpec, BudgetSpec, CandidateSpec, CostSpec, FallbackSpec, HedgeSpec, MonitorSpec,
+                     NodeSpec, RoutingSpec, TargetSpec, TaskSpec)
 from .health import BreakerSettings
 from .limits import Limits
 
 __all__ = ["Parser"]
 
+NODE_TYPES = ("fallback", "balance", "task", "cost", "hedge")
+OPTION_KEYS = {"headers", "api_version", "api", "stream_format"}
+"""Provider options a config may set (the rest have their own fields or make no sense in a file)."""
 _TARGET_KEYS = {"model", "api_key_env", "base_url", "base_url_env", "timeout_s", "context_window", "prices",
                 "limits", "options", "api_key"}
 
 
-class Parser:
+class Parser(ConfigFields):
     """Raw YAML data → specs; each check raises a ConfigError located at its YAML path."""
 
     def __init__(self, doc: YamlDocument, known_providers: bool = True) -> None:
-        self.doc, self.known_providers = doc, known_providers
+        super().__init__(doc)
+        self.known_providers = known_providers
         self.targets: dict[str, TargetSpec] = {}
-        self.cost_nodes: list[CostSpec] = []
-        self.named: set[str] = set()
-
-    def fail(self, path: str, message: str) -> ConfigError:
-        return self.doc.error(path, message)
+        self.cost_nodes: list[CostSpec] = []  # the budget block is checked against their candidates
 
     # -- the document --------------------------------------------------------------------------
 
@@ -64,8 +63,6 @@ class Parser:
         if kind not in NODE_TYPES:
             raise self.fail(f"{path}.type", f"expected one of {', '.join(NODE_TYPES)}, got {kind!r}")
         name = self.text(spec["name"], f"{path}.name") if "name" in spec else None
-        if name:
-            self.named.add(name)
         return getattr(self, kind)(spec, path, name)
 
     def members(self, spec: Mapping[str, Any], path: str) -> tuple[NodeSpec, ...]:
@@ -332,96 +329,8 @@ class Parser:
             values["max_events"] = self.integer(spec["max_events"], f"{path}.max_events", low=1)
         return MonitorSpec(**values)
 
-    # -- values ----------------------------------------------------------------------------------
-
-    def mapping(self, value: Any, path: str, keys: set[str] | None, required: tuple[str, ...] | set[str] = ()
-                ) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(path or "config", f"expected a mapping, got {_shown_type(value)}")
-        if keys is not None:
-            unknown = sorted((str(k) for k in value if k not in keys))
-            if unknown:
-                expected = ", ".join(sorted(keys))
-                raise self.fail(_join(path, unknown[0]), f"unknown field; expected one of {expected}")
-        for key in sorted(required):
-            if key not in value:
-                what = "the routing tree" if key == "router" else "required"
-                raise self.fail(_join(path, key), f"missing: {what}")
-        return value
-
-    def number(self, value: Any, path: str, *, positive: bool = False,
-               high: float | None = None) -> float | int:
-        """A finite number >= 0 (> 0 if ``positive``, <= ``high``); never a string, bool, NaN or infinity."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(path, f"expected a number, got {_shown(value)}")
-        try:
-            finite = math.isfinite(float(value))
-        except OverflowError:
-            finite = False
-        if not finite:
-            raise self.fail(path, f"must be a finite number, got {value!r}")
-        if value < 0 or (positive and value == 0) or (high is not None and value > high):
-            bound = f"between 0 and {high:g}" if high is not None else ("> 0" if positive else ">= 0")
-            raise self.fail(path, f"must be {bound}, got {value!r}")
-        return value
-
-    def integer(self, value: Any, path: str, *, low: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"expected a whole number, got {_shown(value)}")
-        if value < low:
-            raise self.fail(path, f"must be >= {low}, got {value}")
-        if value > 10**15:
-            raise self.fail(path, f"is too large: {value}")
-        return value
-
-    def money(self, value: Any, path: str, unit: str) -> Decimal:
-        """A finite Decimal >= 0 from a number or a numeric string (``"0.10"`` keeps its cents exactly)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-            raise self.fail(path, f"expected a number ({unit}), got {_shown(value)}")
-        try:
-            amount = Decimal(value.strip() if isinstance(value, str) else str(value))
-        except (InvalidOperation, ValueError):
-            raise self.fail(path, f"expected a number ({unit}), got {value!r}") from None
-        if not amount.is_finite() or amount < 0 or amount.adjusted() > 15:
-            raise self.fail(path, f"must be a finite number >= 0 ({unit}), got {value!r}")
-        return amount
-
-    def text(self, value: Any, path: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(path, f"expected a non-empty string, got {_shown(value)}")
-        return value
-
-    def key(self, value: Any, path: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(path, f"names must be non-empty strings, got {_shown(value)}")
-        return value
-
-    def flag(self, value: Any, path: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(path, f"expected true or false, got {_shown(value)}")
-        return value
-
-    def choice(self, value: Any, path: str, options: tuple[str, ...] | list[str], what: str = "value") -> str:
-        if not isinstance(value, str) or value not in options:
-            raise self.fail(path, f"unknown {what} {value!r}; expected one of {', '.join(options)}")
-        return value
-
 
 def _vendors() -> Mapping[str, Any]:
     from ..providers.vendors import VENDORS
 
     return VENDORS
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _shown(value: Any) -> str:
-    return f"{_shown_type(value)} {value!r}" if not isinstance(value, (dict, list)) else _shown_type(value)
-
-
-def _shown_type(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "nothing",
-             int: "an integer", float: "a number"}
-    return names.get(type(value), type(value).__name__)

@@ -49,15 +49,14 @@ __all__ = ["BalanceSpec", "BudgetSpec", "CandidateSpec", "CostSpec", "FallbackSp
            "MonitorSpec", "NodeSpec", "RoutingSpec", "TargetSpec", "TaskSpec", "build_router",
            "load_router_config", "parse_routing_config"]
 
-NODE_TYPES = ("fallback", "balance", "task", "cost", "hedge")
-OPTION_KEYS = {"headers", "api_version", "api", "stream_format"}
-"""Provider options a config may set (the rest have their own fields or make no sense in a file)."""
+# Each node spec's ``kind`` (a class constant, not a field) is its ``type:`` in YAML, ``target`` for a leaf.
 
 
 @dataclass(frozen=True, eq=False)
 class TargetSpec:
     """A leaf: one ``provider:model`` and how to reach it (a key only by environment variable name)."""
 
+    kind = "target"
     name: str
     model: str
     path: str
@@ -81,6 +80,9 @@ class TargetSpec:
 
 @dataclass(frozen=True, eq=False)
 class FallbackSpec:
+    """A ``fallback`` node: targets tried in order under one retry policy."""
+
+    kind = "fallback"
     targets: tuple[NodeSpec, ...]
     path: str
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -89,6 +91,9 @@ class FallbackSpec:
 
 @dataclass(frozen=True, eq=False)
 class BalanceSpec:
+    """A ``balance`` node: load spread over targets by weight or health."""
+
+    kind = "balance"
     targets: tuple[NodeSpec, ...]
     path: str
     weights: tuple[float, ...] | None = None
@@ -100,6 +105,9 @@ class BalanceSpec:
 
 @dataclass(frozen=True, eq=False)
 class TaskSpec:
+    """A ``task`` node: a route per task type and a default."""
+
+    kind = "task"
     routes: Mapping[str, NodeSpec]
     default: NodeSpec
     path: str
@@ -109,6 +117,8 @@ class TaskSpec:
 
 @dataclass(frozen=True, eq=False)
 class CandidateSpec:
+    """One candidate of a ``cost`` node: its target, quality and optional prices."""
+
     target: NodeSpec
     quality: float
     prices: Any = None
@@ -116,6 +126,9 @@ class CandidateSpec:
 
 @dataclass(frozen=True, eq=False)
 class CostSpec:
+    """A ``cost`` node: the cheapest adequate candidate within the config's budget."""
+
+    kind = "cost"
     candidates: tuple[CandidateSpec, ...]
     path: str
     options: Mapping[str, Any] = field(default_factory=dict)  # min_quality, on_over_budget, ...
@@ -124,6 +137,9 @@ class CostSpec:
 
 @dataclass(frozen=True, eq=False)
 class HedgeSpec:
+    """A ``hedge`` node: the same request to a second target when the first is slow."""
+
+    kind = "hedge"
     targets: tuple[NodeSpec, ...]
     path: str
     delay_s: float | str = "p95"
