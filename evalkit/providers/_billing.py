@@ -28,9 +28,10 @@ A request's output cap does not mean the same thing on every wire:
   budget shows as ``overrun`` in the ledger's snapshot.
 
 So the billable output of one request is its cap plus, where thinking is billed
-on top of the cap, the thinking budget the request sends, else the model's
-maximum. :func:`output_bound` resolves that once per target (a provider, or a
-router tree, whose bound is its largest leaf's); :class:`ThinkingCaps` entries
+on top of the cap, what the model's caps allow for the thinking budget the
+request sends (on the Gemini wire), else for the model's default.
+:func:`output_bound` resolves that once per target (a provider, or a router
+tree, whose bound is its dearest leaf's); :class:`ThinkingCaps` entries
 are capability data per model family, and :func:`set_thinking_caps` overrides
 or adds one (a self-hosted model, a fleet of emulated models). A Gemini model
 this table does not know is assumed to think up to :data:`UNKNOWN_GEMINI`'s
@@ -142,58 +143,63 @@ def thinking_caps(model: str, *, vendor: str | None = None, wire: str | None = N
         return _WIRE_DEFAULTS.get(wire or "") or _WIRE_DEFAULTS.get(vendor or "")
 
 
+@dataclass(frozen=True, slots=True)
 class OutputBound:
-    """The most output tokens one request to a target can bill; build it with :func:`output_bound`."""
+    """The most output tokens one request to a target can bill; build it with :func:`output_bound`.
 
-    __slots__ = ()
-    beyond_cap = False
-    """Whether the bill can pass the request's ``max_tokens`` (thinking billed on top of it)."""
+    That is the request's ``max_tokens`` plus the thinking billed beyond it:
+    ``beyond`` tokens whatever the request says (DeepSeek's reasoner, and
+    leaves of a router), or for a Gemini-wire leaf in ``gemini_leaves`` what
+    its caps allow for the thinking budget the request sends.
+    """
+
+    beyond: int = 0
+    gemini_leaves: tuple[tuple[ThinkingCaps, Any], ...] = ()
+    """(caps, provider) of each Gemini-wire leaf, whose thinking depends on the request's budget."""
+
+    @property
+    def beyond_cap(self) -> bool:
+        """Whether the bill can pass the request's ``max_tokens`` (thinking billed on top of it)."""
+        return bool(self.beyond or self.gemini_leaves)
 
     def tokens(self, request: ChatRequest) -> int:
         """Visible plus reasoning/thinking tokens billable for ``request`` (``max_tokens`` must be set)."""
-        return _cap(request)
-
-
-class _ThinkingBound(OutputBound):
-    __slots__ = ("caps", "target")
-    beyond_cap = True
-
-    def __init__(self, caps: ThinkingCaps, target: Any) -> None:
-        self.caps, self.target = caps, target
-
-    def tokens(self, request: ChatRequest) -> int:
-        return _cap(request) + self.caps.budget(_sent_thinking_budget(self.target, request))
-
-
-class _LargestBound(OutputBound):
-    __slots__ = ("bounds",)
-    beyond_cap = True
-
-    def __init__(self, bounds: list[OutputBound]) -> None:
-        self.bounds = bounds
-
-    def tokens(self, request: ChatRequest) -> int:
-        return max(bound.tokens(request) for bound in self.bounds)
+        if request.max_tokens is None:
+            raise ValueError("the billable output of a request without max_tokens is unbounded; "
+                             "set max_tokens")
+        extra = self.beyond
+        for caps, provider in self.gemini_leaves:
+            extra = max(extra, caps.budget(_sent_thinking_budget(provider, request)))
+        return request.max_tokens + extra
 
 
 _CAP_ONLY = OutputBound()
 
 
 def output_bound(target: Any) -> OutputBound:
-    """How ``target`` bills output, resolved once: a provider by vendor, wire and model; a router by its leaves."""
+    """How ``target`` bills output, resolved once.
+
+    A provider by its vendor, wire and model; a wrapper by its inner target; a
+    router by its leaves (any of them may serve).
+    """
     inner = getattr(target, "targets", None)
-    if inner:  # a router: any leaf may serve
-        # Leaves billed at the cap never bill more than one whose thinking comes on top of it.
-        beyond = [b for b in (output_bound(t) for t in inner) if b.beyond_cap]
-        return _LargestBound(beyond) if beyond else _CAP_ONLY
+    if inner:  # a router: any leaf may serve, so its bound is its dearest leaf's
+        leaves = [output_bound(t) for t in inner]
+        return OutputBound(max(b.beyond for b in leaves), tuple(g for b in leaves for g in b.gemini_leaves))
     wrapped = getattr(target, "target", None)
     if wrapped is not None and not hasattr(target, "model"):  # a wrapper such as LimitedTarget
         return output_bound(wrapped)
     model = getattr(target, "model", None)
     if not isinstance(model, str):
         return _CAP_ONLY
-    caps = thinking_caps(model, vendor=getattr(target, "vendor", None), wire=_wire_name(target))
-    return _CAP_ONLY if caps is None or caps.maximum <= 0 else _ThinkingBound(caps, target)
+    wire = getattr(getattr(target, "wire", None), "name", None)
+    wire = wire if isinstance(wire, str) else None
+    caps = thinking_caps(model, vendor=getattr(target, "vendor", None), wire=wire)
+    if caps is None or caps.maximum <= 0:
+        return _CAP_ONLY
+    if wire == "gemini":  # the one wire whose requests carry a thinking budget
+        return OutputBound(gemini_leaves=((caps, target),))
+    return OutputBound(caps.budget(None))
 
 
 def max_billed_output_tokens(target: Any, request: ChatRequest) -> int:
@@ -201,24 +207,16 @@ def max_billed_output_tokens(target: Any, request: ChatRequest) -> int:
     return output_bound(target).tokens(request)
 
 
-def _cap(request: ChatRequest) -> int:
-    if request.max_tokens is None:
-        raise ValueError("the billable output of a request without max_tokens is unbounded; set max_tokens")
-    return request.max_tokens
+def _sent_thinking_budget(provider: Any, request: ChatRequest) -> int | None:
+    """``generationConfig.thinkingConfig.thinkingBudget`` of the body the provider's wire builds, if any.
 
-
-def _wire_name(target: Any) -> str | None:
-    name = getattr(getattr(target, "wire", None), "name", None)
-    return name if isinstance(name, str) else None
-
-
-def _sent_thinking_budget(target: Any, request: ChatRequest) -> int | None:
-    """The thinking budget the target's wire puts in the request body, if any (read, never guessed)."""
-    wire = getattr(target, "wire", None)
-    build = getattr(wire, "build", None)
-    if build is None:
-        return None
-    body = build(request, target.model, stream=False).body
+    Read from the built body, never guessed: evalkit's own Gemini wire sends no
+    budget (the model's default applies), a custom wire may. The snake_case
+    spellings are the same proto fields, which the Gemini API accepts too.
+    Gemini 3's ``thinkingLevel`` is not read: such a request is bounded by the
+    model's default, which for a model the table does not know is the maximum.
+    """
+    body = provider.wire.build(request, provider.model, stream=False).body
     config = body.get("generationConfig") or body.get("generation_config") or {}
     thinking = config.get("thinkingConfig") or config.get("thinking_config") or {}
     budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
