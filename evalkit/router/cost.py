@@ -4,51 +4,28 @@ Each candidate has a quality (0–1, or a tier name from :data:`QUALITY_TIERS`)
 and prices. Per request the router keeps the candidates at or above the
 required quality, orders them by their *worst-case* cost for this request, and
 sends to the cheapest one that its :class:`~evalkit.router.budget.BudgetLedger`
-can cover. The worst case is what the ledger reserves before the call:
-
-* input: the prompt's tokens counted locally (system prompt, messages, tool
-  schemas, tool-call arguments, a JSON schema), plus a safety margin of
-  :attr:`CostAwareRouter.input_margin_percent` percent and
-  :attr:`CostAwareRouter.input_pad_tokens` tokens, because counts for
-  non-OpenAI models are approximations and chat framing differs per vendor;
-  priced at the dearest input category (cache writes cost more than input);
-* output: every output token the vendor can bill for the request, visible and
-  reasoning/thinking (:mod:`evalkit.providers._billing`): ``max_tokens`` (set
-  to ``default_max_tokens`` on the request when the caller gave none, so the
-  worst case really is bounded) on OpenAI, Anthropic and most compatible
-  servers, where reasoning is inside the cap; plus the thinking budget where
-  the vendor bills thinking beyond it (Gemini, DeepSeek's reasoner); priced at
-  the dearest of output and reasoning;
-* times the candidate's fan-out (:func:`~evalkit.router._base.fan_out`): a
-  ``HedgedRouter`` may send ``1 + max_hedges`` billed requests for one call.
-
-After the call the reservation settles to what every request it sent may be
-billed (the attempts it added): known costs as they are, a cut stream's
-estimated cost (marked ``estimated`` in the ledger), and for a request whose
-cost is unknown (a cancelled hedge loser, an unpriced answer) its share of the
-worst case, kept as spent. Only a call that billed nothing is released.
-Sequential failures inside a nested router that are billed (a chain retrying
-after a cut stream) are settled too, but were not reserved beforehand: they
-show as ``overrun`` in the ledger's snapshot, so prefer leaf candidates, or
-hedges, under a tight cap.
+can cover. The worst case is what the ledger reserves before the call: the
+prompt padded by :attr:`CostAwareRouter.input_margin_percent` and
+:attr:`CostAwareRouter.input_pad_tokens`, and every output token the vendor can
+bill (thinking included; ``max_tokens`` is set to ``default_max_tokens`` on a
+request that has none, so the worst case really is bounded), times the
+requests one call can send; after the call the reservation settles to what
+those requests may be billed (:mod:`evalkit.router._worst_case`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from ..errors import AllTargetsFailed, BudgetExceeded, ConfigError, NotFoundError, ProviderError
 from ..pricing import Prices
-from ..providers._billing import OutputBound, output_bound
-from ..tokens import _encoding_for, count_tokens
-from ..types import Attempt, ChatRequest, ChatResponse, Message
-from ._base import Router, Target, as_target, committed_to_stream, fan_out
-from .budget import BudgetLedger, Reservation
-from .hedge import CANCELLED  # a hedge loser: sent, its cost unknown unless it had answered
+from ..types import Attempt, ChatRequest, ChatResponse
+from ._base import Router, Target, as_target, committed_to_stream
+from ._worst_case import PricedTarget, PromptTokens, Quote, settle
+from .budget import BudgetLedger
 
 __all__ = ["QUALITY_TIERS", "Candidate", "CostAwareRouter", "Quote"]
 
@@ -74,22 +51,6 @@ class Candidate:
     prices: Prices | Mapping[str, Any] | None = None
 
 
-class Quote(NamedTuple):
-    """One candidate's worst-case cost for one request, as the router would reserve it."""
-
-    target: str
-    quality: float
-    input_tokens: int
-    """Estimated prompt tokens, safety margin included."""
-    max_tokens: int
-    worst_case: Decimal
-    """What the ledger reserves: one request's worst case times ``fan_out``."""
-    output_tokens: int = 0
-    """The most output tokens one request can bill: ``max_tokens`` plus any thinking billed beyond it."""
-    fan_out: int = 1
-    """Billed requests one call can send at once (a hedge's branches)."""
-
-
 def parse_quality(value: Any, field: str = "quality") -> float:
     """A quality in [0, 1] from a number, a numeric string or a tier name."""
     if isinstance(value, str) and value in QUALITY_TIERS:
@@ -104,109 +65,20 @@ def parse_quality(value: Any, field: str = "quality") -> float:
     return quality
 
 
-class _Entry:
-    """A resolved candidate and its worst-case prices per 1M tokens (refreshed when its prices change)."""
+class _Entry(PricedTarget):
+    """A resolved candidate: its priced target, its quality and its place in the given order."""
 
-    __slots__ = ("_rates", "bound", "explicit", "fan_out", "index", "name", "quality", "target", "tokenizer")
+    __slots__ = ("index", "quality")
 
     def __init__(self, target: Target, quality: float, index: int, prices: Prices, explicit: bool) -> None:
-        self.target, self.name, self.quality, self.index = target, target.name, quality, index
-        self.explicit = explicit
-        # Which tokenizer counts this target's prompts: candidates sharing one share a count.
-        self.tokenizer = _encoding_for(self.name)
-        self._rates = _worst_rates(prices)
-        # How the vendor bills output (None: the cap is the bill) and how many requests one call
-        # sends: both fixed by the target tree.
-        bound = output_bound(target)
-        self.bound: OutputBound | None = bound if bound.beyond_cap else None
-        self.fan_out = fan_out(target)
-
-    def rates(self) -> tuple[Prices, Decimal, Decimal]:
-        """(prices, input, output) at current prices; a target that lost its price keeps its last one."""
-        rates = self._rates
-        if not self.explicit:
-            current = self.target.prices()
-            if current is not None and current is not rates[0]:
-                # One tuple swapped in at once, so threads sharing the router see old or new, never a mix.
-                rates = self._rates = _worst_rates(current)
-        return rates
+        super().__init__(target, prices, explicit)
+        self.quality, self.index = quality, index
 
 
 _Quoted = tuple[_Entry, Decimal, int, int, Decimal, int]
 """One candidate's plan for one request: (candidate, what the ledger reserves (one request's worst case
 times the fan-out), prompt tokens padded, prompt tokens counted, one request's worst case, billable
 output tokens of one request). A plain tuple: it is built per candidate per call."""
-
-
-def _settle(reservation: Reservation, sent: list[Attempt], per_request: Decimal) -> None:
-    """Settle ``reservation`` to what the attempts of one call may be billed, or release it if nothing.
-
-    A request's known cost counts as is (estimated when its usage was counted
-    locally, as for a cut stream); a request that may be billed at an unknown
-    cost (an unpriced answer, a failure that reports usage without a price, a
-    hedge loser cancelled mid-flight) keeps its worst case, ``per_request``.
-    """
-    if len(sent) == 1:  # the common case, kept short: one request, billed as the vendor counted it
-        only = sent[0]
-        if only.sent and only.cost is not None and only.usage is not None and only.usage.exact:
-            reservation.settle(only.cost.total)
-            return
-    known, priced, unknown, estimated = Decimal(0), 0, 0, False
-    for attempt in sent:
-        if not attempt.sent:
-            continue
-        if attempt.cost is not None:
-            known += attempt.cost.total
-            priced += 1
-            estimated = estimated or (attempt.usage is not None and not attempt.usage.exact)
-        elif attempt.ok or attempt.usage is not None or attempt.error_kind == CANCELLED:
-            unknown += 1
-    if not priced and not unknown:
-        reservation.release()  # nothing was generated, nothing is billed
-    elif not priced and unknown * per_request >= reservation.amount:
-        reservation.settle(None)  # unpriced: keep the whole worst case
-    else:
-        reservation.settle(known + unknown * per_request, estimated=estimated or bool(unknown))
-
-
-def _worst_rates(prices: Prices) -> tuple[Prices, Decimal, Decimal]:
-    inputs = [p for p in (prices.input, prices.cached_input, prices.cache_write) if p is not None]
-    outputs = [p for p in (prices.output, prices.reasoning) if p is not None]
-    return prices, max(inputs), max(outputs)
-
-
-class _PromptTokens:
-    """The request's prompt tokens, counted at most once per tokenizer."""
-
-    __slots__ = ("_counts", "extra", "messages")
-
-    def __init__(self, request: ChatRequest) -> None:
-        messages = list(request.messages)
-        if request.system:
-            messages.insert(0, Message("system", request.system))
-        self.messages = messages
-        self.extra = _unframed_text(request)
-        self._counts: dict[tuple[str, bool], int] = {}
-
-    def count(self, entry: _Entry) -> int:
-        counted = self._counts.get(entry.tokenizer)
-        if counted is None:
-            counted = count_tokens(self.messages, entry.name).count
-            if self.extra:
-                counted += count_tokens(self.extra, entry.name).count
-            self._counts[entry.tokenizer] = counted
-        return counted
-
-
-def _unframed_text(request: ChatRequest) -> str:
-    """Prompt text that ``count_tokens`` does not see in messages: tools, tool calls, a JSON schema."""
-    parts = [call.arguments for m in request.messages if m.tool_calls for call in m.tool_calls]
-    if request.tools:
-        parts.append(json.dumps([[t.name, t.description, t.parameters] for t in request.tools], default=str))
-    schema = request.response_format
-    if schema is not None and schema != "json":
-        parts.append(json.dumps(schema, default=str))
-    return "\n".join(parts) if parts else ""
 
 
 class CostAwareRouter(Router):
@@ -219,7 +91,7 @@ class CostAwareRouter(Router):
     * Order: cheapest worst-case cost for this request first; ties go to the
       higher quality, then to the order given.
     * Budget: with a ``ledger``, each call first reserves its worst-case cost
-      (see the module docstring) and settles to what its requests may be
+      (see :mod:`evalkit.router._worst_case`) and settles to what its requests may be
       billed after (unpriced answers keep the reserved amount). An
       over-budget candidate is never sent. With
       ``on_over_budget="reroute"`` the router moves on to the next candidate
@@ -277,8 +149,8 @@ class CostAwareRouter(Router):
         """The candidates ``request`` would be tried on, in order, with the worst case each would reserve."""
         request = self._bounded(request)
         plan = self._plan(request, self._required_quality(request))
-        return [Quote(entry.name, entry.quality, padded, request.max_tokens, worst, output_tokens, entry.fan_out)
-                for entry, worst, padded, _, _, output_tokens in plan]
+        return [Quote(entry.name, entry.quality, padded, request.max_tokens, worst, output_tokens,
+                      entry.fan_out) for entry, worst, padded, _, _, output_tokens in plan]
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -307,7 +179,7 @@ class CostAwareRouter(Router):
                 response = await self._attempt(entry.target, request, attempts)
             except ProviderError as exc:
                 if reservation is not None:
-                    _settle(reservation, attempts[first:], per_request)  # billed only if it generated
+                    settle(reservation, attempts[first:], per_request)  # billed only if it generated
                 errors.append(exc)
                 if not self.fallback_on_error or committed_to_stream():
                     raise self._exhausted(errors, attempts) from None
@@ -317,7 +189,7 @@ class CostAwareRouter(Router):
                     reservation.settle(None)  # cancelled mid-call: it may be billed, keep the worst case
                 raise
             if reservation is not None:
-                _settle(reservation, attempts[first:], per_request)
+                settle(reservation, attempts[first:], per_request)
             return response
         if refusals and len(refusals) == len(errors):
             raise self._over_budget(refusals, attempts)
@@ -335,7 +207,7 @@ class CostAwareRouter(Router):
 
     def _plan(self, request: ChatRequest, required: float) -> list[_Quoted]:
         """Each candidate's worst case for ``request``, in the order to try them."""
-        prompt = _PromptTokens(request)
+        prompt = PromptTokens(request)
         adequate = [self._quoted(e, prompt, request) for e in self._entries if e.quality >= required]
         adequate.sort(key=lambda q: (q[1], -q[0].quality, q[0].index))
         if self.allow_downgrade:
@@ -344,12 +216,11 @@ class CostAwareRouter(Router):
             adequate.extend(below)
         return adequate
 
-    def _quoted(self, entry: _Entry, prompt: _PromptTokens, request: ChatRequest) -> _Quoted:
+    def _quoted(self, entry: _Entry, prompt: PromptTokens, request: ChatRequest) -> _Quoted:
         counted = prompt.count(entry)
         padded = counted + -(-counted * self.input_margin_percent // 100) + self.input_pad_tokens
         _, input_rate, output_rate = entry.rates()
-        bound = entry.bound
-        output_tokens = request.max_tokens if bound is None else bound.tokens(request)
+        output_tokens = entry.bound.tokens(request)
         per_request = (padded * input_rate + output_tokens * output_rate) / _MILLION
         worst = per_request if entry.fan_out == 1 else per_request * entry.fan_out
         return entry, worst, padded, counted, per_request, output_tokens
