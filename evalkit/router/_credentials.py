@@ -13,9 +13,9 @@ never skipped: it may well use another key.
 
 from __future__ import annotations
 
-from typing import Any, Container, Hashable
+from typing import Any, Hashable
 
-__all__ = ["SAME_CREDENTIALS", "credential_of", "shares_credentials"]
+__all__ = ["SAME_CREDENTIALS", "FailedCredentials", "credential_of"]
 
 SAME_CREDENTIALS = "same_credentials"
 """The reason recorded on a target skipped because a target with its credentials failed ``auth``."""
@@ -27,9 +27,24 @@ def credential_of(target: Any) -> Hashable | None:
     return identify() if callable(identify) else None
 
 
-def shares_credentials(target: Any, failed: Container[Hashable]) -> Hashable | None:
-    """The credential of ``target`` when it is one of ``failed``, else ``None``."""
-    if not failed:
-        return None
-    mine = credential_of(target)
-    return mine if mine is not None and mine in failed else None
+class FailedCredentials:
+    """The credentials that failed ``auth`` during one routed call, each with the target that failed."""
+
+    __slots__ = ("_failed",)
+
+    def __init__(self) -> None:
+        self._failed: dict[Hashable, str] = {}
+
+    def add(self, target: Any) -> None:
+        """Remember the credential of ``target``, which failed ``auth`` (unknown credentials are not)."""
+        key = credential_of(target)
+        if key is not None:
+            self._failed.setdefault(key, target.name)
+
+    def why_skip(self, target: Any) -> str | None:
+        """Why ``target`` is not worth sending (its credential failed), or ``None`` when it is."""
+        if not self._failed:
+            return None
+        key = credential_of(target)
+        failed = None if key is None else self._failed.get(key)
+        return None if failed is None else f"same endpoint and key as {failed}, which failed auth"

@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Literal, Sequence
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._base import Router, Target, committed_to_stream
-from ._credentials import SAME_CREDENTIALS, credential_of
+from ._credentials import SAME_CREDENTIALS, FailedCredentials
 from ._retry import DEFAULT_ACTIONS, Action
 from .health import BreakerSettings, CircuitBreaker, TargetHealth
 
@@ -90,7 +90,7 @@ class WeightedBalancer(Router):
                 if committed_to_stream() or DEFAULT_ACTIONS.get(exc.kind) is Action.STOP:
                     raise self._exhausted(errors, attempts) from None
                 if exc.kind is ErrorKind.AUTH:
-                    self._skip_same_credentials(index, tried, attempts)
+                    self._skip_same_credentials(target, tried, attempts)
                 continue
             except BaseException:
                 # Cancelled (or a bug): no verdict on the target, but a held half-open probe must be
@@ -108,15 +108,14 @@ class WeightedBalancer(Router):
                 self._skip(target, "circuit_open", attempts)
         raise self._exhausted(errors, attempts)
 
-    def _skip_same_credentials(self, failed: int, tried: set[int], attempts: list[Attempt]) -> None:
-        key = credential_of(self.targets[failed])
-        if key is None:
-            return
+    def _skip_same_credentials(self, failed: Target, tried: set[int], attempts: list[Attempt]) -> None:
+        """Skip, for this call, every untried target with the credential that ``failed`` failed auth with."""
+        bad_keys = FailedCredentials()
+        bad_keys.add(failed)
         for i, target in enumerate(self.targets):
-            if i not in tried and self.weights[i] > 0 and credential_of(target) == key:
+            if i not in tried and self.weights[i] > 0 and (why := bad_keys.why_skip(target)) is not None:
                 tried.add(i)
-                self._skip(target, SAME_CREDENTIALS, attempts,
-                           f"same endpoint and key as {self.targets[failed].name}, which failed auth")
+                self._skip(target, SAME_CREDENTIALS, attempts, why)
 
     def _choose(self, candidates: list[int]) -> int:
         if len(candidates) == 1:

@@ -10,7 +10,7 @@ from typing import Iterable
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._base import Router, Target, committed_to_stream
-from ._credentials import SAME_CREDENTIALS, credential_of, shares_credentials
+from ._credentials import SAME_CREDENTIALS, FailedCredentials
 from ._retry import Action, RetryPolicy
 from ._window import PromptSize
 
@@ -46,15 +46,14 @@ class FallbackChain(Router):
         deadline = time.monotonic() + policy.deadline_s
         size = PromptSize(request)
         errors: list[ProviderError] = []
-        bad_keys: dict[object, str] = {}  # credential -> the target that failed auth with it
+        bad_keys = FailedCredentials()
         sent = 0
         for target in self.targets:
             if not size.fits(target):
                 self._skip(target, "context_window", attempts, size.why_not(target))
                 continue
-            if (key := shares_credentials(target, bad_keys)) is not None:
-                self._skip(target, SAME_CREDENTIALS, attempts,
-                           f"same endpoint and key as {bad_keys[key]}, which failed auth")
+            if (why := bad_keys.why_skip(target)) is not None:
+                self._skip(target, SAME_CREDENTIALS, attempts, why)
                 continue
             retry = 0
             while True:
@@ -69,8 +68,8 @@ class FallbackChain(Router):
                     action = Action.STOP if committed_to_stream() else policy.action_for(exc)
                     if exc.kind is ErrorKind.CONTEXT_LENGTH:
                         size.too_big_for(target)
-                    elif exc.kind is ErrorKind.AUTH and (key := credential_of(target)) is not None:
-                        bad_keys.setdefault(key, target.name)
+                    elif exc.kind is ErrorKind.AUTH:
+                        bad_keys.add(target)
                 if action is Action.STOP:
                     raise self._exhausted(errors, attempts)
                 if action is not Action.RETRY or retry >= policy.retries_per_target:

@@ -50,6 +50,7 @@ from ..errors import ProviderError, RateLimitError
 from ..tokens import count_tokens
 from ..types import ChatRequest, ChatResponse, Message, Usage
 from ._base import Target, as_target
+from ._credentials import credential_of
 
 __all__ = ["LOCAL_LIMIT", "LimitedStream", "LimitedTarget", "Limits", "TokenBucket"]
 
@@ -180,8 +181,7 @@ class LimitedTarget:
 
     def credential_id(self) -> Any:
         """The wrapped target's credential identity (``None`` when it has none): limits change no key."""
-        own = getattr(self.target, "credential_id", None)
-        return own() if own is not None else None
+        return credential_of(self.target)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """Send ``request`` when the limits allow it; refuse or wait per ``on_saturated``."""
