@@ -44,37 +44,48 @@ class JSONLimitError(ValueError):
     """JSON that is well-formed but past a limit (nesting, integer length) or holds NaN/Infinity."""
 
 
-def loads_checked(text: str | bytes, *, max_depth: int = MAX_DEPTH, max_int_digits: int = MAX_INT_DIGITS,
-                  allow_nan: bool = False) -> Any:
-    """Parse JSON from outside; bad input is a ``json.JSONDecodeError`` or a :class:`JSONLimitError`."""
+def loads_checked(text: str | bytes) -> Any:
+    """Parse JSON from outside; bad input is a ``json.JSONDecodeError`` or a :class:`JSONLimitError`.
 
-    def parse_int(digits: str) -> int:
-        if len(digits) - digits.startswith("-") > max_int_digits:
-            raise JSONLimitError(f"an integer of {len(digits)} digits; at most {max_int_digits} are accepted")
-        return int(digits)
-
-    def parse_float(digits: str) -> float:
-        number = float(digits)
-        if not allow_nan and not math.isfinite(number):
-            raise JSONLimitError(f"{digits} is too large for a number")
-        return number
-
-    def parse_constant(name: str) -> Any:
-        if allow_nan:
-            return float(name)
-        raise JSONLimitError(f"{name} is not valid JSON (numbers must be finite)")
-
+    Depth has two guards because they cover different ranges: the C parser
+    itself only fails at Python's recursion limit (~1,000 levels, caught
+    here), and :func:`check_depth` holds everything it did parse to
+    :data:`MAX_DEPTH`, so later recursive walks of the value stay far from
+    that limit. The walk is skipped when the text has too few ``[``/``{`` to
+    nest that deep (almost every request body and dataset row).
+    """
     try:
-        value = json.loads(text, parse_int=parse_int, parse_float=parse_float,
-                       parse_constant=parse_constant)
+        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
     except RecursionError:
-        raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
-    check_depth(value, max_depth)
+        raise JSONLimitError(f"nested deeper than {MAX_DEPTH} levels") from None
+    if isinstance(text, str):
+        openers = text.count("[") + text.count("{")
+    else:
+        openers = text.count(b"[") + text.count(b"{")
+    if openers > MAX_DEPTH:
+        check_depth(value)
     return value
 
 
-def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
-    """:class:`JSONLimitError` if lists/dicts in ``value`` nest deeper than ``max_depth`` (no recursion)."""
+def _parse_int(digits: str) -> int:
+    if len(digits) - digits.startswith("-") > MAX_INT_DIGITS:
+        raise JSONLimitError(f"an integer of {len(digits)} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(digits)
+
+
+def _parse_float(digits: str) -> float:
+    number = float(digits)
+    if not math.isfinite(number):
+        raise JSONLimitError(f"{digits} is too large for a number")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONLimitError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def check_depth(value: Any) -> None:
+    """:class:`JSONLimitError` if lists/dicts in ``value`` nest past :data:`MAX_DEPTH` (walked, not recursed)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -84,6 +95,6 @@ def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
             children = item
         else:
             continue
-        if depth > max_depth:
-            raise JSONLimitError(f"nested deeper than {max_depth} levels")
+        if depth > MAX_DEPTH:
+            raise JSONLimitError(f"nested deeper than {MAX_DEPTH} levels")
         stack.extend((child, depth + 1) for child in children)

@@ -13,9 +13,9 @@ that costs a lot to use:
   is silently accepted.
 
 :func:`load_yaml` composes the document once, refuses those while composing
-(before any data is built), and returns the data together with a path → line
-index (``router.routes.code.targets[1]`` → 17) built without expanding
-aliases: a path below an alias has no entry of its own and
+(before any data is built: :mod:`evalkit._yaml_loader`), and returns the data
+together with a path → line index (``router.routes.code.targets[1]`` → 17)
+built without expanding aliases: a path below an alias has no entry of its own and
 :meth:`YamlDocument.line` answers with its nearest indexed ancestor. Every
 problem is a :class:`~evalkit.errors.ConfigError` naming the file, the line
 and, where there is one, the YAML path. Non-UTF-8 input is refused with the
@@ -32,8 +32,8 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "MAX_NODES", "YamlDocument", "line_of", "load_yaml",
-           "load_yaml_file", "read_bounded"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "MAX_NODES", "YamlDocument", "config_text", "line_of",
+           "load_yaml", "load_yaml_file", "read_bounded"]
 
 MAX_NODES = 100_000
 """Nodes the data may have with every alias expanded (real configs have hundreds)."""
@@ -75,10 +75,9 @@ def line_of(lines: Mapping[str, int], path: str) -> int | None:
         path = shorter
 
 
-def load_yaml_file(path: str | Path, *, what: str = "file", max_bytes: int = MAX_BYTES,
-                   **limits: int) -> YamlDocument:
+def load_yaml_file(path: str | Path, *, what: str = "file", max_bytes: int = MAX_BYTES) -> YamlDocument:
     """:func:`load_yaml` of a file; ``what`` names it in errors (``cannot read routing config: ...``)."""
-    return load_yaml(read_bounded(path, what=what, max_bytes=max_bytes), file=str(path), **limits)
+    return load_yaml(read_bounded(path, what=what, max_bytes=max_bytes), file=str(path))
 
 
 def read_bounded(path: str | Path, *, what: str = "file", max_bytes: int = MAX_BYTES) -> bytes:
@@ -95,13 +94,14 @@ def read_bounded(path: str | Path, *, what: str = "file", max_bytes: int = MAX_B
     return data
 
 
-def load_yaml(source: str | bytes, *, file: str | None = None, max_nodes: int = MAX_NODES,
-              max_depth: int = MAX_DEPTH, max_int_digits: int = MAX_INT_DIGITS) -> YamlDocument:
+def load_yaml(source: str | bytes, *, file: str | None = None) -> YamlDocument:
     """One YAML document (bytes must be UTF-8) as data plus its line index, or a located ConfigError."""
     import yaml
 
-    text = _utf8(source, file) if isinstance(source, bytes) else source
-    loader = _Loader(text, file, max_nodes=max_nodes, max_depth=max_depth, max_int_digits=max_int_digits)
+    from ._yaml_loader import BoundedLoader  # imports PyYAML: only when a file is actually loaded
+
+    text = config_text(source, file) if isinstance(source, bytes) else source
+    loader = BoundedLoader(text, file)
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)
@@ -115,120 +115,11 @@ def load_yaml(source: str | bytes, *, file: str | None = None, max_nodes: int = 
     return YamlDocument(data, loader.lines, file)
 
 
-def _utf8(data: bytes, file: str | None) -> str:
+def config_text(data: bytes, file: str | None) -> str:
+    """A config file's bytes as text (a UTF-8 BOM dropped), or a ConfigError naming the bad byte and line."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError(f"not valid UTF-8: byte {exc.start} (0x{data[exc.start]:02x}) {exc.reason}; "
                           "save the file as UTF-8", file=file, line=line) from None
-
-
-def _loader_class() -> type:
-    """The SafeLoader subclass, built on first use so ``import evalkit`` does not import yaml."""
-    import yaml
-    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
-
-    class Loader(yaml.SafeLoader):
-        """SafeLoader that refuses bombs while composing and records each path's line."""
-
-        def __init__(self, text: str, file: str | None, *, max_nodes: int, max_depth: int,
-                     max_int_digits: int) -> None:
-            super().__init__(text)
-            self.file, self.max_nodes, self.max_depth = file, max_nodes, max_depth
-            self.max_int_digits = max_int_digits
-            self.lines: dict[str, int] = {}
-            self._paths: list[str] = []
-            self._open_anchors: list[str] = []
-            self._stats: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, expanded height)
-
-        def refuse(self, message: str, mark: Any, path: str) -> ConfigError:
-            line = mark.line + 1 if mark else None
-            return ConfigError(message, file=self.file, line=line, field=_shorten(path) or None)
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            event = self.peek_event()
-            path = self._child_path(parent, index)
-            is_key = isinstance(parent, MappingNode) and index is None
-            if not is_key:
-                key_mark = index.start_mark if isinstance(index, ScalarNode) else event.start_mark
-                self.lines.setdefault(path, key_mark.line + 1)
-            if isinstance(event, yaml.AliasEvent) and event.anchor in self._open_anchors:
-                raise self.refuse(f"recursive alias *{event.anchor}: it refers to a node that contains it",
-                                  event.start_mark, path)
-            if len(self._paths) >= self.max_depth:
-                raise self.refuse(f"nested deeper than {self.max_depth} levels", event.start_mark, path)
-            anchor = None if isinstance(event, yaml.AliasEvent) else event.anchor
-            self._paths.append(path)
-            if anchor is not None:
-                self._open_anchors.append(anchor)
-            try:
-                node = super().compose_node(parent, index)
-            finally:
-                self._paths.pop()
-                if anchor is not None:
-                    self._open_anchors.pop()
-            if id(node) not in self._stats:  # an alias reuses a finished node and its stats
-                self._finish(node, path)
-            return node
-
-        def _child_path(self, parent: Any, index: Any) -> str:
-            base = self._paths[-1] if self._paths else ""
-            if isinstance(parent, SequenceNode):
-                return f"{base}[{index}]"
-            if isinstance(parent, MappingNode):
-                if index is None:
-                    return base  # a key: its own path is its parent's
-                key = index.value if isinstance(index, ScalarNode) else "<key>"
-                return f"{base}.{key}" if base else str(key)
-            return base
-
-        def _finish(self, node: Any, path: str) -> None:
-            """Count the node with its aliases expanded; refuse what would expand past the limits."""
-            if isinstance(node, ScalarNode):
-                if node.tag == "tag:yaml.org,2002:int" and len(node.value) > self.max_int_digits:
-                    raise self.refuse(f"an integer of {len(node.value)} characters; at most "
-                                      f"{self.max_int_digits} are accepted", node.start_mark, path)
-                self._stats[id(node)] = (1, 1)
-                return
-            mapping = isinstance(node, MappingNode)
-            children = [c for pair in node.value for c in pair] if mapping else node.value
-            size, height = 1, 1
-            for child in children:
-                child_size, child_height = self._stats[id(child)]
-                size, height = size + child_size, max(height, child_height + 1)
-            if size > self.max_nodes:
-                raise self.refuse(f"aliases expand this to more than {self.max_nodes:,} nodes (an alias "
-                                  "bomb?); refusing to load it", node.start_mark, path)
-            if height > self.max_depth:
-                raise self.refuse(f"with its aliases expanded this is nested deeper than {self.max_depth} "
-                                  "levels", node.start_mark, path)
-            self._stats[id(node)] = (size, height)
-            if isinstance(node, MappingNode):
-                self._refuse_duplicate_keys(node, path)
-
-        def _refuse_duplicate_keys(self, node: Any, path: str) -> None:
-            seen: set[tuple[str, str]] = set()
-            for key, _ in node.value:
-                if not isinstance(key, ScalarNode) or key.value == "<<":  # merge keys may repeat keys
-                    continue
-                if (key.tag, key.value) in seen:
-                    child = f"{path}.{key.value}" if path else str(key.value)
-                    raise self.refuse("this key is written twice in one mapping", key.start_mark, child)
-                seen.add((key.tag, key.value))
-
-    return Loader
-
-
-_LOADER: list[type] = []
-
-
-def _Loader(text: str, file: str | None, **limits: int) -> Any:  # noqa: N802 - reads like the class it makes
-    if not _LOADER:
-        _LOADER.append(_loader_class())
-    return _LOADER[0](text, file, **limits)
-
-
-def _shorten(path: str, limit: int = 100) -> str:
-    """A YAML path short enough for a message (a bomb's path can be thousands of ``[0]`` long)."""
-    return path if len(path) <= limit else path[: limit - 3] + "..."

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve simulated models on 127.0.0.1 until interrupted. The first line printed is the "
         "base URL; OpenAI clients use BASE/v1, Anthropic and Gemini clients use BASE.",
     )
-    emulate.add_argument("--port", type=number(0, 65535, whole=True), default=0, help="port to listen on (default 0: pick a free one)")
+    emulate.add_argument("--port", type=number(0, 65535, whole=True), default=0,
+                         help="port to listen on (default 0: pick a free one)")
     emulate.add_argument(
         "--fleet", metavar="FILE", help="fleet file (YAML or TOML; default: the built-in fleet)"
     )

@@ -28,20 +28,17 @@ class Outcome:
     timed_out: bool
 
 
-def run_bounded(code: str, *, memory_mb: int = 1024, timeout_s: float = 30.0, nofile: int | None = None,
-                cwd: Path | None = None) -> Outcome:
+def run_bounded(code: str, *, memory_mb: int = 1024, timeout_s: float = 30.0) -> Outcome:
     """Run ``code`` (dedented) in a fresh interpreter under an address-space cap and a wall-clock timeout."""
 
     def limit() -> None:  # runs in the child, before exec
         cap = memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                              timeout=timeout_s, preexec_fn=limit, env=env, cwd=cwd or REPO)
+                              timeout=timeout_s, preexec_fn=limit, env=env, cwd=REPO)
     except subprocess.TimeoutExpired as exc:
         return Outcome(None, _text(exc.stdout), _text(exc.stderr), True)
     return Outcome(done.returncode, done.stdout, done.stderr, False)

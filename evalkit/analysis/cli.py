@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import sys
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .._flags import number
+from .._flags import latency_ms, number, success_rate, usd
 from ..errors import ConfigError
 
 __all__ = ["add_export_parser", "add_recommend_parser", "add_replay_parser", "emulated_target_specs"]
@@ -129,61 +126,6 @@ def _replay(args: argparse.Namespace) -> int:
     report = replay_policy(results_df(Path(args.run_dir)), policy, n_boot=args.bootstrap, seed=args.seed)
     Console(width=150).print(report.render())
     return 0
-
-
-# -- flag types: a bad value is argparse's "argument --flag: message", exit 2, before anything runs ------
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def success_rate(text: str) -> float:
-    """A fraction in [0, 1], or a percentage written with ``%`` (``95%`` is 0.95)."""
-    stripped = text.strip()
-    if stripped.endswith("%"):
-        value = _finite(stripped[:-1])
-        if not 0.0 <= value <= 100.0:
-            raise argparse.ArgumentTypeError(f"a percentage must be in [0%, 100%], got {text}")
-        return value / 100.0
-    value = _finite(stripped)
-    if not 0.0 <= value <= 1.0:
-        hint = f"; for a percentage write {stripped}%" if 1.0 < value <= 100.0 else ""
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1]{hint}, got {text}")
-    return value
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|m|min)", re.IGNORECASE)
-_MS_PER_UNIT = {"ms": 1.0, "s": 1000.0, "sec": 1000.0, "m": 60_000.0, "min": 60_000.0}
-
-
-def latency_ms(text: str) -> float:
-    """Milliseconds from a duration with its unit: ``800ms``, ``5s``, ``2min`` (a bare number is refused)."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration with its unit, e.g. 800ms, 5s or 2min; got {text!r}")
-    value = float(match.group(1)) * _MS_PER_UNIT[match.group(2).lower()]
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive, finite duration, got {text!r}")
-    return value
-
-
-def usd(text: str) -> Decimal:
-    """A finite amount of USD >= 0, exact (a Decimal)."""
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"expected an amount of USD, got {text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite amount >= 0, got {text!r}")
-    return value
 
 
 def _write(text: str, output: str | None) -> None:

@@ -44,12 +44,6 @@ class RawRow:
 Rows = list[RawRow]
 
 
-def _loads(text: str) -> Any:
-    # NaN/Infinity are Python extensions to JSON (no gold answer should be one); deep nesting and
-    # absurdly long integers are refused with a message instead of a RecursionError or Python's own.
-    return loads_checked(text)
-
-
 def read_jsonl(data: bytes, log: ProblemLog) -> Rows:
     """One JSON object per line; blank lines are skipped but still counted."""
     rows: Rows = []
@@ -62,7 +56,9 @@ def read_jsonl(data: bytes, log: ProblemLog) -> Rows:
         if not text:
             continue
         try:
-            row = _loads(text)
+            # Bounded: NaN/Infinity (no gold answer is one), deep nesting and absurdly long integers are
+            # refused with a message instead of a RecursionError or Python's own.
+            row = loads_checked(text)
         except json.JSONDecodeError as exc:
             log.add(line_no, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
@@ -103,7 +99,7 @@ def _decode_cell(column: str, value: str, line: int, log: ProblemLog) -> tuple[b
     if not wants_json:
         return True, text if column == "grader" else value
     try:
-        return True, _loads(text)
+        return True, loads_checked(text)
     except ValueError as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         log.add(line, column, f"cell is not valid JSON: {detail}")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from .._yaml import line_of, load_yaml
+from .._yaml import config_text, line_of, load_yaml
 from ..errors import ConfigError
 from ._specs import TASK_TYPES, WIRES, FaultPlan, Fleet, Latency, ModelSpec, Price, RateLimits, Spread
 from .faults import MAX_SCRIPT_TIMES, canonical_kind, parse_steps
@@ -55,11 +55,7 @@ def parse_fleet_text(text: str | bytes, source: str | None = None, *, toml: bool
 
 def _toml(text: str | bytes, source: str | None) -> Any:
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"not valid UTF-8: byte {exc.start} {exc.reason}; save the file as UTF-8",
-                              file=source, line=text.count(b"\n", 0, exc.start) + 1) from None
+        text = config_text(text, source)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
