@@ -207,13 +207,10 @@ async def _handle_chat(
     spec = state.fleet.get(call.model)
     if spec is None or not spec.serves(wire.NAME):
         return fail("not_found")
-    # What the vendor refuses only once it knows the model (a thinking budget out of its range).
-    check = getattr(wire, "check_call", None)
-    if check is not None:
-        try:
-            check(call, spec)
-        except WireError as exc:
-            return fail("bad_request", exc.message, exc.param)
+    try:  # what the vendor refuses only once it knows the model (a thinking budget out of its range)
+        wire.check_call(call, spec)
+    except WireError as exc:
+        return fail("bad_request", exc.message, exc.param)
     attempt = state.next_attempt(spec.name, call.fingerprint)
     try:
         step = state.pick_fault(request.headers, spec, call.fingerprint, attempt)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,8 +135,17 @@ class Generation:
     empty: bool = False
     answer_kind: str = "filler"
     item_id: str | None = None
-    thinking: str = ""
-    """What a wire that shows reasoning (Anthropic's thinking block) shows of it: a short summary."""
+
+    @property
+    def thinking(self) -> str:
+        """A short summary of the hidden reasoning, for a wire that shows one (Anthropic's thinking block).
+
+        Made only when a wire asks (the usage bills all the reasoning either way), and keyed by the
+        response id: the same request and attempt always think the same words.
+        """
+        if self.usage.reasoning <= 0:
+            return ""
+        return filler_text(random.Random(int(self.response_id, 16)), min(self.usage.reasoning, 24))
 
     @property
     def total_s(self) -> float:
@@ -179,10 +189,10 @@ class Simulator:
                 empty=outcome == "empty",
                 answer_kind=outcome,
             )
-        cap = self._token_limit(call, spec)
+        visible_cap = self._token_limit(call, spec)
         if call.cap_includes_thinking:
-            reasoning = min(reasoning, cap)  # reasoning comes first and eats the cap
-        visible_cap = cap - reasoning if call.cap_includes_thinking else cap
+            reasoning = min(reasoning, visible_cap)  # reasoning comes first and eats the cap
+            visible_cap -= reasoning
         raw, kind, item_id = self._answer(call, spec, visible_cap)
         text, finish, stop_sequence = self._limit(raw, call, visible_cap)
         tokens = split_tokens(text)
@@ -197,7 +207,6 @@ class Simulator:
             stop_sequence=stop_sequence,
             answer_kind=kind,
             item_id=item_id,
-            thinking=self._thinking_summary(call, spec, reasoning),
         )
 
     def _answer(self, call: ChatCall, spec: ModelSpec, visible_cap: int) -> tuple[str, str, str | None]:
@@ -258,12 +267,6 @@ class Simulator:
         rng = rng_for(self.seed, "reasoning", spec.name, call.fingerprint)
         wanted = round(spec.reasoning_tokens.draw(rng))
         return min(max(0, wanted), bound)
-
-    def _thinking_summary(self, call: ChatCall, spec: ModelSpec, reasoning: int) -> str:
-        # Only what a wire shows of the reasoning (Anthropic summarises thinking); the usage bills all of it.
-        if reasoning <= 0:
-            return ""
-        return filler_text(rng_for(self.seed, "thinking", spec.name, call.fingerprint), min(reasoning, 24))
 
     def _cache(self, call: ChatCall, spec: ModelSpec) -> tuple[int, int]:
         # Anthropic caches only what the request marks with cache_control; the others cache implicitly.

@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ._simulate import ChatCall, Generation
+from ._simulate import CHUNK_TOKENS, ChatCall, Generation
 from ._specs import Fleet, ModelSpec
+from ._tokens import chunk_tokens, split_tokens
 from ._wire_common import (
     BAD_GATEWAY_HTML,
     ErrorInfo,
@@ -31,6 +32,7 @@ from ._wire_common import (
     base62,
     compact_json,
     float_or_none,
+    int_or_none,
     rfc3339,
     seconds_text,
 )
@@ -106,8 +108,8 @@ def _thinking_budget(thinking: Any, max_tokens: int) -> int:
             "'enabled', 'disabled', 'adaptive'",
             "thinking.type",
         )
-    budget = thinking.get("budget_tokens")
-    if not isinstance(budget, int) or isinstance(budget, bool):
+    budget = int_or_none(thinking.get("budget_tokens"))
+    if budget is None:
         raise WireError("thinking.enabled.budget_tokens: Field required", "thinking.budget_tokens")
     if budget < _MIN_THINKING_BUDGET:
         raise WireError(
@@ -247,7 +249,12 @@ def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
 
 
 def _block_events(gen: Generation, block: dict[str, Any], index: int) -> list[StreamEvent]:
-    """One content block's start, deltas and stop. Thinking goes out at the first token's time (1 token)."""
+    """One content block's start, deltas and stop.
+
+    Thinking streams as ``test_anthropic_model_thinking_part_stream.yaml`` does:
+    ``thinking_delta`` pieces, an empty one, then one ``signature_delta``. It all
+    goes out at the first token's time (the hidden reasoning is inside the TTFT).
+    """
     kind = block["type"]
     empty: dict[str, Any] = {"type": kind, "text": ""}
     if kind == "thinking":
@@ -255,8 +262,9 @@ def _block_events(gen: Generation, block: dict[str, Any], index: int) -> list[St
     start = {"type": "content_block_start", "index": index, "content_block": empty}
     events = [_event("content_block_start", start, "head" if index == 0 else "content")]
     if kind == "thinking":
-        deltas = [({"type": "thinking_delta", "thinking": block["thinking"]}, 1),
-                  ({"type": "signature_delta", "signature": block["signature"]}, 0)]
+        pieces = [text for text, _ in chunk_tokens(split_tokens(block["thinking"]), CHUNK_TOKENS)] + [""]
+        deltas = [({"type": "thinking_delta", "thinking": p}, int(i == 0)) for i, p in enumerate(pieces)]
+        deltas.append(({"type": "signature_delta", "signature": block["signature"]}, 0))
     else:
         deltas = [({"type": "text_delta", "text": text}, tokens) for text, tokens in gen.chunks]
     for delta, tokens in deltas:

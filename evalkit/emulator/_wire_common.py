@@ -1,4 +1,13 @@
-"""What the three wire modules share: reply contexts, errors, ids, headers and framing helpers."""
+"""What the three wire modules share: reply contexts, errors, ids, headers and framing helpers.
+
+Each wire module (``_wire_openai``, ``_wire_anthropic``, ``_wire_gemini``) has the
+same face, which the app and the reply plans call without asking which wire it is:
+``NAME``, ``parse_request`` (what the vendor refuses for any model), ``check_call``
+(what it refuses once it knows the model), ``render``, ``stream_events``,
+``malformed_body``, ``malformed_event``, ``content_type``, ``success_headers``,
+``error``, ``models_payload`` and ``model_payload``; Anthropic and Gemini also
+``count_tokens_payload`` (OpenAI has no such route).
+"""
 
 from __future__ import annotations
 

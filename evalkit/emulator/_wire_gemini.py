@@ -100,7 +100,7 @@ def _thinking_budget(config: Mapping[str, Any]) -> int | None:
     budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
     if budget is None:
         return None
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < -1:
+    if int_or_none(budget) is None or budget < -1:
         raise WireError(
             "* GenerateContentRequest.generation_config.thinking_config.thinking_budget: "
             f"must be an integer >= -1, got {budget!r}",
@@ -127,16 +127,18 @@ def check_call(call: ChatCall, spec: ModelSpec) -> None:
 def _usage(gen: Generation, *, final: bool = True) -> dict[str, Any]:
     u = gen.usage
     usage: dict[str, Any] = {"promptTokenCount": u.prompt}
-    visible = u.completion - u.reasoning
-    if final and visible:
+    visible = u.completion - u.reasoning if final else 0
+    if visible:
         usage["candidatesTokenCount"] = visible
     if u.cached:
         usage["cachedContentTokenCount"] = u.cached
     if u.reasoning:
         usage["thoughtsTokenCount"] = u.reasoning
-    usage["totalTokenCount"] = u.prompt + (u.completion if final else 0)
+    # Thinking is over before the first candidate token, so every chunk's total counts it
+    # (``test_google_model_thinking_part_iter.yaml``: total = prompt + thoughts + candidates so far).
+    usage["totalTokenCount"] = u.prompt + u.reasoning + visible
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": u.prompt}]
-    if final and visible:
+    if visible:
         usage["candidatesTokensDetails"] = [{"modality": "TEXT", "tokenCount": visible}]
     return usage
 

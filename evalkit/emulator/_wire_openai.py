@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._simulate import ChatCall, Generation
-from ._specs import Fleet
+from ._specs import Fleet, ModelSpec
 from ._wire_common import (
     BAD_GATEWAY_HTML,
     ErrorInfo,
@@ -89,6 +89,10 @@ def parse_request(
         thinking_budget=-1,  # dynamic: reasoning models decide, bounded by the cap itself
         cap_includes_thinking=True,
     )
+
+
+def check_call(call: ChatCall, spec: ModelSpec) -> None:
+    """What OpenAI refuses once it knows the model: nothing modelled (reasoning lives inside the cap)."""
 
 
 def _usage(gen: Generation) -> dict[str, Any]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from evalkit.emulator import Emulator
-from evalkit.emulator.fleet import load_fleet
+from evalkit.emulator._specs import Fleet
+from evalkit.emulator.fleet import default_fleet, load_fleet
 
 from .helpers import DETERMINISTIC_FLEET, FIXTURE_ROWS, write_jsonl
 
@@ -51,3 +54,13 @@ def det_emu(_deterministic_emulator: Emulator) -> Emulator:
     """The deterministic test fleet at zero delay; fresh stats and scripts per test."""
     _deterministic_emulator.reset()
     return _deterministic_emulator
+
+
+@pytest.fixture(scope="session")
+def thinking_emu() -> Iterator[Emulator]:
+    """``sim-thinker``: sim-reasoner served on the Anthropic and Gemini wires (the built-in fleet thinks on
+    OpenAI only), for extended thinking and Gemini thoughts."""
+    thinker = dataclasses.replace(default_fleet().model("sim-reasoner"), name="sim-thinker",
+                                  wires=("anthropic", "gemini"))
+    with Emulator(Fleet((thinker,)), seed=0, time_scale=0.0, datasets=()) as emu:
+        yield emu

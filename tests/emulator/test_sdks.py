@@ -8,7 +8,12 @@ import anthropic
 import openai
 import pytest
 
+from evalkit.emulator._tokens import count_tokens
+
 from .helpers import ROWS_BY_ID
+
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+STREET = [{"role": "user", "content": "How do I cross the street?"}]
 
 
 @pytest.fixture
@@ -65,6 +70,14 @@ def test_openai_sdk_streaming_with_usage(openai_client: openai.OpenAI, emu: Any)
     assert text
     sent = emu.stats()["recent"][-1]["body"]
     assert sent["stream_options"] == {"include_usage": True} and sent["max_tokens"] == 400
+
+
+def test_openai_sdk_reasoning_that_eats_the_cap(openai_client: openai.OpenAI) -> None:
+    # sim-reasoner thinks ~128 tokens: with a cap of 16 its reasoning takes all of it, as o-series models do.
+    result = openai_client.chat.completions.create(model="sim-reasoner", max_completion_tokens=16,
+                                                   messages=STREET)
+    assert result.choices[0].message.content == "" and result.choices[0].finish_reason == "length"
+    assert result.usage.completion_tokens == result.usage.completion_tokens_details.reasoning_tokens == 16
 
 
 def test_openai_sdk_typed_errors_and_retry_after(openai_client: openai.OpenAI) -> None:
@@ -131,6 +144,57 @@ def test_anthropic_sdk_streaming(anthropic_client: anthropic.Anthropic) -> None:
         final = stream.get_final_message()
     assert final.content[0].text == text and text
     assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 12
+
+
+@pytest.fixture
+def thinking_client(thinking_emu: Any) -> anthropic.Anthropic:
+    client = anthropic.Anthropic(
+        base_url=thinking_emu.anthropic_base_url, api_key="test-key", max_retries=0, timeout=10
+    )
+    yield client
+    client.close()
+
+
+def test_anthropic_sdk_extended_thinking(thinking_client: anthropic.Anthropic) -> None:
+    message = thinking_client.messages.create(model="sim-thinker", max_tokens=1200, thinking=THINKING,
+                                              messages=STREET)
+    thinking, text = message.content
+    assert isinstance(thinking, anthropic.types.ThinkingBlock) and thinking.thinking and thinking.signature
+    assert isinstance(text, anthropic.types.TextBlock) and text.text
+    # output_tokens bills the hidden thinking with the text, all inside max_tokens.
+    assert count_tokens(text.text) < message.usage.output_tokens <= 1200
+    # The thinking block goes back with the conversation, as the API requires for multi-turn thinking.
+    follow_up = thinking_client.messages.create(
+        model="sim-thinker", max_tokens=1200, thinking=THINKING,
+        messages=[*STREET, {"role": "assistant", "content": message.content},
+                  {"role": "user", "content": "And at night?"}],
+    )
+    assert [block.type for block in follow_up.content] == ["thinking", "text"]
+
+
+def test_anthropic_sdk_streams_extended_thinking(thinking_client: anthropic.Anthropic) -> None:
+    with thinking_client.messages.stream(model="sim-thinker", max_tokens=1200, thinking=THINKING,
+                                         messages=STREET) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    thinking_text = "".join(e.thinking for e in events if e.type == "thinking")
+    signatures = [e.signature for e in events if e.type == "signature"]
+    text = "".join(e.text for e in events if e.type == "text")
+    thinking, answer = final.content
+    assert thinking.type == "thinking" and thinking.thinking == thinking_text and thinking_text
+    assert signatures == [thinking.signature] and thinking.signature
+    assert answer.type == "text" and answer.text == text and text
+    assert count_tokens(text) < final.usage.output_tokens <= 1200
+
+
+def test_anthropic_sdk_bad_thinking_budgets_are_bad_requests(thinking_client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="greater than or equal to 1024"):
+        thinking_client.messages.create(model="sim-thinker", max_tokens=2000, messages=STREET,
+                                        thinking={"type": "enabled", "budget_tokens": 512})
+    with pytest.raises(anthropic.BadRequestError,
+                       match="`max_tokens` must be greater than `thinking.budget_tokens`"):
+        thinking_client.messages.create(model="sim-thinker", max_tokens=1024, messages=STREET,
+                                        thinking=THINKING)
 
 
 def test_anthropic_sdk_typed_errors(anthropic_client: anthropic.Anthropic) -> None:

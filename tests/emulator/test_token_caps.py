@@ -116,6 +116,16 @@ def test_anthropic_thinks_only_when_asked_and_within_max_tokens(caps_emu: Emulat
     assert len(asked["content"][1]["text"].split()) <= visible
 
 
+def test_anthropic_never_thinks_unasked_even_where_gemini_cannot_turn_it_off(caps_emu: Emulator) -> None:
+    # "always-thinks" refuses thinkingBudget 0 on Gemini; on Anthropic, thinking is off unless enabled,
+    # whatever the model's Gemini bounds. It used to answer with a thinking block nobody asked for.
+    body = anthropic_messages(caps_emu, "always-thinks", PROMPTS[5], max_tokens=200).json()
+    assert [b["type"] for b in body["content"]] == ["text"]
+    asked = anthropic_messages(caps_emu, "always-thinks", PROMPTS[5], max_tokens=2000,
+                               thinking={"type": "enabled", "budget_tokens": 1024}).json()
+    assert [b["type"] for b in asked["content"]] == ["thinking", "text"]
+
+
 def test_anthropic_refuses_a_budget_below_1024_or_not_below_max_tokens(caps_emu: Emulator) -> None:
     small = anthropic_messages(caps_emu, "deep-thinker", "hi", max_tokens=2000,
                                thinking={"type": "enabled", "budget_tokens": 512})
