@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Any, Iterable, Iterator
 
-__all__ = ["Secret", "SecretHeaders", "known_secrets", "mentions_secret", "redact", "scrub", "scrub_strings",
-           "scrubbed_warnings"]
+__all__ = ["Secret", "SecretHeaders", "known_secrets", "mentions_secret", "redact", "scrub", "scrub_bytes",
+           "scrub_strings", "scrubbed_warnings"]
 
 _MIN_SCRUBBED = 8
 """Values shorter than this are not scrubbed from text: a test key "k" would erase every letter k."""
 
 _KNOWN: set[str] = set()
 """Every secret value this process has held (see :func:`scrub`)."""
+
+_MASK = "********"
+_MASK_BYTES = _MASK.encode()
+# What the scrubbers loop over, rebuilt whole when a secret is registered (rare) and read without a
+# lock: a scan never iterates the set itself, which another thread may be adding to. Longest first,
+# so a key that contains another is replaced whole, not around the shorter one.
+_values: tuple[str, ...] = ()
+_values_bytes: tuple[bytes, ...] = ()
+_needles: tuple[bytes, ...] = ()
+"""Each value's UTF-8 forms in JSON: as is, ASCII-escaped, UTF-8-escaped (see :func:`mentions_secret`)."""
+_register_lock = threading.Lock()
+
+
+def _register(value: str) -> None:
+    global _values, _values_bytes, _needles
+    import json
+
+    with _register_lock:
+        _KNOWN.add(value)
+        values = tuple(sorted(_KNOWN, key=len, reverse=True))
+        forms = {form.encode() for v in values
+                 for form in (v, json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1])}
+        _values, _values_bytes, _needles = values, tuple(v.encode() for v in values), tuple(forms)
 
 
 class Secret:
@@ -27,8 +51,8 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
-        if len(value) >= _MIN_SCRUBBED:
-            _KNOWN.add(value)
+        if len(value) >= _MIN_SCRUBBED and value not in _KNOWN:
+            _register(value)
 
     @classmethod
     def from_env(cls, names: Iterable[str]) -> Secret | None:
@@ -57,7 +81,7 @@ def redact(text: str, secret: Secret | None) -> str:
     """``text`` with every occurrence of the secret's value replaced by ``********``."""
     if secret is None or not secret._value or secret._value not in text:
         return text
-    return text.replace(secret._value, "********")
+    return text.replace(secret._value, _MASK)
 
 
 class SecretHeaders(dict):
@@ -80,21 +104,30 @@ class SecretHeaders(dict):
 
 def known_secrets() -> frozenset[str]:
     """Every secret value (of at least 8 characters) a :class:`Secret` has held in this process."""
-    return frozenset(_KNOWN)
+    return frozenset(_values)
 
 
 def scrub(text: str) -> str:
     """``text`` with every known secret value replaced by ``********``.
 
     For everything evalkit writes (result rows, reports, logs): an upstream may
-    echo a key back in a 200 body, and that text must not reach disk.
+    echo a key back in a 200 body, and that text must not reach disk. One
+    substring search per known secret (a process holds a handful).
     """
-    if not _KNOWN or not text:
+    if not text:
         return text
-    for value in _KNOWN:
+    for value in _values:
         if value in text:
-            text = text.replace(value, "********")
+            text = text.replace(value, _MASK)
     return text
+
+
+def scrub_bytes(data: bytes) -> bytes:
+    """:func:`scrub` for bytes (UTF-8): what an upstream sent, before it is decoded or parsed."""
+    for value in _values_bytes:
+        if data.find(value) != -1:  # bytes.find is ~2x faster than ``in`` on bytes
+            data = data.replace(value, _MASK_BYTES)
+    return data
 
 
 def scrub_strings(value: Any) -> Any:
@@ -112,27 +145,13 @@ def scrub_strings(value: Any) -> Any:
     return value
 
 
-_needles: tuple[int, tuple[bytes, ...]] = (0, ())
-"""(size of the registry, byte forms of its values): secrets are only ever added, so the size is a version."""
-
-
 def mentions_secret(data: bytes) -> bool:
     """Whether ``data`` (text or JSON as UTF-8) holds a known secret value, as is or JSON-escaped.
 
     One substring test per form and secret: cheap enough to run on every line
     written, so that the slower :func:`scrub_strings` runs only when needed.
     """
-    global _needles
-    if not _KNOWN:
-        return False
-    if _needles[0] != len(_KNOWN):
-        import json
-
-        values = list(_KNOWN)  # a snapshot: another thread may register a key meanwhile
-        forms = {form.encode() for value in values
-                 for form in (value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1])}
-        _needles = (len(values), tuple(forms))
-    for needle in _needles[1]:  # a loop, not any(<generator>): this runs once per row written
+    for needle in _needles:  # a loop, not any(<generator>): this runs once per row written
         if needle in data:
             return True
     return False
