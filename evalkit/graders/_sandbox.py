@@ -48,16 +48,14 @@ import os
 import signal
 import subprocess
 import threading
-import time
 import weakref
 from typing import Self
 
 from evalkit.errors import EvalkitError
 from evalkit.graders._bwrap import SANDBOX_UID, Bwrap, bwrap_environment, locate, probe
-from evalkit.graders._harness import NETWORK_BLOCKED
-from evalkit.graders._sandbox_io import Channels, Job, RunResult, kill_group
+from evalkit.graders._sandbox_io import Channels, Job, RunResult
 
-__all__ = ["NETWORK_BLOCKED", "RunResult", "SandboxUnavailable", "run_tests", "sandbox_problem"]
+__all__ = ["RunResult", "SandboxUnavailable", "run_tests", "sandbox_problem"]
 
 MAX_PROCESSES = 64
 _GONE_WAIT_S = 5.0
@@ -176,16 +174,7 @@ async def _run_in_bwrap(bwrap: Bwrap, job: Job) -> RunResult:
         _Pipes(as_root) as pipes,
     ):
         command = bwrap.command(info_fd=pipes.info_w, userns_block_fd=pipes.block_r)
-        started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=channels.stdin,
-            stdout=channels.stdout,
-            stderr=channels.stderr,
-            pass_fds=(*pipes.child_ends(), channels.verdict.fileno()),
-            env=bwrap_environment(),
-            start_new_session=True,
-        )
+        process = await channels.start(command, pass_fds=pipes.child_ends(), env=bwrap_environment())
         pipes.close_child_ends()
         namespace_init = None
         timed_out = False
@@ -197,14 +186,11 @@ async def _run_in_bwrap(bwrap: Bwrap, job: Job) -> RunResult:
             timed_out = True
         finally:
             # Killing bwrap kills the namespace's init (--die-with-parent), and with it every process inside.
-            kill_group(process.pid)
-            await process.wait()
+            await channels.stop()
             await _until_gone(namespace_init)
         return channels.result(
             exit_code=None if timed_out else _exit_status(process.returncode),
             timed_out=timed_out,
-            duration_s=time.monotonic() - started,
-            pid=process.pid,
             sandbox="bubblewrap",
             network_namespace=True,
         )

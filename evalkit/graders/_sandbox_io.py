@@ -1,23 +1,30 @@
-"""What goes into a sandboxed run and what comes out: the job, the output tails and the verdict.
+"""What goes into a run of the harness and what comes out: the job, the output tails and the verdict.
 
 All four channels of a run are unnamed temporary files (``O_TMPFILE``): stdin
 carries the job to the harness, stdout and stderr are bounded by
 ``RLIMIT_FSIZE`` (files, not pipes, so nothing has to be drained while
 waiting), and the verdict file receives the harness's pass record. None has a
 name on disk, so a killed evalkit leaves none of them behind.
+
+:class:`Channels` also starts and stops the harness's process, the same way for
+the sandbox (:mod:`._sandbox`) and the unsafe path (:mod:`._unsafe`): the
+channels wired to it, the verdict file under the descriptor number the job
+names, a session of its own so that stopping it kills everything it started.
 """
 
 from __future__ import annotations
 
+import asyncio
 import marshal
 import os
 import secrets
 import signal
 import tempfile
+import time
 from dataclasses import dataclass
-from typing import IO, Self
+from typing import IO, Any, Self
 
-__all__ = ["OUTPUT_LIMIT_BYTES", "Channels", "Job", "RunResult", "kill_group"]
+__all__ = ["OUTPUT_LIMIT_BYTES", "Channels", "Job", "RunResult"]
 
 OUTPUT_LIMIT_BYTES = 16 << 20
 _TAIL_BYTES = 4096
@@ -70,7 +77,7 @@ class RunResult:
 
 
 class Channels:
-    """The run's stdin (the job, with a fresh nonce), stdout, stderr and verdict files."""
+    """The run's stdin (the job, with a fresh nonce), stdout, stderr and verdict files, and its process."""
 
     def __init__(self, job: Job, *, limits: dict[str, tuple[int, int]], drop_root_to: int | None) -> None:
         self._nonce = secrets.token_hex(16)
@@ -87,6 +94,8 @@ class Channels:
         }
         self.stdin.write(marshal.dumps(payload))  # the same interpreter version reads it (_harness)
         self.stdin.seek(0)
+        self._process: asyncio.subprocess.Process | None = None
+        self._started = 0.0
 
     def __enter__(self) -> Self:
         return self
@@ -95,25 +104,42 @@ class Channels:
         for handle in (self.stdin, self.stdout, self.stderr, self.verdict):
             handle.close()
 
-    def result(
-        self,
-        *,
-        exit_code: int | None,
-        timed_out: bool,
-        duration_s: float,
-        pid: int,
-        sandbox: str,
-        network_namespace: bool,
-    ) -> RunResult:
-        """The run's result, once its process is gone."""
+    async def start(self, command: list[str], *, pass_fds: tuple[int, ...] = (),
+                    **options: Any) -> asyncio.subprocess.Process:
+        """Start ``command`` (which runs the harness) on these channels, leading a new session."""
+        self._started = time.monotonic()
+        self._process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=self.stdin,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            pass_fds=(*pass_fds, self.verdict.fileno()),
+            start_new_session=True,
+            **options,
+        )
+        return self._process
+
+    async def stop(self) -> None:
+        """SIGKILL the process's whole group (it may have left children, even after a pass) and reap it."""
+        assert self._process is not None, "start() first"
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # already gone
+        await self._process.wait()
+
+    def result(self, *, exit_code: int | None, timed_out: bool, sandbox: str,
+               network_namespace: bool) -> RunResult:
+        """The run's result, once :meth:`stop` returned."""
+        assert self._process is not None, "start() first"
         return RunResult(
             passed=not timed_out and self._verdict_recorded(),
             exit_code=exit_code,
             timed_out=timed_out,
             stdout=_tail(self.stdout),
             stderr=_tail(self.stderr),
-            duration_s=duration_s,
-            pid=pid,
+            duration_s=time.monotonic() - self._started,
+            pid=self._process.pid,
             sandbox=sandbox,
             network_namespace=network_namespace,
         )
@@ -130,11 +156,3 @@ def _tail(handle: IO[bytes]) -> str:
     size = handle.tell()
     handle.seek(max(0, size - _TAIL_BYTES))
     return handle.read().decode("utf-8", errors="replace")
-
-
-def kill_group(pid: int) -> None:
-    """SIGKILL the process group ``pid`` leads (a run's process, started in a new session)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone

@@ -20,11 +20,10 @@ import asyncio
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from evalkit.graders._bwrap import harness_command
-from evalkit.graders._sandbox_io import Channels, Job, RunResult, kill_group
+from evalkit.graders._sandbox_io import Channels, Job, RunResult
 
 __all__ = ["run_unsafe"]
 
@@ -40,31 +39,18 @@ async def run_unsafe(job: Job) -> RunResult:
     ):
         work = Path(folder)
         flag = _NamespaceFlag(work / "netns")
-        started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            *harness_command(),
-            stdin=channels.stdin,
-            stdout=channels.stdout,
-            stderr=channels.stderr,
-            pass_fds=(channels.verdict.fileno(),),
-            cwd=folder,
-            env=_minimal_env(work),
-            start_new_session=True,
-            preexec_fn=_network_namespace_entry(flag),
-        )
+        process = await channels.start(harness_command(), cwd=folder, env=_minimal_env(work),
+                                       preexec_fn=_network_namespace_entry(flag))
         timed_out = False
         try:
             await asyncio.wait_for(process.wait(), job.timeout_s)
         except TimeoutError:
             timed_out = True
         finally:
-            kill_group(process.pid)  # also on success: the program may have left children in its group
-            await process.wait()
+            await channels.stop()  # also on success: the program may have left children in its group
         return channels.result(
             exit_code=None if timed_out else process.returncode,
             timed_out=timed_out,
-            duration_s=time.monotonic() - started,
-            pid=process.pid,
             sandbox="none (unsafe)",
             network_namespace=flag.was_set(),
         )
