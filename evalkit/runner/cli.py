@@ -261,9 +261,3 @@ def _run_id(text: str) -> str:
         return check_run_id(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--run-id: ")) from None
-
-
-def fail(error: ConfigError) -> int:
-    """Print a bad-input error the way every evalkit command does, and return exit code 2."""
-    print(f"evalkit: error: {error}", file=sys.stderr)
-    return 2

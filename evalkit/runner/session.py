@@ -58,46 +58,49 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
 
     if resume is not None:
         store, suite, target_specs, options, judge_spec, emulator = _resumed(Path(resume), options)
-        run_id = store.path.name
     else:
-        run_id = check_run_id(run_id) if run_id is not None else new_run_id()
-        store = RunStore(Path(runs_dir) / run_id)
+        store = RunStore(Path(runs_dir) / (check_run_id(run_id) if run_id is not None else new_run_id()))
         _check_new(store)
     _check_emulator_settings(emulator)
     dataset = load_dataset(suite)
-    with contextlib.ExitStack() as held:
-        if resume is not None:
+    async with contextlib.AsyncExitStack() as held:
+        if resume is not None:  # locked before anything starts: a second writer is refused at once
             held.enter_context(RunLock(store.path, field="--resume"))
         emu = held.enter_context(_maybe_emulator(target_specs, judge_spec, emulator))
         targets = resolve_targets(target_specs, emulator=emu)
         judge = resolve_targets([judge_spec], emulator=emu)[0] if judge_spec else None
+        for closable in (*targets, judge):
+            if hasattr(closable, "aclose"):  # closed however this ends, before the emulator stops
+                held.push_async_callback(closable.aclose)
         if resume is None:
             config = {**options.as_dict(), "suite": str(suite), "judge": judge_spec, "emulator": emulator}
             held.enter_context(_created(store, build_manifest(
-                run_id=run_id, dataset=dataset, targets=list(target_specs), config=config,
+                run_id=store.path.name, dataset=dataset, targets=list(target_specs), config=config,
                 simulated=[t.name for s, t in zip(target_specs, targets) if s.startswith(EMULATOR_PREFIX)])))
         else:
-            _check_same_dataset(store, dataset)
-            _record_options(store, options)
-        store.compact()  # a crashed run may have left log parts behind
-        _warn_if_code_cannot_run(dataset, options)
-        try:
-            with _progress(progress, dataset.name) as on_row:
-                totals = await run_cells(dataset, targets, store, options, run_id=run_id, judge=judge,
-                                         on_row=on_row)
-        except BaseException:
-            with contextlib.suppress(OSError):  # the disk may still be full: resume compacts what is left
-                store.compact()
-            raise
-        finally:
-            for closable in [*targets, judge]:
-                if closable is not None and hasattr(closable, "aclose"):
-                    await closable.aclose()
-        store.compact()
+            _reopened(store, dataset, options)
+        totals = await _ask_missing_cells(store, dataset, targets, judge, options, progress)
         manifest = store.read_manifest()
         manifest.update(ended_at=now_iso(), status="complete")
         store.write_manifest(manifest)
     return RunResult(store.path, totals)
+
+
+async def _ask_missing_cells(store: RunStore, dataset: Any, targets: Sequence[Any], judge: Any,
+                             options: RunOptions, progress: bool | Callable[..., None]) -> RunTotals:
+    """Ask every cell not yet in ``store``, with Parquet compacted before and after (also after a failure)."""
+    store.compact()  # a crashed run may have left log parts behind
+    _warn_if_code_cannot_run(dataset, options)
+    try:
+        with _progress(progress, dataset.name) as on_row:
+            totals = await run_cells(dataset, targets, store, options, run_id=store.path.name, judge=judge,
+                                     on_row=on_row)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the disk may still be full: resume compacts what is left
+            store.compact()
+        raise
+    store.compact()
+    return totals
 
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -168,9 +171,12 @@ def _resumed(path: Path, given: RunOptions) -> tuple:
     return store, config["suite"], manifest["targets"], options, config.get("judge"), config.get("emulator")
 
 
-def _record_options(store: RunStore, options: RunOptions) -> None:
-    """A permission given on resume (``--unsafe-code-exec``) is applied, so the manifest says so."""
+def _reopened(store: RunStore, dataset: Any, options: RunOptions) -> None:
+    """Check a resumed run is of the same dataset; record a permission given on resume (``--unsafe-code-exec``)."""
     manifest = store.read_manifest()
+    if manifest["dataset"]["sha256"] != dataset.sha256:
+        raise ConfigError("the dataset changed since this run started; resume would mix two suites",
+                          file=str(dataset.path), field="sha256")
     if bool(manifest["config"].get("unsafe_code_exec")) != options.unsafe_code_exec:
         manifest["config"]["unsafe_code_exec"] = options.unsafe_code_exec
         store.write_manifest(manifest)
@@ -193,13 +199,6 @@ def _shard(text: str | None) -> Shard | None:
     from ._cells import parse_shard
 
     return parse_shard(text) if text else None
-
-
-def _check_same_dataset(store: RunStore, dataset: Any) -> None:
-    recorded = store.read_manifest()["dataset"]["sha256"]
-    if recorded != dataset.sha256:
-        raise ConfigError("the dataset changed since this run started; resume would mix two suites",
-                          file=str(dataset.path), field="sha256")
 
 
 @contextlib.contextmanager

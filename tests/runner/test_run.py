@@ -186,3 +186,22 @@ def test_notebook_progress_is_one_line_updated_in_place(monkeypatch: pytest.Monk
     assert shown[0] == "smoke: starting" and len(shown) == 6
     assert shown[-1].startswith("smoke " + "█" * 30 + " 4/4 cells")
     assert shown[-1].endswith("1 errors · $0.1234 (+2 unpriced)")
+
+
+def test_a_refused_resume_still_closes_every_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalkit.providers._http import HTTPProvider
+
+    suite = small_suite(tmp_path, 1)
+    first = run(tmp_path, suite, run_id="r")
+    suite.write_text("\n".join(suite.read_text().splitlines()[:-1]) + "\n")  # the dataset changed since
+    closed: list[str] = []
+    aclose = HTTPProvider.aclose
+
+    async def recorded(self: HTTPProvider) -> None:
+        closed.append(self.name)
+        await aclose(self)
+
+    monkeypatch.setattr(HTTPProvider, "aclose", recorded)
+    with pytest.raises(evalkit.ConfigError, match="dataset changed"):
+        run(tmp_path, suite, resume=first.run_dir)
+    assert sorted(closed) == ["openai:sim-large", "openai:sim-large", "openai:sim-small"]  # targets and judge
