@@ -85,6 +85,7 @@ def regrade_command(args: argparse.Namespace) -> int:
     import json
 
     from .regrade import regrade
+    from .results import results_df
     from .session import _maybe_emulator
     from .targets import resolve_targets
 
@@ -109,7 +110,7 @@ def regrade_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _write_failed(exc, Path(args.run_dir), hint="its Parquet parts are unchanged")
     print(f"graded {graded} answered cells of {args.run_dir} again")
-    _report_ungraded(Path(args.run_dir))
+    _report_ungraded(results_df(args.run_dir), Path(args.run_dir))
     return 0
 
 
@@ -165,24 +166,23 @@ def _print_summary(result: Any) -> None:
     console = Console()
     if not console.is_terminal:
         console = Console(width=150)  # a pipe or a log file: don't squeeze the table to 80 columns
-    table = task_summary(results_df(result.run_dir))
-    console.print(render_summary(table, title=f"evalkit run {result.run_dir.name}"))
+    results = results_df(result.run_dir)
+    console.print(render_summary(task_summary(results), title=f"evalkit run {result.run_dir.name}"))
     t = result.totals
     console.print(f"{t.done} cells asked ({t.skipped} already done), {t.errors} failed, "
                   f"{t.passed} passed, spend ${t.spend:.4f}" + (f", {t.unpriced} unpriced" if t.unpriced else ""))
     console.print(f"results: {result.run_dir}  (evalkit.results_df('{result.run_dir}'))")
     console.print(f"report:  evalkit report {result.run_dir} --open")
-    _report_ungraded(result.run_dir)
+    _report_ungraded(results, result.run_dir)
 
 
-def _report_ungraded(run_dir: Path) -> None:
-    """One line on stderr counting the answers left ungraded for want of a sandbox, if any."""
+def _report_ungraded(results: Any, run_dir: Path) -> None:
+    """One line on stderr counting the answers of ``results`` left ungraded for want of a sandbox, if any."""
     import polars as pl
 
-    from ..runner import results_df
     from .run import UNGRADED
 
-    ungraded = results_df(run_dir).filter(pl.col("grade_reason").str.starts_with(UNGRADED)).height
+    ungraded = results.filter(pl.col("grade_reason").str.starts_with(UNGRADED)).height
     if ungraded:
         print(f"evalkit: warning: {ungraded} code_exec answers are ungraded (no sandbox); grade them with "
               f"evalkit regrade {run_dir} once bubblewrap is installed, or with --unsafe-code-exec",
