@@ -42,7 +42,7 @@ import sys
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["BWRAP_VARIABLE", "SANDBOX_UID", "Bwrap", "harness_command", "locate", "probe"]
+__all__ = ["BWRAP_VARIABLE", "SANDBOX_UID", "Bwrap", "bwrap_environment", "harness_command", "locate", "probe"]
 
 BWRAP_VARIABLE = "EVALKIT_BWRAP"
 SANDBOX_UID = 65534  # "nobody": the program's uid inside the sandbox

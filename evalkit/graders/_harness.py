@@ -1,7 +1,7 @@
 """The program the sandboxed interpreter runs: confine itself, run the reply's code and the tests, report.
 
 Its text is the ``-c`` program of the sandboxed ``python -I -S`` (see
-:mod:`._sandbox`; evalkit imports it only for its constants). It uses the
+:mod:`._sandbox`; evalkit reads it as text, never imports it). It uses the
 standard library only and runs before any model-written code: it is the one
 trusted part inside the sandbox.
 
