@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from evalkit.graders._bwrap import harness_command
+from evalkit.graders._bwrap import bwrap_environment, harness_command
 from evalkit.graders._sandbox_io import Channels, Job, RunResult
 
 __all__ = ["run_unsafe"]
@@ -57,9 +57,8 @@ async def run_unsafe(job: Job) -> RunResult:
 
 
 def _minimal_env(work: Path) -> dict[str, str]:
-    """No credentials, proxies or Python settings from the parent; UTF-8 text."""
-    home = str(work)
-    return {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    """The sandbox's environment (no keys, proxies or Python settings of the parent's), home in ``work``."""
+    return {**bwrap_environment(), "HOME": str(work), "TMPDIR": str(work)}
 
 
 class _NamespaceFlag:
