@@ -244,3 +244,25 @@ async def test_key_split_across_network_chunks_never_reaches_the_streamed_deltas
     deltas = [delta async for delta in stream]
     assert deltas == ["key=********."]
     assert stream.response is not None and stream.response.text == "key=********."
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_key_the_upstream_json_escaped_never_reaches_the_response(stream: bool) -> None:
+    # PHP's json_encode writes "/" as "\/": the raw bytes never hold the key as is, the parsed text does.
+    import json
+
+    import httpx
+
+    key = "test-only/slash-key-not-real"
+    if stream:
+        chunk = {"id": "c", "model": "gpt-4o-mini", "choices": [
+            {"index": 0, "delta": {"content": f"echo {key}"}, "finish_reason": "stop"}]}
+        raw = b"data: " + json.dumps(chunk).replace("/", "\\/").encode() + b"\n\ndata: [DONE]\n\n"
+    else:
+        raw = json.dumps(_answer_text("openai:gpt-4o-mini", f"echo {key}")).replace("/", "\\/").encode()
+    provider = evalkit.get_provider("openai:gpt-4o-mini", api_key=key, base_url="http://echo.invalid",
+                                    transport=httpx.MockTransport(lambda r: httpx.Response(
+                                        200, headers={"content-type": "text/event-stream" if stream
+                                                      else "application/json"}, content=raw)))
+    response = await provider.complete(evalkit.ChatRequest.from_prompt("hi", stream=stream))
+    assert response.text == "echo ********"

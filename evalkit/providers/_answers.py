@@ -9,26 +9,24 @@
 * :func:`estimate_usage` / :func:`partial_usage`: what a call is billed when
   the vendor did not say (counted locally, ``exact=False``), including a stream
   that broke after some output.
-* :func:`scrub_bytes` / :func:`scrub_reply`: every known secret value
-  (:func:`evalkit._secret.known_secrets`) removed from what an upstream sent
-  back, at the source: a body echoing the API key must not reach a result
-  row, a report or a traceback's locals. ``scrub_reply`` is for a stream's
-  assembled reply (a key split across two events); a non-streamed body is
-  scrubbed whole, as bytes.
+* :func:`scrub_reply`: every known secret value removed from a parsed
+  reply, where a key split across two stream events comes back together and
+  one the upstream's JSON escaped is plain text. (Bodies and stream events
+  are scrubbed as they are read, with :func:`evalkit._secret.scrub_bytes`
+  and :func:`~evalkit._secret.scrub`.)
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from .._secret import _KNOWN, scrub  # the registry itself: its size versions _needles
+from .._secret import scrub
 from ..errors import ContentFilterError, InvalidResponseError, ProviderError
 from ..types import ChatRequest, FinishReason, Message, Usage
 from ._wire import Reply
 
-__all__ = ["estimate_usage", "partial_usage", "scrub_bytes", "scrub_reply", "unusable"]
+__all__ = ["estimate_usage", "partial_usage", "scrub_reply", "unusable"]
 
-_MASK = b"********"
 _REFUSAL_SHOWN = 200
 """Characters of the vendor's refusal text kept in the error message."""
 
@@ -92,34 +90,14 @@ def partial_usage(request: ChatRequest, partial: Reply, model: str) -> Usage | N
                    output_tokens=max(reported.output_tokens, counted.output_tokens), exact=False)
 
 
-_needles: tuple[int, tuple[bytes, ...]] = (0, ())
-"""(size of the registry, its values as bytes): secrets are only ever added, so the size is a version.
-
-One tuple, replaced in one assignment: a thread never sees a new size with old values.
-"""
-
-
-def scrub_bytes(data: bytes) -> bytes:
-    """``data`` with every known secret value replaced by ``********``."""
-    global _needles
-    if _needles[0] != len(_KNOWN):
-        known = list(_KNOWN)  # a snapshot: another thread may register a key meanwhile
-        _needles = (len(known), tuple(v.encode() for v in known))
-    for value in _needles[1]:
-        if data.find(value) != -1:  # bytes.find is ~2x faster than ``in`` on bytes (no buffer protocol)
-            data = data.replace(value, _MASK)
-    return data
-
-
 def scrub_reply(reply: Reply) -> Reply:
-    """``reply`` with known secrets removed from its accumulated texts (in place; returned).
+    """``reply`` with known secrets removed from its texts (in place; returned).
 
-    A secret split across two stream events survives the per-event scrub; the
-    assembled text, reasoning, refusal and tool-call arguments are where it
-    comes back together.
+    A secret split across two stream events survives the per-event scrub, and
+    one written JSON-escaped (``\\/`` for ``/``) survives the scrub of the raw
+    bytes; the parsed text, reasoning, refusal and tool-call arguments are
+    where either is plain.
     """
-    if not _KNOWN:
-        return reply
     reply.text, reply.reasoning = scrub(reply.text), scrub(reply.reasoning)
     reply.refusal, reply.model = scrub(reply.refusal), scrub(reply.model)
     if reply.tool_calls:

@@ -10,8 +10,8 @@ Also here, once for every wire (the rules are in ``_answers.py``): a reply that
 is a refusal or empty is a failed attempt, a failure after output arrived
 carries what the vendor bills for it (``usage``/``cost``), and every known
 secret value is scrubbed from what an upstream sends back: a non-streamed body
-whole as it is read, a stream event by event, then its assembled reply (a key
-split across two events comes back together only there).
+whole as it is read, a stream event by event, then the parsed reply (a key split
+across two events, or JSON-escaped, is plain only there).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any, AsyncIterator, Mapping
 import httpx
 
 from .._json import loads
-from .._secret import Secret, SecretHeaders, redact, scrub
+from .._secret import Secret, SecretHeaders, redact, scrub, scrub_bytes
 from ..errors import InvalidResponseError, ProviderError, StreamInterruptedError
 from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse, Cost, Usage
-from ._answers import estimate_usage, partial_usage, scrub_bytes, scrub_reply, unusable
+from ._answers import estimate_usage, partial_usage, scrub_reply, unusable
 from ._framing import JSONArrayDecoder, SSEDecoder
 from ._headers import rate_limit_headers
 from ._transport_errors import classify_transport_error
@@ -241,8 +241,7 @@ class HTTPProvider:
                     if sink is not None:
                         sink.push(delta)
                     yield delta
-            # The assembled texts: where a key split across two events comes back together.
-            reply = scrub_reply(parser.finish())
+            reply = parser.finish()
         except ProviderError as exc:
             raise self._broken(self._tag(exc), request, parser) from None
         except httpx.HTTPError as exc:
@@ -259,6 +258,9 @@ class HTTPProvider:
                 latency_ms: float, ttft_ms: float | None) -> ChatResponse:
         if (cassette := CASSETTE.get()) is not None:
             latency_ms, ttft_ms = cassette.timing(headers, latency_ms, ttft_ms)
+        # The parsed texts: where a key split across stream events comes back together, and where
+        # one the upstream's JSON escaped (``\/``, ``\u00e9``), missed in the raw bytes, is plain.
+        reply = scrub_reply(reply)
         usage = reply.usage or estimate_usage(request, reply, self.name)
         served = reply.model or self.model
         cost = self._cost(served, usage, reply.reported_cost)
