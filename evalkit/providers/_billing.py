@@ -169,7 +169,7 @@ class OutputBound:
                              "set max_tokens")
         extra = self.beyond
         for caps, provider in self.gemini_leaves:
-            extra = max(extra, caps.budget(_sent_thinking_budget(provider, request)))
+            extra = max(extra, caps.budget(provider.wire.thinking_budget(request)))
         return request.max_tokens + extra
 
 
@@ -205,19 +205,3 @@ def output_bound(target: Any) -> OutputBound:
 def max_billed_output_tokens(target: Any, request: ChatRequest) -> int:
     """The most output tokens ``target`` can bill for ``request`` (see the module docstring)."""
     return output_bound(target).tokens(request)
-
-
-def _sent_thinking_budget(provider: Any, request: ChatRequest) -> int | None:
-    """``generationConfig.thinkingConfig.thinkingBudget`` of the body the provider's wire builds, if any.
-
-    Read from the built body, never guessed: evalkit's own Gemini wire sends no
-    budget (the model's default applies), a custom wire may. The snake_case
-    spellings are the same proto fields, which the Gemini API accepts too.
-    Gemini 3's ``thinkingLevel`` is not read: such a request is bounded by the
-    model's default, which for a model the table does not know is the maximum.
-    """
-    body = provider.wire.build(request, provider.model, stream=False).body
-    config = body.get("generationConfig") or body.get("generation_config") or {}
-    thinking = config.get("thinkingConfig") or config.get("thinking_config") or {}
-    budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
-    return budget if isinstance(budget, int) and not isinstance(budget, bool) else None

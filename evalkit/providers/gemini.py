@@ -62,13 +62,25 @@ class GeminiWire:
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"x-goog-api-key": api_key}
 
+    def thinking_budget(self, request: ChatRequest) -> int | None:
+        """The ``thinkingConfig.thinkingBudget`` this wire sends for ``request``; ``None``: it sends none.
+
+        evalkit sends none, so the model's default applies. A budget a subclass
+        returns here is written into the body and bounds what a budget reserves
+        (``providers/_billing.py``), from this one place.
+        """
+        return None
+
     def build(self, request: ChatRequest, model: str, stream: bool) -> HttpCall:
         body: dict[str, Any] = {"contents": gemini_contents(request.messages)}
         system = [request.system] if request.system else []
         system += [m.content for m in request.messages if m.role == "system" and m.content]
         if system:
             body["systemInstruction"] = {"parts": [{"text": t} for t in system]}
-        if config := _generation_config(request):
+        config = _generation_config(request)
+        if (budget := self.thinking_budget(request)) is not None:
+            config["thinkingConfig"] = {"thinkingBudget": budget}
+        if config:
             body["generationConfig"] = config
         if request.tools:
             body["tools"] = [{"functionDeclarations": [

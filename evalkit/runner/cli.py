@@ -76,8 +76,8 @@ def add_regrade_parser(subparsers: Any) -> None:
     p.add_argument("--judge", type=blank_refused,
                    help="target that grades judge items (default: the run's judge)")
     p.add_argument("--unsafe-code-exec", action="store_true", help=_UNSAFE_HELP)
-    p.add_argument("--time-scale", type=_within("--time-scale"), default=DEFAULT_TIME_SCALE,
-                   help=argparse.SUPPRESS)
+    p.add_argument("--time-scale", type=_within("--time-scale"),
+                   help="delay factor of an emulated judge (default: the run's)")
     p.set_defaults(run=regrade_command)
 
 
@@ -87,16 +87,22 @@ def regrade_command(args: argparse.Namespace) -> int:
     from .regrade import regrade
     from .results import results_df
     from .session import _maybe_emulator
-    from .targets import resolve_targets
+    from .targets import EMULATOR_PREFIX, resolve_targets
 
     manifest_path = Path(args.run_dir) / "manifest.json"
     if not manifest_path.is_file():
         raise ConfigError("not a run directory (no manifest.json)", file=args.run_dir, field="run_dir")
     config = json.loads(manifest_path.read_text())["config"]
     judge_spec = args.judge or config.get("judge")
+    emulator = config.get("emulator")
+    if args.time_scale is not None:
+        # It was accepted and ignored; now it paces an emulated judge, and is an error where there is none.
+        if not (judge_spec or "").startswith(EMULATOR_PREFIX):
+            raise ConfigError("only paces an emulated judge, and this regrade has none", field="--time-scale")
+        emulator = {**(emulator or {}), "time_scale": args.time_scale}
 
     async def go() -> int:
-        with _maybe_emulator([], judge_spec, config.get("emulator")) as emu:
+        with _maybe_emulator([], judge_spec, emulator) as emu:
             judge = resolve_targets([judge_spec], emulator=emu)[0] if judge_spec else None
             try:
                 return await regrade(args.run_dir, judge=judge, unsafe_code_exec=args.unsafe_code_exec)

@@ -51,10 +51,8 @@ class BudgetedGeminiWire(GeminiWire):
         super().__init__()
         self.budget = budget
 
-    def build(self, request: ChatRequest, model: str, stream: bool) -> Any:
-        call = super().build(request, model, stream)
-        config = {**call.body.get("generationConfig", {}), "thinkingConfig": {"thinkingBudget": self.budget}}
-        return dataclasses.replace(call, body={**call.body, "generationConfig": config})
+    def thinking_budget(self, request: ChatRequest) -> int | None:
+        return self.budget
 
 
 def gemini_with_budget(model: str, budget: int) -> HTTPProvider:

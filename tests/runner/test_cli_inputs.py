@@ -231,3 +231,32 @@ def test_regrade_and_merge_refuse_bad_values(tmp_path: Path, capsys: pytest.Capt
             main(args)
         assert exit_.value.code == 2
         assert capsys.readouterr().err.count("error:") == 1
+
+
+@pytest.mark.parametrize("judge", ["emulator:sim-large", "openai:gpt-4o-mini"])
+def test_regrade_time_scale_paces_an_emulated_judge_or_is_an_error(
+        judge: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # --time-scale was accepted by regrade and changed nothing.
+    import contextlib
+
+    from evalkit.runner import session
+
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"config": {"judge": judge, "emulator": {"seed": 3, "time_scale": 0.02}}}))
+    used: list[object] = []
+
+    @contextlib.contextmanager
+    def recording_emulator(specs, judge_spec, settings):
+        used.append(settings)
+        raise KeyboardInterrupt  # stop before any grading: only the settings matter here
+        yield
+
+    monkeypatch.setattr(session, "_maybe_emulator", recording_emulator)
+    if judge.startswith("emulator:"):
+        with pytest.raises(KeyboardInterrupt):
+            main(["regrade", str(tmp_path), "--time-scale", "0.5"])
+        assert used == [{"seed": 3, "time_scale": 0.5}]
+    else:
+        assert main(["regrade", str(tmp_path), "--time-scale", "0.5"]) == 2
+        assert "--time-scale: only paces an emulated judge" in capsys.readouterr().err
+        assert used == []
