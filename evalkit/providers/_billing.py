@@ -77,6 +77,10 @@ class ThinkingCaps:
     default: int = DYNAMIC
     can_disable: bool = True
 
+    # Not shared with evalkit.emulator._specs.Thinking.bound, which looks alike: this is what evalkit reserves
+    # before the vendor answers, that is what the emulated vendor does; tests/router/test_budget_billing.py
+    # would prove nothing if both were one piece of code. They differ at 0 on purpose: here a model that
+    # cannot turn thinking off still holds its floor.
     def budget(self, requested: int | None) -> int:
         """The most thinking tokens a request asking for ``requested`` (``None``: not set) can bill."""
         value = self.default if requested is None else requested
