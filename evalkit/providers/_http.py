@@ -26,6 +26,7 @@ import httpx
 
 from .._json import loads
 from .._secret import Secret, SecretHeaders, redact, scrub, scrub_bytes
+from .._version import __version__
 from ..errors import InvalidResponseError, ProviderError, StreamInterruptedError
 from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse, Cost, Usage
@@ -35,7 +36,7 @@ from ._headers import rate_limit_headers
 from ._transport_errors import classify_transport_error
 from ._wire import HttpCall, Reply, Wire
 
-__all__ = ["CASSETTE", "ChatStream", "DELTA_SINK", "HTTPProvider", "DEFAULT_TIMEOUT"]
+__all__ = ["ACCEPT", "CASSETTE", "ChatStream", "DELTA_SINK", "HTTPProvider", "DEFAULT_TIMEOUT", "REQUEST_HEADERS"]
 
 CASSETTE: ContextVar[Any] = ContextVar("evalkit_cassette", default=None)
 """The active cassette (``evalkit.runner.cassettes``), if any.
@@ -58,6 +59,23 @@ _DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=10
 _SHARED_PRICES = PriceTable()
 _UNSEEN = object()
 _TIERED_FROM = 128_000  # long-context price tiers start at 128k+ prompt tokens: look those up each time
+
+REQUEST_HEADERS: Mapping[str, str] = {
+    "content-type": "application/json",
+    "accept-encoding": "gzip, deflate",
+    "user-agent": f"evalkit/{__version__}",
+}
+"""Sent with every request, whatever the transport.
+
+Set here rather than left to the transport because transports differ: for a
+bytes body aiohttp sends ``application/octet-stream`` and plain httpx sends no
+content type, and FastAPI servers (llama.cpp's, vLLM) parse neither as JSON.
+``accept-encoding`` is fixed to what every transport decodes (httpx adds
+``br``/``zstd`` when their packages happen to be installed).
+"""
+ACCEPT: Mapping[str | None, str] = {None: "application/json", "sse": "text/event-stream",
+                                    "json-array": "application/json"}
+"""The ``accept`` header for each stream format (``None``: a plain JSON answer)."""
 
 
 class HTTPProvider:
@@ -100,7 +118,9 @@ class HTTPProvider:
         self._transport = transport
         self._urls: dict[Any, httpx.URL] = {}
         self._price_of: dict[str, Any] = {}
-        self._headers = SecretHeaders({**(headers or {}), **(wire.auth_headers(api_key.reveal()) if api_key else {})})
+        # The user's headers may replace evalkit's defaults; the wire's auth headers win over both.
+        self._headers = SecretHeaders({**REQUEST_HEADERS, **(headers or {}),
+                                       **(wire.auth_headers(api_key.reveal()) if api_key else {})})
 
     def __repr__(self) -> str:
         return f"HTTPProvider({self.name!r}, base_url={self.base_url!r})"
@@ -162,8 +182,9 @@ class HTTPProvider:
         url = self._urls.get(key)
         if url is None:  # parsed once per path: URL parsing is a large share of httpx's per-call cost
             url = self._urls[key] = httpx.URL(self.base_url + call.path, params=call.params or None)
-        # A client we own carries the auth headers already; a shared one gets them per request.
-        headers = {**self._headers, **call.headers} if not self._owns_client else (call.headers or None)
+        # A client we own carries the auth and default headers already; a shared one gets them per request.
+        accept = {"accept": ACCEPT[call.stream_format]}
+        headers = {**self._headers, **accept, **call.headers} if not self._owns_client else {**accept, **call.headers}
         return self.client.build_request("POST", url, headers=headers,
                                          content=json.dumps(call.body, separators=(",", ":")).encode())
 
