@@ -63,11 +63,12 @@ def estimate_usage(request: ChatRequest, reply: Reply, model: str) -> Usage:
     if request.system:
         prompt.insert(0, Message("system", request.system))
     out_text = reply.text + reply.reasoning + "".join(c.name + c.arguments for c in reply.tool_calls)
-    return Usage(
-        input_tokens=count_tokens(prompt, model).count,
-        output_tokens=count_tokens(out_text, model).count if out_text else 0,
-        exact=False,
-    )
+    output = count_tokens(out_text, model).count if out_text else 0
+    if (cap := request.max_tokens) is not None:
+        # The server stops at max_tokens in its own tokenizer, which is not the one counted with here:
+        # an answer cut for length used the whole cap, and no answer used more than it.
+        output = cap if reply.finish_reason is FinishReason.LENGTH else min(output, cap)
+    return Usage(input_tokens=count_tokens(prompt, model).count, output_tokens=output, exact=False)
 
 
 def partial_usage(request: ChatRequest, partial: Reply, model: str) -> Usage | None:
