@@ -40,3 +40,12 @@ def _block_network():
     yield
     socket.socket.connect = _real_connect
     socket.socket.connect_ex = _real_connect_ex
+
+
+@pytest.fixture(scope="session")
+def llamacpp_server(tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server with Gemma 3 270M (``tests/llamacpp.py``), one per session."""
+    from tests.llamacpp import start_llamacpp_server
+
+    with start_llamacpp_server(tmp_path_factory.mktemp("llamacpp")) as server:
+        yield server
