@@ -2,8 +2,8 @@
 
 Prices come from the maintained ``genai-prices`` package (imported on first
 use), unless the user overrides them. A model with no known price is
-*unpriced*: its cost is ``None`` and one :class:`UnpricedModelWarning` is issued
-per model, never a silent 0.
+*unpriced*: its cost is ``None`` and one :class:`UnpricedModelWarning`, naming the
+target and saying how to price it, is issued per target and model, never a silent 0.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class PriceTable:
     def __init__(self, overrides: Mapping[str, Prices] | None = None) -> None:
         self._overrides = dict(overrides or {})
         self._cache: dict[tuple[str | None, str], Prices | None] = {}
-        self._warned: set[tuple[str | None, str]] = set()
+        self._warned: set[tuple[str | None, str, str | None]] = set()
         self._lock = threading.Lock()
 
     def set(self, model: str, prices: Prices) -> None:
@@ -97,24 +97,34 @@ class PriceTable:
             self._cache[key] = _from_genai_prices(provider_id, model, tokens_in)
         return self._cache[key]
 
-    def cost(self, provider_id: str | None, model: str, usage: Usage, *also: str) -> Cost | None:
-        """Cost of ``usage``; ``None`` (and one warning per model) when unpriced.
+    def cost(self, provider_id: str | None, model: str, usage: Usage, *also: str,
+             target: str | None = None) -> Cost | None:
+        """Cost of ``usage``; ``None`` (and one warning per target and model) when unpriced.
 
         ``also`` lists other names to try, e.g. the requested alias when the
-        vendor answered with a dated model id.
+        vendor answered with a dated model id. ``target`` is what the user
+        called it (``llamacpp:gemma-3-270m``), for the warning: a self-hosted
+        server has no ``provider_id`` at all, and may answer with a file path.
         """
         for name in (model, *also):
             if name and (prices := self.lookup(provider_id, name, usage.input_tokens)) is not None:
                 return prices.cost(usage)
         with self._lock:
-            if (provider_id, model) not in self._warned:
-                self._warned.add((provider_id, model))
-                warnings.warn(
-                    f"no price known for {provider_id}:{model}; its cost is recorded as unpriced (None)",
-                    UnpricedModelWarning,
-                    stacklevel=3,
-                )
+            if (provider_id, model, target) not in self._warned:
+                self._warned.add((provider_id, model, target))
+                message = _unpriced_message(provider_id, model, target)
+                warnings.warn(message, UnpricedModelWarning, stacklevel=3)
         return None
+
+
+def _unpriced_message(provider_id: str | None, model: str, target: str | None = None) -> str:
+    """What :class:`UnpricedModelWarning` says: which target is unpriced, and how to price it."""
+    label = target or (f"{provider_id}:{model}" if provider_id else model)
+    if target and target.partition(":")[2] != model:
+        label += f" (served model {model!r})"
+    return (f"no price known for {label}; its cost is recorded as unpriced (None). To price it, pass "
+            "prices={'input': ..., 'output': ...} (USD per 1M tokens) to get_provider, or give its target "
+            "prices: {input: ..., output: ...} in a routing config")
 
 
 def _from_genai_prices(provider_id: str | None, model: str, tokens_in: int) -> Prices | None:

@@ -31,12 +31,15 @@ __all__ = [
     "Cost",
     "FinishReason",
     "Message",
+    "ROLES",
     "ToolCall",
     "ToolSpec",
     "Usage",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+"""The roles a :class:`Message` may have."""
 
 
 class FinishReason(str, enum.Enum):
@@ -84,12 +87,29 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        """An OpenAI-style message dict as a Message, checked (see :mod:`evalkit._messages`).
+
+        ``{"role": "user", "content": "hi"}``, plus ``tool_calls`` (OpenAI's
+        ``{"id", "type": "function", "function": {"name", "arguments"}}`` entries),
+        ``tool_call_id`` and ``name``. A bad field raises ``TypeError`` or
+        ``ValueError`` naming it, e.g. ``message.role: expected one of ...``.
+        """
+        return _to_message(data, "message")
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """A provider-neutral chat request.
 
-    Fields left ``None`` are not sent, so each vendor applies its own default.
+    ``messages`` may be :class:`Message` objects, OpenAI-style dicts
+    (``{"role": "user", "content": "hi"}``, see :meth:`Message.from_dict`) or a
+    mix; they are checked and stored as a tuple of Messages, and a bad one raises
+    ``TypeError``/``ValueError`` naming it (``messages[2].role: ...``). A
+    ``system`` message stays in place; each wire sends it as that vendor takes
+    system text (``system`` comes first). Fields left ``None`` are not sent,
+    so each vendor applies its own default.
     ``response_format`` is ``"json"`` for JSON mode or a JSON schema mapping for
     structured output. ``metadata`` is never sent to a provider; the router reads
     ``metadata["task_type"]`` and the runner records it.
@@ -108,9 +128,8 @@ class ChatRequest:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Accept lists for convenience; store tuples so requests stay hashable-ish and immutable.
-        if not isinstance(self.messages, tuple):
-            object.__setattr__(self, "messages", tuple(self.messages))
+        # Accept lists and dicts for convenience; store checked Message tuples so requests stay immutable.
+        object.__setattr__(self, "messages", _to_messages(self.messages))
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         elif not isinstance(self.stop, tuple):
@@ -254,3 +273,6 @@ class ChatResponse:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+
+# Last: the message checks need the classes above, and every ChatRequest runs them.
+from ._messages import to_message as _to_message, to_messages as _to_messages  # noqa: E402

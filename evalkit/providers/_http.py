@@ -330,7 +330,8 @@ class HTTPProvider:
             prices = lookup(self._price_provider, served, 0) or lookup(self._price_provider, self.model, 0)
             self._price_of[served] = prices
         if prices is None or usage.input_tokens >= _TIERED_FROM:
-            return self._prices.cost(self._price_provider, served, usage, self.model)  # warns once; tiers
+            return self._prices.cost(self._price_provider, served, usage, self.model,  # warns once; tiers
+                                     target=self.name)
         return prices.cost(usage)
 
     def _error_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:

@@ -23,7 +23,7 @@ from ..types import Attempt, ChatRequest, ChatResponse
 if TYPE_CHECKING:
     from .monitor import Monitor
 
-__all__ = ["Router", "RoutedStream", "Target", "as_target", "fan_out"]
+__all__ = ["Router", "RoutedStream", "Target", "as_target", "close_all", "close_on_exit", "fan_out"]
 
 Target = Any
 """A provider or a router: anything with ``name``, ``complete`` and ``stream``."""
@@ -113,11 +113,19 @@ class Router:
         return RoutedStream(self, request)
 
     async def aclose(self) -> None:
-        """Close every target that can be closed."""
-        for target in self.targets:
-            close = getattr(target, "aclose", None)
-            if close is not None:
-                await close()
+        """Close every provider in the tree once, nested routers and shared targets included.
+
+        A target named by several nodes of a config (one ``targets:`` entry used
+        by two routes) is one object: it is closed once. Every provider is
+        closed even when closing another fails; the first failure is raised after.
+        """
+        await close_all(self.targets)
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        await close_on_exit(self, exc)
 
     # -- for subclasses ------------------------------------------------------------------
 
@@ -175,6 +183,50 @@ class Router:
         summary = "; ".join(f"{a.target}: {a.error_kind}" for a in attempts) or "no target available"
         return AllTargetsFailed(f"{self.name}: {sent} attempt(s) failed ({summary})",
                                 attempts=tuple(attempts), errors=tuple(errors))
+
+
+async def close_all(targets: Iterable[Target]) -> None:
+    """Close each distinct leaf under ``targets`` once (see :meth:`Router.aclose`).
+
+    Routers and :class:`~evalkit.router.limits.LimitedTarget` wrappers are walked
+    rather than closed, so a provider reached by two paths is closed once; any
+    other target with an ``aclose`` (a provider, your own router) is closed itself.
+    """
+    from .limits import LimitedTarget
+
+    seen: set[int] = set()
+    failures: list[BaseException] = []
+    pending = list(targets)
+    while pending:
+        target = pending.pop(0)
+        if id(target) in seen:
+            continue
+        seen.add(id(target))
+        if isinstance(target, Router) and type(target).aclose is Router.aclose:
+            pending.extend(target.targets)
+        elif isinstance(target, LimitedTarget):
+            pending.append(target.target)
+        elif (close := getattr(target, "aclose", None)) is not None:
+            try:
+                await close()
+            except Exception as exc:  # close the rest first; report the first failure after
+                failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+async def close_on_exit(closable: Any, error: BaseException | None) -> None:
+    """``await closable.aclose()`` leaving an ``async with``; ``error`` is what the block raised, if anything.
+
+    When the block failed, its error is the one the caller sees: a close
+    failure on top is added to it as a note instead of replacing it.
+    """
+    try:
+        await closable.aclose()
+    except Exception as close_error:
+        if error is None:
+            raise
+        error.add_note(f"then closing {closable.name} failed: {close_error!r}")
 
 
 def _distinct_targets(attempts: Sequence[Attempt], name: str | None = None) -> int:

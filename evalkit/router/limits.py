@@ -49,7 +49,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 from ..errors import ProviderError, RateLimitError
 from ..tokens import count_tokens
 from ..types import ChatRequest, ChatResponse, Message, Usage
-from ._base import Target, as_target
+from ._base import Target, as_target, close_all, close_on_exit
 from ._credentials import credential_of
 
 __all__ = ["LOCAL_LIMIT", "LimitedStream", "LimitedTarget", "Limits", "TokenBucket"]
@@ -202,9 +202,14 @@ class LimitedTarget:
         return LimitedStream(self, request)
 
     async def aclose(self) -> None:
-        close = getattr(self.target, "aclose", None)
-        if close is not None:
-            await close()
+        """Close the wrapped target (every provider under it, when it is a router)."""
+        await close_all([self.target])
+
+    async def __aenter__(self) -> LimitedTarget:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        await close_on_exit(self, exc)
 
     def saturated(self, request: ChatRequest | None = None) -> bool:
         """Would a call (``request``, if given) be refused or kept waiting now? Takes nothing."""
