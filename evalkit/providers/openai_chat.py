@@ -90,7 +90,10 @@ def openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
 
 
 def _message(m: Message) -> dict[str, Any]:
-    item: dict[str, Any] = {"role": m.role, "content": m.content}
+    # A turn that only calls tools has no content key, as the official SDK sends it ("" is not "none").
+    item: dict[str, Any] = {"role": m.role}
+    if m.content or not m.tool_calls:
+        item["content"] = m.content
     if m.tool_calls:
         item["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -101,6 +104,15 @@ def _message(m: Message) -> dict[str, Any]:
     if m.name:
         item["name"] = m.name
     return item
+
+
+_FIRST_STREAM_OPTIONS_VERSION = "2024-10-21"
+"""Azure's first GA api-version that takes ``stream_options``; earlier ones answer 400 ``unknown_parameter``."""
+
+
+def _accepts_stream_options(api_version: str | None) -> bool:
+    # api-versions are dates ("2024-10-21", "2024-08-01-preview"): their first ten characters order them.
+    return api_version is None or api_version[:10] >= _FIRST_STREAM_OPTIONS_VERSION
 
 
 def _response_format(value: Any) -> dict[str, Any]:
@@ -146,7 +158,7 @@ class OpenAIChatWire:
             ]
         if stream:
             body["stream"] = True
-            if o.stream_usage:
+            if o.stream_usage and _accepts_stream_options(o.api_version):
                 body["stream_options"] = {"include_usage": True}
         params = {"api-version": o.api_version} if o.api_version else {}
         return HttpCall(path=o.path.replace("{model}", model), body=body, params=params,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -52,6 +52,8 @@ class Interaction:
     headers: dict[str, str]
     body: bytes
     gzipped: bool
+    request_headers: tuple[tuple[str, str], ...] = ()
+    """The recorded request's headers: ``(lowercased name, value)`` in order, list values joined by ", "."""
 
     @property
     def id(self) -> str:
@@ -104,8 +106,9 @@ def load(file: str) -> list[Interaction]:
                 req_body = None
         headers.pop("content-length", None)
         headers.pop("transfer-encoding", None)
+        req_headers = tuple((k.lower(), _header_value(v)) for k, v in (rq.get("headers") or {}).items())
         out.append(Interaction(file, i, rq["method"], rq["uri"], req_body, rs["status"]["code"],
-                               headers, body, gzipped))
+                               headers, body, gzipped, req_headers))
     return out
 
 
@@ -126,3 +129,18 @@ def replay_provider(interaction: Interaction, target: str, **options: Any) -> ev
 def request_for(interaction: Interaction, **fields: Any) -> evalkit.ChatRequest:
     """A small request with the recording's stream flag (the recorded answer comes back regardless)."""
     return evalkit.ChatRequest.from_prompt("hello", stream=interaction.streamed, **fields)
+
+
+def as_json_array_stream(interaction: Interaction) -> Interaction:
+    """A recorded Gemini ``alt=sse`` stream as the API sends it without ``alt=sse``: one JSON array.
+
+    The recordings hold only the SSE form (``../shared/wire/README.md``, known
+    gaps); each SSE event of a Gemini stream is one ``data:`` line holding one
+    ``GenerateContentResponse``, and the JSON-array form is those objects in order.
+    """
+    events = [e.strip() for e in interaction.text().replace("\r\n", "\n").split("\n\n") if e.strip()]
+    assert all(e.startswith("data: ") and "\n" not in e for e in events), "not a Gemini SSE body"
+    chunks = [json.loads(e[len("data: "):]) for e in events]
+    headers = {k: v for k, v in interaction.headers.items() if k != "content-encoding"}
+    headers["content-type"] = "application/json; charset=UTF-8"
+    return replace(interaction, headers=headers, body=json.dumps(chunks, indent=1).encode(), gzipped=False)
