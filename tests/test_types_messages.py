@@ -105,7 +105,7 @@ def test_a_system_dict_is_sent_as_each_wire_sends_system_text() -> None:
     # ChatRequest.system goes first, then the messages in order, the system dict included.
     assert openai[:2] == [{"role": "system", "content": "Answer in French."},
                           {"role": "system", "content": "Be brief."}]
-    assert openai[3] == {"role": "assistant", "content": "", "tool_calls": [CALL]}
+    assert openai[3] == {"role": "assistant", "tool_calls": [CALL]}  # no content key, as the SDK sends it
     assert openai[4] == {"role": "tool", "content": "18C", "tool_call_id": "call_1"}
 
     anthropic = AnthropicWire().build(request, "claude-3-5-haiku-latest", stream=False).body

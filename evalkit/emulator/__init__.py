@@ -7,6 +7,13 @@ latency model and injects faults on demand::
     from evalkit.emulator import Emulator
     with Emulator(seed=0, time_scale=0.0) as emu:
         emu.openai_base_url, emu.anthropic_base_url, emu.gemini_base_url
+        emu.base_url_for("llamacpp")  # .../llamacpp/v1: llama-cpp-python's server (also vllm, ollama, fastapi)
+
+It is as strict as the real servers: a body not sent as JSON, a missing or
+misplaced key, a missing ``anthropic-version``, a field of the wrong type are
+refused with the vendor's status and error body (``_request_checks``). The
+OpenAI-compatible self-hosted servers are served under a path prefix each,
+with their own reading of a request and their own error bodies (``_compat``).
 
 ``evalkit emulate`` runs the same server from the command line. Importing this
 package is cheap: the HTTP server (starlette, uvicorn) loads on first use of

@@ -1,4 +1,4 @@
-"""The Starlette app: vendor routes, auth, fault selection and the control endpoints.
+"""The Starlette app: the servers' routes, their checks, fault selection and the control endpoints.
 
 Routes (all on one port):
 
@@ -7,8 +7,15 @@ Routes (all on one port):
   (when the request carries ``x-api-key`` or ``anthropic-version``)
 * Gemini: ``POST /v1beta/models/{model}:generateContent|streamGenerateContent|countTokens``,
   ``GET /v1beta/models``
+* OpenAI-compatible self-hosted servers (``llamacpp``, ``vllm``, ``ollama``, ``fastapi``):
+  ``POST /{server}/v1/chat/completions``, ``GET /{server}/v1/models``
 * Control: ``GET /_emulator/stats``, ``POST /_emulator/reset``, ``POST /_emulator/script``,
   ``GET /_emulator/fleet``
+
+Every call route goes through the same steps, each server's own way (``_servers``):
+credentials and required headers, then the body (content type, JSON, field types),
+then the call's values; a request the real server refuses is refused here with
+that server's status and error body, and recorded in the stats like any other.
 
 Request bodies are read with limits (:data:`MAX_BODY_BYTES`, and JSON nesting
 and integer length through :func:`evalkit._json.loads_checked`): a body past
@@ -18,6 +25,7 @@ away while its request is read is not an error: nothing is logged.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from types import ModuleType
@@ -25,14 +33,15 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .._json import JSONLimitError, loads_checked
+from .._json import loads_checked
 
-from . import _wire_anthropic, _wire_gemini, _wire_openai
+from . import _wire_anthropic, _wire_openai
 from ._plans import error_plan, json_plan, stream_plan
 from ._responses import PlannedResponse, ReplyPlan
+from ._servers import COMPAT_SERVERS, SERVERS, Server
 from ._simulate import ChatCall
 from ._specs import ModelSpec, RateLimits
 from ._state import EmulatorState
@@ -55,7 +64,7 @@ MAX_BODY_BYTES = 32 << 20
 
 
 class BodyError(ValueError):
-    """A request body that cannot be read as JSON; the message is what the client is told."""
+    """A request body past the size limit; the message is what the client is told."""
 
 
 def build_app(state: EmulatorState) -> Starlette:
@@ -73,6 +82,8 @@ def build_app(state: EmulatorState) -> Starlette:
             Route("/_emulator/reset", _reset, methods=["POST"]),
             Route("/_emulator/script", _script, methods=["POST"]),
             Route("/_emulator/fleet", _fleet, methods=["GET"]),
+            Route("/{server}/v1/chat/completions", _compat_chat, methods=["POST"]),
+            Route("/{server}/v1/models", _compat_models, methods=["GET"]),
         ],
         exception_handlers={ClientDisconnect: _client_gone},
     )
@@ -86,8 +97,8 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
-async def _json_body(request: Request) -> tuple[bytes, Any]:
-    """The raw body and its JSON, or :class:`BodyError` (too large, not JSON, nested too deeply)."""
+async def _read_body(request: Request) -> bytes:
+    """The raw body, or :class:`BodyError` past :data:`MAX_BODY_BYTES`."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BodyError(f"Request body too large: {declared} bytes; at most {MAX_BODY_BYTES} are accepted.")
@@ -97,13 +108,7 @@ async def _json_body(request: Request) -> tuple[bytes, Any]:
         if size > MAX_BODY_BYTES:
             raise BodyError(f"Request body too large: more than {MAX_BODY_BYTES} bytes.")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        return raw, loads_checked(raw)
-    except JSONLimitError as exc:
-        raise BodyError(f"We could not parse the JSON body of your request: {exc}.") from None
-    except ValueError:
-        raise BodyError("We could not parse the JSON body of your request.") from None
+    return b"".join(chunks)
 
 
 def _state(request: Request) -> EmulatorState:
@@ -111,33 +116,29 @@ def _state(request: Request) -> EmulatorState:
 
 
 async def _openai_chat(request: Request) -> PlannedResponse:
-    return await _handle_chat(request, _wire_openai)
+    return await _handle_chat(request, SERVERS["openai"])
 
 
 async def _anthropic_messages(request: Request) -> PlannedResponse:
-    return await _handle_chat(request, _wire_anthropic)
+    return await _handle_chat(request, SERVERS["anthropic"])
+
+
+async def _compat_chat(request: Request) -> Any:
+    server = COMPAT_SERVERS.get(request.path_params["server"])
+    if server is None:
+        return PlainTextResponse("Not Found", status_code=404)
+    return await _handle_chat(request, server)
 
 
 async def _gemini_post(request: Request) -> Any:
     target = request.path_params["target"]
     model, _, action = target.rpartition(":")
+    server = SERVERS["gemini"]
     if action in ("generateContent", "streamGenerateContent"):
-        return await _handle_chat(
-            request, _wire_gemini, model=model, stream=action == "streamGenerateContent"
-        )
+        return await _handle_chat(request, server, model=model, stream=action == "streamGenerateContent")
     if action == "countTokens":
-        return await _count_tokens(request, _wire_gemini, model=model)
-    return _plain_error(request, _wire_gemini, "not_found", model or target)
-
-
-def _api_key(request: Request) -> str:
-    auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer " and auth[7:].strip():
-        return auth[7:].strip()
-    for name in ("x-api-key", "x-goog-api-key", "api-key"):
-        if request.headers.get(name, "").strip():
-            return request.headers[name].strip()
-    return request.query_params.get("key", "").strip()
+        return await _count_tokens(request, server, model=model)
+    return _refusal(request, server, WireError("", kind="not_found"), model or target)
 
 
 def _request_id(wire: ModuleType) -> str:
@@ -156,69 +157,86 @@ def _idle_rate(limits: RateLimits = _IDLE_LIMITS) -> RateSnapshot:
     )
 
 
-def _plain_error(
-    request: Request, wire: ModuleType, kind: str, model: str, message: str = ""
-) -> PlannedResponse:
-    ctx = ReplyContext(model, _request_id(wire), _idle_rate())
+def _refusal(request: Request, server: Server, exc: WireError, model: str = "") -> PlannedResponse:
+    """``server``'s answer to a request it turns away (not recorded in the stats: no call was made)."""
     state = _state(request)
-    return PlannedResponse(
-        error_plan(wire.error(kind, ctx, ErrorInfo(message=message))), state.registry, state.interrupts
-    )
+    reply = server.refuse(exc, ReplyContext(model, _request_id(server.wire), _idle_rate()))
+    return PlannedResponse(error_plan(reply), state.registry, state.interrupts)
+
+
+def _default_model(state: EmulatorState) -> str | None:
+    """The model a server answers with when it picks one itself: the fleet's first on the OpenAI wire."""
+    serving = state.fleet.serving(_wire_openai.NAME)
+    return serving[0].name if serving else None
 
 
 async def _handle_chat(
-    request: Request, wire: ModuleType, *, model: str | None = None, stream: bool | None = None
+    request: Request, server: Server, *, model: str | None = None, stream: bool | None = None
 ) -> PlannedResponse:
     state = _state(request)
     try:
-        raw, body = await _json_body(request)
-        problem = None
+        raw, too_big = await _read_body(request), None
     except BodyError as exc:
-        raw, body, problem = b"", None, str(exc)
+        raw, too_big = b"", str(exc)
     rec = RequestRecord(
-        wire.NAME,
+        server.name,
         request.method,
         request.url.path,
         redact_query(request.query_params),
         redact_headers(request.headers),
-        summarise_body(raw, body),
+        None,
         model=model or "",
         stream=bool(stream),
     )
-    request_id = _request_id(wire)
+    request_id = _request_id(server.wire)
 
-    def fail(kind: str, message: str = "", param: str | None = None) -> PlannedResponse:
-        reply = wire.error(
-            kind, ReplyContext(rec.model, request_id, _idle_rate()), ErrorInfo(message=message, param=param)
-        )
+    def refuse(exc: WireError) -> PlannedResponse:
+        if rec.body is None:
+            rec.body = summarise_body(raw)
+        reply = server.refuse(exc, ReplyContext(rec.model, request_id, _idle_rate()))
         rec.status = str(reply.status)
         state.stats.record(rec)
         return PlannedResponse(error_plan(reply), state.registry, state.interrupts)
 
-    if not _api_key(request):
-        return fail("auth")
-    if problem is not None or body is None:
-        return fail("bad_request", problem or "We could not parse the JSON body of your request.")
     try:
-        call = wire.parse_request(body, model=model, stream=stream, query=request.query_params)
+        call, spec = _admit(request, server, state, rec, raw, too_big, stream)
     except WireError as exc:
-        return fail("bad_request", exc.message, exc.param)
-    rec.model, rec.stream = call.model, call.stream
-    spec = state.fleet.get(call.model)
-    if spec is None or not spec.serves(wire.NAME):
-        return fail("not_found")
-    try:  # what the vendor refuses only once it knows the model (a thinking budget out of its range)
-        wire.check_call(call, spec)
-    except WireError as exc:
-        return fail("bad_request", exc.message, exc.param)
+        return refuse(exc)
     attempt = state.next_attempt(spec.name, call.fingerprint)
     try:
         step = state.pick_fault(request.headers, spec, call.fingerprint, attempt)
     except ValueError as exc:
-        return fail("bad_request", f"x-evalkit-fault: {exc}")
-    plan = _answer_plan(state, wire, rec, call, spec, step, attempt, request_id)
+        return refuse(WireError(f"x-evalkit-fault: {exc}"))
+    plan = _answer_plan(state, server.wire, rec, call, spec, step, attempt, request_id)
     state.stats.record(rec)
     return PlannedResponse(plan, state.registry, state.interrupts)
+
+
+def _admit(request: Request, server: Server, state: EmulatorState, rec: RequestRecord, raw: bytes,
+           too_big: str | None, stream: bool | None) -> tuple[ChatCall, ModelSpec]:
+    """The call and the model that serves it, or the :class:`WireError` the server answers instead."""
+    server.credentials(request.headers, request.query_params)
+    if too_big is not None:
+        raise WireError(too_big)
+    body = server.read(request.headers, raw)
+    rec.body = summarise_body(raw, body)
+    if server.default_model != "never" and not body.get("model") and (fallback := _default_model(state)):
+        body = {**body, "model": fallback}
+    wire = server.wire
+    call = wire.parse_request(body, model=rec.model or None, stream=stream, query=request.query_params)
+    if not server.streams_usage:
+        call = dataclasses.replace(call, include_usage=False)
+    rec.model, rec.stream = call.model, call.stream
+    spec = state.fleet.get(call.model)
+    if (spec is None or not spec.serves(wire.NAME)) and server.default_model == "any":
+        spec = state.fleet.get(_default_model(state) or "")
+        if spec is not None:
+            call = dataclasses.replace(call, model=spec.name)
+            rec.model = spec.name
+    if spec is None or not spec.serves(wire.NAME):
+        raise WireError("", kind="not_found")
+    wire.check_call(call, spec)  # what the vendor refuses only once it knows the model
+    return call, spec
 
 
 def _answer_plan(
@@ -262,53 +280,72 @@ def _answer_plan(
 
 
 async def _anthropic_count_tokens(request: Request) -> Any:
-    return await _count_tokens(request, _wire_anthropic)
+    return await _count_tokens(request, SERVERS["anthropic"])
 
 
-async def _count_tokens(request: Request, wire: ModuleType, model: str | None = None) -> Any:
+async def _count_tokens(request: Request, server: Server, model: str | None = None) -> Any:
     state = _state(request)
-    if not _api_key(request):
-        return _plain_error(request, wire, "auth", model or "")
     try:
-        _, body = await _json_body(request)
-        if wire is _wire_anthropic and isinstance(body, dict):
+        server.credentials(request.headers, request.query_params)
+        raw = await _read_body(request)
+        assert server.read_count is not None
+        body = server.read_count(request.headers, raw)
+        if server.wire is _wire_anthropic:
             # count_tokens takes no max_tokens; a thinking budget must not be checked against this stand-in.
             body = {"max_tokens": 1, **{k: v for k, v in body.items() if k != "thinking"}}
-        call = wire.parse_request(body, model=model, stream=False, query=request.query_params)
-    except (ValueError, WireError) as exc:
-        return _plain_error(request, wire, "bad_request", model or "", getattr(exc, "message", str(exc)))
+        call = server.wire.parse_request(body, model=model, stream=False, query=request.query_params)
+    except BodyError as exc:
+        return _refusal(request, server, WireError(str(exc)), model or "")
+    except WireError as exc:
+        return _refusal(request, server, exc, model or "")
     spec = state.fleet.get(call.model)
-    if spec is None or not spec.serves(wire.NAME):
-        return _plain_error(request, wire, "not_found", call.model)
-    return JSONResponse(wire.count_tokens_payload(state.simulator.prompt_tokens(call)))
+    if spec is None or not spec.serves(server.wire.NAME):
+        return _refusal(request, server, WireError("", kind="not_found"), call.model)
+    return JSONResponse(server.wire.count_tokens_payload(state.simulator.prompt_tokens(call)))
 
 
-def _is_anthropic_client(request: Request) -> bool:
-    return "anthropic-version" in request.headers or "x-api-key" in request.headers
+def _openai_or_anthropic(request: Request) -> Server:
+    """Who ``GET /v1/models`` asks: Anthropic's SDK sends its version header (and usually x-api-key)."""
+    anthropic = "anthropic-version" in request.headers or "x-api-key" in request.headers
+    return SERVERS["anthropic" if anthropic else "openai"]
+
+
+def _turned_away(request: Request, server: Server, model: str = "") -> PlannedResponse | None:
+    """The server's refusal of a request without the credentials (and headers) it requires."""
+    try:
+        server.credentials(request.headers, request.query_params)
+    except WireError as exc:
+        return _refusal(request, server, exc, model)
+    return None
 
 
 async def _list_models(request: Request) -> Any:
-    wire = _wire_anthropic if _is_anthropic_client(request) else _wire_openai
-    if not _api_key(request):
-        return _plain_error(request, wire, "auth", "")
-    return JSONResponse(wire.models_payload(_state(request).fleet, int(time.time())))
+    server = _openai_or_anthropic(request)
+    refused = _turned_away(request, server)
+    return refused or JSONResponse(server.wire.models_payload(_state(request).fleet, int(time.time())))
 
 
 async def _get_model(request: Request) -> Any:
-    wire = _wire_anthropic if _is_anthropic_client(request) else _wire_openai
+    server = _openai_or_anthropic(request)
     name = request.path_params["model_id"]
+    if refused := _turned_away(request, server, name):
+        return refused
     spec = _state(request).fleet.get(name)
-    if not _api_key(request):
-        return _plain_error(request, wire, "auth", name)
-    if spec is None or (wire is _wire_anthropic and not spec.serves(wire.NAME)):
-        return _plain_error(request, wire, "not_found", name)
-    return JSONResponse(wire.model_payload(name, int(time.time())))
+    if spec is None or (server.wire is _wire_anthropic and not spec.serves(server.wire.NAME)):
+        return _refusal(request, server, WireError("", kind="not_found"), name)
+    return JSONResponse(server.wire.model_payload(name, int(time.time())))
 
 
 async def _gemini_models(request: Request) -> Any:
-    if not _api_key(request):
-        return _plain_error(request, _wire_gemini, "auth", "")
-    return JSONResponse(_wire_gemini.models_payload(_state(request).fleet, int(time.time())))
+    server = SERVERS["gemini"]
+    refused = _turned_away(request, server)
+    return refused or JSONResponse(server.wire.models_payload(_state(request).fleet, int(time.time())))
+
+
+async def _compat_models(request: Request) -> Any:
+    if request.path_params["server"] not in COMPAT_SERVERS:
+        return PlainTextResponse("Not Found", status_code=404)
+    return JSONResponse(_wire_openai.models_payload(_state(request).fleet, int(time.time())))
 
 
 async def _stats(request: Request) -> JSONResponse:
@@ -324,7 +361,7 @@ async def _reset(request: Request) -> JSONResponse:
 async def _script(request: Request) -> JSONResponse:
     state = _state(request)
     try:
-        _, body = await _json_body(request)
+        body = loads_checked(await _read_body(request))
         model = body["model"]
         if model not in state.fleet:
             raise ValueError(f"no model {model!r} in the fleet")

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._json import loads_checked
+
 __all__ = ["RequestRecord", "Stats", "redact_headers", "redact_query", "summarise_body"]
 
 _SECRET_HEADERS = frozenset(
@@ -47,8 +49,8 @@ def summarise_body(raw: bytes, decoded: Any = None) -> Any:
     shortened, or a prefix of a body that is not JSON."""
     if decoded is None:
         try:
-            decoded = json.loads(raw)
-        except ValueError:
+            decoded = loads_checked(raw)
+        except ValueError:  # not JSON, or past the limits (JSONLimitError)
             return {"raw": raw[:_MAX_STRING].decode("utf-8", "replace"), "bytes": len(raw)}
     return _shorten(decoded)
 

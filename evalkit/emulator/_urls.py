@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["WireURLs"]
+__all__ = ["COMPAT_PREFIXES", "WireURLs"]
+
+COMPAT_PREFIXES = ("llamacpp", "vllm", "ollama", "fastapi")
+"""The OpenAI-compatible self-hosted servers the emulator imitates, each under ``/{name}/v1``
+(their checks and error bodies: ``evalkit.emulator._compat``)."""
 
 
 class WireURLs:
@@ -26,6 +30,9 @@ class WireURLs:
         return self.base_url
 
     def base_url_for(self, wire: str) -> str:
-        """The base URL of ``wire`` (``openai``, ``anthropic`` or ``gemini``)."""
+        """The base URL of ``wire``: ``openai``, ``anthropic``, ``gemini``, or a self-hosted server the
+        emulator imitates (``llamacpp``, ``vllm``, ``ollama``, ``fastapi``: ``.../{name}/v1``)."""
+        if wire in COMPAT_PREFIXES:
+            return f"{self.base_url}/{wire}/v1"
         return {"openai": self.openai_base_url, "anthropic": self.anthropic_base_url,
                 "gemini": self.gemini_base_url}[wire]

@@ -50,7 +50,8 @@ _STOP = {
 def parse_request(
     body: Any, *, model: str | None = None, stream: bool | None = None, query: Mapping[str, str] | None = None
 ) -> ChatCall:
-    """A :class:`ChatCall` from a Messages body; :class:`WireError` for what Anthropic rejects."""
+    """A :class:`ChatCall` from a Messages body whose field types are checked already
+    (``_request_checks.anthropic_body``); :class:`WireError` for the values Anthropic rejects."""
     if not isinstance(body, Mapping):
         raise WireError("Request body must be a JSON object")
     name = body.get("model")
@@ -72,6 +73,10 @@ def parse_request(
         if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
             raise WireError(f"messages.{i}.role: Input should be 'user' or 'assistant'", f"messages.{i}.role")
         messages.append((str(message["role"]), _block_text(message.get("content"))))
+    temperature = float_or_none(body.get("temperature"))
+    if temperature is not None and not 0 <= temperature <= 1:
+        bound = "less than or equal to 1" if temperature > 1 else "greater than or equal to 0"
+        raise WireError(f"temperature: Input should be {bound}", "temperature")
     stop = body.get("stop_sequences") or ()
     return ChatCall(
         wire=NAME,
@@ -81,7 +86,7 @@ def parse_request(
         stop=tuple(str(s) for s in stop) if isinstance(stop, list) else (),
         stream=bool(body.get("stream")),
         cache_control=_mentions_cache_control(body.get("system")) or _mentions_cache_control(raw),
-        temperature=float_or_none(body.get("temperature")),  # Messages has no seed: samples agree
+        temperature=temperature,  # Messages has no seed: samples agree
         thinking_budget=_thinking_budget(body.get("thinking"), max_tokens),
         cap_includes_thinking=True,
     )

@@ -45,6 +45,7 @@ ErrorKind = Literal[
     "overloaded",
     "context_length",
     "auth",
+    "unauthenticated",
     "not_found",
     "bad_request",
 ]
@@ -58,11 +59,31 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class WireError(Exception):
-    """A request the vendor would reject with 400 (``param`` names the bad field)."""
+    """A request the server refuses: a 400 (``bad_request``) unless ``kind`` says otherwise.
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    ``param`` names the bad field and ``code`` is the vendor's error code, where
+    it has one (OpenAI's ``invalid_type``). ``details`` are structured details the
+    vendor attaches (Gemini's field violations); ``problems`` the field-type
+    failures behind it as FastAPI lists them (its ``detail`` items).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        *,
+        kind: str = "bad_request",
+        code: str | None = None,
+        details: tuple[Any, ...] = (),
+        problems: tuple[Any, ...] = (),
+    ) -> None:
         super().__init__(message)
-        self.message, self.param = message, param
+        self.message, self.param, self.kind, self.code = message, param, kind, code
+        self.details, self.problems = details, problems
+
+    def info(self) -> ErrorInfo:
+        """What the vendor's error renderer needs from this refusal."""
+        return ErrorInfo(message=self.message, param=self.param, code=self.code, details=self.details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +124,8 @@ class ErrorInfo:
     prompt_tokens: int = 0
     context_window: int = 0
     param: str | None = None
+    code: str | None = None
+    details: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,8 @@ _FINISH = {"stop": "STOP", "stop_sequence": "STOP", "length": "MAX_TOKENS", "con
 def parse_request(
     body: Any, *, model: str | None = None, stream: bool | None = None, query: Mapping[str, str] | None = None
 ) -> ChatCall:
-    """A :class:`ChatCall` from a generateContent body (``model`` and ``stream`` come from the URL)."""
+    """A :class:`ChatCall` from a generateContent body whose field types are checked already
+    (``_request_checks.gemini_body``; ``model`` and ``stream`` come from the URL)."""
     if not isinstance(body, Mapping):
         raise WireError("Invalid JSON payload received.")
     raw = body.get("contents")
@@ -236,11 +237,20 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
         "The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed ({window}).",
     ),
     "auth": (
-        401,
-        "UNAUTHENTICATED",
+        403,
+        "PERMISSION_DENIED",
         (
             "Method doesn't allow unregistered callers (callers without established identity). "
             "Please use API Key or other form of API consumer identity to call this API."
+        ),
+    ),
+    "unauthenticated": (
+        401,
+        "UNAUTHENTICATED",
+        (
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
+            "other valid authentication credential. See "
+            "https://developers.google.com/identity/sign-in/web/devconsole-project."
         ),
     ),
     "not_found": (
@@ -267,6 +277,8 @@ def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
         message=info.message or "Invalid JSON payload received.",
     )
     error_body: dict[str, Any] = {"code": status, "message": message, "status": state}
+    if info.details:
+        error_body["details"] = list(info.details)
     headers = [("content-type", "application/json; charset=UTF-8"), ("x-request-id", ctx.request_id)]
     if kind == "rate_limit":
         wait = seconds_text(info.retry_after or 0)

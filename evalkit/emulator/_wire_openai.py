@@ -34,6 +34,7 @@ from ._wire_common import (
 from .answers import content_text
 
 NAME = "openai"
+_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "content_filter": "content_filter"}
 _FINGERPRINT = "fp_evalkit0"
 
@@ -41,36 +42,51 @@ _FINGERPRINT = "fp_evalkit0"
 def parse_request(
     body: Any, *, model: str | None = None, stream: bool | None = None, query: Mapping[str, str] | None = None
 ) -> ChatCall:
-    """A :class:`ChatCall` from a Chat Completions body; :class:`WireError` for what OpenAI rejects."""
+    """A :class:`ChatCall` from a Chat Completions body whose field types are checked already
+    (``_request_checks.openai_body``); :class:`WireError` for the values OpenAI rejects."""
     if not isinstance(body, Mapping):
         raise WireError("We could not parse the JSON body of your request.")
     name = body.get("model")
     if not isinstance(name, str) or not name:
-        raise WireError("you must provide a model parameter", "model")
+        raise WireError("you must provide a model parameter")
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
-        raise WireError("'messages' must be a non-empty array.", "messages")
+        raise WireError(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty "
+            "array instead.",
+            "messages",
+            code="empty_array",
+        )
     messages = []
     for i, message in enumerate(raw):
-        if not isinstance(message, Mapping) or message.get("role") not in (
-            "system",
-            "developer",
-            "user",
-            "assistant",
-            "tool",
-            "function",
-        ):
-            raise WireError(f"Invalid value for 'messages[{i}].role'.", f"messages[{i}].role")
-        role = "system" if message["role"] == "developer" else str(message["role"])
+        role = message.get("role") if isinstance(message, Mapping) else None
+        if role not in _ROLES:
+            raise WireError(
+                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', "
+                "'function', 'tool', and 'developer'.",
+                f"messages[{i}].role",
+                code="invalid_value",
+            )
+        role = "system" if role == "developer" else str(role)
         messages.append((role, content_text(message.get("content"))))
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
-    ):
+    field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = int_or_none(body.get(field))
+    if max_tokens is not None and max_tokens < 1:
         raise WireError(
-            f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got "
-            f"{max_tokens!r} instead.",
-            "max_tokens",
+            f"Invalid '{field}': integer below minimum value. Expected a value >= 1, but got {max_tokens} "
+            "instead.",
+            field,
+            code="integer_below_min_value",
+        )
+    temperature = float_or_none(body.get("temperature"))
+    if temperature is not None and not 0 <= temperature <= 2:
+        side, bound, code = (("above maximum", "<= 2", "decimal_above_max_value") if temperature > 2
+                             else ("below minimum", ">= 0", "decimal_below_min_value"))
+        raise WireError(
+            f"Invalid 'temperature': decimal {side} value. Expected a value {bound}, but got "
+            f"{body['temperature']} instead.",
+            "temperature",
+            code=code,
         )
     stop = body.get("stop") or ()
     options = body.get("stream_options") if isinstance(body.get("stream_options"), Mapping) else {}
@@ -85,7 +101,7 @@ def parse_request(
         include_usage=bool(options.get("include_usage")),
         json_mode=response_format.get("type") in ("json_object", "json_schema"),
         seed=int_or_none(body.get("seed")),
-        temperature=float_or_none(body.get("temperature")),
+        temperature=temperature,
         thinking_budget=-1,  # dynamic: reasoning models decide, bounded by the cap itself
         cap_includes_thinking=True,
     )
@@ -259,10 +275,12 @@ _ERRORS: dict[str, tuple[int, str, str | None, str]] = {
     "auth": (
         401,
         "invalid_request_error",
-        "invalid_api_key",
+        None,
         (
             "You didn't provide an API key. You need to provide your API key in an Authorization header "
-            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
+            "username) if you're accessing the API from your browser and are prompted for a username and "
+            "password. You can obtain an API key from https://platform.openai.com/account/api-keys."
         ),
     ),
     "not_found": (
@@ -297,7 +315,7 @@ def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
     return HttpReply(
         status,
         [("content-type", "application/json; charset=utf-8"), *headers],
-        _error_body(message, err_type, code, param),
+        _error_body(message, err_type, code or info.code, param),
     )
 
 

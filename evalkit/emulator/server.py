@@ -41,6 +41,11 @@ _START_TIMEOUT_S = 10.0
 class Emulator(WireURLs):
     """An OpenAI/Anthropic/Gemini-compatible HTTP server on 127.0.0.1 with simulated models.
 
+    It also imitates the self-hosted OpenAI-compatible servers under a path
+    prefix each: ``base_url_for("llamacpp")`` (``vllm``, ``ollama``,
+    ``fastapi``) is ``.../llamacpp/v1``. Every route refuses what the real
+    server refuses, with its status and error body.
+
     ``fleet`` is a :class:`Fleet`, a fleet file path, or None for the built-in
     fleet. ``datasets`` are JSONL files whose prompts get gradable answers
     (None: the bundled suites, ``()``: none). ``time_scale`` multiplies every

@@ -22,6 +22,10 @@ WIRE_DIR = shared_path("wire") or REPO.parent / "shared" / "wire"
 TLS = ssl.create_default_context()
 
 
+ANTHROPIC_AUTH = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+"""What the Anthropic API requires of every request: a key and the API version."""
+
+
 def post(url: str, **kwargs: Any) -> httpx.Response:
     """``httpx.post`` without the per-call TLS setup cost."""
     return httpx.post(url, verify=TLS, timeout=kwargs.pop("timeout", 10), **kwargs)

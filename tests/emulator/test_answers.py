@@ -92,7 +92,7 @@ def test_answers_are_the_same_on_every_wire(det_emu: Any) -> None:
     prompt = ROWS["fx-mcq"]["prompt"]
     anthropic = post(
         f"{det_emu.anthropic_base_url}/v1/messages",
-        headers={"x-api-key": "k"},
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
         json={"model": "never", "max_tokens": 50, "messages": [{"role": "user", "content": prompt}]},
     ).json()
     gemini = post(

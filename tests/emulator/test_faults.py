@@ -109,7 +109,7 @@ def test_http_error_faults_on_every_wire(emu: Any) -> None:
     anthropic = post(
         f"{emu.anthropic_base_url}/v1/messages",
         json={"model": "sim-small", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
-        headers={"x-api-key": "k", "x-evalkit-fault": "503"},
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01", "x-evalkit-fault": "503"},
     ).json()
     assert anthropic["type"] == "error" and anthropic["error"]["type"] == "overloaded_error"
     gemini = post(
@@ -133,7 +133,7 @@ def test_fleet_script_then_runtime_script_then_http_script(det_emu: Any) -> None
     def call() -> int:
         return post(
             f"{det_emu.anthropic_base_url}/v1/messages",
-            headers={"x-api-key": "k"},
+            headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
             json={"model": "scripted", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
         ).status_code
 
@@ -156,7 +156,7 @@ def test_fleet_script_then_runtime_script_then_http_script(det_emu: Any) -> None
 def test_fleet_script_retry_after(det_emu: Any) -> None:
     response = post(
         f"{det_emu.anthropic_base_url}/v1/messages",
-        headers={"x-api-key": "k"},
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
         json={"model": "scripted", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
     )
     assert response.status_code == 429 and response.headers["retry-after"] == "2"
@@ -208,7 +208,7 @@ def test_context_window_overflow_is_natural(det_emu: Any) -> None:
     assert openai.status_code == 400 and openai.json()["error"]["code"] == "context_length_exceeded"
     anthropic = post(
         f"{det_emu.anthropic_base_url}/v1/messages",
-        headers={"x-api-key": "k"},
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
         json={"model": "sure", "max_tokens": 5, "messages": [{"role": "user", "content": long_prompt}]},
     )
     assert anthropic.status_code == 400

@@ -15,11 +15,12 @@ import pytest
 
 from evalkit.emulator import Emulator
 
-from .helpers import WIRE_DIR, collapse, key_shape, post, recorded, request_body, sse_events
+from .helpers import ANTHROPIC_AUTH, WIRE_DIR, collapse, key_shape, post, recorded, request_body, sse_events
 
 pytestmark = pytest.mark.skipif(not WIRE_DIR.is_dir(), reason=f"recorded traffic not found at {WIRE_DIR}")
 
-AUTH = {"authorization": "Bearer k", "x-api-key": "k", "x-goog-api-key": "k"}
+AUTH = {"authorization": "Bearer k", "x-goog-api-key": "k",
+        **ANTHROPIC_AUTH}
 
 
 def _first(cassette: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:

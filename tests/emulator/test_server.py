@@ -16,7 +16,7 @@ from evalkit.emulator._wire_common import RateSnapshot, ReplyContext
 from evalkit.emulator.answers import AnswerBook
 from evalkit.emulator.fleet import default_fleet
 
-from .helpers import get, post, sse_events
+from .helpers import ANTHROPIC_AUTH, get, post, sse_events
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -54,43 +54,47 @@ def test_context_manager_and_fixed_port() -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "body", "check"),
+    ("url", "body", "status", "check"),
     [
         (
             "/v1/chat/completions",
             {"model": "sim-large", "messages": MESSAGES},
-            lambda b: b["error"]["code"] == "invalid_api_key",
+            401,
+            lambda b: b["error"]["message"].startswith("You didn't provide an API key.")
+            and b["error"]["type"] == "invalid_request_error",
         ),
         (
             "/v1/messages",
             {"model": "sim-large", "max_tokens": 5, "messages": MESSAGES},
+            401,
             lambda b: b["type"] == "error" and b["error"]["type"] == "authentication_error",
         ),
         (
             "/v1beta/models/sim-fast:generateContent",
             {"contents": [{"parts": [{"text": "hi"}]}]},
-            lambda b: b["error"]["status"] == "UNAUTHENTICATED" and b["error"]["code"] == 401,
+            403,
+            lambda b: b["error"]["status"] == "PERMISSION_DENIED" and b["error"]["code"] == 403,
         ),
     ],
 )
-def test_missing_key_is_401_in_the_vendors_format(
-    emu: Any, url: str, body: dict[str, Any], check: Any
+def test_missing_key_is_refused_in_the_vendors_format(
+    emu: Any, url: str, body: dict[str, Any], status: int, check: Any
 ) -> None:
     response = post(emu.base_url + url, json=body)
-    assert response.status_code == 401 and check(response.json())
-    assert post(emu.base_url + url, json=body, headers={"authorization": "Basic abc"}).status_code == 401
+    assert response.status_code == status and check(response.json())
+    assert post(emu.base_url + url, json=body, headers={"authorization": "Basic abc"}).status_code == status
 
 
-def test_every_key_style_is_accepted(emu: Any) -> None:
+def test_gemini_takes_its_key_in_the_header_or_the_query_only(emu: Any) -> None:
     url = f"{emu.gemini_base_url}/v1beta/models/sim-fast:generateContent"
     body = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
-    for headers, params in (
-        ({"x-goog-api-key": "k"}, {}),
-        ({}, {"key": "k"}),
-        ({"x-api-key": "k"}, {}),
-        ({"authorization": "Bearer k"}, {}),
+    for headers, params, status in (
+        ({"x-goog-api-key": "k"}, {}, 200),
+        ({}, {"key": "k"}, 200),
+        (ANTHROPIC_AUTH, {}, 403),  # another vendor's header is no key to Google
+        ({"authorization": "Bearer k"}, {}, 401),  # a bearer token is an OAuth credential, not an API key
     ):
-        assert post(url, json=body, headers=headers, params=params).status_code == 200
+        assert post(url, json=body, headers=headers, params=params).status_code == status, headers
 
 
 def test_unknown_model_and_model_on_another_wire_are_404(emu: Any) -> None:
@@ -102,7 +106,7 @@ def test_unknown_model_and_model_on_another_wire_are_404(emu: Any) -> None:
     assert openai.status_code == 404 and openai.json()["error"]["code"] == "model_not_found"
     anthropic = post(
         f"{emu.anthropic_base_url}/v1/messages",
-        headers={"x-api-key": "k"},
+        headers=ANTHROPIC_AUTH,
         json={"model": "gpt-4o", "max_tokens": 5, "messages": MESSAGES},
     )
     assert anthropic.status_code == 404 and anthropic.json()["error"]["type"] == "not_found_error"
@@ -117,7 +121,7 @@ def test_unknown_model_and_model_on_another_wire_are_404(emu: Any) -> None:
 def test_bad_requests_are_400_in_the_vendors_format(emu: Any) -> None:
     no_max = post(
         f"{emu.anthropic_base_url}/v1/messages",
-        headers={"x-api-key": "k"},
+        headers=ANTHROPIC_AUTH,
         json={"model": "sim-small", "messages": MESSAGES},
     )
     assert no_max.status_code == 400 and no_max.json()["error"]["message"] == "max_tokens: Field required"
@@ -131,7 +135,7 @@ def test_model_listings(emu: Any) -> None:
     openai = get(f"{emu.openai_base_url}/models", headers={"authorization": "Bearer k"}).json()
     assert [m["id"] for m in openai["data"]] == default_fleet().names()
     anthropic = get(
-        f"{emu.anthropic_base_url}/v1/models", headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}
+        f"{emu.anthropic_base_url}/v1/models", headers=ANTHROPIC_AUTH
     ).json()
     assert {m["id"] for m in anthropic["data"]} == {m.name for m in default_fleet().serving("anthropic")}
     gemini = get(f"{emu.gemini_base_url}/v1beta/models", params={"key": "k"}).json()
@@ -150,10 +154,10 @@ def test_count_tokens_agrees_with_usage(emu: Any) -> None:
     }
     counted = post(
         f"{emu.anthropic_base_url}/v1/messages/count_tokens",
-        headers={"x-api-key": "k"},
+        headers=ANTHROPIC_AUTH,
         json={k: v for k, v in body.items() if k != "max_tokens"},
     ).json()
-    used = post(f"{emu.anthropic_base_url}/v1/messages", headers={"x-api-key": "k"}, json=body).json()[
+    used = post(f"{emu.anthropic_base_url}/v1/messages", headers=ANTHROPIC_AUTH, json=body).json()[
         "usage"
     ]
     assert counted["input_tokens"] == used["input_tokens"]
@@ -269,10 +273,10 @@ def test_prompt_caching_reports_cached_tokens(emu: Any) -> None:
         ],
     }
     write = post(
-        f"{emu.anthropic_base_url}/v1/messages", json=anthropic_body, headers={"x-api-key": "k"}
+        f"{emu.anthropic_base_url}/v1/messages", json=anthropic_body, headers=ANTHROPIC_AUTH
     ).json()
     read = post(
-        f"{emu.anthropic_base_url}/v1/messages", json=anthropic_body, headers={"x-api-key": "k"}
+        f"{emu.anthropic_base_url}/v1/messages", json=anthropic_body, headers=ANTHROPIC_AUTH
     ).json()
     assert (
         write["usage"]["cache_creation_input_tokens"] > 0 and write["usage"]["cache_read_input_tokens"] == 0

@@ -21,9 +21,10 @@ from evalkit.emulator._specs import Fleet, Spread, Thinking
 from evalkit.emulator._wire_common import WireError
 from evalkit.emulator.fleet import default_fleet
 
-from .helpers import post
+from .helpers import ANTHROPIC_AUTH, post
 
-KEY = {"authorization": "Bearer k", "x-api-key": "k", "x-goog-api-key": "k"}
+KEY = {"authorization": "Bearer k", "x-goog-api-key": "k",
+        **ANTHROPIC_AUTH}
 PROMPTS = [f"Describe item number {i} in detail." for i in range(40)]
 
 
