@@ -99,8 +99,29 @@ class _Builder:
         from .tasks import KeywordClassifier, TaskRouter
 
         routes = {task: self.node(node) for task, node in spec.routes.items()}
-        classifier = KeywordClassifier(**spec.classifier)
+        if "file" in spec.classifier:
+            classifier: Any = self.learned_classifier(spec)
+        else:
+            classifier = KeywordClassifier(**spec.classifier["keywords"])
         return TaskRouter(routes, default=self.node(spec.default), classifier=classifier, name=spec.name)
+
+    def learned_classifier(self, spec: TaskSpec) -> Any:
+        """The classifier file a task node names, with the config's ``min_confidence`` if it sets one."""
+        import dataclasses
+
+        from .classifier import LearnedClassifier
+
+        settings = spec.classifier
+        classifier = LearnedClassifier.load(settings["file"])  # a bad file: ConfigError naming it and its field
+        if "min_confidence" in settings:
+            classifier = dataclasses.replace(classifier, abstain_below=settings["min_confidence"])
+        unknown = sorted(set(classifier.labels) - set(spec.routes))
+        if unknown:  # a type it can name but no route serves: such requests take the default, say so at load
+            import warnings
+
+            warnings.warn(f"{spec.path}.classifier: {settings['file']} names task types with no route "
+                          f"({', '.join(unknown)}); they take the default route", stacklevel=2)
+        return classifier
 
     def cost(self, spec: CostSpec) -> Any:
         from .cost import Candidate, CostAwareRouter

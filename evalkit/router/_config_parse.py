@@ -8,6 +8,7 @@ are :class:`~evalkit.router._config_fields.ConfigFields`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from .._yaml import YamlDocument
@@ -166,10 +167,39 @@ class Parser(ConfigFields):
         routes = {self.key(task, f"{path}.routes"): self.node(node, f"{path}.routes.{task}")
                   for task, node in self.mapping(spec.get("routes") or {}, f"{path}.routes", None).items()}
         default = self.node(spec["default"], f"{path}.default")
-        classifier = self.classifier(spec.get("classifier") or {}, f"{path}.classifier")
+        classifier = self.classifier(spec.get("classifier", "keywords"), f"{path}.classifier")
         return TaskSpec(routes, default, path, classifier, name)
 
     def classifier(self, spec: Any, path: str) -> dict[str, Any]:
+        """``keywords`` (the seed's rules), a mapping of their settings, or ``{file: ..., min_confidence: ...}``.
+
+        ``file`` is a learned classifier's JSON (``evalkit recommend`` writes it
+        beside the YAML), relative to the YAML's folder; it is loaded, every
+        field checked, when the router is built.
+        """
+        if spec == "keywords":
+            return {"keywords": {}}
+        if isinstance(spec, Mapping) and "file" in spec:
+            spec = self.mapping(spec, path, {"file", "min_confidence"}, {"file"})
+            out: dict[str, Any] = {"file": self.path(spec["file"], f"{path}.file")}
+            if "min_confidence" in spec:
+                out["min_confidence"] = float(self.number(spec["min_confidence"], f"{path}.min_confidence",
+                                                          high=1))
+            return out
+        if not isinstance(spec, Mapping):
+            raise self.fail(path, "expected keywords, a mapping of keyword settings, or {file: CLASSIFIER.json}")
+        return {"keywords": self.keyword_settings(spec, path)}
+
+    def path(self, value: Any, path: str) -> Path:
+        """A file named in the config: relative to the config's folder (the working directory without one)."""
+        name = Path(self.text(value, path))
+        if not name.is_absolute() and self.doc.file:
+            name = Path(self.doc.file).parent / name
+        if not name.is_file():
+            raise self.fail(path, f"no such file: {name}")
+        return name
+
+    def keyword_settings(self, spec: Any, path: str) -> dict[str, Any]:
         spec = self.mapping(spec, path, {"rules", "long_document_tokens", "simple_qa_max_words", "default"})
         out: dict[str, Any] = {}
         if "rules" in spec:

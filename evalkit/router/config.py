@@ -111,7 +111,8 @@ class TaskSpec:
     routes: Mapping[str, NodeSpec]
     default: NodeSpec
     path: str
-    classifier: Mapping[str, Any] = field(default_factory=dict)  # KeywordClassifier keyword arguments
+    classifier: Mapping[str, Any] = field(default_factory=lambda: {"keywords": {}})
+    """``{"keywords": KeywordClassifier kwargs}`` or ``{"file": Path, "min_confidence"?: float}``."""
     name: str | None = None
 
 

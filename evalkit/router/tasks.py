@@ -76,28 +76,38 @@ class TaskRouter(Router):
 
     ``routes`` maps task types to targets (providers or routers); requests
     whose task has no route go to ``default``. ``classifier`` is any
-    ``Callable[[ChatRequest], str]``; the default is :class:`KeywordClassifier`.
-    The chosen task type is written into the request's metadata, so the
-    monitor and the targets see it.
+    ``Callable[[ChatRequest], str | None]``: a learned one
+    (:class:`~evalkit.router.classifier.LearnedClassifier`, which ``evalkit
+    recommend`` trains and writes beside the routing YAML) returns ``None``
+    when it is not confident enough, and the request takes ``default``. The
+    default classifier is :class:`KeywordClassifier`. The chosen task type is
+    written into the request's metadata (``None`` for an abstention), so the
+    monitor and the targets see it and it is decided once per request.
     """
 
     kind = "task"
 
     def __init__(self, routes: Mapping[str, Target | str], *, default: Target | str,
-                 classifier: Callable[[ChatRequest], str] | None = None, **router_options) -> None:
+                 classifier: Callable[[ChatRequest], str | None] | None = None, **router_options) -> None:
         self.routes = {task: as_target(t) for task, t in routes.items()}
         self.default = as_target(default)
         targets = list({id(t): t for t in [*self.routes.values(), self.default]}.values())
         super().__init__(targets, **router_options)
         self.classifier = classifier or KeywordClassifier()
 
-    def route_for(self, request: ChatRequest) -> tuple[str, Target]:
-        """The task type and target this request goes to."""
-        task = request.task_type or self.classifier(request)
-        return task, self.routes.get(task, self.default)
+    def route_for(self, request: ChatRequest) -> tuple[str | None, Target]:
+        """The task type (``None``: the classifier abstained) and the target this request goes to."""
+        task = self.task_of(request)
+        return task, self.routes.get(task, self.default) if task is not None else self.default
+
+    def task_of(self, request: ChatRequest) -> str | None:
+        """The caller's task type, else what this router decided for the request, else the classifier's."""
+        if "task_type" in request.metadata:  # set by the caller, or by complete() (None: abstained)
+            return request.task_type
+        return self.classifier(request)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        if request.task_type is None:
+        if "task_type" not in request.metadata:
             request = request.replace(metadata={**request.metadata, "task_type": self.classifier(request)})
         return await super().complete(request)
 
