@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = ["ClassifierReport", "LabelScore", "TrainingExamples", "examples_from_dataset", "examples_from_run",
-           "train_task_classifier"]
+           "run_dataset", "train_task_classifier"]
 
 
 class TrainingExamples(NamedTuple):
@@ -61,6 +61,11 @@ def examples_from_dataset(dataset: Any) -> TrainingExamples:
 
 def examples_from_run(run_dir: str | Path) -> TrainingExamples:
     """:func:`examples_from_dataset` of the suite a run directory was run on (checked by its sha256)."""
+    return examples_from_dataset(run_dataset(run_dir))
+
+
+def run_dataset(run_dir: str | Path) -> Any:
+    """The dataset a run directory was run on, refused when it changed since (its sha256 differs)."""
     from ..datasets import load_dataset
     from ..errors import ConfigError
     from ..runner.store import RunStore
@@ -73,7 +78,7 @@ def examples_from_run(run_dir: str | Path) -> TrainingExamples:
     if dataset.sha256 != manifest["dataset"]["sha256"]:
         raise ConfigError("the dataset changed since this run; its prompts are not the ones the run asked",
                           file=str(dataset.path), field="sha256")
-    return examples_from_dataset(dataset)
+    return dataset
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class ClassifierReport:
         """JSON-safe summary (for the YAML header, the report and the model file); ``items`` adds per-item lists."""
         out: dict[str, Any] = {
             "method": f"stratified {self.folds}-fold cross-validation, seed {self.seed}",
-            "n": self.n, "labels": list(self.labels), "accuracy": self.accuracy,
+            "folds": self.folds, "seed": self.seed, "n": self.n, "labels": list(self.labels), "accuracy": self.accuracy,
             "macro_accuracy": self.macro_accuracy,
             "per_label": {k: {"precision": v.precision, "recall": v.recall, "support": v.support}
                           for k, v in self.per_label.items()},

@@ -29,7 +29,12 @@ def add_recommend_parser(subparsers: Any) -> None:
                         "default 0.95")
     p.add_argument("--budget-per-1k-requests", type=usd, metavar="USD", help="USD per 1,000 requests (>= 0)")
     p.add_argument("--metric", choices=("passed", "score"), default="passed")
-    p.add_argument("-o", "--output", help="write the routing YAML here (default: stdout)")
+    p.add_argument("--classifier", choices=("learned", "keywords"), default="learned",
+                   help="how requests without a task type are classified: a classifier trained on the run's "
+                        "prompts, written beside the YAML (default; needs -o), or the seed's keyword rules")
+    p.add_argument("--seed", type=int, default=0, help="seed of the classifier's cross-validation folds")
+    p.add_argument("-o", "--output", help="write the routing YAML here, and the learned classifier beside it as "
+                                          "NAME.classifier.json/.npz (default: the YAML to stdout)")
     p.set_defaults(run=_recommend)
 
 
@@ -94,18 +99,34 @@ def _recommend(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     targets, windows = emulated_target_specs(run_dir)
-    table = recommend(results_df(run_dir), min_quality=args.min_quality,
+    if args.classifier == "learned" and not args.output:
+        raise ConfigError("the learned classifier is written beside the routing YAML: give -o FILE "
+                          "(or --classifier keywords to print a YAML that needs no other file)", field="--output")
+    table = recommend(run_dir, min_quality=args.min_quality,
                       max_p95_latency_ms=args.max_p95_latency, min_success=args.min_success,
                       budget_per_1k_requests=args.budget_per_1k_requests, metric=args.metric,
-                      context_windows=windows or None)
-    Console(stderr=True, width=150).print(table.render())
+                      context_windows=windows or None, classifier=args.classifier, seed=args.seed)
+    console = Console(stderr=True, width=150)
+    console.print(table.render())
+    if table.classifier_report is not None:
+        print(table.classifier_report.to_text(), file=sys.stderr)
+    elif args.classifier == "learned":
+        print(f"warning: unlabelled requests keep the keyword rules: {table.classifier_note}", file=sys.stderr)
     for warning in table.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    text = table.to_yaml(targets or None)
+    preface = ""
     if targets:
-        text = (f"# Emulated targets: run `evalkit emulate`, then export {EMULATOR_URL_ENV}=<its URL>,\n"
-                f"# {EMULATOR_URL_ENV}_OPENAI=<its URL>/v1 and {EMULATOR_KEY_ENV}=<any value>.\n") + text
-    _write(text, args.output)
+        preface = (f"# Emulated targets: run `evalkit emulate`, then export {EMULATOR_URL_ENV}=<its URL>,\n"
+                   f"# {EMULATOR_URL_ENV}_OPENAI=<its URL>/v1 and {EMULATOR_KEY_ENV}=<any value>.\n")
+    if not args.output:
+        _write(preface + table.to_yaml(targets or None), None)
+        return 0
+    try:
+        written = table.write(args.output, targets or None, preface=preface)
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror or exc}", file=args.output, field="--output") from None
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -120,11 +141,20 @@ def _replay(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..runner import results_df
-    from .replay import policy_from_config, replay_policy
+    from .replay import policy_from_config, replay_as_deployed, replay_policy
 
-    policy = policy_from_config(args.policy, seed=args.seed)
-    report = replay_policy(results_df(Path(args.run_dir)), policy, n_boot=args.bootstrap, seed=args.seed)
-    Console(width=150).print(report.render())
+    deployed = replay_as_deployed(Path(args.run_dir), args.policy, n_boot=args.bootstrap, seed=args.seed)
+    console = Console(width=150)
+    if deployed is None:  # not a task table: no task types to predict
+        policy = policy_from_config(args.policy, seed=args.seed)
+        console.print(replay_policy(results_df(Path(args.run_dir)), policy, n_boot=args.bootstrap,
+                                    seed=args.seed).render())
+        return 0
+    console.print("[bold]With the true task types[/bold] (every request arrives labelled)")
+    console.print(deployed.true_labels.render())
+    console.print(f"[bold]As deployed[/bold]: task types from {deployed.task_types.method}; "
+                  f"{deployed.agreement:.1%} of items get their true type")
+    console.print(deployed.deployed.render())
     return 0
 
 

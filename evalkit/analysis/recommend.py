@@ -73,8 +73,16 @@ def recommend(results: Any, *, min_quality: float = 0.8, max_p95_latency_ms: flo
               min_success: float = 0.95, budget_per_1k_requests: float | str | Decimal | None = None,
               metric: str = "passed", confidence: float = 0.95,
               context_windows: Mapping[str, int] | None = None,
-              providers_of: Callable[[str], str] | None = None, fallback_length: int = 2) -> RoutingTable:
+              providers_of: Callable[[str], str] | None = None, fallback_length: int = 2,
+              classifier: str = "learned", dataset: Any = None, seed: int = 0) -> RoutingTable:
     """The recommended routing table for ``results`` (a ``results_df`` or a run directory).
+
+    ``classifier="learned"`` (the default) trains a task classifier on the
+    run's prompts and task types (:func:`~evalkit.analysis.classifier_training.train_task_classifier`,
+    cross-validated with ``seed``) for the requests that arrive without a task
+    type; it needs the prompts: ``results`` as a run directory, or the
+    ``dataset`` it was run on. Without them, or with ``classifier="keywords"``,
+    the table keeps the keyword rules and ``classifier_note`` says why.
 
     ``max_p95_latency_ms`` takes milliseconds or ``"5s"``; ``budget_per_1k_requests``
     is USD per 1,000 requests; ``context_windows`` maps targets to their window
@@ -84,6 +92,8 @@ def recommend(results: Any, *, min_quality: float = 0.8, max_p95_latency_ms: flo
     """
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {', '.join(_METRICS)}, got {metric!r}")
+    if classifier not in ("learned", "keywords"):
+        raise ValueError(f"classifier must be 'learned' or 'keywords', got {classifier!r}")
     if fallback_length < 0:
         raise ValueError("fallback_length must not be negative")
     frame = _as_frame(results)
@@ -101,8 +111,37 @@ def recommend(results: Any, *, min_quality: float = 0.8, max_p95_latency_ms: flo
                  for task, evidence in _grouped(per_task))
     default = _recommend_task(ALL_TASKS, overall.to_dicts(), constraints, windows, provider_of)
     run_ids = sorted(set(frame["run_id"].drop_nulls().unique().to_list()))
+    model, report, note = _task_classifier(classifier, results, dataset, seed, {row.task_type for row in rows})
     return RoutingTable(rows=rows, default=default, constraints=constraints,
-                        run_id=",".join(run_ids) or None, context_windows=windows)
+                        run_id=",".join(run_ids) or None, context_windows=windows,
+                        classifier=model, classifier_report=report, classifier_note=note)
+
+
+def _task_classifier(kind: str, results: Any, dataset: Any, seed: int,
+                     routed: set[str]) -> tuple[Any, Any, str | None]:
+    """The learned classifier and its report, or ``(None, None, why the keyword rules stay)``."""
+    if kind == "keywords":
+        return None, None, "classifier: keywords was asked for"
+    from .classifier_training import examples_from_dataset, examples_from_run, train_task_classifier
+
+    if dataset is not None:
+        if isinstance(dataset, (str, Path)):
+            from ..datasets import load_dataset
+
+            dataset = load_dataset(dataset)
+        examples = examples_from_dataset(dataset)
+    elif isinstance(results, (str, Path)):
+        examples = examples_from_run(results)
+    else:
+        return None, None, "no prompts to learn from: pass the run directory or dataset="
+    keep = [i for i, label in enumerate(examples.labels) if label in routed]  # items the results cover
+    try:
+        model, report = train_task_classifier([examples.texts[i] for i in keep],
+                                              [examples.labels[i] for i in keep],
+                                              ids=[examples.ids[i] for i in keep], seed=seed)
+    except ValueError as exc:  # one task type, or too few distinct prompts
+        return None, None, f"no classifier could be learned: {exc}"
+    return model, report, None
 
 
 def _as_frame(results: Any) -> Any:

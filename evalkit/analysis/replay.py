@@ -46,8 +46,8 @@ from ._replay_policies import (
     policy_targets,
 )
 
-__all__ = ["CostAware", "Fallback", "Oracle", "Random", "ReplayReport", "ReplayRow", "TaskTable", "Threshold",
-           "Weighted", "policy_from_config", "replay_policy"]
+__all__ = ["CostAware", "DeployedReplay", "Fallback", "Oracle", "Random", "ReplayReport", "ReplayRow", "TaskTable",
+           "Threshold", "Weighted", "policy_from_config", "replay_as_deployed", "replay_policy"]
 
 BASELINES = ("best", "cheapest", "oracle")
 
@@ -288,3 +288,40 @@ def _rows(named: list[tuple[str, str]], numbers: list[Any], n_boot: int, confide
             row["cost_delta_low_usd"], row["cost_delta_high_usd"] = interval(policy_cost - cost_samples, confidence)
         rows.append(ReplayRow(**row))
     return rows, method
+
+
+@dataclass(frozen=True)
+class DeployedReplay:
+    """A task table replayed twice: with the results' true task types, and with its classifier's predictions.
+
+    ``agreement`` is the share of items the classifier gives their true type
+    (an abstention is a miss); ``task_types.method`` says how the predictions
+    were made (cross-fitted for a learned classifier).
+    """
+
+    true_labels: ReplayReport
+    deployed: ReplayReport
+    task_types: Any
+    agreement: float
+
+
+def replay_as_deployed(run_dir: str | Path, config: str | Path, **options: Any) -> DeployedReplay | None:
+    """:func:`replay_policy` of a routing config on a run, with true and with predicted task types.
+
+    ``None`` when the config's root is not a task node (there is nothing to
+    classify). ``options`` go to both replays (``n_boot``, ``seed``, ...); the
+    same seed resamples the same requests, so the two reports' intervals are
+    over the same bootstrap draws.
+    """
+    from ..runner.results import results_df
+    from ._replay_deployed import deployed_task_types, with_task_types
+
+    predicted = deployed_task_types(run_dir, config)
+    if predicted is None:
+        return None
+    results = results_df(run_dir)
+    policy = policy_from_config(config, seed=options.get("seed", 0))
+    truth = dict(zip(results["item_id"].to_list(), results["task_type"].to_list()))
+    return DeployedReplay(replay_policy(results, policy, **options),
+                          replay_policy(with_task_types(results, predicted), policy, **options),
+                          predicted, predicted.agreement(truth))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["ALL_TASKS", "Constraints", "RoutingRow", "RoutingTable"]
@@ -81,6 +82,12 @@ class RoutingTable:
     constraints: Constraints
     run_id: str | None = None
     context_windows: Mapping[str, int] = field(default_factory=dict, hash=False)
+    classifier: Any = field(default=None, hash=False, compare=False)
+    """The learned task classifier (:class:`~evalkit.router.classifier.LearnedClassifier`) for
+    requests without a task type; ``None``: the seed's keyword rules (``classifier_note`` says why)."""
+    classifier_report: Any = field(default=None, hash=False, compare=False)
+    """Its cross-validated :class:`~evalkit.analysis.classifier_training.ClassifierReport`."""
+    classifier_note: str | None = None
 
     def row(self, task_type: str) -> RoutingRow:
         """The row of ``task_type`` (``"*"``: the default row)."""
@@ -139,7 +146,7 @@ class RoutingTable:
         return out
 
     def to_config(self, targets: Mapping[str, Mapping[str, Any]] | None = None, *,
-                  retry: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  retry: Mapping[str, Any] | None = None, classifier_file: str | None = None) -> dict[str, Any]:
         """The YAML routing config (as a dict) that ``Router.from_config`` loads unchanged.
 
         ``targets`` says how to reach each target: fields of a config target
@@ -148,6 +155,8 @@ class RoutingTable:
         usual environment variable); ``emulator:`` targets and routers must be
         given a ``model``. Known context windows are written in. Keys are never
         inlined: an ``api_key`` field is refused. ``retry`` goes on every chain.
+        ``classifier_file`` names the learned classifier's file (relative to the
+        YAML; :meth:`write` puts it there); without one the keyword rules classify.
         """
         given = dict(targets or {})
         names = dict.fromkeys(t for row in (*self.rows, self.default) for t in row.chain)
@@ -159,22 +168,43 @@ class RoutingTable:
                 node["retry"] = dict(retry)
             return node
 
+        classifier: Any = {"file": classifier_file} if classifier_file else "keywords"
         return {
             "version": 1,
             "targets": specs,
-            "router": {"type": "task", "routes": {row.task_type: chain(row) for row in self.rows},
-                       "default": chain(self.default)},
+            "router": {"type": "task", "classifier": classifier,
+                       "routes": {row.task_type: chain(row) for row in self.rows}, "default": chain(self.default)},
         }
 
     def to_yaml(self, targets: Mapping[str, Mapping[str, Any]] | None = None, *,
-                retry: Mapping[str, Any] | None = None) -> str:
+                retry: Mapping[str, Any] | None = None, classifier_file: str | None = None) -> str:
         """:meth:`to_config` as YAML text, headed by a comment that summarises the evidence."""
         import yaml
 
-        body = yaml.safe_dump(self.to_config(targets, retry=retry), sort_keys=False, allow_unicode=True)
-        return self._header() + body
+        config = self.to_config(targets, retry=retry, classifier_file=classifier_file)
+        body = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+        return self._header(learned=classifier_file is not None) + body
 
-    def _header(self) -> str:
+    def write(self, path: str | Path, targets: Mapping[str, Mapping[str, Any]] | None = None, *,
+              retry: Mapping[str, Any] | None = None, preface: str = "") -> tuple[Path, ...]:
+        """Write the routing YAML to ``path`` and the learned classifier beside it; the paths written.
+
+        The classifier goes to ``<stem>.classifier.json`` and ``.npz`` next to
+        the YAML, which names it relatively, so the three files move together.
+        The config is rendered (and checked) before anything is written;
+        ``preface`` (comment lines) goes above the YAML's own header.
+        """
+        path = Path(path)
+        name = f"{path.stem}.classifier.json" if self.classifier is not None else None
+        text = preface + self.to_yaml(targets, retry=retry, classifier_file=name)
+        written: list[Path] = []
+        if name is not None:
+            json_path = self.classifier.save(path.with_name(name))
+            written += [json_path, json_path.with_suffix(".npz")]
+        path.write_text(text, encoding="utf-8")
+        return (path, *written)
+
+    def _header(self, *, learned: bool = False) -> str:
         source = f" from run {self.run_id}" if self.run_id else ""
         lines = [f"evalkit routing config, recommended{source}",
                  f"bar: {self.constraints.describe()}",
@@ -183,9 +213,24 @@ class RoutingTable:
             name = "(default)" if row.task_type == ALL_TASKS else row.task_type
             lines.append(f"  {name}: {' -> '.join(row.chain)} | {row.n} | {_quality(row)} | "
                          f"{row.success_rate:.0%} | {_ms(row.p95_latency_ms)} | {_usd(row)}")
+        lines += _classifier_lines(self.classifier_report if learned else None, self.classifier_note)
         lines += [f"WARNING: {w}" for w in self.warnings]
         lines.append("load: evalkit.Router.from_config(path); API keys come from environment variables only")
         return "".join(f"# {line}\n" for line in lines)
+
+
+def _classifier_lines(report: Any, note: str | None) -> list[str]:
+    """The header's account of how unlabelled requests are classified, with the classifier's evidence."""
+    if report is None:
+        return [f"unlabelled requests: the keyword rules classify them{f' ({note})' if note else ''}"]
+    lines = ["unlabelled requests: the learned classifier classifies them (" + report.to_dict()["method"] + "):",
+             f"  accuracy {report.accuracy:.1%}, macro accuracy {report.macro_accuracy:.1%}; below confidence "
+             f"{report.abstain_below:.2f} a request takes the default route ({1 - report.coverage:.1%} of items)"]
+    lines += [f"  {label}: precision {'—' if s.precision is None else f'{s.precision:.1%}'}, recall {s.recall:.1%}, "
+              f"n {s.support}" for label, s in report.per_label.items()]
+    lines.append("  confusion (rows true, columns predicted, order as above): "
+                 + " / ".join(" ".join(str(v) for v in row) for row in report.confusion))
+    return lines
 
 
 def _target_spec(name: str, given: Mapping[str, Any] | None, window: int | None) -> dict[str, Any]:
