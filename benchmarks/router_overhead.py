@@ -240,9 +240,20 @@ def _router(kind: str, targets: list[Any]) -> Any:
     if kind == "task":
         a, b, c = targets
         return TaskRouter({"simple_qa": a, "code": b, "creative": c}, default=a)
+    if kind == "task_learned":  # what `evalkit recommend` deploys: the classifier trained on `default`
+        a, b, c = targets
+        return TaskRouter({"factual_qa": a, "code": b, "creative": c}, default=a, classifier=_learned_classifier())
     if kind == "cost":
         return _cost_router(targets)
     raise ValueError(kind)
+
+
+def _learned_classifier() -> Any:
+    from evalkit.analysis.classifier_training import examples_from_dataset, train_task_classifier
+    from evalkit.datasets import load_dataset
+
+    texts, labels, ids = examples_from_dataset(load_dataset("default"))
+    return train_task_classifier(texts, labels, ids=ids, seed=0)[0]
 
 
 class NotBuilt(Exception):
@@ -371,7 +382,8 @@ async def _stub_targets(base: str) -> tuple[dict[str, Any], Close]:
     stubs = [Stub(real, response) for _ in range(3)]
     targets: dict[str, Any] = {"stub direct": stubs[0]}
     for kind, label in (("fallback", "FallbackChain x3"), ("balance", "WeightedBalancer x3"),
-                        ("task", "TaskRouter"), ("cost", "CostAwareRouter")):
+                        ("task", "TaskRouter"), ("task_learned", "TaskRouter (learned classifier)"),
+                        ("cost", "CostAwareRouter")):
         try:
             targets[label] = _router(kind, stubs)
         except NotBuilt as exc:
@@ -699,7 +711,7 @@ def print_capacity(cap: dict[str, Any]) -> None:
 
 ROUTER_KINDS = ("fallback", "balance", "task", "cost")
 POLICY_NAMES = {"fallback": "FallbackChain x3", "balance": "WeightedBalancer x3", "task": "TaskRouter",
-                "cost": "CostAwareRouter"}
+                "task_learned": "TaskRouter (learned classifier)", "cost": "CostAwareRouter"}
 
 
 def _latency_target(r: dict, ctx: dict) -> tuple[bool | None, str]:
