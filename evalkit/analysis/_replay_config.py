@@ -14,7 +14,9 @@ Node mapping (see :mod:`evalkit.router.config` for the format):
 * ``cost`` → :class:`CostAware` with the root ``budget.limit_usd`` as budget;
 * ``hedge`` → not replayable (its outcome depends on when concurrent calls
   finish, which single-target results do not record): a :class:`NotReplayableError`
-  (a ``ConfigError`` located at the node, and a ``ValueError``).
+  (a ``ConfigError`` located at the node, and a ``ValueError``);
+* ``prompt`` → not replayable here either: its honest numbers come from
+  cross-fitting (:func:`evalkit.analysis.prompt_routing.evaluate_prompt_router`).
 
 The config is validated exactly as ``Router.from_config`` validates it.
 """
@@ -29,8 +31,8 @@ from ..errors import ConfigError
 from ._replay_policies import CostAware, Fallback, PolicyLike, TaskTable, Weighted
 
 if TYPE_CHECKING:  # the router package is imported only when a config is replayed
-    from ..router.config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, RoutingSpec,
-                                 TargetSpec, TaskSpec)
+    from ..router.config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, PromptSpec,
+                                 RoutingSpec, TargetSpec, TaskSpec)
 
 __all__ = ["NotReplayableError", "policy_from_config"]
 
@@ -76,6 +78,12 @@ class _Builder:
     def hedge(self, spec: HedgeSpec) -> PolicyLike:
         raise NotReplayableError("hedge nodes cannot be replayed (their outcome depends on the timing of "
                                  "concurrent calls); replace it with a fallback to approximate it",
+                                 file=self.spec.doc.file, line=self.spec.doc.line(spec.path), field=spec.path)
+
+    def prompt(self, spec: PromptSpec) -> PolicyLike:
+        raise NotReplayableError("prompt nodes are not replayed here: scored on the run it was trained on, a "
+                                 "per-prompt router would grade itself on answers it learned; use "
+                                 "evalkit.analysis.prompt_routing.evaluate_prompt_router (cross-fitted)",
                                  file=self.spec.doc.file, line=self.spec.doc.line(spec.path), field=spec.path)
 
     def balance(self, spec: BalanceSpec) -> PolicyLike:

@@ -1,7 +1,9 @@
 """Routing policies. Every router is a provider, so policies nest.
 
 ``FallbackChain`` (ordered targets, one retry owner), ``WeightedBalancer``
-(health-aware load balancing), ``TaskRouter`` (task type → route),
+(health-aware load balancing), ``TaskRouter`` (task type → route, with the
+keyword rules or a ``LearnedClassifier``), ``PromptRouter`` (per prompt, the
+cheapest target likely to pass, from a ``PromptModel``),
 ``CostAwareRouter`` with a ``BudgetLedger`` (cheapest adequate target within a
 budget), ``HedgedRouter`` (tail latency), per-target ``Limits``, a ``Monitor``,
 and ``Router.from_config`` to build a whole tree from YAML.
@@ -19,6 +21,8 @@ from .health import BreakerSettings, CircuitBreaker
 from .hedge import HedgedRouter
 from .limits import LOCAL_LIMIT, LimitedTarget, Limits
 from .monitor import Monitor, parse_window
+from .classifier import LearnedClassifier
+from .prompt import PromptModel, PromptRouter
 from .tasks import KeywordClassifier, TaskRouter
 
 __all__ = [
@@ -32,9 +36,12 @@ __all__ = [
     "HedgedRouter",
     "KeywordClassifier",
     "LOCAL_LIMIT",
+    "LearnedClassifier",
     "LimitedTarget",
     "Limits",
     "Monitor",
+    "PromptModel",
+    "PromptRouter",
     "QUALITY_TIERS",
     "Quote",
     "Reservation",

@@ -12,8 +12,8 @@ import os
 from typing import Any
 
 from ..errors import ConfigError
-from .config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, RoutingSpec, TargetSpec,
-                     TaskSpec)
+from .config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, PromptSpec, RoutingSpec,
+                     TargetSpec, TaskSpec)
 
 __all__ = ["build"]
 
@@ -104,6 +104,16 @@ class _Builder:
         else:
             classifier = KeywordClassifier(**spec.classifier["keywords"])
         return TaskRouter(routes, default=self.node(spec.default), classifier=classifier, name=spec.name)
+
+    def prompt(self, spec: PromptSpec) -> Any:
+        from .prompt import PromptModel, PromptRouter
+
+        model = PromptModel.load(spec.model)  # a bad file: a ConfigError naming the file and its field
+        targets = {name: self.node(node) for name, node in spec.targets.items()}
+        try:
+            return PromptRouter(model, targets, name=spec.name, **spec.options)
+        except ConfigError as exc:  # its target names are not the model's
+            raise self.spec.error(f"{spec.path}.{exc.field or 'targets'}", _bare(exc)) from None
 
     def learned_classifier(self, spec: TaskSpec) -> Any:
         """The classifier file a task node names, with the config's ``min_confidence`` if it sets one."""

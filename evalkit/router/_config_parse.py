@@ -16,13 +16,13 @@ from ..errors import ErrorKind
 from ._config_fields import ConfigFields
 from ._retry import Action, RetryPolicy
 from .config import (BalanceSpec, BudgetSpec, CandidateSpec, CostSpec, FallbackSpec, HedgeSpec, MonitorSpec,
-                     NodeSpec, RoutingSpec, TargetSpec, TaskSpec)
+                     NodeSpec, PromptSpec, RoutingSpec, TargetSpec, TaskSpec)
 from .health import BreakerSettings
 from .limits import Limits
 
 __all__ = ["Parser"]
 
-NODE_TYPES = ("fallback", "balance", "task", "cost", "hedge")
+NODE_TYPES = ("fallback", "balance", "task", "cost", "hedge", "prompt")
 OPTION_KEYS = {"headers", "api_version", "api", "stream_format"}
 """Provider options a config may set (the rest have their own fields or make no sense in a file)."""
 _TARGET_KEYS = {"model", "api_key_env", "base_url", "base_url_env", "timeout_s", "context_window", "prices",
@@ -189,6 +189,27 @@ class Parser(ConfigFields):
         if not isinstance(spec, Mapping):
             raise self.fail(path, "expected keywords, a mapping of keyword settings, or {file: CLASSIFIER.json}")
         return {"keywords": self.keyword_settings(spec, path)}
+
+    def prompt(self, spec: Mapping[str, Any], path: str, name: str | None) -> PromptSpec:
+        """A per-prompt router: its model file (checked when built) and a node for each target it names."""
+        self.mapping(spec, path, {"type", "name", "model", "targets", "min_quality", "lambda", "max_attempts",
+                                  "fallback_on_error"}, {"model", "targets"})
+        if "min_quality" in spec and "lambda" in spec:
+            raise self.fail(f"{path}.lambda", "give min_quality or lambda, not both")
+        targets = {self.key(k, f"{path}.targets"): self.node(v, f"{path}.targets.{k}")
+                   for k, v in self.mapping(spec["targets"], f"{path}.targets", None).items()}
+        if not targets:
+            raise self.fail(f"{path}.targets", "expected a node for each target the model routes over")
+        options: dict[str, Any] = {}
+        if "min_quality" in spec:
+            options["min_quality"] = float(self.number(spec["min_quality"], f"{path}.min_quality", high=1))
+        if "lambda" in spec:
+            options["lambda_"] = float(self.number(spec["lambda"], f"{path}.lambda"))
+        if "max_attempts" in spec:
+            options["max_attempts"] = self.integer(spec["max_attempts"], f"{path}.max_attempts", low=1)
+        if "fallback_on_error" in spec:
+            options["fallback_on_error"] = self.flag(spec["fallback_on_error"], f"{path}.fallback_on_error")
+        return PromptSpec(self.path(spec["model"], f"{path}.model"), targets, path, options, name)
 
     def path(self, value: Any, path: str) -> Path:
         """A file named in the config: relative to the config's folder (the working directory without one)."""

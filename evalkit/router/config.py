@@ -15,10 +15,13 @@ The format (documented with an example in the README)::
       routes:
         code: {type: fallback, targets: [strong, fast]}
       default: fast
+      classifier: {file: routing.classifier.json}   # or keywords (the default): see TaskSpec
     budget: {limit_usd: 25, period: day, max_share_of_remaining: "0.1"}   # used by `cost` nodes
     monitor: {window: 24h}
 
-Node types: ``fallback``, ``balance``, ``task``, ``cost``, ``hedge``.
+Node types: ``fallback``, ``balance``, ``task``, ``cost``, ``hedge``, ``prompt`` (a per-prompt
+router: ``{type: prompt, model: router.json, targets: {name in the model: node}, min_quality | lambda,
+max_attempts, fallback_on_error}``). Files a config names are relative to its folder.
 
 :func:`parse_routing_config` is the single validator: every consumer (the
 router builder, ``evalkit export``, ``evalkit replay``) reads the typed
@@ -46,7 +49,7 @@ from .health import BreakerSettings
 from .limits import Limits
 
 __all__ = ["BalanceSpec", "BudgetSpec", "CandidateSpec", "CostSpec", "FallbackSpec", "HedgeSpec",
-           "MonitorSpec", "NodeSpec", "RoutingSpec", "TargetSpec", "TaskSpec", "build_router",
+           "MonitorSpec", "NodeSpec", "PromptSpec", "RoutingSpec", "TargetSpec", "TaskSpec", "build_router",
            "load_router_config", "parse_routing_config"]
 
 # Each node spec's ``kind`` (a class constant, not a field) is its ``type:`` in YAML, ``target`` for a leaf.
@@ -148,7 +151,19 @@ class HedgeSpec:
     name: str | None = None
 
 
-NodeSpec = Union[TargetSpec, FallbackSpec, BalanceSpec, TaskSpec, CostSpec, HedgeSpec]
+@dataclass(frozen=True, eq=False)
+class PromptSpec:
+    """A ``prompt`` node: a per-prompt router's model file and what each of its target names is here."""
+
+    kind = "prompt"
+    model: Path
+    targets: Mapping[str, NodeSpec]
+    path: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # min_quality | lambda_, max_attempts, fallback_on_error
+    name: str | None = None
+
+
+NodeSpec = Union[TargetSpec, FallbackSpec, BalanceSpec, TaskSpec, CostSpec, HedgeSpec, PromptSpec]
 
 
 @dataclass(frozen=True)
