@@ -243,9 +243,20 @@ def _router(kind: str, targets: list[Any]) -> Any:
     if kind == "task_learned":  # what `evalkit recommend` deploys: the classifier trained on `default`
         a, b, c = targets
         return TaskRouter({"factual_qa": a, "code": b, "creative": c}, default=a, classifier=_learned_classifier())
+    if kind == "prompt":  # a per-prompt router over the three stubs (model from benchmarks/prompt_router.py)
+        from evalkit.router import PromptRouter
+
+        return PromptRouter(_prompt_model(), list(targets))
     if kind == "cost":
         return _cost_router(targets)
     raise ValueError(kind)
+
+
+def _prompt_model() -> Any:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from prompt_router import _small_model  # the same small synthetic model that benchmark times
+
+    return _small_model()
 
 
 def _learned_classifier() -> Any:
@@ -383,7 +394,7 @@ async def _stub_targets(base: str) -> tuple[dict[str, Any], Close]:
     targets: dict[str, Any] = {"stub direct": stubs[0]}
     for kind, label in (("fallback", "FallbackChain x3"), ("balance", "WeightedBalancer x3"),
                         ("task", "TaskRouter"), ("task_learned", "TaskRouter (learned classifier)"),
-                        ("cost", "CostAwareRouter")):
+                        ("prompt", "PromptRouter"), ("cost", "CostAwareRouter")):
         try:
             targets[label] = _router(kind, stubs)
         except NotBuilt as exc:
@@ -711,7 +722,8 @@ def print_capacity(cap: dict[str, Any]) -> None:
 
 ROUTER_KINDS = ("fallback", "balance", "task", "cost")
 POLICY_NAMES = {"fallback": "FallbackChain x3", "balance": "WeightedBalancer x3", "task": "TaskRouter",
-                "task_learned": "TaskRouter (learned classifier)", "cost": "CostAwareRouter"}
+                "task_learned": "TaskRouter (learned classifier)", "prompt": "PromptRouter",
+                "cost": "CostAwareRouter"}
 
 
 def _latency_target(r: dict, ctx: dict) -> tuple[bool | None, str]:
