@@ -14,16 +14,40 @@ LiteLLM, virtual-key placeholders for Portkey. A config holding an
 ``Router.from_config`` (:func:`evalkit.router.config.parse_routing_config`);
 the gateway formats also refuse what a gateway cannot express (``cost`` and
 ``hedge`` nodes, a ``budget``) instead of dropping it.
+
+**The task classifier does not travel.** A gateway routes on what the caller
+names; it cannot run evalkit's task classifier (a learned model file or the
+keyword rules), which names the task of a request that arrives without one.
+When the config's root is a task node, a gateway export says so, naming the
+classifier (a learned file with its cross-validated accuracy) and what the
+gateway does instead: in the LiteLLM file's header comment, and, since
+Portkey's JSON has no comments, only in the notes (a top-level note key would
+be stripped by Portkey's gateway, whose config schema drops unknown keys, and
+it is refused outright when named ``options``). Notes come back from
+:func:`export_with_notes` (``evalkit export`` prints them on stderr), and
+:func:`export_config` issues each as a :class:`GatewayExportWarning`.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
-__all__ = ["FORMATS", "export_config"]
+__all__ = ["FORMATS", "Export", "GatewayExportWarning", "export_config", "export_with_notes"]
 
 FORMATS = ("evalkit", "litellm", "portkey")
+
+
+class GatewayExportWarning(UserWarning):
+    """Part of the routing config that the exported gateway config cannot carry (its text says which and why)."""
+
+
+class Export(NamedTuple):
+    """An exported config: its ``text``, and ``notes`` on what it does not carry (one sentence or more each)."""
+
+    text: str
+    notes: tuple[str, ...]
 
 
 def export_config(config: str | Path | Mapping[str, Any], fmt: str = "evalkit", *,
@@ -32,9 +56,22 @@ def export_config(config: str | Path | Mapping[str, Any], fmt: str = "evalkit", 
 
     ``virtual_keys`` (Portkey only) maps env var names or target names to the
     slugs of your Portkey virtual keys; unmapped keys stay ``<ENV_NAME>`` placeholders.
+    Each note of :func:`export_with_notes` is issued as a :class:`GatewayExportWarning`.
     """
+    import warnings
+
+    exported = export_with_notes(config, fmt, virtual_keys=virtual_keys)
+    for note in exported.notes:
+        warnings.warn(note, GatewayExportWarning, stacklevel=2)
+    return exported.text
+
+
+def export_with_notes(config: str | Path | Mapping[str, Any], fmt: str = "evalkit", *,
+                      virtual_keys: Mapping[str, str] | None = None) -> Export:
+    """:func:`export_config`'s text and, instead of warnings, its notes (what ``evalkit export`` prints)."""
     from ..errors import ConfigError
     from ..router.config import parse_routing_config
+    from ._notes import classifier_notes
     from ._plan import plan_of
 
     if fmt not in FORMATS:
@@ -44,9 +81,10 @@ def export_config(config: str | Path | Mapping[str, Any], fmt: str = "evalkit", 
         from .evalkit_yaml import to_evalkit_yaml
 
         if isinstance(config, Mapping):
-            return to_evalkit_yaml(config)
-        return Path(config).read_text(encoding="utf-8")  # the file as written, comments included
+            return Export(to_evalkit_yaml(config), ())
+        return Export(Path(config).read_text(encoding="utf-8"), ())  # the file as written, comments included
     plan = plan_of(spec)
+    notes = classifier_notes(spec, fmt, config)
     if fmt == "litellm":
         import yaml
 
@@ -54,9 +92,13 @@ def export_config(config: str | Path | Mapping[str, Any], fmt: str = "evalkit", 
 
         header = ("# LiteLLM proxy config exported by evalkit. Pick a task route with model=\"task-<type>\"\n"
                   "# (model=\"default\" for the rest); keys are os.environ/ references, set them in the proxy's env.\n")
-        return header + yaml.safe_dump(to_litellm(plan), sort_keys=False, allow_unicode=True)
+        # Whole words per line: a file path in a note stays in one piece.
+        lines = [line for note in notes
+                 for line in textwrap.wrap(note, 106, break_long_words=False, break_on_hyphens=False)]
+        header += "".join(f"# {line}\n" for line in lines)
+        return Export(header + yaml.safe_dump(to_litellm(plan), sort_keys=False, allow_unicode=True), notes)
     import json
 
     from .portkey import to_portkey
 
-    return json.dumps(to_portkey(plan, virtual_keys), indent=2) + "\n"
+    return Export(json.dumps(to_portkey(plan, virtual_keys), indent=2) + "\n", notes)

@@ -17,7 +17,8 @@ What the file holds:
 (``tags: ["code"]``) carry the task type into LiteLLM's spend tracking and tag
 filtering. Requests for ``model="default"`` get the default chain. LiteLLM has
 no classifier, so the caller names the task; evalkit's ``task`` router
-classified it for you.
+classified it for you, and the file's header comment names the classifier left
+behind (a learned file with its cross-validated accuracy, or the keyword rules).
 
 Provider mapping: openai→openai, anthropic→anthropic, gemini→gemini,
 azure→azure (``api_version``; ``api_base`` from ``AZURE_OPENAI_ENDPOINT``),

@@ -22,7 +22,13 @@ name) to fill them in. Keyless self-hosted servers get no virtual key.
 
 **Task routes.** Clients send the task type as Portkey metadata, header
 ``x-portkey-metadata: {"task_type": "code"}``; requests without it go to the
-default route. Provider names follow Portkey's: gemini→google,
+default route. Portkey cannot run evalkit's task classifier (a learned model
+file or the keyword rules), so nothing names the task of a request that
+arrives without one. The JSON cannot say so (no comments; Portkey's gateway
+validates a config with a schema that drops keys it does not know, and
+refuses a top-level ``options``), so the export's note does:
+:func:`evalkit.export.export_with_notes` returns it, ``evalkit export`` prints
+it and :func:`~evalkit.export.export_config` issues it as a warning. Provider names follow Portkey's: gemini→google,
 azure→azure-openai, mistral→mistral-ai, together→together-ai,
 fireworks→fireworks-ai; vLLM and llama.cpp are ``openai`` with a ``custom_host``.
 """

@@ -19,29 +19,36 @@ DEFAULT_MAX_DRILLDOWN = 2000
 
 
 def build_report(run_dir: str | Path, output: str | Path | None = None, *, baseline: str | Path | None = None,
-                 max_drilldown: int = DEFAULT_MAX_DRILLDOWN) -> Path:
+                 max_drilldown: int = DEFAULT_MAX_DRILLDOWN, classifier: bool = True,
+                 prompt_router: bool = False) -> Path:
     """Write the HTML report of ``run_dir`` and return its path.
 
     ``output`` defaults to ``<run_dir>/report.html``. ``baseline`` (another run
     directory) adds a comparison section. ``max_drilldown`` caps the cells
     shown in the item drill-down (sampled by request when the run is larger).
+    ``classifier`` trains the task classifier on the run's prompts for its
+    section (about 3.5 s for 300 items); ``prompt_router`` adds the per-prompt
+    router's cross-fitted curve against its baselines (about 5 s more). See
+    :mod:`evalkit.report.learned`.
     """
     run_dir = Path(run_dir)
     out = Path(output) if output is not None else run_dir / "report.html"
-    html = render_html(run_dir, baseline=baseline, max_drilldown=max_drilldown)
+    html = render_html(run_dir, baseline=baseline, max_drilldown=max_drilldown, classifier=classifier,
+                       prompt_router=prompt_router)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out
 
 
 def render_html(run_dir: str | Path, *, baseline: str | Path | None = None,
-                max_drilldown: int = DEFAULT_MAX_DRILLDOWN) -> str:
+                max_drilldown: int = DEFAULT_MAX_DRILLDOWN, classifier: bool = True,
+                prompt_router: bool = False) -> str:
     """The report as an HTML string (what :func:`build_report` writes)."""
     from markupsafe import Markup
 
     from ..analysis import pareto_frontier, summary_df
     from ..runner import results_df
-    from . import charts, compare, drilldown, sections
+    from . import charts, compare, drilldown, learned, sections
 
     run_dir = Path(run_dir)
     results = results_df(run_dir)
@@ -53,12 +60,18 @@ def render_html(run_dir: str | Path, *, baseline: str | Path | None = None,
                           field="run_dir")
     summary = summary_df(results)
     targets = sorted(results.get_column("target").unique().to_list())
-    prompts, prompt_note = drilldown.load_prompts(manifest)
+    dataset, dataset_problem = drilldown.run_dataset(manifest)
+    prompts, prompt_note = drilldown.prompts_of(dataset, dataset_problem)
+    routing = sections.routing(results, run_dir)
     ctx: dict[str, Any] = {
         "header": sections.header(manifest, results, run_dir),
         "leaderboard": sections.leaderboard(summary),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "routing": sections.routing(results, run_dir),
+        "routing": routing,
+        "classifier": learned.task_classifier(dataset, dataset_problem, manifest, sections.routed_tasks(routing))
+        if classifier else {"absent": learned.NOT_ASKED},
+        "prompt_router": learned.prompt_router(run_dir, results, sections.context_windows(run_dir))
+        if prompt_router else None,
         "drill": drilldown.drilldown(results, prompts, max_drilldown),
         "prompt_note": prompt_note,
         "baseline": None,

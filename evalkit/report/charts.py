@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["cost_quality_svg", "error_kinds_svg", "latency_svg"]
+__all__ = ["confusion_figure", "confusion_svg", "cost_quality_svg", "error_kinds_svg", "figure_svg",
+           "latency_svg"]
 
 # Colour-blind-safe palette (Okabe-Ito) so targets read the same in every chart.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -22,7 +23,7 @@ def _colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def _svg(fig: Any, name: str) -> str:
+def figure_svg(fig: Any, name: str) -> str:
     """The figure as an ``<svg>`` element: XML prolog, DOCTYPE and metadata dropped (inline use).
 
     ``name`` salts the SVG's internal ids: fixed, so the same run gives the same bytes (a
@@ -61,7 +62,7 @@ def cost_quality_svg(points: Any, targets: list[str]) -> str:
         ax.set_visible(False)
     handles = [_marker(fig, _colour(i), t) for i, t in enumerate(targets)]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(targets)), frameon=False)
-    return _svg(fig, "cost-quality")
+    return figure_svg(fig, "cost-quality")
 
 
 def _marker(fig: Any, colour: str, label: str) -> Any:
@@ -116,7 +117,7 @@ def latency_svg(stats: list[dict[str, Any]], targets: list[str]) -> str:
         ax.set_title(title + " — whiskers p5/p95", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     axes[0].invert_yaxis()  # shared y: the first target on top, as in the tables
-    return _svg(fig, "latency")
+    return figure_svg(fig, "latency")
 
 
 def error_kinds_svg(counts: dict[str, dict[str, int]], targets: list[str]) -> str:
@@ -134,4 +135,39 @@ def error_kinds_svg(counts: dict[str, dict[str, int]], targets: list[str]) -> st
     ax.set_xlabel("errored cells")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    return _svg(fig, "errors")
+    return figure_svg(fig, "errors")
+
+
+def confusion_figure(labels: list[str] | tuple[str, ...], confusion: Any) -> Any:
+    """A confusion matrix as a heatmap ``Figure``: rows the true task type, columns the predicted one.
+
+    Each cell is shaded by its share of the row (a row is every item of one
+    task type, so the diagonal is that type's recall) and labelled with its
+    count. Drawn with ``pcolormesh`` (vector quads, not an embedded bitmap),
+    on a bare ``Figure``: no pyplot state, usable in a notebook as it is.
+    """
+    import numpy as np
+
+    counts = np.asarray(confusion, dtype=float)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    n = len(labels)
+    fig = _figure(0.8 * n + 2.6, 0.55 * n + 1.6)
+    ax = fig.subplots()
+    ax.pcolormesh(share, cmap="Blues", vmin=0.0, vmax=1.0, edgecolors="white", linewidth=0.5)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j + 0.5, i + 0.5, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.6 else ("#1d2330" if counts[i, j] else "#9aa1ad"))
+    ax.set_xticks([k + 0.5 for k in range(n)], labels, rotation=30, ha="right")
+    ax.set_yticks([k + 0.5 for k in range(n)], labels)
+    ax.set_xlim(0, n)
+    ax.set_ylim(n, 0)  # the first task type on top, as in the table
+    ax.set_xlabel("predicted task type")
+    ax.set_ylabel("true task type")
+    ax.set_aspect("equal")
+    return fig
+
+
+def confusion_svg(labels: list[str] | tuple[str, ...], confusion: Any) -> str:
+    """:func:`confusion_figure` as inline SVG."""
+    return figure_svg(confusion_figure(labels, confusion), "confusion")

@@ -1,4 +1,4 @@
-"""``evalkit report [RUN_DIR] [-o FILE] [--baseline RUN_DIR] [--open]``: argument parsing only (cheap to import)."""
+"""``evalkit report [RUN_DIR] [-o FILE] [--baseline RUN_DIR] [--open] ...``: argument parsing (cheap to import)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def add_report_parser(subparsers: Any) -> None:
     p.add_argument("--max-drilldown", type=number(1, whole=True), default=2000,
                    help="cells shown in the item drill-down (sampled beyond this; default 2000)")
     p.add_argument("--runs-dir", help="where to look for the newest run when no RUN_DIR is given (default: runs)")
+    p.add_argument("--no-classifier", action="store_true",
+                   help="leave out the task classifier's section (it trains on the run's prompts: ~3.5 s per 300 items)")
+    p.add_argument("--prompt-router", action="store_true",
+                   help="add the per-prompt router's cross-fitted replay and cost-quality curve (~5 s for 300 "
+                        "items and 6 targets; it grows with items x targets)")
     p.add_argument("--open", action="store_true", help="open the report in the default web browser")
     p.set_defaults(run=_report)
 
@@ -55,7 +60,8 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigError("only picks the newest run when no RUN_DIR is given; drop one of them",
                           field="--runs-dir")
     run_dir = args.run_dir or latest_run(args.runs_dir or "runs")
-    path = build_report(run_dir, args.output, baseline=args.baseline, max_drilldown=args.max_drilldown)
+    path = build_report(run_dir, args.output, baseline=args.baseline, max_drilldown=args.max_drilldown,
+                        classifier=not args.no_classifier, prompt_router=args.prompt_router)
     print(f"wrote {path}", file=sys.stderr)
     if args.open:
         import webbrowser

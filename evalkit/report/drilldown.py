@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MAX_OUTPUT_CHARS", "MAX_PROMPT_CHARS", "drilldown", "load_prompts"]
+__all__ = ["MAX_OUTPUT_CHARS", "MAX_PROMPT_CHARS", "drilldown", "load_prompts", "prompts_of",
+           "run_dataset"]
 
 MAX_PROMPT_CHARS = 2000
 MAX_OUTPUT_CHARS = 1500
 
 
-def load_prompts(manifest: dict[str, Any]) -> tuple[dict[str, str], str | None]:
-    """item id → prompt text from the run's dataset, and a note when the dataset cannot be read.
+def run_dataset(manifest: dict[str, Any]) -> tuple[Any, str | None]:
+    """The run's dataset, or ``None`` and why it cannot be read.
 
     The manifest's ``config.suite`` is tried first (a suite name or path), then
-    the recorded dataset path; a moved or deleted dataset leaves prompts out.
+    the recorded dataset path: a moved or deleted dataset is ``None``.
     """
     from ..datasets import load_dataset
 
@@ -30,12 +31,22 @@ def load_prompts(manifest: dict[str, Any]) -> tuple[dict[str, str], str | None]:
     problem = None
     for source in (c for c in candidates if c):
         try:
-            dataset = load_dataset(source)
+            return load_dataset(source), None
         except Exception as exc:  # noqa: BLE001 - try the next source, then report the last failure
-            problem = f"{source}: {exc}"
-            continue
-        return {item.id: _prompt_text(item) for item in dataset}, None
-    return {}, f"prompts unavailable ({problem or 'no dataset recorded in the manifest'})"
+            problem = str(exc) if str(exc).startswith(str(source)) else f"{source}: {exc}"
+    return None, problem or "no dataset recorded in the manifest"
+
+
+def load_prompts(manifest: dict[str, Any]) -> tuple[dict[str, str], str | None]:
+    """item id → prompt text from the run's dataset, and a note when the dataset cannot be read."""
+    return prompts_of(*run_dataset(manifest))
+
+
+def prompts_of(dataset: Any, problem: str | None = None) -> tuple[dict[str, str], str | None]:
+    """item id → prompt text of ``dataset`` (from :func:`run_dataset`); without one, the note says why."""
+    if dataset is None:
+        return {}, f"prompts unavailable ({problem})"
+    return {item.id: _prompt_text(item) for item in dataset}, None
 
 
 def _prompt_text(item: Any) -> str:

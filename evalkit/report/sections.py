@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["error_counts", "header", "latency_stats", "leaderboard", "read_manifest", "routing"]
+__all__ = ["context_windows", "error_counts", "header", "latency_stats", "leaderboard", "read_manifest",
+           "routed_tasks", "routing"]
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -114,6 +115,17 @@ def routing(results: Any, run_dir: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - same: the replay section shows why instead
         out["replay_error"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def routed_tasks(routing_section: dict[str, Any]) -> list[str] | None:
+    """The task types the recommended table routes (``None`` when there is no table)."""
+    table = routing_section.get("table")
+    return None if table is None else [row.task_type for row in table.rows]
+
+
+def context_windows(run_dir: Path) -> dict[str, int]:
+    """The context windows of the run's emulated targets (empty for real targets and hand-made runs)."""
+    return _emulated(run_dir)[1]
 
 
 def _emulated(run_dir: Path) -> tuple[dict[str, Any], dict[str, int]]:

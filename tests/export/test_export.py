@@ -14,7 +14,11 @@ import pytest
 import yaml
 
 from evalkit.errors import ConfigError
-from evalkit.export import export_config
+from evalkit.export import GatewayExportWarning, export_config, export_with_notes
+
+# Every gateway export of a task router warns that the gateway cannot run its classifier (the tests at the end
+# check that warning); the other tests are about other things.
+pytestmark = pytest.mark.filterwarnings("ignore::evalkit.export.GatewayExportWarning")
 
 CONFIG: dict[str, Any] = {
     "version": 1,
@@ -271,3 +275,145 @@ def test_provider_options_a_gateway_cannot_carry_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"targets\.fast\.options\.headers: gateway exports cannot carry"):
         export_config(config, "litellm")
     assert "headers" in export_config(config, "evalkit")
+
+
+# -- the task classifier stays behind: the export says so ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A routing YAML whose task node names a learned classifier trained on the smoke suite, and its report."""
+    from evalkit.analysis.classifier_training import examples_from_dataset, train_task_classifier
+    from evalkit.datasets import load_dataset
+
+    folder = tmp_path_factory.mktemp("learned")
+    examples = examples_from_dataset(load_dataset("smoke"))
+    model, report = train_task_classifier(examples.texts, examples.labels, ids=examples.ids)
+    model.save(folder / "routing.classifier.json")
+    config = json.loads(json.dumps(CONFIG))
+    config["router"]["classifier"] = {"file": "routing.classifier.json"}
+    path = folder / "routing.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, report
+
+
+def header_of(text: str) -> str:
+    """The leading comment block, joined into one line of prose."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# "))
+    return " ".join(lines)
+
+
+def test_litellm_header_names_the_learned_classifier_its_accuracy_and_what_the_gateway_does_instead(
+        learned: tuple[Path, Any]) -> None:
+    # Before: the header only said how to pick a route; the classifier the config names vanished silently.
+    path, report = learned
+    with pytest.warns(GatewayExportWarning) as caught:
+        text = export_config(path, "litellm")
+    header = header_of(text)
+    assert "The task classifier is not exported" in header and "LiteLLM cannot run it" in header
+    assert "learned task classifier routing.classifier.json" in header
+    assert f"accuracy {report.accuracy:.1%}, macro accuracy {report.macro_accuracy:.1%}" in header
+    assert f"below confidence {report.abstain_below:.2f} it abstains" in header
+    assert 'the caller names the task route, model="task-<type>"' in header
+    assert [str(w.message) for w in caught] == list(export_with_notes(path, "litellm").notes)
+    assert str(caught[0].message) in header
+    # The comments change nothing LiteLLM reads.
+    assert yaml.safe_load(text) == yaml.safe_load(export_with_notes(CONFIG, "litellm").text)
+
+
+def test_litellm_header_names_the_keyword_rules_and_a_config_override_of_the_threshold(
+        learned: tuple[Path, Any], tmp_path: Path) -> None:
+    assert "task type with its keyword rules, and LiteLLM cannot run it" in header_of(
+        export_with_notes(CONFIG, "litellm").text)
+    path, _ = learned
+    config = yaml.safe_load(path.read_text())
+    config["router"]["classifier"]["min_confidence"] = 0.9
+    moved = tmp_path / "deploy" / "routing.yaml"
+    moved.parent.mkdir()
+    config["router"]["classifier"]["file"] = str(path.parent / "routing.classifier.json")
+    moved.write_text(yaml.safe_dump(config, sort_keys=False))
+    header = header_of(export_with_notes(moved, "litellm").text)
+    assert "below confidence 0.90 it abstains" in header  # the config's threshold is the one the router uses
+    shown = header.split("learned task classifier ")[1].split(" ")[0]
+    assert shown == str(path.parent / "routing.classifier.json"), "outside the config's folder: its full path"
+
+
+def test_portkey_export_adds_no_key_and_the_note_says_what_routes_instead(learned: tuple[Path, Any]) -> None:
+    # Portkey's JSON has no comments, and its gateway strips (or, for "options", refuses) top-level keys it does
+    # not know: the note travels beside the config, never inside it.
+    path, report = learned
+    with pytest.warns(GatewayExportWarning) as caught:
+        text = export_config(path, "portkey")
+    assert set(json.loads(text)) == {"strategy", "targets"}
+    assert json.loads(text) == json.loads(export_with_notes(CONFIG, "portkey").text)
+    [note] = [str(w.message) for w in caught]
+    assert "Portkey cannot run it" in note and f"accuracy {report.accuracy:.1%}" in note
+    assert 'x-portkey-metadata: {"task_type": "<type>"}' in note and "takes route-default" in note
+
+
+def test_nothing_is_noted_when_no_classifier_is_left_behind() -> None:
+    chain = {"version": 1, "router": {"type": "fallback", "targets": ["openai:gpt-4o", "groq:llama-3.3-70b"]}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for fmt in ("litellm", "portkey"):
+            assert export_with_notes(chain, fmt).notes == ()
+            export_config(chain, fmt)
+        assert export_with_notes(CONFIG, "evalkit").notes == ()  # evalkit's own format keeps the classifier
+    assert not [w for w in caught if issubclass(w.category, GatewayExportWarning)]
+    assert "not exported" not in export_config(chain, "litellm")
+
+
+def test_export_refuses_a_broken_classifier_file_as_router_from_config_does(learned: tuple[Path, Any],
+                                                                             tmp_path: Path) -> None:
+    import shutil
+
+    import evalkit
+
+    path, _ = learned
+    for name in ("routing.classifier.json", "routing.classifier.npz"):
+        shutil.copy(path.parent / name, tmp_path / name)
+    local = "ollama:llama3.2"  # needs no key, so Router.from_config gets as far as the classifier
+    (tmp_path / "routing.yaml").write_text(yaml.safe_dump({"version": 1, "router": {
+        "type": "task", "classifier": {"file": "routing.classifier.json"}, "routes": {"code": local},
+        "default": local}}))
+    model = json.loads((tmp_path / "routing.classifier.json").read_text())
+    model["format"] = "somebody.else"
+    (tmp_path / "routing.classifier.json").write_text(json.dumps(model))
+    with pytest.raises(ConfigError) as from_config:
+        evalkit.Router.from_config(tmp_path / "routing.yaml")
+    for fmt in ("litellm", "portkey"):
+        with pytest.raises(ConfigError) as exported:
+            export_config(tmp_path / "routing.yaml", fmt)
+        assert str(exported.value) == str(from_config.value) and "format" in str(exported.value)
+
+
+def test_evalkit_export_on_the_command_line_tells_the_user_what_the_gateway_cannot_run(
+        learned: tuple[Path, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evalkit.cli import main
+
+    path, _ = learned
+    out = tmp_path / "portkey.json"
+    with warnings.catch_warnings(record=True) as caught:  # printed as a note, or shown as a warning
+        warnings.simplefilter("always")
+        assert main(["export", str(path), "--format", "portkey", "-o", str(out)]) == 0
+    said = capsys.readouterr().err + " ".join(str(w.message) for w in caught)
+    assert "The task classifier is not exported" in said and "Portkey cannot run it" in said
+    assert set(json.loads(out.read_text())) == {"strategy", "targets"}
+
+
+def test_a_prompt_node_is_refused_by_gateway_formats_and_kept_by_evalkits(tmp_path: Path) -> None:
+    # A gateway cannot run the per-prompt router's model either: the node is refused with its path, not dropped.
+    (tmp_path / "router.json").write_text("{}")  # parsing checks the file is there; only building reads it
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "router": {
+        "type": "task", "default": "openai:gpt-4o",
+        "routes": {"code": {"type": "prompt", "model": "router.json",
+                            "targets": {"cheap": "openai:gpt-4o-mini", "strong": "openai:gpt-4o"}}}}}))
+    for fmt in ("litellm", "portkey"):
+        with pytest.raises(ConfigError, match="router.routes.code: a prompt node has no gateway equivalent"):
+            export_config(path, fmt)
+    assert export_config(path, "evalkit") == path.read_text()

@@ -83,8 +83,21 @@ def check_routing(nb: Any, runs_dir: Path) -> None:
     routing = run / "routing"
     config = yaml.safe_load((routing / "routing.yaml").read_text())
     assert config["router"]["type"] == "task" and config["router"]["routes"]
+    assert config["router"]["classifier"] == {"file": "routing.classifier.json"}
+    assert (routing / "routing.classifier.json").is_file() and (routing / "routing.classifier.npz").is_file()
     assert "model_list" in yaml.safe_load((routing / "litellm_config.yaml").read_text())
+    assert "LiteLLM cannot run it" in (routing / "litellm_config.yaml").read_text()
     assert json.loads((routing / "portkey.json").read_text())
+    assert matches(nb, r"note: The task classifier is not exported.*Portkey cannot run it")
+    # The classifier's cross-validated scores with their confusion matrix, then the per-prompt router's curve.
+    assert matches(nb, r"task classifier: 5-fold cross-validation on 300 items")
+    assert matches(nb, r"cross-fitted replay, 300 items, 5 folds")
+    assert matches(nb, r"task_table +task table \(cross-fitted\)")
+    figures = [cell.id for cell in nb.cells for output in cell.get("outputs", [])
+               if "image/png" in output.get("data", {})]
+    assert figures == ["classifier", "prompt-router"], figures
+    named = matches(nb, r"unlabelled, the classifier names it '(\w+)' \(its task type: '(\w+)'\)")
+    assert named and named[0].group(1) == named[0].group(2)
     served = matches(nb, r"router answered: served by (\S+) after (\d+) attempts")
     assert served, "the request through Router.from_config must be answered"
     assert int(served[0].group(2)) >= 2, "the scripted failures of the primary must show in response.attempts"

@@ -17,7 +17,8 @@ from evalkit.runner import results_df
 from evalkit.runner.schema import result_schema
 from tests.runner.test_run import run, small_suite
 
-SECTIONS = ["run-header", "leaderboard", "cost-quality", "latency", "errors", "routing", "replay", "drilldown"]
+SECTIONS = ["run-header", "leaderboard", "cost-quality", "latency", "errors", "routing", "replay", "task-classifier",
+            "prompt-router", "drilldown"]
 PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
 
 

@@ -25,8 +25,8 @@ from tests.runner.test_run import small_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ["run-header", "leaderboard", "cost-quality", "latency", "errors", "routing", "replay",
-            "comparison", "drilldown"]
-CHART_SECTIONS = ["cost-quality", "latency", "errors"]
+            "task-classifier", "prompt-router", "comparison", "drilldown"]
+CHART_SECTIONS = ["cost-quality", "latency", "errors", "task-classifier", "prompt-router"]
 # Each payload would set a global if the browser ran it; the alert() would open a dialog.
 PAYLOADS = ["<script>window.__pwned = 'script'; alert('script')</script>",
             "<img src=x onerror=\"window.__pwned = 'onerror'; alert('onerror')\">",
@@ -63,7 +63,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A report of a real emulator run with failures, a baseline, and hostile model outputs."""
+    """A report of a real emulator run with failures, a baseline, hostile model outputs and every section."""
     tmp = tmp_path_factory.mktemp("browser-report")
     fleet = yaml.safe_load((ROOT / "evalkit" / "emulator" / "default_fleet.yaml").read_text())
     fleet["defaults"]["faults"] = {"server": 0.25, "rate_limit": 0.1, "retry_after_s": 0}
@@ -84,7 +84,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for index, payload in zip(ok, PAYLOADS):
         outputs[index] = f"Here is my answer: {payload}"
     frame.with_columns(pl.Series("output", outputs, pl.String)).write_parquet(part)
-    return build_report(current, tmp / "report.html", baseline=baseline)
+    return build_report(current, tmp / "report.html", baseline=baseline, prompt_router=True)
 
 
 class OpenedPage:
