@@ -94,7 +94,6 @@ def emulated_target_specs(run_dir: Path) -> tuple[dict[str, dict[str, Any]], dic
 def _recommend(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..runner import results_df
     from .recommend import recommend
 
     run_dir = Path(args.run_dir)

@@ -9,36 +9,29 @@ naming the file and the field.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import math
-import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ._model_files import Where, kind_of, read_document, read_weights
 from ._task_features import HASH_NAME, FeatureSpec
 
-__all__ = ["read_model"]
+__all__ = ["feature_spec", "read_model"]
 
 _SPEC_FIELDS = ("hash_bits", "char_ngrams", "word_ngrams", "head_chars", "tail_chars")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _ARRAYS = ("rows", "weights", "bias", "dense_weights")
 MAX_TABLE_BYTES = 256 * 2**20
 
 
 def read_model(path: Path, fmt: str, version: int) -> dict[str, Any]:
     """The keyword arguments of ``LearnedClassifier`` from the model file at ``path``."""
-    doc = _document(path)
-    where = _Where(path)
+    doc = read_document(path, "task classifier")
+    where = Where(path)
     if doc.get("format") != fmt:
         raise where.fail("format", f"not an evalkit task classifier (expected {fmt!r}, got {doc.get('format')!r})")
     if doc.get("version") != version or isinstance(doc.get("version"), bool):
         raise where.fail("version", f"this evalkit reads version {version}, the file is {doc.get('version')!r}")
     labels = _labels(where, doc.get("labels"))
-    spec = _spec(where, where.mapping(doc, "features"))
+    spec = feature_spec(where, where.mapping(doc, "features"))
     table_bytes = (1 << spec.hash_bits) * len(labels) * 4
     if table_bytes > MAX_TABLE_BYTES:  # the weight table is dense in memory: refuse before allocating it
         raise where.fail("features.hash_bits", f"2**{spec.hash_bits} slots x {len(labels)} task types needs "
@@ -53,7 +46,7 @@ def read_model(path: Path, fmt: str, version: int) -> dict[str, Any]:
         raise where.fail("metrics", f"expected a mapping, got {type(metrics).__name__}")
     arrays = _weights(where, where.mapping(doc, "weights"), len(labels), spec.hash_bits)
     if dense.get("feature") != "log1p_chars":
-        raise where.fail("dense.feature", f"expected 'log1p_chars', got {_kind(dense.get('feature'))}")
+        raise where.fail("dense.feature", f"expected 'log1p_chars', got {kind_of(dense.get('feature'))}")
     low, high = where.number(dense, "min", "dense.min"), where.number(dense, "max", "dense.max")
     if low > high:
         raise where.fail("dense.max", f"the range is empty: max {high!r} < min {low!r}")
@@ -67,59 +60,14 @@ def read_model(path: Path, fmt: str, version: int) -> dict[str, Any]:
     }
 
 
-class _Where:
-    """Builds ConfigErrors located in one model file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, field: str, message: str, file: Path | None = None) -> ConfigError:
-        return ConfigError(message, file=str(file or self.path), field=field)
-
-    def mapping(self, doc: dict[str, Any], key: str) -> dict[str, Any]:
-        value = doc.get(key)
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {_kind(value)}")
-        return value
-
-    def number(self, doc: dict[str, Any], key: str, field: str, *, positive: bool = False,
-               low: float | None = None, high: float | None = None) -> float:
-        value = doc.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(field, f"expected a finite number, got {_kind(value)}")
-        if positive and value <= 0:
-            raise self.fail(field, f"expected a positive number, got {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise self.fail(field, f"expected a number from {low:g} to {high:g}, got {value!r}")
-        return float(value)
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else repr(value) if isinstance(value, (int, float, str)) else type(value).__name__
-
-
-def _document(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the task classifier: {exc}", file=str(path)) from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"not JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"expected a JSON object, got {type(doc).__name__}", file=str(path))
-    return doc
-
-
-def _labels(where: _Where, labels: Any) -> tuple[str, ...]:
+def _labels(where: Where, labels: Any) -> tuple[str, ...]:
     if (not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels)
             or len(set(labels)) != len(labels)):
-        raise where.fail("labels", f"expected two or more distinct task type names, got {_kind(labels)}")
+        raise where.fail("labels", f"expected two or more distinct task type names, got {kind_of(labels)}")
     return tuple(labels)
 
 
-def _spec(where: _Where, features: dict[str, Any]) -> FeatureSpec:
+def feature_spec(where: Where, features: dict[str, Any]) -> FeatureSpec:
     if features.get("hash") != HASH_NAME:
         raise where.fail("features.hash", f"this evalkit hashes with {HASH_NAME!r}, the file says "
                                           f"{features.get('hash')!r}")
@@ -128,7 +76,7 @@ def _spec(where: _Where, features: dict[str, Any]) -> FeatureSpec:
         value = features.get(name)
         if name.endswith("ngrams"):
             if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
-                raise where.fail(f"features.{name}", f"expected a list of whole numbers, got {_kind(value)}")
+                raise where.fail(f"features.{name}", f"expected a list of whole numbers, got {kind_of(value)}")
             value = tuple(value)
         values[name] = value
     spec = object.__new__(FeatureSpec)  # checked below, field by field, so the error names the field
@@ -144,31 +92,8 @@ def _spec(where: _Where, features: dict[str, Any]) -> FeatureSpec:
     return FeatureSpec(**values)
 
 
-def _weights(where: _Where, weights: dict[str, Any], n_labels: int, hash_bits: int) -> dict[str, Any]:
-    import numpy as np
-
-    name = weights.get("file")
-    if not isinstance(name, str) or not name.endswith(".npz") or Path(name).name != name or name.startswith("."):
-        raise where.fail("weights.file", f"expected the name of a .npz file beside the model, got {_kind(name)}")
-    digest = weights.get("sha256")
-    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-        raise where.fail("weights.sha256", f"expected 64 lower-case hex digits, got {_kind(digest)}")
-    npz = where.path.with_name(name)
-    try:
-        data = npz.read_bytes()
-    except OSError as exc:
-        raise where.fail("weights.file", f"cannot read the weights {npz}: {exc.strerror or exc}") from None
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise where.fail("weights.sha256", f"{npz.name} does not match the recorded sha256 (changed or replaced "
-                                           "since the model was saved)")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in _ARRAYS if key in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise where.fail("weights.file", f"not a readable numpy archive: {exc}", npz) from None
-    for key in _ARRAYS:
-        if key not in arrays:
-            raise where.fail(key, "array missing from the weights file", npz)
+def _weights(where: Where, weights: dict[str, Any], n_labels: int, hash_bits: int) -> dict[str, Any]:
+    npz, arrays = read_weights(where, weights, _ARRAYS)
     _check_arrays(where, npz, arrays, n_labels, hash_bits)
     if weights.get("rows") != len(arrays["rows"]):
         raise where.fail("weights.rows", f"the file says {weights.get('rows')!r} rows, {npz.name} has "
@@ -176,7 +101,7 @@ def _weights(where: _Where, weights: dict[str, Any], n_labels: int, hash_bits: i
     return arrays
 
 
-def _check_arrays(where: _Where, npz: Path, arrays: dict[str, Any], n_labels: int, hash_bits: int) -> None:
+def _check_arrays(where: Where, npz: Path, arrays: dict[str, Any], n_labels: int, hash_bits: int) -> None:
     import numpy as np
 
     rows = arrays["rows"]

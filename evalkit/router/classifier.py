@@ -25,10 +25,6 @@ use, so ``import evalkit`` stays cheap.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -142,29 +138,19 @@ class LearnedClassifier:
         """
         import numpy as np
 
-        path = Path(path)
-        weights_path = path.with_suffix(".npz")
-        if weights_path == path:
-            raise ValueError(f"{path}: the model file must not end in .npz (its weights go there)")
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, rows=np.asarray(self.rows, np.int32), weights=np.asarray(self.weights, np.float32),
-                            bias=self.bias, dense_weights=self.dense_weights)
-        data = buffer.getvalue()
-        document = {
+        from ._model_files import write_model
+
+        arrays = {"rows": np.asarray(self.rows, np.int32), "weights": np.asarray(self.weights, np.float32),
+                  "bias": self.bias, "dense_weights": self.dense_weights}
+        return write_model(path, arrays, {
             "format": FORMAT, "version": FORMAT_VERSION, "labels": list(self.labels),
             "features": self.spec.to_dict(),
             "dense": {"feature": "log1p_chars", "mean": self.dense_mean, "scale": self.dense_scale,
                       "min": self.dense_range[0], "max": self.dense_range[1]},
             "calibration": {"method": "temperature", "temperature": self.temperature},
             "abstain_below": self.abstain_below,
-            "weights": {"file": weights_path.name, "sha256": hashlib.sha256(data).hexdigest(),
-                        "rows": len(self.rows)},
             "metrics": dict(self.metrics),
-        }
-        text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"  # fails before anything is written
-        _write_atomic(weights_path, data)
-        _write_atomic(path, text.encode("utf-8"))
-        return path
+        })
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedClassifier:
@@ -188,14 +174,3 @@ def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
     scores = np.asarray(logits, np.float32) / np.float32(temperature)
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
     return scores / scores.sum(axis=-1, keepdims=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-

@@ -38,9 +38,6 @@ field (:mod:`evalkit.router._prompt_file`). Prediction uses numpy only.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -271,19 +268,10 @@ class PromptModel:
 
         Each file is written whole or not at all (temporary file, then rename).
         """
-        import numpy as np
+        from ._model_files import write_model
 
-        from .classifier import _write_atomic
-
-        path = Path(path)
-        weights_path = path.with_suffix(".npz")
-        if weights_path == path:
-            raise ValueError(f"{path}: the model file must not end in .npz (its weights go there)")
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, rows=self.rows, weights=self.weights, bias=self.bias,
-                            dense_weights=self.dense_weights)
-        data = buffer.getvalue()
-        document = {
+        arrays = {"rows": self.rows, "weights": self.weights, "bias": self.bias, "dense_weights": self.dense_weights}
+        return write_model(path, arrays, {
             "format": FORMAT, "version": FORMAT_VERSION,
             "targets": [{"name": name, "cost_per_request_usd": None if cost is None else str(cost),
                          "calibration": {"method": "platt", "scale": float(a), "shift": float(b)}}
@@ -294,13 +282,8 @@ class PromptModel:
                       "scale": self.dense_scale.tolist()},
             "rule": {"kind": self.rule.kind, "value": self.rule.value,
                      "calibrated_to": dict(self.rule.calibrated_to)},
-            "weights": {"file": weights_path.name, "sha256": hashlib.sha256(data).hexdigest(),
-                        "rows": len(self.rows)},
             "metrics": dict(self.metrics),
-        }
-        _write_atomic(weights_path, data)
-        _write_atomic(path, (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-        return path
+        })
 
     @classmethod
     def load(cls, path: str | Path) -> PromptModel:
