@@ -30,8 +30,20 @@ _FUNCTION_KEYS = ("name", "arguments")
 _EXPECTED_ROLES = ", ".join(ROLES)
 
 
+class CheckedMessages(tuple):  # type: ignore[type-arg]
+    """A tuple of Messages :func:`to_messages` has checked; Messages are frozen, so it stays checked.
+
+    ``ChatRequest.replace`` (every router hop, every retry) and a request built
+    from another's messages pass it on without checking each message again.
+    """
+
+    __slots__ = ()
+
+
 def to_messages(messages: Any) -> tuple[Message, ...]:
     """``messages`` (a list or tuple of Messages and/or dicts) as a checked tuple of Messages."""
+    if type(messages) is CheckedMessages:
+        return messages
     if type(messages) not in (tuple, list) and (isinstance(messages, (str, bytes, Mapping, Message))
                                                 or not isinstance(messages, Iterable)):
         raise TypeError(
@@ -43,8 +55,8 @@ def to_messages(messages: Any) -> tuple[Message, ...]:
         # Fast path: a plain text Message is accepted as it is (every request and every replace() lands here).
         if not (type(m) is Message and m.role in ROLES and type(m.content) is str and not m.tool_calls
                 and m.tool_call_id is None and m.name is None):
-            return tuple(to_message(m, f"messages[{i}]") for i, m in enumerate(out))
-    return out
+            return CheckedMessages(to_message(m, f"messages[{i}]") for i, m in enumerate(out))
+    return CheckedMessages(out)
 
 
 def to_message(value: Any, where: str) -> Message:

@@ -76,6 +76,7 @@ content type, and FastAPI servers (llama.cpp's, vLLM) parse neither as JSON.
 ACCEPT: Mapping[str | None, str] = {None: "application/json", "sse": "text/event-stream",
                                     "json-array": "application/json"}
 """The ``accept`` header for each stream format (``None``: a plain JSON answer)."""
+_ACCEPT_HEADERS = {fmt: {"accept": value} for fmt, value in ACCEPT.items()}  # built once, never mutated
 
 
 class HTTPProvider:
@@ -183,8 +184,11 @@ class HTTPProvider:
         if url is None:  # parsed once per path: URL parsing is a large share of httpx's per-call cost
             url = self._urls[key] = httpx.URL(self.base_url + call.path, params=call.params or None)
         # A client we own carries the auth and default headers already; a shared one gets them per request.
-        accept = {"accept": ACCEPT[call.stream_format]}
-        headers = {**self._headers, **accept, **call.headers} if not self._owns_client else {**accept, **call.headers}
+        accept = _ACCEPT_HEADERS[call.stream_format]
+        if not self._owns_client:
+            headers = {**self._headers, **accept, **call.headers}
+        else:
+            headers = {**accept, **call.headers} if call.headers else accept
         return self.client.build_request("POST", url, headers=headers,
                                          content=json.dumps(call.body, separators=(",", ":")).encode())
 

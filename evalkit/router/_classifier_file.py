@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._model_files import Where, kind_of, read_document, read_weights
+from ._model_files import Where, kind_of, read_header, read_weights
 from ._task_features import HASH_NAME, FeatureSpec
 
 __all__ = ["feature_spec", "read_model"]
@@ -24,12 +24,7 @@ MAX_TABLE_BYTES = 256 * 2**20
 
 def read_model(path: Path, fmt: str, version: int) -> dict[str, Any]:
     """The keyword arguments of ``LearnedClassifier`` from the model file at ``path``."""
-    doc = read_document(path, "task classifier")
-    where = Where(path)
-    if doc.get("format") != fmt:
-        raise where.fail("format", f"not an evalkit task classifier (expected {fmt!r}, got {doc.get('format')!r})")
-    if doc.get("version") != version or isinstance(doc.get("version"), bool):
-        raise where.fail("version", f"this evalkit reads version {version}, the file is {doc.get('version')!r}")
+    doc, where = read_header(path, "task classifier", fmt, version)
     labels = _labels(where, doc.get("labels"))
     spec = feature_spec(where, where.mapping(doc, "features"))
     table_bytes = (1 << spec.hash_bits) * len(labels) * 4

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["SHA256", "Where", "kind_of", "read_document", "read_weights", "write_model"]
+__all__ = ["SHA256", "Where", "kind_of", "read_document", "read_header", "read_weights", "write_model"]
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -61,6 +61,17 @@ class Where:
 def kind_of(value: Any) -> str:
     """A short description of a bad value for an error message."""
     return "nothing" if value is None else repr(value) if isinstance(value, (int, float, str)) else type(value).__name__
+
+
+def read_header(path: Path, what: str, fmt: str, version: int) -> tuple[dict[str, Any], Where]:
+    """The JSON object in ``path``, refused unless its ``format`` is ``fmt`` and its ``version`` ``version``."""
+    doc = read_document(path, what)
+    where = Where(path)
+    if doc.get("format") != fmt:
+        raise where.fail("format", f"not an evalkit {what} (expected {fmt!r}, got {doc.get('format')!r})")
+    if doc.get("version") != version or isinstance(doc.get("version"), bool):
+        raise where.fail("version", f"this evalkit reads version {version}, the file is {doc.get('version')!r}")
+    return doc, where
 
 
 def read_document(path: Path, what: str) -> dict[str, Any]:

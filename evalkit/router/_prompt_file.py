@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ._classifier_file import feature_spec
-from ._model_files import Where, kind_of, read_document, read_weights
+from ._model_files import Where, kind_of, read_header, read_weights
 
 __all__ = ["read_prompt_model"]
 
@@ -28,12 +28,7 @@ def read_prompt_model(path: Path, fmt: str, version: int) -> dict[str, Any]:
     """The keyword arguments of ``PromptModel`` from the model file at ``path``."""
     from .prompt import DENSE_FEATURES
 
-    doc = read_document(path, "per-prompt router")
-    where = Where(path)
-    if doc.get("format") != fmt:
-        raise where.fail("format", f"not an evalkit per-prompt router (expected {fmt!r}, got {doc.get('format')!r})")
-    if doc.get("version") != version or isinstance(doc.get("version"), bool):
-        raise where.fail("version", f"this evalkit reads version {version}, the file is {doc.get('version')!r}")
+    doc, where = read_header(path, "per-prompt router", fmt, version)
     names, costs, scale, shift = _targets(where, doc.get("targets"))
     spec = feature_spec(where, where.mapping(doc, "features"))
     dense = where.mapping(doc, "dense")
