@@ -4,7 +4,10 @@
   attempt: a refusal (``finish_reason`` ``content_filter``: OpenAI's
   ``content_filter`` or ``message.refusal``, Anthropic's ``refusal``, Gemini's
   SAFETY-like finish reasons and blocked prompts) is ``content_filter``; a reply
-  with no text and no tool calls is ``invalid_response``. Keyed on the
+  with no text and no tool calls is ``invalid_response``, unless it continues a
+  prefill (``_prefill.py``) that has text: the answer is the prefill and its
+  continuation, and a continuation may be empty (the prefill was the whole
+  answer, as when a stream broke just before its finish event). Keyed on the
   normalised finish reason, so a new wire gets it by mapping its reasons.
 * :func:`estimate_usage` / :func:`partial_usage`: what a call is billed when
   the vendor did not say (counted locally, ``exact=False``), including a stream
@@ -23,6 +26,7 @@ from dataclasses import replace
 from .._secret import scrub
 from ..errors import ContentFilterError, InvalidResponseError, ProviderError
 from ..types import ChatRequest, FinishReason, Message, Usage
+from ._prefill import prefill_text
 from ._wire import Reply
 
 __all__ = ["estimate_usage", "partial_usage", "scrub_reply", "unusable"]
@@ -31,18 +35,22 @@ _REFUSAL_SHOWN = 200
 """Characters of the vendor's refusal text kept in the error message."""
 
 
-def unusable(reply: Reply) -> ProviderError | None:
+def unusable(reply: Reply, request: ChatRequest | None = None) -> ProviderError | None:
     """The failure ``reply`` stands for (a refusal, an empty answer), or ``None`` when it is an answer.
 
     A refusal fails even with partial text: the vendor withdrew the answer
     (Anthropic: "reset the context"; Azure cuts the text where its filter hit).
     ``finish_reason=length`` with no text means every output token went to
     reasoning: not retryable on the same target with the same ``max_tokens``.
+    ``request`` (when given) may carry a prefill with text, which ``reply``
+    continues: then an empty reply is an answer (nothing more to say).
     """
     if reply.finish_reason is FinishReason.CONTENT_FILTER:
         said = f": {reply.refusal[:_REFUSAL_SHOWN]}" if reply.refusal else ""
         return ContentFilterError(f"the vendor refused to answer (finish_reason=content_filter){said}")
     if reply.tool_calls or reply.text.strip():
+        return None
+    if request is not None and (prefill_text(request) or "").strip():
         return None
     if reply.finish_reason is FinishReason.LENGTH:
         spent = reply.usage.reasoning_tokens if reply.usage is not None else 0

@@ -82,7 +82,10 @@ class StreamParser(Protocol):
 
     def feed(self, data: str, event: str | None = None) -> str: ...
 
-    def finish(self) -> Reply: ...
+    def finish(self) -> Reply:
+        """The whole answer once the stream ended: after its terminator, or after a body that ended
+        cleanly once the finish event had arrived; a stream without its finish is interrupted."""
+        ...
 
     def partial(self) -> Reply:
         """Text, reasoning, tool calls and the vendor's running usage (if any) received so far."""
@@ -98,9 +101,11 @@ class Wire(Protocol):
 
     def build(self, request: ChatRequest, model: str, stream: bool) -> HttpCall: ...
 
-    def parse(self, body: Any) -> Reply: ...
+    def parse(self, body: Any, request: ChatRequest | None = None) -> Reply:
+        """The answer in a JSON body; ``request`` tells a continued prefill apart (its repeat is dropped)."""
+        ...
 
-    def stream_parser(self) -> StreamParser: ...
+    def stream_parser(self, request: ChatRequest | None = None) -> StreamParser: ...
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError: ...
 
@@ -110,7 +115,10 @@ def stream_event(data: str) -> dict[str, Any]:
 
     Anything else is a body evalkit cannot read (invalid_response), like a
     malformed non-streamed body; the HTTP layer reports a broken *last* event
-    (the connection closed inside it) as stream_interrupted instead.
+    (the connection closed inside it) as stream_interrupted instead. A
+    malformed event fails the attempt rather than being skipped: it may have
+    carried text, and skipping it would return a silently garbled answer (a
+    router recovers the stream from the text shown, ``mid_stream``).
     """
     try:
         chunk = loads(data)

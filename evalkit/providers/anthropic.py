@@ -17,6 +17,15 @@ Differences from OpenAI's shape that matter here:
 * With server-side compaction the top-level usage covers only the final sampling
   pass; ``usage.iterations`` lists every pass (the compaction summary included),
   and their sum is what was billed, so it wins when present.
+* A prefill (a final assistant turn, ``_prefill.py``) is sent as the last
+  ``assistant`` message without its trailing whitespace: Anthropic answers 400
+  "final assistant content cannot end with trailing whitespace". The model
+  continues the stripped text, so its answer usually starts with that
+  whitespace again; what the caller already had is dropped from the answer.
+* A stream is complete at ``message_stop``, or, when the body ends cleanly
+  without it, once ``message_delta`` carried the ``stop_reason`` (with the
+  final usage). A body that ends before any ``stop_reason`` is a cut answer
+  (:class:`~evalkit.errors.StreamInterruptedError`), never a success.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from ..errors import (ConfigError, ErrorKind, InvalidResponseError, ProviderErro
                       kind_for_status, provider_error)
 from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
 from ._headers import retry_after_seconds
+from ._prefill import PrefillJoin, prefill_text
 from ._wire import HttpCall, Reply, error_body, stream_event
 
 __all__ = ["AnthropicStream", "AnthropicWire", "anthropic_messages", "anthropic_usage",
@@ -131,6 +141,9 @@ def anthropic_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
             out[-1]["content"].append({"type": "text", "text": m.content})
         else:
             out.append({"role": m.role, "content": m.content})
+    if out and messages and messages[-1].role == "assistant" and isinstance(out[-1]["content"], str):
+        # A prefill: Anthropic refuses a final assistant text ending in whitespace (400).
+        out[-1]["content"] = out[-1]["content"].rstrip()
     return out
 
 
@@ -166,7 +179,13 @@ class AnthropicWire:
         return HttpCall(path="/v1/messages", body=body, headers={"anthropic-version": API_VERSION},
                         stream_format="sse" if stream else None)
 
-    def parse(self, body: Any) -> Reply:
+    def parse(self, body: Any, request: ChatRequest | None = None) -> Reply:
+        reply = self._parse(body)
+        if (join := _join(request)) is not None:
+            reply.text = join.apply(reply.text)
+        return reply
+
+    def _parse(self, body: Any) -> Reply:
         if not isinstance(body, dict):
             raise InvalidResponseError("response body is not a JSON object")
         if body.get("type") == "error":
@@ -197,25 +216,34 @@ class AnthropicWire:
             refusal=_stop_explanation(body.get("stop_details")),
         )
 
-    def stream_parser(self) -> AnthropicStream:
-        return AnthropicStream()
+    def stream_parser(self, request: ChatRequest | None = None) -> AnthropicStream:
+        return AnthropicStream(_join(request))
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return classify_anthropic_error(status, headers, body)
 
 
+def _join(request: ChatRequest | None) -> PrefillJoin | None:
+    """What drops, from a prefilled answer, the whitespace the caller's prefill ended with and we stripped."""
+    prefill = prefill_text(request) if request is not None else None
+    stripped = prefill[len(prefill.rstrip()):] if prefill else ""
+    return PrefillJoin(stripped, whole=False) if stripped else None
+
+
 class AnthropicStream:
-    """Accumulates a Messages SSE stream; complete only after ``message_stop``.
+    """Accumulates a Messages SSE stream; complete after ``message_stop`` or a ``stop_reason``.
 
     Usage arrives twice: ``message_start`` carries the prompt side and an initial
     output count, ``message_delta`` the cumulative totals (older API versions send
     only ``output_tokens`` there; newer ones repeat the prompt side, and with
     compaction may report cache reads only in ``message_start``). Each count is
-    therefore the larger of the two reports.
+    therefore the larger of the two reports. ``join`` drops the whitespace a
+    prefill was stripped of from the start of the text.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, join: PrefillJoin | None = None) -> None:
         self.started = False
+        self._join = join
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._calls: dict[int, list[Any]] = {}  # block index -> [id, name, [json parts], start input]
@@ -243,6 +271,8 @@ class AnthropicStream:
             self._stop_reason = delta.get("stop_reason") or self._stop_reason
             self._stop_details = delta.get("stop_details") or self._stop_details
             self._merge_usage(chunk.get("usage"))
+            if self._stop_reason is not None and self._join is not None:
+                self._join.flush()  # what it still holds is whitespace the caller's prefill ended with
         elif kind == "message_stop":
             self._done = True
         elif kind == "error" or event == "error":
@@ -256,9 +286,7 @@ class AnthropicStream:
         kind = delta.get("type")
         if kind == "text_delta":
             self.started = True
-            text = delta.get("text") or ""
-            self._text.append(text)
-            return text
+            return self._text_out(delta.get("text") or "")
         if kind == "thinking_delta":
             self.started = True
             self._reasoning.append(delta.get("thinking") or "")
@@ -276,10 +304,18 @@ class AnthropicStream:
             self._calls[index] = [block.get("id") or "", block.get("name") or "", [], block.get("input")]
         elif kind == "text" and block.get("text"):
             self.started = True
-            self._text.append(block["text"])
+            self._text_out(block["text"])
         elif kind == "thinking" and block.get("thinking"):
             self.started = True
             self._reasoning.append(block["thinking"])
+
+    def _text_out(self, text: str) -> str:
+        """``text`` as the caller sees it (a prefill's repeated whitespace dropped), kept for the reply."""
+        if self._join is not None:
+            text = self._join.feed(text)
+        if text:
+            self._text.append(text)
+        return text
 
     def _merge_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
@@ -306,8 +342,9 @@ class AnthropicStream:
         )
 
     def finish(self) -> Reply:
-        if not self._done:
-            raise StreamInterruptedError("stream ended before message_stop")
+        if not self._done and self._stop_reason is None:
+            # Without message_stop, only message_delta's stop_reason says the answer is whole.
+            raise StreamInterruptedError("stream ended before its stop_reason (and before message_stop)")
         return self.partial()
 
 

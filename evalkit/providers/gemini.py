@@ -5,7 +5,12 @@
 them, as SSE with ``?alt=sse`` (the default here) or as one streamed JSON array
 without it (``GeminiWire(stream_format="json-array")``). Every stream chunk is a
 whole ``GenerateContentResponse`` carrying only the new parts; there is no
-terminal event, so a stream is complete once a chunk carries ``finishReason``.
+terminal event, so a stream is complete when its last chunk with output carries
+``finishReason`` (in every recorded stream the last chunk carries it, with the
+final usage). A body that ends after text without one is a cut answer
+(:class:`~evalkit.errors.StreamInterruptedError`), never a success, in either
+form; a streamed JSON array that ends after the finish chunk but before its
+closing ``]`` is complete.
 
 Usage mapping (see ``evalkit.types``): ``promptTokenCount`` already includes
 ``cachedContentTokenCount`` (the recorded explicit-cache call reports prompt
@@ -95,7 +100,7 @@ class GeminiWire:
         return HttpCall(path=f"{_API}/{resource}:streamGenerateContent", body=body, params=params,
                         stream_format=self.stream_format)
 
-    def parse(self, body: Any) -> Reply:
+    def parse(self, body: Any, request: ChatRequest | None = None) -> Reply:
         if not isinstance(body, dict):
             raise InvalidResponseError("response body is not a JSON object")
         if "error" in body and not body.get("candidates"):
@@ -117,7 +122,7 @@ class GeminiWire:
         return _reply(body, "".join(text), "".join(thinking), calls_t, _finish(reason, calls_t),
                       body.get("usageMetadata"), _refusal(reason, candidate))
 
-    def stream_parser(self) -> GeminiStream:
+    def stream_parser(self, request: ChatRequest | None = None) -> GeminiStream:
         return GeminiStream()
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
@@ -276,7 +281,12 @@ def gemini_usage(meta: Mapping[str, Any] | None) -> Usage | None:
 
 
 class GeminiStream:
-    """Accumulates ``streamGenerateContent`` chunks; complete once a ``finishReason`` arrived."""
+    """Accumulates ``streamGenerateContent`` chunks; whole once the last chunk with output had a finishReason.
+
+    Output after a ``finishReason`` reopens the answer: the stream is then
+    whole only if a later chunk finishes it again. Chunks without output
+    (usage only) after the finish change nothing.
+    """
 
     def __init__(self) -> None:
         self.started = False
@@ -315,12 +325,15 @@ class GeminiStream:
         if not isinstance(candidate, dict):
             return ""
         mark = len(self._text)
+        output = False
         for part in (candidate.get("content") or {}).get("parts") or ():
-            if _collect(part, self._text, self._thinking, self._calls):
-                self.started = True
+            output = _collect(part, self._text, self._thinking, self._calls) or output
+        self.started = self.started or output
         if candidate.get("finishReason"):
             self._finish = candidate["finishReason"]
             self._final = candidate
+        elif output:
+            self._finish, self._final = None, {}  # generation went on past a finish: it must end again
         return "".join(self._text[mark:])
 
     def partial(self) -> Reply:

@@ -5,6 +5,18 @@ Cerebras, Ollama, vLLM and llama.cpp server all speak this format with small
 differences; those are :class:`ChatOptions` values (see ``vendors.py``), and
 the tolerant parsing below (content arrays, ``reasoning_content``/``reasoning``,
 ``x_groq.usage``, ``usage.cost``, errors inside a 200 stream) is shared.
+
+A stream is complete at ``data: [DONE]``, or, when the body ends cleanly
+without it, once a choice carried its ``finish_reason``: the answer is whole
+then, and the usage chunk that follows the finish chunk (``include_usage``) is
+used when it arrived. A body that ends before any ``finish_reason`` is a cut
+answer (:class:`~evalkit.errors.StreamInterruptedError`), never a success.
+
+A prefill (a final assistant turn, ``_prefill.py``) goes out as a plain last
+``assistant`` message, flagged where the vendor needs it
+(:attr:`ChatOptions.prefill_flag`: Mistral's ``"prefix": true``); a vendor
+that repeats the prefill before continuing it (:attr:`ChatOptions.prefill_echo`)
+has the repeat dropped, so the answer is only the continuation.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from ..errors import (
 )
 from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
 from ._headers import retry_after_seconds
+from ._prefill import PrefillJoin, prefill_text
 from ._wire import HttpCall, Reply, error_body, stream_event
 
 __all__ = ["ChatOptions", "OpenAIChatWire", "classify_openai_error", "openai_error_from_payload", "openai_messages"]
@@ -77,15 +90,21 @@ class ChatOptions:
     """Whether the vendor accepts ``stream_options.include_usage``."""
     send_model: bool = True
     """Azure deployment URLs carry the model in the path instead."""
+    prefill_flag: str | None = None
+    """The field set ``true`` on a final assistant message to make it a prefill (Mistral: ``prefix``)."""
+    prefill_echo: bool = False
+    """Whether the answer repeats the prefill before continuing it (Mistral); the repeat is dropped."""
 
 
-def openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """The request's conversation as OpenAI ``messages``."""
+def openai_messages(request: ChatRequest, prefill_flag: str | None = None) -> list[dict[str, Any]]:
+    """The request's conversation as OpenAI ``messages``; a prefill's message gets ``prefill_flag: true``."""
     out: list[dict[str, Any]] = []
     if request.system:
         out.append({"role": "system", "content": request.system})
     for m in request.messages:
         out.append(_message(m))
+    if prefill_flag and prefill_text(request) is not None:
+        out[-1][prefill_flag] = True
     return out
 
 
@@ -138,7 +157,7 @@ class OpenAIChatWire:
 
     def build(self, request: ChatRequest, model: str, stream: bool) -> HttpCall:
         o = self.options
-        body: dict[str, Any] = {"messages": openai_messages(request)}
+        body: dict[str, Any] = {"messages": openai_messages(request, o.prefill_flag)}
         if o.send_model:
             body["model"] = model
         if request.max_tokens is not None:
@@ -164,7 +183,18 @@ class OpenAIChatWire:
         return HttpCall(path=o.path.replace("{model}", model), body=body, params=params,
                         stream_format="sse" if stream else None)
 
-    def parse(self, body: Any) -> Reply:
+    def _join(self, request: ChatRequest | None) -> PrefillJoin | None:
+        """What drops the vendor's repeat of ``request``'s prefill from the answer (``None``: none to drop)."""
+        prefill = prefill_text(request) if request is not None and self.options.prefill_echo else None
+        return PrefillJoin(prefill, whole=True) if prefill else None
+
+    def parse(self, body: Any, request: ChatRequest | None = None) -> Reply:
+        reply = self._parse(body)
+        if (join := self._join(request)) is not None:
+            reply.text = join.apply(reply.text)
+        return reply
+
+    def _parse(self, body: Any) -> Reply:
         if not isinstance(body, dict):
             raise InvalidResponseError("response body is not a JSON object")
         if "error" in body and not body.get("choices"):
@@ -194,18 +224,24 @@ class OpenAIChatWire:
             refusal=refusal if isinstance(refusal, str) else "",
         )
 
-    def stream_parser(self) -> OpenAIChatStream:
-        return OpenAIChatStream()
+    def stream_parser(self, request: ChatRequest | None = None) -> OpenAIChatStream:
+        return OpenAIChatStream(self._join(request))
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return classify_openai_error(status, headers, body)
 
 
 class OpenAIChatStream:
-    """Accumulates a Chat Completions SSE stream; complete only after ``data: [DONE]``."""
+    """Accumulates a Chat Completions SSE stream; complete after ``data: [DONE]`` or a ``finish_reason``.
 
-    def __init__(self) -> None:
+    ``join`` drops the vendor's repeat of a prefill from the text (it holds
+    text back while it may still be the repeat, and lets it go at the finish
+    chunk).
+    """
+
+    def __init__(self, join: PrefillJoin | None = None) -> None:
         self.started = False
+        self._join = join
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._refusal: list[str] = []
@@ -219,7 +255,10 @@ class OpenAIChatStream:
     def feed(self, data: str, event: str | None = None) -> str:
         if data.strip() == "[DONE]":
             self._done = True
-            return ""
+            held = self._join.flush() if self._join is not None else ""  # no finish chunk let it go
+            if held:
+                self._text.append(held)
+            return held
         chunk = stream_event(data)
         if chunk.get("error"):
             error = openai_error_from_payload(chunk["error"], status=None)
@@ -240,6 +279,11 @@ class OpenAIChatStream:
         delta = choice.get("delta") or {}
         text, thinking = _content(delta.get("content"))
         thinking += delta.get("reasoning_content") or delta.get("reasoning") or ""
+        generated = bool(text)
+        if self._join is not None:
+            text = self._join.feed(text)
+            if choice.get("finish_reason"):
+                text += self._join.flush()
         if text:
             self._text.append(text)
         if thinking:
@@ -252,7 +296,7 @@ class OpenAIChatStream:
             slot[0] = slot[0] or call.get("id") or ""
             slot[1] += fn.get("name") or ""
             slot[2] += fn.get("arguments") or ""
-        if text or thinking or self._calls:
+        if generated or thinking or self._calls:
             self.started = True
         if choice.get("finish_reason"):
             self._finish = choice["finish_reason"]
@@ -274,8 +318,9 @@ class OpenAIChatStream:
         )
 
     def finish(self) -> Reply:
-        if not self._done:
-            raise StreamInterruptedError("stream ended before data: [DONE]")
+        if not self._done and self._finish is None:
+            # Without [DONE], only the finish chunk says the answer is whole: text alone may be cut anywhere.
+            raise StreamInterruptedError("stream ended before its finish_reason (and before data: [DONE])")
         if self._finish is None and not self._text and not self._calls and not self._refusal:
             # The stream did end: its usage chunk, if any, is the vendor's whole bill.
             raise InvalidResponseError("stream carried no choices", usage=chat_usage(self._usage))

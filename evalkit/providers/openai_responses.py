@@ -10,6 +10,15 @@ shape as Chat Completions, so HTTP errors are classified by
 A stream is a sequence of typed SSE events; the terminal ``response.completed``
 or ``response.incomplete`` event carries the whole final response object, so a
 stream's result is parsed by the same function as a non-streamed answer.
+
+That terminal event is also the only one that says the answer is whole: the
+recorded streams end ``… response.output_text.done, response.content_part.done,
+response.output_item.done, response.completed`` and nothing follows it, while
+an ``output_item.done`` closes one output item of several (a message can be
+followed by function calls) and carries neither the response's status nor its
+usage. So there is no "finished but unterminated" state to recover here: a
+body that ends before ``response.completed``/``.incomplete`` is a cut answer
+(:class:`~evalkit.errors.StreamInterruptedError`), never a success.
 """
 
 from __future__ import annotations
@@ -160,10 +169,10 @@ class OpenAIResponsesWire:
         body["store"] = False
         return HttpCall(path=self.path, body=body, stream_format="sse" if stream else None)
 
-    def parse(self, body: Any) -> Reply:
+    def parse(self, body: Any, request: ChatRequest | None = None) -> Reply:
         return parse_response(body)
 
-    def stream_parser(self) -> OpenAIResponsesStream:
+    def stream_parser(self, request: ChatRequest | None = None) -> OpenAIResponsesStream:
         return OpenAIResponsesStream()
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:

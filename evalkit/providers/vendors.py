@@ -100,7 +100,9 @@ VENDORS: Mapping[str, Vendor] = {
                     "usage of compound models arrives in x_groq.usage"),
         _compatible("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "mistral",
                     "magistral streams content as arrays with thinking parts; usage arrives in the last "
-                    "chunk unasked (stream_options is refused with 422 extra_forbidden)", stream_usage=False),
+                    "chunk unasked (stream_options is refused with 422 extra_forbidden); a prefill needs "
+                    "prefix: true and is repeated at the start of the answer", stream_usage=False,
+                    prefill_flag="prefix", prefill_echo=True),
         _compatible("deepseek", "https://api.deepseek.com", "DEEPSEEK_API_KEY", "deepseek",
                     "reasoning_content beside content; prompt_cache_hit_tokens"),
         _compatible("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "openrouter",
