@@ -32,7 +32,19 @@ from .errors import (
     StreamInterruptedError,
     TimeoutError,
 )
-from .types import Attempt, ChatRequest, ChatResponse, Cost, FinishReason, Message, ToolCall, ToolSpec, Usage
+from .types import (
+    Attempt,
+    ChatRequest,
+    ChatResponse,
+    Cost,
+    Deadlines,
+    FinishReason,
+    Message,
+    StreamRestart,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from ._secret import Secret
@@ -65,6 +77,7 @@ __all__ = [
     "ContextLengthError",
     "Cost",
     "CostAwareRouter",
+    "Deadlines",
     "ErrorKind",
     "EvalkitError",
     "FallbackChain",
@@ -86,6 +99,7 @@ __all__ = [
     "Secret",
     "ServerError",
     "StreamInterruptedError",
+    "StreamRestart",
     "TaskRouter",
     "TimeoutError",
     "TokenCount",

@@ -29,9 +29,11 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "Cost",
+    "Deadlines",
     "FinishReason",
     "Message",
     "ROLES",
+    "StreamRestart",
     "ToolCall",
     "ToolSpec",
     "Usage",
@@ -100,6 +102,52 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long one call may take, phase by phase; every field is unset (``None``) by default.
+
+    * ``connect_timeout_s``: to open the connection;
+    * ``headers_timeout_s``: from sending to the response's status and headers;
+    * ``ttft_timeout_s``: from sending to the first token of a streamed answer;
+    * ``stall_timeout_s``: the longest silence between two chunks of a streamed answer;
+    * ``total_timeout_s``: the whole call (a router's whole routed call, every attempt included).
+
+    A target's deadlines (``get_provider(..., deadlines=)``) apply to every
+    call; a call's own (``ChatRequest.deadlines``) win field by field
+    (:meth:`merged`). A deadline that passes is a
+    :class:`~evalkit.errors.TimeoutError` naming it; routers move on to the
+    next target rather than retry the same silence.
+    """
+
+    connect_timeout_s: float | None = None
+    headers_timeout_s: float | None = None
+    ttft_timeout_s: float | None = None
+    stall_timeout_s: float | None = None
+    total_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in _DEADLINE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value < float("inf")):
+                raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
+
+    def merged(self, other: Deadlines | None) -> Deadlines:
+        """These deadlines with ``other``'s set fields taking precedence."""
+        if other is None or other is self:
+            return self
+        return Deadlines(*(b if b is not None else a for a, b in
+                           ((getattr(self, n), getattr(other, n)) for n in _DEADLINE_FIELDS)))
+
+    @property
+    def armed(self) -> bool:
+        """Whether any deadline is set (an unarmed call pays nothing for deadlines)."""
+        return any(getattr(self, n) is not None for n in _DEADLINE_FIELDS)
+
+
+_DEADLINE_FIELDS = ("connect_timeout_s", "headers_timeout_s", "ttft_timeout_s", "stall_timeout_s", "total_timeout_s")
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     """A provider-neutral chat request.
 
@@ -126,6 +174,7 @@ class ChatRequest:
     tools: tuple[ToolSpec, ...] = ()
     stream: bool = False
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    deadlines: Deadlines | None = None
 
     def __post_init__(self) -> None:
         # Accept lists and dicts for convenience; store checked Message tuples so requests stay immutable.
@@ -236,6 +285,12 @@ class Attempt:
     sent: bool = True
     retry: int = 0
     """Retries of this same target before this attempt (0 on the first try)."""
+    recovery: Literal["continue", "restart"] | None = None
+    """How this attempt took over a stream whose caller had already seen text: ``continue`` (the
+    text so far was sent as a prefill and only the rest streamed on) or ``restart`` (the caller was
+    told to discard it, :class:`StreamRestart`); ``None`` for an ordinary attempt."""
+    join_at: int | None = None
+    """For ``recovery="continue"``: how many characters of the answer this attempt continued from."""
 
     @property
     def ok(self) -> bool:
@@ -272,6 +327,20 @@ class ChatResponse:
     def replace(self, **changes: Any) -> ChatResponse:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRestart:
+    """An event on a routed stream: discard the text shown so far, the answer starts again.
+
+    Sent when a stream broke after the caller had seen ``discarded``
+    characters and the target taking over could not continue them (it accepts
+    no prefill, or refused one), or the router's ``mid_stream`` is
+    ``restart``. The text deltas after it are a new answer from its start.
+    """
+
+    discarded: int
+    reason: str
 
 
 # Last: the message checks need the classes above, and every ChatRequest runs them.

@@ -55,7 +55,10 @@ class Fallback(Policy):
     """Try each step in order until one succeeds, using each target's recorded outcome on the item.
 
     Costs and latencies of the failed steps add up; the quality is the first
-    success's score; the request fails when every step failed.
+    success's score; the request fails when every step failed. Each request is
+    replayed on its own: a live chain's circuit breakers, which skip a target
+    for a cooldown after a run of failures, are not modelled (configure
+    ``breaker: off`` to compare a live chain with its replay).
     """
 
     chain: tuple[PolicyLike, ...]

@@ -1,21 +1,23 @@
 """Providers: ``get_provider("provider:model")`` and the vendor catalogue.
 
-A provider is anything with ``await complete(request) -> ChatResponse`` and
-``stream(request)`` (an async iterator of text deltas whose ``.response`` is the
-whole answer once exhausted). :class:`Provider` states that contract; routers
+A provider is anything with ``await complete(request, on_delta=None) ->
+ChatResponse`` (a streamed request passes each text delta to ``on_delta`` as it
+arrives) and ``stream(request)`` (an async iterator of text deltas whose
+``.response`` is the whole answer once exhausted). :class:`Provider` states that contract; routers
 (later) implement it too, so they nest.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
 
 from .._secret import Secret
 from ..errors import ConfigError
 from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse
 from ._http import ChatStream, HTTPProvider
+from ._prefill import accepts_prefill
 from .vendors import OPTIONAL_KEY_ENV, VENDORS, Vendor
 
 __all__ = ["ChatStream", "HTTPProvider", "Provider", "VENDORS", "Vendor", "get_provider", "parse_target"]
@@ -27,7 +29,8 @@ class Provider(Protocol):
 
     name: str
 
-    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+    async def complete(self, request: ChatRequest, on_delta: Callable[[str], None] | None = None
+                       ) -> ChatResponse: ...
 
     def stream(self, request: ChatRequest) -> AsyncIterator[str]: ...
 
@@ -59,7 +62,10 @@ def get_provider(
     USD per 1M tokens per category, overriding genai-prices), ``price_table``,
     ``context_window``, ``api_version`` (Azure), ``api="responses"`` (OpenAI
     Responses API instead of Chat Completions), ``stream_format="json-array"``
-    (Gemini's streamed JSON array instead of ``alt=sse``).
+    (Gemini's streamed JSON array instead of ``alt=sse``), ``deadlines`` (an
+    :class:`~evalkit.types.Deadlines` for every call), ``prefill`` (whether the
+    model continues a trailing assistant turn; default: the vendor's
+    capability data in ``providers/_prefill.py``).
     """
     vendor, model = parse_target(target)
     api = options.pop("api", "chat")
@@ -73,6 +79,9 @@ def get_provider(
     if not url:
         env = " or ".join(vendor.base_url_env)
         raise ConfigError(f"{vendor.name} needs a base_url (or {env}) naming your endpoint", field="base_url")
+    prefill = options.pop("prefill", None)
+    if prefill is not None and not isinstance(prefill, bool):
+        raise ConfigError(f"expected true or false, got {prefill!r}", field="prefill")
     price_table = options.pop("price_table", None)
     if (prices := options.pop("prices", None)) is not None:
         price_table = price_table or PriceTable()
@@ -87,6 +96,7 @@ def get_provider(
         api_key=key,
         price_provider=vendor.price_provider,
         prices=price_table,
+        accepts_prefill=accepts_prefill(vendor.name, model) if prefill is None else prefill,
         **options,
     )
 

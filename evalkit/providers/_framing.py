@@ -3,15 +3,26 @@
 Both decoders are incremental: they take bytes as they arrive, in chunks cut
 anywhere (inside a UTF-8 character, a line or a JSON value), and give back whole
 events. They know nothing about any vendor's payloads.
+
+A malformed element (JSON that more bytes cannot fix) fails the stream
+(``InvalidResponseError``) rather than being skipped: a skipped event may have
+carried text, and the answer returned without it would be silently garbled,
+a truncated "success" in the middle instead of at the end. Failing cleanly
+bills what arrived and lets a router recover the stream by continuation. The
+same rule holds for each event's JSON (``_wire.stream_event``).
 """
 
 from __future__ import annotations
 
 import codecs
 import json
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
-from ..errors import InvalidResponseError
+from .._secret import scrub, scrub_bytes
+from ..errors import InvalidResponseError, StreamInterruptedError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class SSEDecoder:
@@ -128,6 +139,16 @@ class JSONArrayDecoder:
         """True once the closing ``]`` arrived."""
         return self._closed
 
+    @property
+    def pending(self) -> bool:
+        """True while part of an element is buffered: a body ending now was cut inside that element.
+
+        A body that ends with nothing pending but no ``]`` ended between
+        elements: whether the answer is whole is then the wire's call
+        (Gemini: did the last chunk carry its ``finishReason``).
+        """
+        return not self._closed and bool(self._buffer.lstrip(" \t\r\n,"))
+
 
 _INCOMPLETE_TAIL = 8
 """A parse error this close to the end of the buffer may be a value cut short (``fals``, ``1.``)."""
@@ -138,3 +159,32 @@ def _broken(exc: json.JSONDecodeError, buffered: int) -> bool:
     if exc.msg.startswith("Invalid control character"):
         return True  # raw control characters never become valid inside a string
     return not exc.msg.startswith("Unterminated string") and exc.pos < buffered - _INCOMPLETE_TAIL
+
+
+async def events(response: httpx.Response, fmt: str) -> AsyncIterator[tuple[str, str | None, bool]]:
+    """``(data, event, last)`` from an SSE stream or a streamed JSON array, secrets scrubbed.
+
+    ``last`` marks an SSE event flushed at the end of the body without its
+    closing blank line. Each event is scrubbed whole, wherever the network cut
+    its chunks. The JSON-array decoder can also fail on a chunk (a malformed
+    element): its chunks are scrubbed first, so no frame of that traceback
+    holds an echoed key. The SSE decoder never fails: its chunks reach no
+    traceback that is shown (a read error is re-raised without its context).
+    """
+    if fmt == "json-array":
+        decoder = JSONArrayDecoder()
+        async for chunk in response.aiter_bytes():
+            chunk = scrub_bytes(chunk)
+            for value in decoder.feed(chunk):
+                yield scrub(json.dumps(value)), None, False
+        if decoder.pending:
+            # A body cut between elements, after the finish, lost only its closing ']': the parser
+            # decides whether the answer was complete; one cut inside an element is broken.
+            raise StreamInterruptedError("stream cut inside an element of its JSON array")
+        return
+    sse = SSEDecoder()
+    async for chunk in response.aiter_bytes():
+        for event, data in sse.feed(chunk):
+            yield scrub(data), event, False
+    for event, data in sse.end():
+        yield scrub(data), event, True

@@ -18,46 +18,41 @@ from __future__ import annotations
 
 import json
 import time
-from contextvars import ContextVar
 from decimal import Decimal
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import httpx
 
 from .._json import loads
+from .._relay import relay
 from .._secret import Secret, SecretHeaders, redact, scrub, scrub_bytes
 from .._version import __version__
-from ..errors import InvalidResponseError, ProviderError, StreamInterruptedError
+from ..errors import InvalidResponseError, ProviderError, StreamInterruptedError, TimeoutError
 from ..pricing import PriceTable, Prices
-from ..types import ChatRequest, ChatResponse, Cost, Usage
+from ..types import ChatRequest, ChatResponse, Cost, Deadlines, Usage
 from ._answers import estimate_usage, partial_usage, scrub_reply, unusable
-from ._framing import JSONArrayDecoder, SSEDecoder
+from ._framing import events
+from ._deadlines import watchdog
 from ._headers import rate_limit_headers
 from ._transport_errors import classify_transport_error
 from ._wire import HttpCall, Reply, Wire
 
-__all__ = ["ACCEPT", "CASSETTE", "ChatStream", "DELTA_SINK", "HTTPProvider", "DEFAULT_TIMEOUT", "REQUEST_HEADERS"]
+__all__ = ["ACCEPT", "ChatStream", "HTTPProvider", "DEFAULT_TIMEOUT", "REQUEST_HEADERS", "TIMING_EXTENSION"]
 
-CASSETTE: ContextVar[Any] = ContextVar("evalkit_cassette", default=None)
-"""The active cassette (``evalkit.runner.cassettes``), if any.
+TIMING_EXTENSION = "evalkit.timing"
+"""A response extension a transport may set: ``hook(latency_ms, ttft_ms) -> (latency_ms, ttft_ms)``.
 
-It wraps the transport of clients created while it is active
-(``transport(inner)``) and sees every call's timing (``timing(headers,
-latency_ms, ttft_ms)``): recording stores what was measured, replay returns the
-recorded values so a replayed run reports the original latencies.
-"""
-
-DELTA_SINK: ContextVar[Any] = ContextVar("evalkit_delta_sink", default=None)
-"""Where a routed stream wants text deltas: an object with ``push(text)``.
-
-A router streams to its caller by setting this before it runs ``complete``
-with ``stream=True``; the leaf that answers pushes each delta as it arrives.
+Called with what the provider measured once the call is done. A cassette's
+transport sets it: recording stores the values, replay returns the recorded
+ones, so a replayed run reports the original latencies
+(``evalkit.runner.cassettes``).
 """
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 _DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0)
 _SHARED_PRICES = PriceTable()
 _UNSEEN = object()
+_NO_DEADLINES = Deadlines()
 _TIERED_FROM = 128_000  # long-context price tiers start at 128k+ prompt tokens: look those up each time
 
 REQUEST_HEADERS: Mapping[str, str] = {
@@ -85,7 +80,9 @@ class HTTPProvider:
     Build it with :func:`evalkit.get_provider`. One ``httpx.AsyncClient`` per
     provider is created on first use and reused; pass ``client=`` to share one,
     or ``transport=`` to choose the transport (the router benchmarks pick it by
-    measurement).
+    measurement; a cassette passes its recording or replaying wrapper).
+    ``deadlines`` bound every call (a call's own ``request.deadlines`` win
+    field by field; see :class:`~evalkit.types.Deadlines`).
     """
 
     def __init__(
@@ -103,6 +100,8 @@ class HTTPProvider:
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
         context_window: int | None = None,
+        deadlines: Deadlines | None = None,
+        accepts_prefill: bool = False,
     ) -> None:
         self.vendor = vendor
         self.model = model
@@ -110,6 +109,9 @@ class HTTPProvider:
         self.wire = wire
         self.base_url = base_url.rstrip("/")
         self.context_window = context_window
+        self.deadlines = deadlines or _NO_DEADLINES
+        self.accepts_prefill = accepts_prefill
+        """Whether the model continues a trailing assistant turn (a prefill); routers restart streams otherwise."""
         self._api_key = api_key
         self._price_provider = price_provider
         self._prices = prices or _SHARED_PRICES
@@ -128,19 +130,16 @@ class HTTPProvider:
 
     # -- public interface ---------------------------------------------------------------
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta: Callable[[str], None] | None = None) -> ChatResponse:
         """Send ``request`` and return the whole answer.
 
         With ``request.stream`` true the call streams on the wire (measuring
-        time to first token) and still returns the whole response.
+        time to first token), passes each text delta to ``on_delta`` as it
+        arrives, and still returns the whole response.
         """
         if not request.stream:
             return await self._send_json(request)
-        stream = ChatStream(self, request)
-        async for _ in stream:
-            pass
-        assert stream.response is not None
-        return stream.response
+        return await self._stream_into(request, on_delta)
 
     def prices(self) -> Prices | None:
         """USD per 1M tokens for this model (overrides first, then genai-prices); ``None`` if unpriced."""
@@ -167,8 +166,7 @@ class HTTPProvider:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            cassette = CASSETTE.get()
-            transport = cassette.transport(self._transport) if cassette is not None else self._transport
+            transport = self._transport
             # aiohttp under httpx's API: CPU per request stays flat with concurrency, where httpx's own
             # pool doubles it from c=1 to c=100 (encode/httpx#3215; benchmarks/router_overhead.py).
             # Imported here, on first use: aiohttp alone costs ~170 ms to import.
@@ -178,7 +176,7 @@ class HTTPProvider:
                                               headers=self._headers)
         return self._client
 
-    def _http_request(self, call: HttpCall) -> httpx.Request:
+    def _http_request(self, call: HttpCall, deadlines: Deadlines) -> httpx.Request:
         key = (call.path, tuple(call.params.items())) if call.params else call.path
         url = self._urls.get(key)
         if url is None:  # parsed once per path: URL parsing is a large share of httpx's per-call cost
@@ -189,8 +187,16 @@ class HTTPProvider:
             headers = {**self._headers, **accept, **call.headers}
         else:
             headers = {**accept, **call.headers} if call.headers else accept
-        return self.client.build_request("POST", url, headers=headers,
-                                         content=json.dumps(call.body, separators=(",", ":")).encode())
+        body = json.dumps(call.body, separators=(",", ":")).encode()
+        if deadlines.connect_timeout_s is None:
+            return self.client.build_request("POST", url, headers=headers, content=body)
+        timeout = self.client.timeout
+        timeout = httpx.Timeout(connect=deadlines.connect_timeout_s, read=timeout.read, write=timeout.write,
+                                pool=timeout.pool)
+        return self.client.build_request("POST", url, headers=headers, content=body, timeout=timeout)
+
+    def _deadlines(self, request: ChatRequest) -> Deadlines:
+        return self.deadlines if request.deadlines is None else self.deadlines.merged(request.deadlines)
 
     def credential_id(self) -> tuple[str, str, int]:
         """Who authenticates this provider's calls: vendor, base URL and the headers sent (key included).
@@ -204,21 +210,24 @@ class HTTPProvider:
 
     async def _send_json(self, request: ChatRequest) -> ChatResponse:
         call = self.wire.build(request, self.model, stream=False)
+        deadlines = self._deadlines(request)
         started = time.perf_counter()
-        try:
-            response = await self.client.send(self._http_request(call), stream=True)
-        except httpx.HTTPError as exc:
-            raise self._tag(classify_transport_error(exc, began=False)) from None
-        try:
-            # Scrubbed as soon as it is read: no local (or traceback) ever holds an echoed key.
-            body = scrub_bytes(await response.aread())
-        except httpx.HTTPError as exc:
-            # The response had started: a body cut short is a broken response, not a failed connection.
-            raise self._tag(classify_transport_error(
-                exc, began=True, received=response.num_bytes_downloaded,
-                expected=response.headers.get("content-length"))) from None
-        finally:
-            await response.aclose()
+        async with watchdog(deadlines, streamed=False) as watch:
+            try:
+                response = await self.client.send(self._http_request(call, deadlines), stream=True)
+            except httpx.HTTPError as exc:
+                raise self._tag(classify_transport_error(exc, began=False)) from None
+            watch.headers()
+            try:
+                # Scrubbed as soon as it is read: no local (or traceback) ever holds an echoed key.
+                body = scrub_bytes(await response.aread())
+            except httpx.HTTPError as exc:
+                # The response had started: a body cut short is a broken response, not a failed connection.
+                raise self._tag(classify_transport_error(
+                    exc, began=True, received=response.num_bytes_downloaded,
+                    expected=response.headers.get("content-length"))) from None
+            finally:
+                await response.aclose()
         latency_ms = (time.perf_counter() - started) * 1000.0
         if response.status_code >= 300:
             raise self._error_response(response.status_code, response.headers, body)
@@ -228,68 +237,84 @@ class HTTPProvider:
             raise self._tag(InvalidResponseError(f"response body is not JSON ({len(body)} bytes)",
                                                  status=response.status_code)) from None
         try:
-            reply = self.wire.parse(data)
+            reply = self.wire.parse(data, request)
         except ProviderError as exc:
             raise self._priced(self._tag(exc)) from None
-        return self._finish(request, reply, response.headers, latency_ms, None)
+        return self._finish(request, reply, response, latency_ms, None)
 
-    async def _stream_deltas(self, request: ChatRequest, into: ChatStream) -> AsyncIterator[str]:
+    async def _stream_into(self, request: ChatRequest, on_delta: Callable[[str], None] | None) -> ChatResponse:
+        """Stream ``request``, passing each text delta to ``on_delta``; the whole answer at the end.
+
+        One coroutine with no ``yield``: the deadlines' timer may cancel it
+        wherever it waits, and no reader's code runs inside it but the callback.
+        """
+        parser = self.wire.stream_parser(request)
+        try:
+            return await self._streamed(request, parser, on_delta)
+        except TimeoutError as exc:  # a deadline passed (Watchdog): billed for what arrived
+            raise self._broken(self._tag(exc), request, parser) from None
+
+    async def _streamed(self, request: ChatRequest, parser: Any,
+                        on_delta: Callable[[str], None] | None) -> ChatResponse:
         call = self.wire.build(request, self.model, stream=True)
-        parser = self.wire.stream_parser()
-        sink = DELTA_SINK.get()
+        deadlines = self._deadlines(request)
         started = time.perf_counter()
         ttft_ms: float | None = None
-        try:
-            response = await self.client.send(self._http_request(call), stream=True)
-        except httpx.HTTPError as exc:
-            raise self._tag(classify_transport_error(exc, began=False)) from None
-        if response.status_code >= 300:
+        async with watchdog(deadlines, streamed=True) as watch:
             try:
-                body = scrub_bytes(await response.aread())
+                response = await self.client.send(self._http_request(call, deadlines), stream=True)
             except httpx.HTTPError as exc:
-                raise self._tag(classify_transport_error(exc, began=True)) from None
+                raise self._tag(classify_transport_error(exc, began=False)) from None
+            watch.headers()
+            if response.status_code >= 300:
+                try:
+                    body = scrub_bytes(await response.aread())
+                except httpx.HTTPError as exc:
+                    raise self._tag(classify_transport_error(exc, began=True)) from None
+                finally:
+                    await response.aclose()
+                raise self._error_response(response.status_code, response.headers, body)
+            try:
+                async for data, event, last in events(response, call.stream_format or "sse"):
+                    try:
+                        delta = parser.feed(data, event)
+                    except InvalidResponseError:
+                        if not last:
+                            raise
+                        # The body ended inside its final event: the stream was cut, not malformed.
+                        raise StreamInterruptedError(f"stream cut inside its last event: {data[:80]!r}") from None
+                    if ttft_ms is not None:
+                        watch.tick()
+                    elif parser.started:
+                        ttft_ms = (time.perf_counter() - started) * 1000.0
+                        watch.first_token()
+                    if delta and on_delta is not None:
+                        on_delta(delta)
+                reply = parser.finish()
+            except ProviderError as exc:
+                raise self._broken(self._tag(exc), request, parser) from None
+            except httpx.HTTPError as exc:
+                error = self._tag(classify_transport_error(exc, began=True))
+                raise self._broken(error, request, parser) from None
             finally:
                 await response.aclose()
-            raise self._error_response(response.status_code, response.headers, body)
-        try:
-            async for data, event, last in _events(response, call.stream_format or "sse"):
-                try:
-                    delta = parser.feed(data, event)
-                except InvalidResponseError:
-                    if not last:
-                        raise
-                    # The body ended inside its final event: the stream was cut, not malformed.
-                    raise StreamInterruptedError(f"stream cut inside its last event: {data[:80]!r}") from None
-                if ttft_ms is None and parser.started:
-                    ttft_ms = (time.perf_counter() - started) * 1000.0
-                if delta:
-                    if sink is not None:
-                        sink.push(delta)
-                    yield delta
-            reply = parser.finish()
-        except ProviderError as exc:
-            raise self._broken(self._tag(exc), request, parser) from None
-        except httpx.HTTPError as exc:
-            error = self._tag(classify_transport_error(exc, began=True))
-            raise self._broken(error, request, parser) from None
-        finally:
-            await response.aclose()
         latency_ms = (time.perf_counter() - started) * 1000.0
-        into.response = self._finish(request, reply, response.headers, latency_ms, ttft_ms)
+        return self._finish(request, reply, response, latency_ms, ttft_ms)
 
     # -- turning replies and failures into evalkit values ---------------------------------
 
-    def _finish(self, request: ChatRequest, reply: Reply, headers: Mapping[str, str],
+    def _finish(self, request: ChatRequest, reply: Reply, response: httpx.Response,
                 latency_ms: float, ttft_ms: float | None) -> ChatResponse:
-        if (cassette := CASSETTE.get()) is not None:
-            latency_ms, ttft_ms = cassette.timing(headers, latency_ms, ttft_ms)
+        headers = response.headers
+        if (timing := response.extensions.get(TIMING_EXTENSION)) is not None:
+            latency_ms, ttft_ms = timing(latency_ms, ttft_ms)
         # The parsed texts: where a key split across stream events comes back together, and where
         # one the upstream's JSON escaped (``\/``, ``\u00e9``), missed in the raw bytes, is plain.
         reply = scrub_reply(reply)
         usage = reply.usage or estimate_usage(request, reply, self.name)
         served = reply.model or self.model
         cost = self._cost(served, usage, reply.reported_cost)
-        if (failure := unusable(reply)) is not None:
+        if (failure := unusable(reply, request)) is not None:
             # A refusal or an empty answer is billed like an answer (the vendor counted its tokens).
             failure.usage, failure.cost = usage, cost
             failure.request_id = _request_id(headers) or reply.request_id
@@ -360,39 +385,10 @@ class ChatStream:
         self.provider = provider
         self.request = request
         self.response: ChatResponse | None = None
-        self._deltas: AsyncIterator[str] | None = None
 
     def __aiter__(self) -> AsyncIterator[str]:
-        if self._deltas is None:
-            self._deltas = self.provider._stream_deltas(self.request, self)
-        return self._deltas
-
-
-async def _events(response: httpx.Response, fmt: str) -> AsyncIterator[tuple[str, str | None, bool]]:
-    """``(data, event, last)`` from an SSE stream or a streamed JSON array, secrets scrubbed.
-
-    ``last`` marks an SSE event flushed at the end of the body without its
-    closing blank line. Each event is scrubbed whole, wherever the network cut
-    its chunks. The JSON-array decoder can also fail on a chunk (a malformed
-    element): its chunks are scrubbed first, so no frame of that traceback
-    holds an echoed key. The SSE decoder never fails: its chunks reach no
-    traceback that is shown (a read error is re-raised without its context).
-    """
-    if fmt == "json-array":
-        decoder = JSONArrayDecoder()
-        async for chunk in response.aiter_bytes():
-            chunk = scrub_bytes(chunk)
-            for value in decoder.feed(chunk):
-                yield scrub(json.dumps(value)), None, False
-        if not decoder.complete:
-            raise StreamInterruptedError("stream ended before the closing ']' of its JSON array")
-        return
-    sse = SSEDecoder()
-    async for chunk in response.aiter_bytes():
-        for event, data in sse.feed(chunk):
-            yield scrub(data), event, False
-    for event, data in sse.end():
-        yield scrub(data), event, True
+        request = self.request if self.request.stream else self.request.replace(stream=True)
+        return relay(lambda push: self.provider._stream_into(request, push), self)
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:

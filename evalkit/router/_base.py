@@ -14,11 +14,12 @@ import asyncio
 import builtins
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
-from ..errors import AllTargetsFailed, ProviderError, TimeoutError
-from ..providers._http import DELTA_SINK
-from ..types import Attempt, ChatRequest, ChatResponse
+from .._relay import relay
+from ..errors import AllTargetsFailed, ErrorKind, ProviderError, TimeoutError
+from ..types import Attempt, ChatRequest, ChatResponse, Message, StreamRestart
+from ._call import MidStream, RoutedCall, check_mid_stream
 
 if TYPE_CHECKING:
     from .monitor import Monitor
@@ -52,31 +53,46 @@ def fan_out(target: Target) -> int:
 
 
 class Router:
-    """Base of every routing policy. Subclasses implement :meth:`_route`."""
+    """Base of every routing policy. Subclasses implement :meth:`_route`.
+
+    ``mid_stream`` says what happens when a streamed answer breaks after its
+    caller has seen text (a cut, a stall, a malformed event) and the policy
+    tries another attempt: ``continue`` (the default) sends the text so far to
+    that target as an assistant prefill and streams only the rest, one
+    seamless answer, falling back to ``restart`` for a target that takes no
+    prefill; ``restart`` sends the caller a
+    :class:`~evalkit.types.StreamRestart` and then a whole new answer;
+    ``fail`` ends the call with the original error. Either way a truncated
+    answer is never a success.
+    """
 
     kind = "router"
 
     def __init__(self, targets: Iterable[Target | str], *, name: str | None = None,
-                 monitor: Monitor | None = None) -> None:
+                 monitor: Monitor | None = None, mid_stream: MidStream = "continue") -> None:
         self.targets: tuple[Target, ...] = tuple(as_target(t) for t in targets)
         if not self.targets:
             raise ValueError(f"{type(self).__name__} needs at least one target")
         self.name = name or f"{self.kind}({', '.join(t.name for t in self.targets)})"
         self.monitor = monitor
+        self.mid_stream: MidStream = check_mid_stream(mid_stream)
+        self._refused_prefill: set[str] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
     @staticmethod
-    def from_config(source: Any) -> Router:
+    def from_config(source: Any, *, provider_options: Mapping[str, Any] | None = None) -> Router:
         """The router tree a YAML routing config describes (a path, or an already-parsed mapping).
 
         See :mod:`evalkit.router.config` for the format; a bad field is a
         :class:`~evalkit.ConfigError` naming its file, line and YAML path.
+        ``provider_options`` are extra keyword options for every provider it
+        builds (``{"transport": cassette.transport()}``).
         """
         from .config import load_router_config
 
-        return load_router_config(source)
+        return load_router_config(source, provider_options=provider_options)
 
     @property
     def fan_out(self) -> int:
@@ -94,11 +110,17 @@ class Router:
         windows = [getattr(t, "context_window", None) for t in self.targets]
         return None if any(w is None for w in windows) else max(windows)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        """Route ``request``; the response lists every attempt, the serving one last."""
+    async def complete(self, request: ChatRequest, on_delta: Callable[[Any], None] | None = None) -> ChatResponse:
+        """Route ``request``; the response lists every attempt, the serving one last.
+
+        With ``request.stream`` and ``on_delta``, each text delta (and any
+        :class:`~evalkit.types.StreamRestart`) is passed to ``on_delta`` as the
+        serving target produces it; :meth:`stream` does this for you.
+        """
+        call = on_delta if isinstance(on_delta, RoutedCall) else RoutedCall.for_request(request, on_delta)
         attempts: list[Attempt] = []
         try:
-            response = await self._route(request, attempts)
+            response = await self._route(request, attempts, call)
         except AllTargetsFailed as exc:
             if self.monitor is not None:
                 self.monitor.record(attempts, request)
@@ -129,29 +151,84 @@ class Router:
 
     # -- for subclasses ------------------------------------------------------------------
 
-    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
+    async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
         raise NotImplementedError
 
-    async def _attempt(self, target: Target, request: ChatRequest, attempts: list[Attempt],
+    def _opened_callback(self, name: str) -> Callable[[], None]:
+        """What a breaker of target ``name`` calls when it opens: tell the monitor (if any, looked up then)."""
+        def opened() -> None:
+            if self.monitor is not None:
+                self.monitor.breaker_opened(name)
+
+        return opened
+
+    def _stream_lost(self, call: RoutedCall) -> bool:
+        """True when the caller has seen text and this router's ``mid_stream`` is ``fail``: no attempt may follow."""
+        return self.mid_stream == "fail" and call.shown > 0
+
+    async def _attempt(self, target: Target, request: ChatRequest, attempts: list[Attempt], call: RoutedCall,
                        retry: int = 0, timeout_s: float | None = None) -> ChatResponse:
         """Send ``request`` to ``target`` once, appending what happened to ``attempts``.
 
         Re-raises the target's :class:`~evalkit.ProviderError` after recording it;
         a nested router's attempts are flattened into ``attempts``. ``timeout_s``
-        bounds the attempt (the caller's remaining deadline).
+        bounds the attempt, as does the call's own deadline. When the caller has
+        already seen text, a leaf target takes the stream over (see :meth:`_take_over`).
         """
+        if call.shown and not isinstance(target, Router):
+            return await self._take_over(target, request, attempts, call, retry, timeout_s)
+        return await self._send(target, request, attempts, call, retry, timeout_s)
+
+    async def _take_over(self, target: Target, request: ChatRequest, attempts: list[Attempt], call: RoutedCall,
+                         retry: int, timeout_s: float | None) -> ChatResponse:
+        """Send to ``target`` a stream whose caller has seen text: continue it when possible, else restart it.
+
+        ``continue`` gives the text so far to the target as an assistant
+        prefill and streams only the rest; a target without prefill (capability
+        data, or one that refused a prefill with a 400 before, remembered per
+        router) gets a restart: the caller is sent a
+        :class:`~evalkit.types.StreamRestart`, then the whole new answer. The
+        refused prefill stays a recorded attempt but never the call's error.
+        """
+        if self.mid_stream == "continue" and self._accepts_prefill(target):
+            # The wire joins the continuation to the prefix (providers/_prefill.py: Anthropic's
+            # stripped trailing whitespace, Mistral's echo of the prefix).
+            prefix = call.text
+            prefilled = request.replace(messages=(*request.messages, Message("assistant", prefix)))
+            try:
+                response = await self._send(target, prefilled, attempts, call, retry, timeout_s,
+                                            "continue", len(prefix))
+            except ProviderError as exc:
+                if exc.kind is not ErrorKind.BAD_REQUEST:
+                    raise
+                self._refused_prefill.add(target.name)  # later calls restart at once
+            else:
+                return response.replace(text=call.text)
+        why = ("mid_stream is 'restart'" if self.mid_stream == "restart"
+               else f"{target.name} cannot continue another model's text (no prefill)")
+        call.restart(why)
+        return await self._send(target, request, attempts, call, retry, timeout_s, "restart")
+
+    def _accepts_prefill(self, target: Target) -> bool:
+        return getattr(target, "accepts_prefill", False) is True and target.name not in self._refused_prefill
+
+    async def _send(self, target: Target, request: ChatRequest, attempts: list[Attempt], call: RoutedCall,
+                    retry: int, timeout_s: float | None, recovery: str | None = None,
+                    join_at: int | None = None) -> ChatResponse:
         depth = _distinct_targets(attempts, target.name)
+        if (left := call.remaining()) is not None:
+            timeout_s = left if timeout_s is None else min(timeout_s, left)
         started_at = time.time()
         started = time.perf_counter()
         try:
             if timeout_s is None:
-                response = await target.complete(request)
+                response = await _call_target(target, request, call)
             else:
                 try:
-                    async with asyncio.timeout(timeout_s):
-                        response = await target.complete(request)
+                    async with asyncio.timeout(max(timeout_s, 0.0)):
+                        response = await _call_target(target, request, call)
                 except builtins.TimeoutError:
-                    raise TimeoutError(f"deadline reached after {timeout_s:.3g}s") from None
+                    raise TimeoutError(f"deadline reached after {max(timeout_s, 0.0):.3g}s") from None
         except ProviderError as exc:
             inner = getattr(exc, "attempts", None)
             if inner is not None:  # a nested router's failure: keep its attempts, flattened
@@ -160,7 +237,7 @@ class Router:
             attempts.append(Attempt(
                 target=target.name, error_kind=exc.kind.value, error=exc.message[:300],
                 latency_ms=(time.perf_counter() - started) * 1000.0, started_at=started_at,
-                depth=depth, retry=retry, usage=exc.usage, cost=exc.cost,
+                depth=depth, retry=retry, usage=exc.usage, cost=exc.cost, recovery=recovery, join_at=join_at,
             ))
             raise
         if response.attempts:
@@ -169,7 +246,7 @@ class Router:
             attempts.append(Attempt(
                 target=response.provider or target.name, latency_ms=response.latency_ms,
                 ttft_ms=response.ttft_ms, usage=response.usage, cost=response.cost,
-                started_at=started_at, depth=depth, retry=retry,
+                started_at=started_at, depth=depth, retry=retry, recovery=recovery, join_at=join_at,
             ))
         return response
 
@@ -241,55 +318,28 @@ def _shift(inner: Sequence[Attempt], depth: int) -> list[Attempt]:
     return [replace(a, depth=a.depth + depth) for a in inner] if depth else list(inner)
 
 
-def committed_to_stream() -> bool:
-    """True when a routed stream has already shown text to its caller.
-
-    After that a fallback would splice two answers together, so routers stop
-    instead of moving on.
-    """
-    sink = DELTA_SINK.get()
-    return sink is not None and sink.committed
-
-
-class _QueueSink:
-    __slots__ = ("queue", "committed")
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.committed = False
-
-    def push(self, text: str) -> None:
-        self.committed = True
-        self.queue.put_nowait(text)
+async def _call_target(target: Target, request: ChatRequest, call: RoutedCall) -> ChatResponse:
+    """``target.complete``, handing the call down: whole to a router, as the delta callback to a streaming leaf."""
+    if isinstance(target, Router):
+        return await target.complete(request, on_delta=call)
+    if request.stream and call.listening:
+        return await target.complete(request, on_delta=call)
+    return await target.complete(request)
 
 
 class RoutedStream:
-    """A router's answer as text deltas; after the last one, ``response`` is the whole answer."""
+    """A router's answer as text deltas; after the last one, ``response`` is the whole answer.
+
+    It yields ``str`` deltas and, when a broken stream had to start again
+    (``mid_stream``), one :class:`~evalkit.types.StreamRestart` telling the
+    reader to discard the ``discarded`` characters it was shown.
+    """
 
     def __init__(self, router: Router, request: ChatRequest) -> None:
         self.router = router
         self.request = request
         self.response: ChatResponse | None = None
 
-    async def __aiter__(self) -> AsyncIterator[str]:
-        sink = _QueueSink()
-        token = DELTA_SINK.set(sink)
-        try:  # the task copies the context, sink included
-            task = asyncio.ensure_future(self.router.complete(self.request.replace(stream=True)))
-        finally:
-            DELTA_SINK.reset(token)
-        try:
-            while True:
-                getter = asyncio.ensure_future(sink.queue.get())
-                await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not sink.queue.empty():
-                    yield sink.queue.get_nowait()
-                self.response = task.result()
-                return
-        finally:
-            if not task.done():
-                task.cancel()
+    def __aiter__(self) -> AsyncIterator[str | StreamRestart]:
+        request = self.request.replace(stream=True)
+        return relay(lambda push: self.router.complete(request, on_delta=RoutedCall.for_request(request, push)), self)

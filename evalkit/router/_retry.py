@@ -14,7 +14,7 @@ from typing import Mapping
 
 from ..errors import ErrorKind, ProviderError
 
-__all__ = ["Action", "RetryPolicy", "DEFAULT_ACTIONS"]
+__all__ = ["Action", "RetryPolicy", "DEFAULT_ACTIONS", "stops_call"]
 
 
 class Action(str, enum.Enum):
@@ -40,7 +40,9 @@ DEFAULT_ACTIONS: Mapping[ErrorKind, Action] = {
     ErrorKind.STREAM_INTERRUPTED: Action.RETRY,
     ErrorKind.INVALID_RESPONSE: Action.RETRY,
     ErrorKind.CONTEXT_LENGTH: Action.NEXT,
-    ErrorKind.CONTENT_FILTER: Action.NEXT,
+    # A refusal is the vendor's safety decision: routing around it can be a safety bypass, so it
+    # ends the call with the vendor's reason unless a policy opts in (with_actions({"content_filter": "next"})).
+    ErrorKind.CONTENT_FILTER: Action.STOP,
     ErrorKind.NOT_FOUND: Action.NEXT,
     # A bad key for one vendor says nothing about the next target's; routers skip targets that
     # share the failed endpoint and key (router/_credentials.py).
@@ -95,3 +97,13 @@ class RetryPolicy:
         merged = dict(self.actions)
         merged.update({ErrorKind(k): Action(v) for k, v in overrides.items()})
         return replace(self, actions=merged)
+
+
+def stops_call(error: ProviderError) -> bool:
+    """Whether ``error`` ends a call under the default actions (a malformed request, a content-filter refusal).
+
+    The policies without a :class:`RetryPolicy` of their own (balancer,
+    cost-aware and per-prompt routers) stop on the same kinds a default
+    :class:`~evalkit.router.fallback.FallbackChain` stops on.
+    """
+    return DEFAULT_ACTIONS.get(error.kind) is Action.STOP

@@ -8,9 +8,10 @@ from typing import Callable, Iterable, Literal, Sequence
 
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, committed_to_stream
+from ._base import Router, Target
+from ._call import RoutedCall
 from ._credentials import SAME_CREDENTIALS, FailedCredentials
-from ._retry import DEFAULT_ACTIONS, Action
+from ._retry import stops_call
 from .health import BreakerSettings, CircuitBreaker, TargetHealth
 
 __all__ = ["WeightedBalancer"]
@@ -60,14 +61,7 @@ class WeightedBalancer(Router):
             for t in self.targets
         )
 
-    def _opened_callback(self, name: str) -> Callable[[], None]:
-        def opened() -> None:
-            if self.monitor is not None:
-                self.monitor.breaker_opened(name)
-
-        return opened
-
-    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
+    async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
         tried: set[int] = set()
         errors: list[ProviderError] = []
         for _ in range(self.max_attempts):
@@ -83,11 +77,11 @@ class WeightedBalancer(Router):
             probe = health.breaker.state == "half_open"  # this call holds it
             health.in_flight += 1
             try:
-                response = await self._attempt(target, request, attempts)
+                response = await self._attempt(target, request, attempts, call)
             except ProviderError as exc:
                 health.breaker.record_failure(exc)
                 errors.append(exc)
-                if committed_to_stream() or DEFAULT_ACTIONS.get(exc.kind) is Action.STOP:
+                if self._stream_lost(call) or stops_call(exc):
                     raise self._exhausted(errors, attempts) from None
                 if exc.kind is ErrorKind.AUTH:
                     self._skip_same_credentials(target, tried, attempts)

@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from ..errors import AllTargetsFailed, BudgetExceeded, ConfigError, NotFoundError, ProviderError
 from ..pricing import Prices
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, as_target, committed_to_stream
+from ._base import Router, Target, as_target
+from ._call import RoutedCall
+from ._retry import stops_call
 from ._worst_case import PricedTarget, PromptTokens, Quote, settle
 from .budget import BudgetLedger
 
@@ -135,10 +137,10 @@ class CostAwareRouter(Router):
         self.default_max_tokens = default_max_tokens
         self.fallback_on_error = fallback_on_error
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta: Callable[[Any], None] | None = None) -> ChatResponse:
         """Route ``request``; the response lists every attempt, refusals and the serving one included."""
         try:
-            return await super().complete(request)
+            return await super().complete(request, on_delta)
         except BudgetExceeded as exc:
             # The base class reports AllTargetsFailed to the monitor; a refusal must show up too.
             if self.monitor is not None:
@@ -154,7 +156,7 @@ class CostAwareRouter(Router):
 
     # -- routing -----------------------------------------------------------------------------
 
-    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
+    async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
         request = self._bounded(request)
         required = self._required_quality(request)
         plan = self._plan(request, required)
@@ -176,12 +178,12 @@ class CostAwareRouter(Router):
                 continue
             first = len(attempts)
             try:
-                response = await self._attempt(entry.target, request, attempts)
+                response = await self._attempt(entry.target, request, attempts, call)
             except ProviderError as exc:
                 if reservation is not None:
                     settle(reservation, attempts[first:], per_request)  # billed only if it generated
                 errors.append(exc)
-                if not self.fallback_on_error or committed_to_stream():
+                if not self.fallback_on_error or self._stream_lost(call) or stops_call(exc):
                     raise self._exhausted(errors, attempts) from None
                 continue
             except BaseException:

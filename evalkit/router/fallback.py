@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, committed_to_stream
+from ._base import Router, Target
+from ._call import RoutedCall
 from ._credentials import SAME_CREDENTIALS, FailedCredentials
 from ._retry import Action, RetryPolicy
 from ._window import PromptSize
+from .health import BreakerSettings, CircuitBreaker
+
+_DEFAULT_BREAKER = BreakerSettings()
 
 __all__ = ["FallbackChain"]
 
@@ -29,6 +33,12 @@ class FallbackChain(Router):
     * Retries of one target back off with full jitter and honour
       ``retry_after`` up to the policy's cap; no attempt starts after the
       deadline, and no more than ``max_attempts`` are sent.
+    * Each target has a circuit breaker (``breaker``, a
+      :class:`~evalkit.router.health.BreakerSettings`; ``None`` turns them
+      off): a target that keeps failing is skipped (``circuit_open``) and gets
+      one probe per cooldown, so a down primary costs one request per
+      cooldown instead of its retries on every call, and the chain returns to
+      it once a probe succeeds.
     * When everything fails, :class:`~evalkit.errors.AllTargetsFailed` holds
       every attempt and every error.
     """
@@ -36,47 +46,104 @@ class FallbackChain(Router):
     kind = "fallback"
 
     def __init__(self, targets: Iterable[Target | str], *, policy: RetryPolicy | None = None,
-                 seed: int | None = None, **router_options) -> None:
+                 seed: int | None = None, breaker: BreakerSettings | None = _DEFAULT_BREAKER,
+                 clock: Callable[[], float] = time.monotonic, **router_options) -> None:
         super().__init__(targets, **router_options)
         self.policy = policy or RetryPolicy()
         self._rng = random.Random(seed)
+        self.breakers: tuple[CircuitBreaker, ...] | None = None if breaker is None else tuple(
+            CircuitBreaker(breaker, clock=clock, on_open=self._opened_callback(t.name)) for t in self.targets)
 
-    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
+    async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
         policy = self.policy
         deadline = time.monotonic() + policy.deadline_s
+        if call.deadline is not None:
+            deadline = min(deadline, call.deadline)
         size = PromptSize(request)
         errors: list[ProviderError] = []
         bad_keys = FailedCredentials()
         sent = 0
-        for target in self.targets:
-            if not size.fits(target):
-                self._skip(target, "context_window", attempts, size.why_not(target))
-                continue
-            if (why := bad_keys.why_skip(target)) is not None:
-                self._skip(target, SAME_CREDENTIALS, attempts, why)
+        for target, breaker in zip(self.targets, self.breakers or (_NO_BREAKER,) * len(self.targets)):
+            if not self._enters(target, size, bad_keys, attempts):
                 continue
             retry = 0
             while True:
                 remaining = deadline - time.monotonic()
                 if sent >= policy.max_attempts or remaining <= 0:
                     raise self._exhausted(errors, attempts)
+                # The breaker decides whether a call enters a target; its retries are the policy's.
+                if retry == 0 and not breaker.acquire():
+                    self._skip(target, "circuit_open", attempts)
+                    break
                 sent += 1
                 try:
-                    return await self._attempt(target, request, attempts, retry, remaining)
+                    response = await self._attempt(target, request, attempts, call, retry, remaining)
                 except ProviderError as exc:
+                    breaker.record_failure(exc)
                     errors.append(exc)
-                    action = Action.STOP if committed_to_stream() else policy.action_for(exc)
                     if exc.kind is ErrorKind.CONTEXT_LENGTH:
                         size.too_big_for(target)
                     elif exc.kind is ErrorKind.AUTH:
                         bad_keys.add(target)
-                if action is Action.STOP:
+                except BaseException:
+                    breaker.release()  # cancelled: no verdict, but a held half-open probe goes back
+                    raise
+                else:
+                    breaker.record_success()
+                    return response
+                wait = self._retry_wait(target, errors[-1], call, breaker, retry, deadline)
+                if wait is _STOP:
                     raise self._exhausted(errors, attempts)
-                if action is not Action.RETRY or retry >= policy.retries_per_target:
-                    break
-                wait = policy.backoff_s(retry, errors[-1], self._rng)
-                if time.monotonic() + wait >= deadline:
+                if wait is None:
                     break
                 await asyncio.sleep(wait)
                 retry += 1
         raise self._exhausted(errors, attempts)
+
+    def _enters(self, target: Target, size: PromptSize, bad_keys: FailedCredentials,
+                attempts: list[Attempt]) -> bool:
+        """Whether the call may try ``target`` at all; a skip is recorded with its reason."""
+        if not size.fits(target):
+            self._skip(target, "context_window", attempts, size.why_not(target))
+            return False
+        if (why := bad_keys.why_skip(target)) is not None:
+            self._skip(target, SAME_CREDENTIALS, attempts, why)
+            return False
+        return True
+
+    def _retry_wait(self, target: Target, error: ProviderError, call: RoutedCall,
+                    breaker: CircuitBreaker | _NullBreaker, retry: int, deadline: float) -> float | object | None:
+        """Seconds to wait before retrying the same target; ``None``: move on; ``_STOP``: end the call."""
+        action = Action.STOP if self._stream_lost(call) else self.policy.action_for(error)
+        if action is Action.STOP:
+            return _STOP
+        if action is not Action.RETRY or retry >= self.policy.retries_per_target:
+            return None
+        if call.shown and self.mid_stream == "continue" and not self._accepts_prefill(target):
+            return None  # retrying could only restart the answer; the next target may continue it
+        if breaker.state == "open" and error.retry_after is None:
+            return None  # this failure opened the circuit: the target is down, not busy
+        wait = self.policy.backoff_s(retry, error, self._rng)
+        return None if time.monotonic() + wait >= deadline else wait
+
+
+class _NullBreaker:
+    """The breaker of a chain built with ``breaker=None``: every call enters, nothing is counted."""
+
+    state = "closed"
+
+    def acquire(self) -> bool:
+        return True
+
+    def record_failure(self, error: ProviderError) -> None:
+        return None
+
+    def record_success(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+
+_NO_BREAKER = _NullBreaker()
+_STOP = object()

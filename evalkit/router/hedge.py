@@ -23,11 +23,11 @@ Attempts, in the response or in :class:`~evalkit.errors.AllTargetsFailed`:
 
 ``"cancelled"`` says nothing about the target's health.
 
-Streaming: hedged branches never push deltas to the caller (each branch task
-clears :data:`~evalkit.providers._http.DELTA_SINK` in its own context copy),
-because a hedge would splice two answers. A hedged stream therefore delivers
-the winner's whole text as one delta at the end: hedging trades streaming for
-tail latency.
+Streaming: hedged branches never push deltas to the caller, because racing
+branches would splice two answers: each branch gets a muted copy of the call
+(:meth:`~evalkit.router._call.RoutedCall.branch`) and only the winner's text
+is replayed to the caller at the end. A hedged stream therefore delivers the
+winner's text all at once: hedging trades streaming for tail latency.
 
 The p95 delay comes from a ring buffer of the primary's last ``window``
 successful latencies (censored samples, the primary's cancelled calls, are not
@@ -50,9 +50,9 @@ from dataclasses import replace
 from typing import Callable, Iterable, Literal
 
 from ..errors import ProviderError
-from ..providers._http import DELTA_SINK
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._base import Router, Target, _shift, fan_out
+from ._call import RoutedCall
 from ._window import PromptSize
 
 __all__ = ["HedgedRouter"]
@@ -115,8 +115,7 @@ class HedgedRouter(Router):
         self._latencies.append(latency_s)
         self._stale += 1
 
-    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
-        sink = DELTA_SINK.get()
+    async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
         size = PromptSize(request)
         candidates: list[Target] = []
         for target in self.targets:
@@ -128,7 +127,7 @@ class HedgedRouter(Router):
                 self._skip(target, "context_window", attempts, size.why_not(target))
         if not candidates:
             raise self._exhausted([], attempts)
-        race = _Race(self, request, candidates)
+        race = _Race(self, request, candidates, call)
         try:
             winner = await race.run(self.current_delay_s())
         finally:
@@ -136,19 +135,20 @@ class HedgedRouter(Router):
             attempts.extend(race.attempts())
         if winner is None:
             raise self._exhausted(race.errors, attempts)
-        if sink is not None and winner.text:
-            sink.push(winner.text)  # the hedged stream's one delta
+        assert race.winner is not None
+        call.adopt(race.winner.call)  # the winner's text reaches the caller, all at once
         return winner
 
 
 class _Branch:
     """One target's request inside a hedged call."""
 
-    __slots__ = ("attempts", "cancelled_after", "index", "started", "started_at", "target", "task")
+    __slots__ = ("attempts", "call", "cancelled_after", "index", "started", "started_at", "target", "task")
 
-    def __init__(self, target: Target, index: int) -> None:
+    def __init__(self, target: Target, index: int, call: RoutedCall) -> None:
         self.target = target
         self.index = index
+        self.call = call
         self.task: asyncio.Task[ChatResponse] | None = None
         self.attempts: list[Attempt] = []  # this branch's own, merged in order at the end
         self.started: float | None = None
@@ -159,26 +159,26 @@ class _Branch:
 class _Race:
     """The branches of one hedged call: start, wait, pick the winner, cancel the rest."""
 
-    def __init__(self, router: HedgedRouter, request: ChatRequest, targets: list[Target]) -> None:
+    def __init__(self, router: HedgedRouter, request: ChatRequest, targets: list[Target], call: RoutedCall) -> None:
         self.router = router
         self.request = request
         self.targets = targets
+        self.call = call
         self.branches: list[_Branch] = []
         self.failed: list[_Branch] = []
         self.errors: list[ProviderError] = []
         self.winner: _Branch | None = None
 
     def _start_next(self) -> None:
-        branch = _Branch(self.targets[len(self.branches)], len(self.branches))
-        branch.task = asyncio.ensure_future(self._run(branch))  # copies the context
+        branch = _Branch(self.targets[len(self.branches)], len(self.branches), self.call.branch())
+        branch.task = asyncio.ensure_future(self._run(branch))
         self.branches.append(branch)
 
     async def _run(self, branch: _Branch) -> ChatResponse:
-        DELTA_SINK.set(None)  # this task's own context copy: the caller's stream stays silent
         router = self.router
         branch.started_at = time.time()
         branch.started = router._clock()
-        response = await router._attempt(branch.target, self.request, branch.attempts)
+        response = await router._attempt(branch.target, self.request, branch.attempts, branch.call)
         if branch.target is router.targets[0]:  # not a stand-in for a skipped primary
             router.observe_primary(router._clock() - branch.started)
         return response

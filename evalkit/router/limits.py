@@ -179,16 +179,27 @@ class LimitedTarget:
     def context_window(self) -> int | None:
         return getattr(self.target, "context_window", None)
 
+    @property
+    def accepts_prefill(self) -> bool:
+        """The wrapped target's: limits change nothing about what the model accepts."""
+        return getattr(self.target, "accepts_prefill", False) is True
+
     def credential_id(self) -> Any:
         """The wrapped target's credential identity (``None`` when it has none): limits change no key."""
         return credential_of(self.target)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        """Send ``request`` when the limits allow it; refuse or wait per ``on_saturated``."""
+    async def complete(self, request: ChatRequest, on_delta: Callable[[Any], None] | None = None) -> ChatResponse:
+        """Send ``request`` when the limits allow it; refuse or wait per ``on_saturated``.
+
+        ``on_delta`` is handed to the target as it is (text deltas of a streamed call).
+        """
         tokens = self._estimate(request)
         await self._acquire(tokens)
         try:
-            response = await self.target.complete(request)
+            if on_delta is None:
+                response = await self.target.complete(request)
+            else:
+                response = await self.target.complete(request, on_delta=on_delta)
         except ProviderError as exc:
             self._settle(tokens, exc.usage)
             raise

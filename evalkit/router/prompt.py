@@ -47,7 +47,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, as_target, committed_to_stream
+from ._base import Router, Target, as_target
+from ._call import RoutedCall
+from ._retry import stops_call
 from ._task_features import ROLE_MARK, FeatureSpec, featurize, request_text
 from ._window import PromptSize
 
@@ -338,7 +340,7 @@ class PromptRouter(Router):
         """The targets ``request`` would be tried on, in order, with each one's pass probability."""
         return self.model.decide(request, self.rule)
 
-    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
+    async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
         order, _ = self.model.order(request, self.rule)
         size = PromptSize(request)
         errors: list[ProviderError] = []
@@ -352,12 +354,12 @@ class PromptRouter(Router):
                 break
             sent += 1
             try:
-                return await self._attempt(target, request, attempts)
+                return await self._attempt(target, request, attempts, call)
             except ProviderError as exc:
                 errors.append(exc)
                 if exc.kind is ErrorKind.CONTEXT_LENGTH:
                     size.too_big_for(target)
-                if not self.fallback_on_error or committed_to_stream():
+                if not self.fallback_on_error or self._stream_lost(call) or stops_call(exc):
                     break
         raise self._exhausted(errors, attempts)
 

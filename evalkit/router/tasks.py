@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import AllTargetsFailed, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._base import Router, Target, as_target
+from ._call import RoutedCall
 
 __all__ = ["KeywordClassifier", "TaskRouter", "DEFAULT_RULES"]
 
@@ -106,15 +107,15 @@ class TaskRouter(Router):
             return request.task_type
         return self.classifier(request)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta: Callable[[Any], None] | None = None) -> ChatResponse:
         if "task_type" not in request.metadata:
             request = request.replace(metadata={**request.metadata, "task_type": self.classifier(request)})
-        return await super().complete(request)
+        return await super().complete(request, on_delta)
 
-    async def _route(self, request: ChatRequest, attempts: list[Attempt]) -> ChatResponse:
+    async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
         _, target = self.route_for(request)
         try:
-            return await self._attempt(target, request, attempts)
+            return await self._attempt(target, request, attempts, call)
         except AllTargetsFailed as exc:
             raise self._exhausted(exc.errors, attempts) from None
         except ProviderError as exc:

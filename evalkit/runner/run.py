@@ -172,7 +172,9 @@ async def _ask(item: Any, target: Any, cell: Cell, options: RunOptions, run_id: 
     response: ChatResponse | None = None
     error: ProviderError | None = None
     try:
-        response = await target.complete(request)
+        # A streamed cell is read as it arrives, as an application would read it: a router then
+        # recovers a broken stream the way it would in production (mid_stream), and records it.
+        response = await (target.complete(request, on_delta=_read) if request.stream else target.complete(request))
         attempts = list(response.attempts) or [_leaf_attempt(response, target, started_at)]
     except ProviderError as exc:
         error = exc
@@ -191,6 +193,10 @@ async def _ask(item: Any, target: Any, cell: Cell, options: RunOptions, run_id: 
         row.update(await graders.grade(item, row["output"]))
     row["ended_at"] = time.time()
     return row
+
+
+def _read(delta: Any) -> None:
+    """The reader of a streamed cell: the text is in the response at the end; only its arrival matters."""
 
 
 def _leaf_attempt(response: ChatResponse, target: Any, started_at: float) -> Attempt:
@@ -234,7 +240,8 @@ def _attempt_record(a: Attempt) -> dict[str, Any]:
     u = a.usage
     return {
         "attempt_target": a.target, "error_kind": a.error_kind, "error": a.error, "sent": a.sent,
-        "depth": a.depth, "retry": a.retry, "latency_ms": a.latency_ms, "ttft_ms": a.ttft_ms,
+        "depth": a.depth, "retry": a.retry, "recovery": a.recovery, "join_at": a.join_at,
+        "latency_ms": a.latency_ms, "ttft_ms": a.ttft_ms,
         "input_tokens": u.input_tokens if u else None, "cached_input_tokens": u.cached_input_tokens if u else None,
         "cache_write_tokens": u.cache_write_tokens if u else None, "output_tokens": u.output_tokens if u else None,
         "reasoning_tokens": u.reasoning_tokens if u else None, "tokens_exact": u.exact if u else None,

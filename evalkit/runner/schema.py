@@ -61,6 +61,8 @@ ATTEMPT_COLUMNS: dict[str, tuple[str, str]] = {
     "sent": ("bool", "false when a policy skipped the target without calling it"),
     "depth": ("int", "fallback depth: 0 for the first target tried"),
     "retry": ("int", "retries of the same target before this attempt"),
+    "recovery": ("str", "continue / restart: this attempt took over a stream its caller was already reading"),
+    "join_at": ("int", "for recovery=continue: characters of the answer this attempt continued from"),
     "latency_ms": ("float", "this attempt's latency"),
     "ttft_ms": ("float", "this attempt's time to first token"),
     "input_tokens": ("int", "as in results"),

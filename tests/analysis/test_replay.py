@@ -343,11 +343,16 @@ LEAVES = {"a": ("openai:sim-a", "{input: 1.0, output: 2.0}"), "b": ("openai:sim-
 
 
 def _routing_yaml(path: Path, chain: list[str]) -> str:
-    """A routing config over the leaves in ``chain``, no retries (a single leaf is a one-step chain)."""
+    """A routing config over the leaves in ``chain``, no retries (a single leaf is a one-step chain).
+
+    No breakers: the faults are independent draws per attempt, which replay models; a breaker that
+    opens on a run of them would skip a target for its cooldown, which replay does not model.
+    """
     targets = "".join(f"  {name}: {{model: \"{LEAVES[name][0]}\", api_key_env: OPENAI_API_KEY, "
                       f"base_url_env: OPENAI_BASE_URL, prices: {LEAVES[name][1]}}}\n" for name in chain)
     path.write_text(f"version: 1\ntargets:\n{targets}"
-                    f"router: {{type: fallback, targets: [{', '.join(chain)}], retry: {{retries_per_target: 0}}}}\n")
+                    f"router: {{type: fallback, targets: [{', '.join(chain)}], retry: {{retries_per_target: 0}}, "
+                    f"breaker: off}}\n")
     return str(path)
 
 

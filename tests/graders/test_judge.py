@@ -22,7 +22,7 @@ class FakeJudge:
         self.error = error
         self.requests: list[ChatRequest] = []
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
         self.requests.append(request)
         if self.error is not None:
             raise self.error

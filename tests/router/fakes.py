@@ -41,7 +41,7 @@ class ScriptedProvider:
     def credential_id(self) -> object:
         return self.credential
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
         self.calls += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

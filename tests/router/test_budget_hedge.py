@@ -52,7 +52,7 @@ class SlowTarget:
     def prices(self) -> Prices:
         return PRICES
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
         self.vendor.requests += 1
         self.vendor.in_flight += 1
         self.vendor.max_in_flight = max(self.vendor.max_in_flight, self.vendor.in_flight)

@@ -39,7 +39,7 @@ class Failing:
     def prices(self) -> Prices:
         return PRICES
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
         self.calls += 1
         if self.calls == 1:
             raise self.error

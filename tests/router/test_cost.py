@@ -51,7 +51,7 @@ class MeteredProvider:
     def prices(self) -> Prices:
         return self._prices
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
         self.requests.append(request)
         for _ in range(self.jitter.randrange(4) if self.jitter else 0):
             await asyncio.sleep(0)

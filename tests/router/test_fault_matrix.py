@@ -81,7 +81,8 @@ NO_BREAKER = BreakerSettings(consecutive_failures=10**6, min_volume=10**6)
 
 
 def _chain(a: Any, b: Any, monitor: Monitor) -> Any:
-    return FallbackChain([a, b], policy=POLICY, seed=1, monitor=monitor)
+    # Faults here are independent draws, not a down target: the theory assumes no breaker skips one.
+    return FallbackChain([a, b], policy=POLICY, seed=1, monitor=monitor, breaker=None)
 
 
 def _balancer(a: Any, b: Any, monitor: Monitor) -> Any:
@@ -89,8 +90,8 @@ def _balancer(a: Any, b: Any, monitor: Monitor) -> Any:
 
 
 def _tasks(a: Any, b: Any, monitor: Monitor) -> Any:
-    return TaskRouter({"simple_qa": FallbackChain([a, b], policy=POLICY, seed=1)},
-                      default=FallbackChain([b, a], policy=POLICY, seed=2), monitor=monitor)
+    return TaskRouter({"simple_qa": FallbackChain([a, b], policy=POLICY, seed=1, breaker=None)},
+                      default=FallbackChain([b, a], policy=POLICY, seed=2, breaker=None), monitor=monitor)
 
 
 def _cost(a: Any, b: Any, monitor: Monitor) -> Any:
@@ -140,7 +141,8 @@ def test_fault_matrix(emu: Any, kind: str, policy: str) -> None:
     for answer in answers:  # a 200 refusal or empty answer is a failed attempt, never a success
         assert answer.text.strip() and answer.finish_reason is not evalkit.FinishReason.CONTENT_FILTER, answer
     served = len(answers)
-    expected = theory(KINDS[kind])
+    # A refusal ends the call (routing around it could bypass a safety decision): one attempt decides.
+    expected = 1 - P if kind == "content_filter" else theory(KINDS[kind])
     tolerance = 4 * math.sqrt(expected * (1 - expected) / N) + 1 / N
     assert abs(served / N - expected) <= tolerance, f"{served}/{N} vs {expected:.3f} ± {tolerance:.3f}"
 

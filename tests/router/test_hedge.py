@@ -9,7 +9,6 @@ import pytest
 
 from evalkit import ChatRequest, ChatResponse, Cost, FinishReason, Usage
 from evalkit.errors import AllTargetsFailed
-from evalkit.providers._http import DELTA_SINK
 from evalkit.router import FallbackChain
 from evalkit.router.hedge import HedgedRouter
 from evalkit.router.limits import LimitedTarget, Limits
@@ -30,11 +29,10 @@ class HangingProvider:
         self.calls = 0
         self.cancelled = 0
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
         self.calls += 1
-        sink = DELTA_SINK.get()
-        if sink is not None:
-            sink.push(f"partial from {self.name} ")
+        if on_delta is not None:
+            on_delta(f"partial from {self.name} ")
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -54,16 +52,15 @@ class TimedProvider:
         self.latencies = list(latencies or [])
         self.calls = 0
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
         self.calls += 1
         if self.gate is not None:
             await self.gate.wait()
         if self.clock is not None and self.latencies:
             self.clock[0] += self.latencies.pop(0)
         text = f"answer from {self.name}"
-        sink = DELTA_SINK.get()
-        if sink is not None:
-            sink.push(text)
+        if on_delta is not None:
+            on_delta(text)
         zero = Decimal(0)
         return ChatResponse(text=text, finish_reason=FinishReason.STOP, model=self.name,
                             usage=Usage(input_tokens=10, output_tokens=5), provider=self.name,

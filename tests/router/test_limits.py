@@ -45,7 +45,7 @@ class GatedProvider:
         self.gate = gate
         self.calls = self.in_flight = self.max_in_flight = 0
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
         self.calls += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -123,7 +123,7 @@ async def test_tpm_is_corrected_with_what_a_failed_call_was_billed() -> None:
     from evalkit.errors import ContentFilterError
 
     class Refusing(GatedProvider):
-        async def complete(self, request: ChatRequest) -> ChatResponse:
+        async def complete(self, request: ChatRequest, on_delta=None) -> ChatResponse:
             self.calls += 1
             raise ContentFilterError("refused", usage=Usage(input_tokens=10, output_tokens=0))
 

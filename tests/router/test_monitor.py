@@ -101,7 +101,9 @@ async def test_a_refusal_is_a_failed_call_whose_bill_reaches_the_monitor() -> No
     refuser = evalkit.get_provider("openai:gpt-4o", api_key="sk-test-MONITOR-000000", base_url="http://m.invalid",
                                    transport=httpx.MockTransport(refuse), prices={"input": 2.5, "output": 10})
     monitor = Monitor()
-    chain = FallbackChain([refuser, ScriptedProvider("b")], policy=fast_policy(), monitor=monitor)
+    # Routing around a refusal is an explicit opt-in (by default it ends the call).
+    policy = fast_policy().with_actions({"content_filter": "next"})
+    chain = FallbackChain([refuser, ScriptedProvider("b")], policy=policy, monitor=monitor)
     response = await chain.complete(REQ)
     assert response.provider == "b" and response.attempts[0].error_kind == "content_filter"
     refused = next(row for row in monitor.summary_df().iter_rows(named=True) if row["model"] == "gpt-4o")
