@@ -26,6 +26,13 @@ be stripped by Portkey's gateway, whose config schema drops unknown keys, and
 it is refused outright when named ``options``). Notes come back from
 :func:`export_with_notes` (``evalkit export`` prints them on stderr), and
 :func:`export_config` issues each as a :class:`GatewayExportWarning`.
+
+**Streams and failover settings travel where the gateway has a setting**
+(LiteLLM: ``ttft_timeout_s`` as ``stream_timeout``, ``total_timeout_s`` as
+``timeout``; Portkey: ``total_timeout_s`` as ``request_timeout``); the rest
+(the other deadlines, ``prefill``, ``mid_stream``, a fallback node's
+``breaker``, the content-filter rule) is named in a note, with its YAML path
+(:mod:`evalkit.export._failover_notes`). The ``evalkit`` format keeps them all.
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ def export_with_notes(config: str | Path | Mapping[str, Any], fmt: str = "evalki
     """:func:`export_config`'s text and, instead of warnings, its notes (what ``evalkit export`` prints)."""
     from ..errors import ConfigError
     from ..router.config import parse_routing_config
+    from ._failover_notes import failover_notes
     from ._notes import classifier_notes
     from ._plan import plan_of
 
@@ -84,7 +92,7 @@ def export_with_notes(config: str | Path | Mapping[str, Any], fmt: str = "evalki
             return Export(to_evalkit_yaml(config), ())
         return Export(Path(config).read_text(encoding="utf-8"), ())  # the file as written, comments included
     plan = plan_of(spec)
-    notes = classifier_notes(spec, fmt, config)
+    notes = classifier_notes(spec, fmt, config) + failover_notes(spec, fmt)
     if fmt == "litellm":
         import yaml
 

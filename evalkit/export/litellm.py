@@ -8,6 +8,11 @@ What the file holds:
   ``balance`` node is a group of several deployments with ``weight``s; and one
   group per task route, ``task-<type>`` (``default`` for the rest), whose
   deployment is the route's first target, tagged with the task type;
+* per deployment, ``timeout`` (the whole response: the target's
+  ``total_timeout_s``, else its ``timeout_s``) and ``stream_timeout`` (the
+  wait for a stream's first chunk: ``ttft_timeout_s``); the other deadlines,
+  ``prefill``, ``mid_stream`` and ``breaker`` have no LiteLLM setting and are
+  named in the export's notes;
 * ``router_settings``: ``routing_strategy``, ``num_retries`` (the evalkit
   retry policy's ``retries_per_target``), ``timeout`` (its ``deadline_s``) and
   ``fallbacks: [{task-code: [second, third]}]`` (the rest of each chain).
@@ -150,8 +155,12 @@ def litellm_params(leaf: Leaf) -> dict[str, Any]:
         from ..providers.vendors import VENDORS
 
         params["api_version"] = target.options.get("api_version") or VENDORS["azure"].chat.api_version
-    if target.timeout_s is not None:
-        params["timeout"] = target.timeout_s
+    deadlines = target.deadlines
+    total = deadlines.total_timeout_s if deadlines is not None else None
+    if total is not None or target.timeout_s is not None:
+        params["timeout"] = total if total is not None else target.timeout_s  # LiteLLM's: the whole response
+    if deadlines is not None and deadlines.ttft_timeout_s is not None:
+        params["stream_timeout"] = deadlines.ttft_timeout_s  # LiteLLM's: the wait for a stream's first chunk
     for key in ("rpm", "tpm"):
         value = getattr(target.limits, key, None)
         if value is not None:

@@ -11,7 +11,9 @@ Shape (Portkey's config object):
 * a leaf is ``{provider, virtual_key, override_params: {model}}``, plus
   ``custom_host`` for self-hosted servers or a ``base_url``, ``retry:
   {attempts}`` from the chain's ``retries_per_target`` and ``request_timeout``
-  (ms) from ``timeout_s``.
+  (ms) from ``total_timeout_s``, else ``timeout_s`` (the other deadlines,
+  ``prefill``, ``mid_stream`` and ``breaker`` have no Portkey setting: the
+  export's notes name them).
 
 **Keys.** A Portkey config holds no environment references: keys live in
 Portkey as *virtual keys* that you create. Each leaf therefore carries a
@@ -95,8 +97,11 @@ class _Renderer:
             out["custom_host"] = host
         if retries:
             out["retry"] = {"attempts": int(retries)}
-        if leaf.target.timeout_s is not None:
-            out["request_timeout"] = int(leaf.target.timeout_s * 1000)
+        deadlines = leaf.target.deadlines
+        total = deadlines.total_timeout_s if deadlines is not None else None
+        seconds = total if total is not None else leaf.target.timeout_s
+        if seconds is not None:
+            out["request_timeout"] = max(1, round(seconds * 1000))  # milliseconds; 0 would mean none
         return out
 
 

@@ -9,7 +9,7 @@ node naming it.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import ConfigError
 from .config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, PromptSpec, RoutingSpec,
@@ -18,12 +18,16 @@ from .config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, P
 __all__ = ["build"]
 
 
-def build(spec: RoutingSpec) -> Any:
-    """The root router of ``spec`` (a single target at the root becomes a one-target fallback chain)."""
+def build(spec: RoutingSpec, provider_options: Mapping[str, Any] | None = None) -> Any:
+    """The root router of ``spec`` (a single target at the root becomes a one-target fallback chain).
+
+    ``provider_options`` go to every :func:`~evalkit.providers.get_provider`
+    call, on top of what the config sets for the target (never instead of it).
+    """
     from ._base import Router
     from .fallback import FallbackChain
 
-    builder = _Builder(spec)
+    builder = _Builder(spec, dict(provider_options or {}))
     node = builder.node(spec.router)
     if not isinstance(node, Router):
         node = FallbackChain([node], name=node.name)
@@ -32,11 +36,12 @@ def build(spec: RoutingSpec) -> Any:
 
 
 class _Builder:
-    def __init__(self, spec: RoutingSpec) -> None:
+    def __init__(self, spec: RoutingSpec, provider_options: dict[str, Any]) -> None:
         from .budget import BudgetLedger
         from .monitor import Monitor
 
         self.spec = spec
+        self.provider_options = provider_options
         self.built: dict[int, Any] = {}
         monitor = spec.monitor
         self.monitor = None if monitor is None else Monitor(monitor.window_s, monitor.max_events)
@@ -61,6 +66,11 @@ class _Builder:
             options["context_window"] = spec.context_window
         if spec.prices is not None:
             options["prices"] = spec.prices
+        if spec.deadlines is not None:
+            options["deadlines"] = spec.deadlines
+        if spec.prefill is not None:
+            options["prefill"] = spec.prefill
+        options.update(self.extra_options(spec, options))
         base_url = spec.base_url
         if base_url is None and spec.base_url_env:
             base_url = os.environ.get(spec.base_url_env)
@@ -74,6 +84,20 @@ class _Builder:
             raise self.spec.error(f"{spec.path}.model", _bare(exc)) from None
         return provider if spec.limits is None else LimitedTarget(provider, spec.limits)
 
+    def extra_options(self, spec: TargetSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``provider_options`` for this target; one the config sets for it too is an error, not a silent winner."""
+        extra = self.provider_options
+        if not extra:
+            return {}
+        if "api_key" in extra or "base_url" in extra:
+            raise ConfigError("provider_options cannot set api_key or base_url: a config names them per target "
+                              "(api_key_env, base_url, base_url_env)", field="provider_options")
+        clash = sorted(set(extra) & set(options))
+        if clash:
+            raise self.spec.error(spec.path, f"provider_options sets {clash[0]!r}, which the config sets for this "
+                                             "target too; set it in one place")
+        return extra
+
     def _key(self, spec: TargetSpec) -> str | None:
         if spec.api_key_env is None:
             return None
@@ -86,14 +110,19 @@ class _Builder:
     def fallback(self, spec: FallbackSpec) -> Any:
         from .fallback import FallbackChain
 
-        return FallbackChain([self.node(t) for t in spec.targets], policy=spec.retry, name=spec.name)
+        options = _router_options(spec)
+        if spec.breaker_off:
+            options["breaker"] = None
+        elif spec.breaker is not None:
+            options["breaker"] = spec.breaker
+        return FallbackChain([self.node(t) for t in spec.targets], policy=spec.retry, **options)
 
     def balance(self, spec: BalanceSpec) -> Any:
         from .balance import WeightedBalancer
 
         return WeightedBalancer([self.node(t) for t in spec.targets], weights=spec.weights,
                                 strategy=spec.strategy,  # type: ignore[arg-type]
-                                max_attempts=spec.max_attempts, breaker=spec.breaker, name=spec.name)
+                                max_attempts=spec.max_attempts, breaker=spec.breaker, **_router_options(spec))
 
     def task(self, spec: TaskSpec) -> Any:
         from .tasks import KeywordClassifier, TaskRouter
@@ -103,7 +132,7 @@ class _Builder:
             classifier: Any = self.learned_classifier(spec)
         else:
             classifier = KeywordClassifier(**spec.classifier["keywords"])
-        return TaskRouter(routes, default=self.node(spec.default), classifier=classifier, name=spec.name)
+        return TaskRouter(routes, default=self.node(spec.default), classifier=classifier, **_router_options(spec))
 
     def prompt(self, spec: PromptSpec) -> Any:
         from .prompt import PromptModel, PromptRouter
@@ -111,7 +140,7 @@ class _Builder:
         model = PromptModel.load(spec.model)  # a bad file: a ConfigError naming the file and its field
         targets = {name: self.node(node) for name, node in spec.targets.items()}
         try:
-            return PromptRouter(model, targets, name=spec.name, **spec.options)
+            return PromptRouter(model, targets, **_router_options(spec), **spec.options)
         except ConfigError as exc:  # its target names are not the model's
             raise self.spec.error(f"{spec.path}.{exc.field or 'targets'}", _bare(exc)) from None
 
@@ -138,15 +167,23 @@ class _Builder:
 
         candidates = [Candidate(self.node(c.target), c.quality, c.prices) for c in spec.candidates]
         try:
-            return CostAwareRouter(candidates, ledger=self.ledger, name=spec.name, **spec.options)
+            return CostAwareRouter(candidates, ledger=self.ledger, **_router_options(spec), **spec.options)
         except (ConfigError, ValueError) as exc:  # e.g. a nested router candidate with no prices
             raise self.spec.error(spec.path, _bare(exc)) from None
 
     def hedge(self, spec: HedgeSpec) -> Any:
         from .hedge import HedgedRouter
 
-        return HedgedRouter([self.node(t) for t in spec.targets], delay_s=spec.delay_s, name=spec.name,
+        return HedgedRouter([self.node(t) for t in spec.targets], delay_s=spec.delay_s, **_router_options(spec),
                             **spec.options)
+
+
+def _router_options(spec: Any) -> dict[str, Any]:
+    """The keywords every router class takes: its name, and ``mid_stream`` only when the config sets it."""
+    options: dict[str, Any] = {"name": spec.name}
+    if spec.mid_stream is not None:
+        options["mid_stream"] = spec.mid_stream
+    return options
 
 
 def _bare(exc: Exception) -> str:

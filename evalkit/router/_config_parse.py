@@ -1,24 +1,24 @@
 """The validator behind :func:`evalkit.router.config.parse_routing_config`: raw YAML data → typed specs.
 
 The grammar of the routing config (which keys each block takes, what they
-mean, how nodes nest) is here; the checks of single values it is written in
-(finite numbers in range, money, names, choices, each failing at its YAML path)
-are :class:`~evalkit.router._config_fields.ConfigFields`.
+mean, how nodes nest) is here; the settings blocks targets and nodes share
+(prices, limits, deadlines, retry, breaker, monitor) are
+:class:`~evalkit.router._config_blocks.ConfigBlocks`, and the checks of single
+values they are written in (finite numbers in range, money, names, choices,
+each failing at its YAML path) :class:`~evalkit.router._config_fields.ConfigFields`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from .._yaml import YamlDocument
-from ..errors import ErrorKind
-from ._config_fields import ConfigFields
-from ._retry import Action, RetryPolicy
-from .config import (BalanceSpec, BudgetSpec, CandidateSpec, CostSpec, FallbackSpec, HedgeSpec, MonitorSpec,
-                     NodeSpec, PromptSpec, RoutingSpec, TargetSpec, TaskSpec)
-from .health import BreakerSettings
-from .limits import Limits
+from ._call import MID_STREAM_MODES
+from ._config_blocks import DEADLINE_KEYS, ConfigBlocks
+from .config import (BalanceSpec, BudgetSpec, CandidateSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec,
+                     PromptSpec, RoutingSpec, TargetSpec, TaskSpec)
 
 __all__ = ["Parser"]
 
@@ -26,10 +26,12 @@ NODE_TYPES = ("fallback", "balance", "task", "cost", "hedge", "prompt")
 OPTION_KEYS = {"headers", "api_version", "api", "stream_format"}
 """Provider options a config may set (the rest have their own fields or make no sense in a file)."""
 _TARGET_KEYS = {"model", "api_key_env", "base_url", "base_url_env", "timeout_s", "context_window", "prices",
-                "limits", "options", "api_key"}
+                "limits", "options", "api_key", "prefill", *DEADLINE_KEYS}
+_NODE_KEYS = {"type", "name", "mid_stream"}
+"""Keys every node type takes."""
 
 
-class Parser(ConfigFields):
+class Parser(ConfigBlocks):
     """Raw YAML data → specs; each check raises a ConfigError located at its YAML path."""
 
     def __init__(self, doc: YamlDocument, known_providers: bool = True) -> None:
@@ -64,7 +66,10 @@ class Parser(ConfigFields):
         if kind not in NODE_TYPES:
             raise self.fail(f"{path}.type", f"expected one of {', '.join(NODE_TYPES)}, got {kind!r}")
         name = self.text(spec["name"], f"{path}.name") if "name" in spec else None
-        return getattr(self, kind)(spec, path, name)
+        node = getattr(self, kind)(spec, path, name)
+        if "mid_stream" in spec:  # every kind takes it: read here, once, for the spec its method built
+            node = replace(node, mid_stream=self.choice(spec["mid_stream"], f"{path}.mid_stream", MID_STREAM_MODES))
+        return node
 
     def members(self, spec: Mapping[str, Any], path: str) -> tuple[NodeSpec, ...]:
         items = spec.get("targets")
@@ -95,6 +100,10 @@ class Parser(ConfigFields):
             values["prices"] = self.prices(spec["prices"], f"{path}.prices")
         if "limits" in spec:
             values["limits"] = self.limits(spec["limits"], f"{path}.limits")
+        if "prefill" in spec:
+            values["prefill"] = self.flag(spec["prefill"], f"{path}.prefill")
+        if any(key in spec for key in DEADLINE_KEYS):
+            values["deadlines"] = self.deadlines(spec, path)
         options = self.options(spec.get("options") or {}, f"{path}.options")
         return TargetSpec(name=name, model=model, path=path, options=options, **values)
 
@@ -114,39 +123,19 @@ class Parser(ConfigFields):
                                                ("sse", "json-array"))
         return out
 
-    def prices(self, spec: Any, path: str) -> Any:
-        from ..pricing import Prices
-
-        keys = {"input", "output", "cached_input", "cache_write", "reasoning"}
-        spec = self.mapping(spec, path, keys, {"input", "output"})
-        return Prices(source="config", **{k: self.money(v, f"{path}.{k}", "USD per 1M tokens")
-                                          for k, v in spec.items()})
-
-    def limits(self, spec: Any, path: str) -> Limits:
-        spec = self.mapping(spec, path, {"max_in_flight", "rpm", "tpm", "on_saturated", "max_wait_s"})
-        on_saturated = self.choice(spec.get("on_saturated", "skip"), f"{path}.on_saturated", ("skip", "wait"))
-        if "max_wait_s" in spec and on_saturated != "wait":
-            raise self.fail(f"{path}.max_wait_s", "applies only with on_saturated: wait (skip never waits)")
-        numbers: dict[str, Any] = {}
-        if "max_in_flight" in spec:
-            numbers["max_in_flight"] = self.integer(spec["max_in_flight"], f"{path}.max_in_flight", low=1)
-        for key in ("rpm", "tpm"):
-            if key in spec:
-                numbers[key] = self.number(spec[key], f"{path}.{key}", positive=True)
-        if "max_wait_s" in spec:
-            numbers["max_wait_s"] = self.number(spec["max_wait_s"], f"{path}.max_wait_s")
-        return Limits(on_saturated=on_saturated, **numbers)
-
     # -- nodes -----------------------------------------------------------------------------------
 
     def fallback(self, spec: Mapping[str, Any], path: str, name: str | None) -> FallbackSpec:
-        self.mapping(spec, path, {"type", "name", "targets", "retry"})
+        self.mapping(spec, path, {*_NODE_KEYS, "targets", "retry", "breaker"})
         retry = self.retry(spec.get("retry") or {}, f"{path}.retry")
-        return FallbackSpec(self.members(spec, path), path, retry, name)
+        breaker, off = None, False
+        if "breaker" in spec:
+            breaker = self.breaker(spec["breaker"], f"{path}.breaker", may_be_off=True)
+            off = breaker is None
+        return FallbackSpec(self.members(spec, path), path, retry, name, breaker=breaker, breaker_off=off)
 
     def balance(self, spec: Mapping[str, Any], path: str, name: str | None) -> BalanceSpec:
-        self.mapping(spec, path, {"type", "name", "targets", "weights", "strategy", "max_attempts",
-                                  "breaker"})
+        self.mapping(spec, path, {*_NODE_KEYS, "targets", "weights", "strategy", "max_attempts", "breaker"})
         targets = self.members(spec, path)
         weights = None
         if "weights" in spec:
@@ -163,7 +152,7 @@ class Parser(ConfigFields):
         return BalanceSpec(targets, path, weights, strategy, max_attempts, breaker, name)
 
     def task(self, spec: Mapping[str, Any], path: str, name: str | None) -> TaskSpec:
-        self.mapping(spec, path, {"type", "name", "routes", "default", "classifier"}, {"default"})
+        self.mapping(spec, path, {*_NODE_KEYS, "routes", "default", "classifier"}, {"default"})
         routes = {self.key(task, f"{path}.routes"): self.node(node, f"{path}.routes.{task}")
                   for task, node in self.mapping(spec.get("routes") or {}, f"{path}.routes", None).items()}
         default = self.node(spec["default"], f"{path}.default")
@@ -192,7 +181,7 @@ class Parser(ConfigFields):
 
     def prompt(self, spec: Mapping[str, Any], path: str, name: str | None) -> PromptSpec:
         """A per-prompt router: its model file (checked when built) and a node for each target it names."""
-        self.mapping(spec, path, {"type", "name", "model", "targets", "min_quality", "lambda", "max_attempts",
+        self.mapping(spec, path, {*_NODE_KEYS, "model", "targets", "min_quality", "lambda", "max_attempts",
                                   "fallback_on_error"}, {"model", "targets"})
         if "min_quality" in spec and "lambda" in spec:
             raise self.fail(f"{path}.lambda", "give min_quality or lambda, not both")
@@ -240,7 +229,7 @@ class Parser(ConfigFields):
         return out
 
     def cost(self, spec: Mapping[str, Any], path: str, name: str | None) -> CostSpec:
-        self.mapping(spec, path, {"type", "name", "candidates", "min_quality", "on_over_budget",
+        self.mapping(spec, path, {*_NODE_KEYS, "candidates", "min_quality", "on_over_budget",
                                   "default_max_tokens", "allow_downgrade"})
         items = spec.get("candidates")
         if not isinstance(items, list) or not items:
@@ -278,7 +267,7 @@ class Parser(ConfigFields):
         return float(self.number(value, path, high=1.0))
 
     def hedge(self, spec: Mapping[str, Any], path: str, name: str | None) -> HedgeSpec:
-        self.mapping(spec, path, {"type", "name", "targets", "delay_s", "max_hedges", "min_delay_s",
+        self.mapping(spec, path, {*_NODE_KEYS, "targets", "delay_s", "max_hedges", "min_delay_s",
                                   "cold_delay_s"})
         delay = spec.get("delay_s", "p95")
         if delay != "p95":
@@ -291,45 +280,7 @@ class Parser(ConfigFields):
                 options[key] = self.number(spec[key], f"{path}.{key}")
         return HedgeSpec(self.members(spec, path), path, delay, options, name)
 
-    # -- settings --------------------------------------------------------------------------------
-
-    def retry(self, spec: Any, path: str) -> RetryPolicy:
-        spec = self.mapping(spec, path, {"actions", "retries_per_target", "max_attempts", "deadline_s",
-                                         "backoff_base_s", "backoff_cap_s", "retry_after_cap_s"})
-        values: dict[str, Any] = {}
-        for key in ("retries_per_target", "max_attempts"):
-            if key in spec:
-                low = 0 if key == "retries_per_target" else 1
-                values[key] = self.integer(spec[key], f"{path}.{key}", low=low)
-        if "deadline_s" in spec:
-            values["deadline_s"] = self.number(spec["deadline_s"], f"{path}.deadline_s", positive=True)
-        for key in ("backoff_base_s", "backoff_cap_s", "retry_after_cap_s"):
-            if key in spec:
-                values[key] = self.number(spec[key], f"{path}.{key}")
-        policy = RetryPolicy(**values)
-        actions = {}
-        kinds, verbs = [k.value for k in ErrorKind], [a.value for a in Action]
-        for kind, action in self.mapping(spec.get("actions") or {}, f"{path}.actions", None).items():
-            self.choice(kind, f"{path}.actions.{kind}", kinds, what="error kind")
-            actions[kind] = self.choice(action, f"{path}.actions.{kind}", verbs)
-        return policy.with_actions(actions) if actions else policy
-
-    def breaker(self, spec: Any, path: str) -> BreakerSettings:
-        spec = self.mapping(spec, path, {"consecutive_failures", "failure_rate", "window_s", "min_volume",
-                                         "cooldown_s", "max_retry_after_s"})
-        values: dict[str, Any] = {}
-        for key in ("consecutive_failures", "min_volume"):
-            if key in spec:
-                values[key] = self.integer(spec[key], f"{path}.{key}", low=1)
-        if "failure_rate" in spec:
-            values["failure_rate"] = self.number(spec["failure_rate"], f"{path}.failure_rate", positive=True,
-                                                 high=1.0)
-        if "window_s" in spec:
-            values["window_s"] = self.number(spec["window_s"], f"{path}.window_s", positive=True)
-        for key in ("cooldown_s", "max_retry_after_s"):
-            if key in spec:
-                values[key] = self.number(spec[key], f"{path}.{key}")
-        return BreakerSettings(**values)
+    # -- the budget ------------------------------------------------------------------------------
 
     def budget(self, spec: Any, path: str = "budget") -> BudgetSpec:
         spec = self.mapping(spec, path, {"limit_usd", "period", "per_target", "max_share_of_remaining"},
@@ -362,24 +313,6 @@ class Parser(ConfigFields):
             raise self.fail(path, f"no cost candidate is {name!r}, so this cap would never apply "
                                   f"(candidates: {known})")
         return name
-
-    def monitor(self, spec: Any, path: str = "monitor") -> MonitorSpec:
-        from .monitor import parse_window
-
-        spec = self.mapping(spec or {}, path, {"window", "max_events"})
-        values: dict[str, Any] = {}
-        if "window" in spec:
-            window = spec["window"]
-            if not isinstance(window, str):
-                window = self.number(window, f"{path}.window", positive=True)
-            try:
-                values["window_s"] = parse_window(window)
-            except ValueError as exc:
-                raise self.fail(f"{path}.window", str(exc)) from None
-        if "max_events" in spec:
-            values["max_events"] = self.integer(spec["max_events"], f"{path}.max_events", low=1)
-        return MonitorSpec(**values)
-
 
 def _vendors() -> Mapping[str, Any]:
     from ..providers.vendors import VENDORS

@@ -23,6 +23,52 @@ Node types: ``fallback``, ``balance``, ``task``, ``cost``, ``hedge``, ``prompt``
 router: ``{type: prompt, model: router.json, targets: {name in the model: node}, min_quality | lambda,
 max_attempts, fallback_on_error}``). Files a config names are relative to its folder.
 
+Streams, deadlines and failover (see the README's Routing section)::
+
+    targets:
+      primary:
+        model: openai:gpt-4o-mini
+        ttft_timeout_s: 2         # no first token within 2 s: a timeout, and the next target
+        stall_timeout_s: 5        # 5 s of silence between two chunks: the same
+        total_timeout_s: 60       # the whole call to this target
+        prefill: false            # never hand it another model's partial answer (restart instead)
+    router:
+      type: fallback
+      targets: [primary, backup]
+      mid_stream: continue        # continue | restart | fail
+      breaker: {consecutive_failures: 3, cooldown_s: 30}   # or off
+      retry: {actions: {content_filter: next}}             # opt in to routing around content filters
+
+* A target's deadlines, each positive finite seconds and each optional:
+  ``connect_timeout_s`` (opening the connection), ``headers_timeout_s`` (until
+  the response's headers), ``ttft_timeout_s`` (until the first token of a
+  streamed answer), ``stall_timeout_s`` (the longest silence between two
+  chunks) and ``total_timeout_s`` (the whole call). They become the target's
+  :class:`~evalkit.Deadlines` (only the fields given are set; a call's own
+  ``ChatRequest.deadlines`` win field by field). A deadline longer than the
+  target's ``total_timeout_s`` could never fire and is refused. ``timeout_s``
+  stays what it was: the HTTP client's timeout for each network operation.
+* A target's ``prefill: true | false`` says whether it accepts an assistant
+  prefill, i.e. whether it can continue another target's partial answer;
+  omitted, the vendor's capability data decides.
+* Every node takes ``mid_stream: continue | restart | fail``: what the node
+  does when a streamed answer breaks after its caller has seen text.
+  ``continue`` (the default) sends the text so far to the next target as a
+  prefill and streams only the rest; a target without prefill gets
+  ``restart``: the caller is sent a :class:`~evalkit.StreamRestart` and then a
+  whole new answer; ``fail`` ends the call with the original error.
+* A ``fallback`` node keeps a circuit breaker per target (on by default), so a
+  target known to be down gets one probe per cooldown instead of every call.
+  ``breaker:`` takes the settings a ``balance`` node's does
+  (``consecutive_failures``, ``failure_rate``, ``window_s``, ``min_volume``,
+  ``cooldown_s``, ``max_retry_after_s``), or ``off`` for none (YAML reads
+  ``off`` as false, so ``false`` works too; an empty ``breaker:`` is refused
+  as ambiguous, and ``on`` as a no-op: breakers are on already).
+* A ``fallback`` node's ``retry.actions`` maps error kinds to ``retry``,
+  ``next`` or ``stop``. A content-filter rejection stops the call by default
+  (routing around it can bypass a safety filter); ``content_filter: next``
+  opts in to trying the next target.
+
 :func:`parse_routing_config` is the single validator: every consumer (the
 router builder, ``evalkit export``, ``evalkit replay``) reads the typed
 :class:`RoutingSpec` it returns, so none can accept what another refuses. It
@@ -44,6 +90,7 @@ from typing import Any, Mapping, Union
 
 from .._yaml import YamlDocument, load_yaml_file
 from ..errors import ConfigError
+from ..types import Deadlines
 from ._retry import RetryPolicy
 from .health import BreakerSettings
 from .limits import Limits
@@ -53,6 +100,7 @@ __all__ = ["BalanceSpec", "BudgetSpec", "CandidateSpec", "CostSpec", "FallbackSp
            "load_router_config", "parse_routing_config"]
 
 # Each node spec's ``kind`` (a class constant, not a field) is its ``type:`` in YAML, ``target`` for a leaf.
+# Each node spec's ``mid_stream`` is the node's ``mid_stream:`` (``None`` when omitted: the router class's default).
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +119,10 @@ class TargetSpec:
     prices: Any = None  # evalkit.pricing.Prices
     limits: Limits | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    deadlines: Deadlines | None = None
+    """The per-call deadlines the config gives this target (``None``: none; unset fields stay unset)."""
+    prefill: bool | None = None
+    """Whether the target accepts an assistant prefill (``None``: the vendor's capability data)."""
 
     @property
     def provider(self) -> str:
@@ -90,6 +142,11 @@ class FallbackSpec:
     path: str
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     name: str | None = None
+    mid_stream: str | None = None
+    breaker: BreakerSettings | None = None
+    """The chain's per-target circuit breakers (``None``: ``FallbackChain``'s defaults)."""
+    breaker_off: bool = False
+    """``breaker: off``: no circuit breakers; every call tries every target in order."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +161,7 @@ class BalanceSpec:
     max_attempts: int | None = None
     breaker: BreakerSettings | None = None
     name: str | None = None
+    mid_stream: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,6 +175,7 @@ class TaskSpec:
     classifier: Mapping[str, Any] = field(default_factory=lambda: {"keywords": {}})
     """``{"keywords": KeywordClassifier kwargs}`` or ``{"file": Path, "min_confidence"?: float}``."""
     name: str | None = None
+    mid_stream: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,6 +196,7 @@ class CostSpec:
     path: str
     options: Mapping[str, Any] = field(default_factory=dict)  # min_quality, on_over_budget, ...
     name: str | None = None
+    mid_stream: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,6 +209,7 @@ class HedgeSpec:
     delay_s: float | str = "p95"
     options: Mapping[str, Any] = field(default_factory=dict)  # max_hedges, min_delay_s, cold_delay_s
     name: str | None = None
+    mid_stream: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,6 +222,7 @@ class PromptSpec:
     path: str
     options: Mapping[str, Any] = field(default_factory=dict)  # min_quality | lambda_, max_attempts, fallback_on_error
     name: str | None = None
+    mid_stream: str | None = None
 
 
 NodeSpec = Union[TargetSpec, FallbackSpec, BalanceSpec, TaskSpec, CostSpec, HedgeSpec, PromptSpec]
@@ -216,13 +278,23 @@ def parse_routing_config(source: str | Path | Mapping[str, Any] | YamlDocument, 
     return Parser(doc, known_providers).config()
 
 
-def load_router_config(source: str | Path | Mapping[str, Any]):
-    """The root router described by a YAML file (path) or an already-parsed mapping."""
-    return build_router(parse_routing_config(source))
+def load_router_config(source: str | Path | Mapping[str, Any], *,
+                       provider_options: Mapping[str, Any] | None = None):
+    """The root router described by a YAML file (path) or an already-parsed mapping.
+
+    ``provider_options`` are extra keyword options given to every
+    :func:`~evalkit.providers.get_provider` call the config makes (e.g.
+    ``{"transport": t}``: one HTTP transport for every target). An option a
+    target also sets in the config (``timeout`` from ``timeout_s``,
+    ``deadlines``, ``headers``, ...) is a :class:`~evalkit.ConfigError` naming
+    that target: it is set in one place or the other, never silently both.
+    """
+    return build_router(parse_routing_config(source), provider_options=provider_options)
 
 
-def build_router(config: RoutingSpec | Mapping[str, Any]):
-    """The root router of a :class:`RoutingSpec` (or of a mapping, validated first)."""
+def build_router(config: RoutingSpec | Mapping[str, Any], *, provider_options: Mapping[str, Any] | None = None):
+    """The root router of a :class:`RoutingSpec` (or of a mapping, validated first); see :func:`load_router_config`."""
     from ._config_build import build
 
-    return build(config if isinstance(config, RoutingSpec) else parse_routing_config(config))
+    spec = config if isinstance(config, RoutingSpec) else parse_routing_config(config)
+    return build(spec, provider_options=provider_options)

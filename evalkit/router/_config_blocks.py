@@ -1,0 +1,141 @@
+"""The settings blocks of a routing config that targets and nodes share: prices, limits, deadlines, retry, breaker.
+
+:class:`ConfigBlocks` reads one block at its YAML path into the object the
+router takes (:class:`~evalkit.pricing.Prices`, :class:`Limits`,
+:class:`~evalkit.Deadlines`, :class:`RetryPolicy`, :class:`BreakerSettings`,
+the ``monitor`` block), with the located checks of
+:class:`~evalkit.router._config_fields.ConfigFields`. Which block goes where
+is the grammar's business (:mod:`evalkit.router._config_parse`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Mapping
+
+from ..errors import ErrorKind
+from ..types import Deadlines
+from ._config_fields import ConfigFields
+from ._retry import Action, RetryPolicy
+from .config import MonitorSpec
+from .health import BreakerSettings
+from .limits import Limits
+
+__all__ = ["DEADLINE_KEYS", "ConfigBlocks"]
+
+DEADLINE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Deadlines))
+"""A target's deadline fields: those of :class:`evalkit.Deadlines`, each a YAML key of its own."""
+
+
+class ConfigBlocks(ConfigFields):
+    """Typed reads of the shared settings blocks; each failure is a ConfigError at the bad field's path."""
+
+    def prices(self, spec: Any, path: str) -> Any:
+        from ..pricing import Prices
+
+        keys = {"input", "output", "cached_input", "cache_write", "reasoning"}
+        spec = self.mapping(spec, path, keys, {"input", "output"})
+        return Prices(source="config", **{k: self.money(v, f"{path}.{k}", "USD per 1M tokens")
+                                          for k, v in spec.items()})
+
+    def limits(self, spec: Any, path: str) -> Limits:
+        spec = self.mapping(spec, path, {"max_in_flight", "rpm", "tpm", "on_saturated", "max_wait_s"})
+        on_saturated = self.choice(spec.get("on_saturated", "skip"), f"{path}.on_saturated", ("skip", "wait"))
+        if "max_wait_s" in spec and on_saturated != "wait":
+            raise self.fail(f"{path}.max_wait_s", "applies only with on_saturated: wait (skip never waits)")
+        numbers: dict[str, Any] = {}
+        if "max_in_flight" in spec:
+            numbers["max_in_flight"] = self.integer(spec["max_in_flight"], f"{path}.max_in_flight", low=1)
+        for key in ("rpm", "tpm"):
+            if key in spec:
+                numbers[key] = self.number(spec[key], f"{path}.{key}", positive=True)
+        if "max_wait_s" in spec:
+            numbers["max_wait_s"] = self.number(spec["max_wait_s"], f"{path}.max_wait_s")
+        return Limits(on_saturated=on_saturated, **numbers)
+
+    def deadlines(self, spec: Mapping[str, Any], path: str) -> Deadlines:
+        """The target's deadline fields as :class:`~evalkit.Deadlines` (positive finite seconds, only those given).
+
+        A phase's deadline longer than ``total_timeout_s`` could never fire
+        (the whole call ends first), so it is refused like any setting that
+        would change nothing.
+        """
+        seconds = {key: float(self.number(spec[key], f"{path}.{key}", positive=True))
+                   for key in DEADLINE_KEYS if key in spec}
+        total = seconds.get("total_timeout_s")
+        for key, value in seconds.items():
+            if total is not None and key != "total_timeout_s" and value > total:
+                raise self.fail(f"{path}.{key}", f"{value:g}s is longer than total_timeout_s ({total:g}s), so it "
+                                                 "could never fire; lower it or remove it")
+        return Deadlines(**seconds)
+
+    def retry(self, spec: Any, path: str) -> RetryPolicy:
+        spec = self.mapping(spec, path, {"actions", "retries_per_target", "max_attempts", "deadline_s",
+                                         "backoff_base_s", "backoff_cap_s", "retry_after_cap_s"})
+        values: dict[str, Any] = {}
+        for key in ("retries_per_target", "max_attempts"):
+            if key in spec:
+                low = 0 if key == "retries_per_target" else 1
+                values[key] = self.integer(spec[key], f"{path}.{key}", low=low)
+        if "deadline_s" in spec:
+            values["deadline_s"] = self.number(spec["deadline_s"], f"{path}.deadline_s", positive=True)
+        for key in ("backoff_base_s", "backoff_cap_s", "retry_after_cap_s"):
+            if key in spec:
+                values[key] = self.number(spec[key], f"{path}.{key}")
+        policy = RetryPolicy(**values)
+        actions = {}
+        kinds, verbs = [k.value for k in ErrorKind], [a.value for a in Action]
+        for kind, action in self.mapping(spec.get("actions") or {}, f"{path}.actions", None).items():
+            self.choice(kind, f"{path}.actions.{kind}", kinds, what="error kind")
+            actions[kind] = self.choice(action, f"{path}.actions.{kind}", verbs)
+        return policy.with_actions(actions) if actions else policy
+
+    def breaker(self, spec: Any, path: str, *, may_be_off: bool = False) -> BreakerSettings | None:
+        """Circuit-breaker settings; with ``may_be_off``, ``off`` (YAML's false) is ``None``: no breakers.
+
+        An empty ``breaker:`` (null) is refused rather than guessed at: it reads
+        as settings left unwritten as easily as "none". ``on`` changes nothing
+        (breakers are on by default) and is refused too.
+        """
+        if spec is False or spec == "off":
+            if not may_be_off:
+                raise self.fail(path, "a balance node's breakers cannot be turned off: its targets' health is "
+                                      "how it picks one; give settings or remove breaker")
+            return None
+        if spec is None or spec is True or spec == "on":
+            shown = "an empty breaker:" if spec is None else "breaker: on"
+            off = " or off (no breakers)" if may_be_off else ""
+            raise self.fail(path, f"{shown} changes nothing (circuit breakers are on by default); give settings, "
+                                  f"e.g. {{consecutive_failures: 3, cooldown_s: 30}}{off}")
+        spec = self.mapping(spec, path, {"consecutive_failures", "failure_rate", "window_s", "min_volume",
+                                         "cooldown_s", "max_retry_after_s"})
+        values: dict[str, Any] = {}
+        for key in ("consecutive_failures", "min_volume"):
+            if key in spec:
+                values[key] = self.integer(spec[key], f"{path}.{key}", low=1)
+        if "failure_rate" in spec:
+            values["failure_rate"] = self.number(spec["failure_rate"], f"{path}.failure_rate", positive=True,
+                                                 high=1.0)
+        if "window_s" in spec:
+            values["window_s"] = self.number(spec["window_s"], f"{path}.window_s", positive=True)
+        for key in ("cooldown_s", "max_retry_after_s"):
+            if key in spec:
+                values[key] = self.number(spec[key], f"{path}.{key}")
+        return BreakerSettings(**values)
+
+    def monitor(self, spec: Any, path: str = "monitor") -> MonitorSpec:
+        from .monitor import parse_window
+
+        spec = self.mapping(spec or {}, path, {"window", "max_events"})
+        values: dict[str, Any] = {}
+        if "window" in spec:
+            window = spec["window"]
+            if not isinstance(window, str):
+                window = self.number(window, f"{path}.window", positive=True)
+            try:
+                values["window_s"] = parse_window(window)
+            except ValueError as exc:
+                raise self.fail(f"{path}.window", str(exc)) from None
+        if "max_events" in spec:
+            values["max_events"] = self.integer(spec["max_events"], f"{path}.max_events", low=1)
+        return MonitorSpec(**values)
