@@ -1,25 +1,38 @@
 """Record a run's HTTP traffic to a vcrpy cassette, and replay it with no network.
 
 ``evalkit run --record cassettes/NAME.yaml`` and ``--replay cassettes/NAME.yaml``
-wrap the whole run in :func:`cassette`, which sets the ``CASSETTE`` context
-variable of :mod:`evalkit.providers._http`:
+open a :func:`cassette` around the run, and the runner hands its
+:meth:`~RecordingCassette.transport` explicitly to every provider it builds
+(``get_provider(..., transport=)``, and every provider of a routing config).
+Nothing is global: any provider records or replays when it is given a cassette's
+transport, and only then. Each response carries a timing hook in its
+``extensions`` (:data:`TIMING_EXTENSION`), which the provider calls with the
+latency and time to first token it measured and whose answer it reports:
 
 * **Recording** does not use vcrpy's own httpx patching, because vcrpy reads a
   whole response body before the client sees its first byte, which would turn
-  every time to first token into the total latency. Instead every client gets
-  :class:`RecordingTransport`, which tees the body stream: chunks reach the
-  client as they arrive and a copy is kept. When the provider has measured the
-  call it reports its latency and TTFT through ``timing()``; the cassette stores
-  them as ``x-evalkit-latency-ms`` / ``x-evalkit-ttft-ms`` response headers.
-  The file is written on exit in vcrpy's YAML layout (version 1), with secrets
-  removed before anything is written (:func:`scrub_request`).
-* **Replaying** is plain vcrpy (``record_mode="none"``), matching on method,
-  path, query and body (never host or port: the emulator's port changes every
-  run). ``timing()`` returns the recorded values, so a replay reports the
-  original latencies, not its own microseconds. A request that is not in the
-  cassette raises vcrpy's ``CannotOverwriteExistingCassetteException`` inside
-  httpx; it is not an ``httpx`` error, so the runner records it as a failed
-  cell of kind ``internal`` whose message names the exception.
+  every time to first token into the total latency. :class:`RecordingTransport`
+  tees the body stream instead: chunks reach the client as they arrive and a
+  copy is kept. Its hook stores the measured timing with the interaction; the
+  file holds it as ``x-evalkit-latency-ms`` / ``x-evalkit-ttft-ms`` response
+  headers. The file is written on exit in vcrpy's YAML layout (version 1), with
+  secrets removed before anything is written (:func:`scrub_request`).
+* **Replaying** is vcrpy (``record_mode="none"``), matching on method, path,
+  query and body (never host or port: the emulator's port changes every run).
+  :class:`ReplayTransport` forwards to the transport a provider uses anyway
+  (aiohttp's), which vcrpy patches, so vcrpy answers; its hook returns the
+  recorded timing, so a replay reports the original latencies, not its own
+  microseconds. A request that is not in the cassette raises vcrpy's
+  ``CannotOverwriteExistingCassetteException``; it is not an ``httpx`` error,
+  so the runner records it as a failed cell of kind ``internal`` whose message
+  names the exception.
+
+One transport serves all the providers of a run, and each provider closes its
+own client, which calls the transport's ``aclose``: that closes nothing, so one
+provider closing never breaks another mid-run. The connections behind it (one
+pool per event loop) are closed by whoever owns the transport, with
+:meth:`CassetteTransport.aclose_pool`; the runner does that after closing its
+providers.
 
 Bodies are stored as text, never decompressed; a stream is stored as its whole
 SSE text. A call that failed before its response headers arrived (connect
@@ -28,107 +41,88 @@ error, timeout) leaves no interaction, so its replay fails as "not in cassette".
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import copy
+import functools
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from ..emulator._urls import WireURLs
-from ..providers._http import CASSETTE
+from ..providers._http import TIMING_EXTENSION
+from ._cassette_scrub import (REDACTED, SECRET_RESPONSE_HEADERS, as_bytes, scrub_bytes, scrub_request,
+                              scrub_text)
 
 __all__ = [
-    "LATENCY_HEADER", "MATCH_ON", "PLACEHOLDER_BASE_URL", "TTFT_HEADER", "RecordingCassette",
-    "RecordingTransport", "ReplayCassette", "ReplayEmulator", "cassette", "replay_emulator", "replay_timing",
-    "replaying", "same_body", "scrub_request", "vcr_config",
+    "LATENCY_HEADER", "MATCH_ON", "PLACEHOLDER_BASE_URL", "REDACTED", "TIMING_EXTENSION", "TTFT_HEADER",
+    "CassetteTransport", "RecordingCassette", "RecordingTransport", "ReplayCassette", "ReplayEmulator",
+    "ReplayTransport", "cassette", "recorded_timing", "replay_emulator", "same_body",
+    "scrub_request", "vcr_config",
 ]
 
 LATENCY_HEADER = "x-evalkit-latency-ms"
 TTFT_HEADER = "x-evalkit-ttft-ms"
-INTERACTION_HEADER = "x-evalkit-interaction"
 MATCH_ON = ("method", "path", "query", "body")
 PLACEHOLDER_BASE_URL = "http://127.0.0.1:9"
 """Where replayed emulator targets point: the discard port, never contacted (vcrpy answers first)."""
 
-REDACTED = "REDACTED"
-SECRET_REQUEST_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
-                          "cookie", "openai-organization", "openai-project", "anthropic-organization-id")
-SECRET_RESPONSE_HEADERS = ("set-cookie", "openai-organization", "openai-project", "anthropic-organization-id")
-SECRET_QUERY_PARAMETERS = ("key",)
-# Headers whose values are credentials: besides being dropped, their values are searched for
-# (and replaced) in every URI, body and response header, in case a server echoes them.
-_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie")
-# Shorter values are still dropped from headers and queries, but replacing a 4-letter test key
-# everywhere would mangle ordinary text and gain nothing.
-_MIN_SECRET_LEN = 8
-# What httpx would give a client that has no transport of its own (HTTPProvider's own limits).
+# What a provider's client sends through when given no transport (HTTPProvider's own limits).
 _LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0)
 
+Timing = tuple[float, float | None]
+"""``(latency_ms, ttft_ms)``."""
 
-# -- secrets -------------------------------------------------------------------------------------
+
+# -- the transport both kinds of cassette share ------------------------------------------------
 
 
-def scrub_request(request: Any, secrets: set[str] | None = None) -> Any:
-    """A copy of the vcrpy ``request`` without credentials; the values found are added to ``secrets``.
+class CassetteTransport(httpx.AsyncBaseTransport):
+    """A transport many providers can share: forwards to ``inner``, or to a pool of its own per event loop.
 
-    Drops the secret headers and the ``key`` query parameter, then replaces any
-    occurrence of a credential value left in the URI or body by ``REDACTED``.
-    Recording applies it before storing; replay applies it to live requests
-    before matching, so both sides are compared in the same, scrubbed form.
+    Without ``inner`` it opens, on first use in each event loop, the transport an
+    evalkit provider uses when given none (``httpx_aiohttp.AiohttpTransport``,
+    the same limits), so traffic goes out (and vcrpy answers it) exactly as it
+    would without a cassette. One pool per event loop, because an aiohttp
+    session belongs to the loop that opened it and a cassette may outlive one
+    ``asyncio.run``. An ``inner`` you pass stays yours to close.
     """
-    request = copy.deepcopy(request)
-    found = secrets if secrets is not None else set()
-    for name in _CREDENTIAL_HEADERS:
-        if (value := request.headers.get(name)) is not None:
-            found.update(_credential_values(name, str(value)))
-    parts = urlsplit(request.uri)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    found.update(v for k, v in query if k in SECRET_QUERY_PARAMETERS)
-    kept = [(k, v) for k, v in query if k not in SECRET_QUERY_PARAMETERS]
-    request.uri = scrub_text(urlunsplit(parts._replace(query=urlencode(kept))), found)
-    request.headers = {k: v for k, v in request.headers.items() if k.lower() not in SECRET_REQUEST_HEADERS}
-    if isinstance(request.body, (bytes, str)):
-        request.body = scrub_bytes(_as_bytes(request.body), found)
-    return request
 
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._given = inner
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncBaseTransport] = (
+            weakref.WeakKeyDictionary())
+        self._lock = threading.Lock()  # several event loops (threads) may share one transport
 
-def scrub_text(text: str, secrets: set[str]) -> str:
-    """``text`` with every secret (raw or URL-encoded) replaced, longest first."""
-    for secret in _needles(secrets):
-        text = text.replace(secret, REDACTED)
-    return text
+    def _inner(self) -> httpx.AsyncBaseTransport:
+        if self._given is not None:
+            return self._given
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            from httpx_aiohttp import AiohttpTransport
 
+            with self._lock:
+                pool = self._pools.setdefault(loop, AiohttpTransport(limits=_LIMITS))
+        return pool
 
-def scrub_bytes(data: bytes, secrets: set[str]) -> bytes:
-    """Like :func:`scrub_text` for bytes."""
-    for secret in _needles(secrets):
-        data = data.replace(secret.encode(), REDACTED.encode())
-    return data
+    async def aclose(self) -> None:
+        """What each client calls when its provider closes: nothing, since others still send through here."""
 
+    async def aclose_pool(self) -> None:
+        """Close the connections opened in the running event loop: the owner's job, after its providers closed.
 
-def _credential_values(name: str, value: str) -> set[str]:
-    values = {value}
-    if name.endswith("authorization") and " " in value:
-        values.add(value.split(" ", 1)[1].strip())  # "Bearer sk-...": the token alone
-    if name == "cookie":
-        values.update(v.strip() for _, _, v in (c.partition("=") for c in value.split(";")))
-    return {v for v in values if len(v) >= _MIN_SECRET_LEN}
-
-
-def _needles(secrets: set[str]) -> list[str]:
-    needles = {s for s in secrets if len(s) >= _MIN_SECRET_LEN}
-    needles |= {quote(s, safe="") for s in needles}
-    return sorted(needles, key=len, reverse=True)  # "Bearer sk-x" before "sk-x"
-
-
-def _as_bytes(body: bytes | str) -> bytes:
-    return body.encode() if isinstance(body, str) else body
+        A provider that sends again afterwards gets a new pool, not a closed one.
+        """
+        with self._lock:
+            pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()
 
 
 # -- recording -----------------------------------------------------------------------------------
@@ -143,7 +137,7 @@ class _Interaction:
     body: bytearray = field(default_factory=bytearray)
     responded: bool = False
     closed: bool = False
-    timing: tuple[float, float | None] | None = None
+    timing: Timing | None = None
 
 
 class RecordingCassette:
@@ -157,17 +151,14 @@ class RecordingCassette:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()  # several event loops (threads) may share one recording
 
-    def transport(self, inner: httpx.AsyncBaseTransport | None) -> httpx.AsyncBaseTransport:
-        """What a new client sends through: ``inner`` (or httpx's own transport), teed into this cassette."""
-        return RecordingTransport(self, inner or httpx.AsyncHTTPTransport(limits=_LIMITS))
+    def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> RecordingTransport:
+        """What providers send through to be recorded: ``inner``, or a pool of the provider's default kind."""
+        return RecordingTransport(self, inner)
 
-    def timing(self, headers: Mapping[str, str], latency_ms: float, ttft_ms: float | None
-               ) -> tuple[float, float | None]:
-        """Remember what the provider measured for the interaction these headers belong to."""
-        number = headers.get(INTERACTION_HEADER)
-        if number is not None:
-            with self._lock:
-                self._interactions[int(number)].timing = (latency_ms, ttft_ms)
+    def timing(self, number: int, latency_ms: float, ttft_ms: float | None) -> Timing:
+        """Store what the provider measured for interaction ``number``; it reports the same."""
+        with self._lock:
+            self._interactions[number].timing = (latency_ms, ttft_ms)
         return latency_ms, ttft_ms
 
     def begin(self, request: httpx.Request, body: bytes) -> int:
@@ -232,25 +223,23 @@ def _response_dict(it: _Interaction, secrets: set[str]) -> dict[str, Any]:
             "body": {"string": scrub_bytes(bytes(it.body), secrets)}}
 
 
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """Forwards to ``inner``; the response the client sees streams as it arrives and is kept for the cassette."""
+class RecordingTransport(CassetteTransport):
+    """Forwards to the inner transport; the response the client sees streams as it arrives and is kept."""
 
-    def __init__(self, recording: RecordingCassette, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, recording: RecordingCassette, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(inner)
         self._recording = recording
-        self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()  # bodies are bytes already; aread() keeps the stream re-readable
         number = self._recording.begin(request, body)
-        response = await self._inner.handle_async_request(request)
+        response = await self._inner().handle_async_request(request)
         self._recording.respond(number, response)
-        # The number rides on the response so that timing() can find its interaction.
-        headers = [*response.headers.raw, (INTERACTION_HEADER.encode(), str(number).encode())]
-        return httpx.Response(response.status_code, headers=headers, extensions=response.extensions,
+        # The hook knows its interaction: timing measured by the provider lands on the right one.
+        hook = functools.partial(self._recording.timing, number)
+        extensions = {**response.extensions, TIMING_EXTENSION: hook}
+        return httpx.Response(response.status_code, headers=response.headers.raw, extensions=extensions,
                               stream=_TeeStream(response.stream, self._recording, number))
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 class _TeeStream(httpx.AsyncByteStream):
@@ -274,25 +263,47 @@ class _TeeStream(httpx.AsyncByteStream):
 
 
 class ReplayCassette:
-    """The ``CASSETTE`` of a replay: vcrpy answers the requests, this reports the recorded timing."""
+    """A replay: vcrpy answers the requests, the transport's hook reports the recorded timing.
+
+    :func:`cassette` runs vcrpy for you; with pytest-recording (or a plain
+    ``vcr.use_cassette``) doing that part, pass ``ReplayCassette(path)`` to
+    :func:`~evalkit.runner.run_suite` (or its :meth:`transport` to providers)
+    so the recorded timings are reported.
+    """
 
     replay = True
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = None if path is None else Path(path)
 
-    def transport(self, inner: httpx.AsyncBaseTransport | None) -> httpx.AsyncBaseTransport | None:
-        """``inner`` unchanged: vcrpy patches httpx's own transports."""
-        return inner
+    def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> ReplayTransport:
+        """What providers send through to be answered by vcrpy: ``inner``, or a pool of their default kind."""
+        return ReplayTransport(inner)
 
-    def timing(self, headers: Mapping[str, str], latency_ms: float, ttft_ms: float | None
-               ) -> tuple[float, float | None]:
-        """The recorded latency and TTFT; the measured ones only for a cassette without timing."""
-        recorded = headers.get(LATENCY_HEADER)
-        if recorded is None:
-            return latency_ms, ttft_ms
-        ttft = headers.get(TTFT_HEADER)
-        return float(recorded), None if ttft is None else float(ttft)
+
+class ReplayTransport(CassetteTransport):
+    """Forwards to a transport vcrpy patches; a recorded response's hook reports the recorded timing."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner().handle_async_request(request)
+        recorded = recorded_timing(response.headers)
+        if recorded is not None:  # a cassette without timing: the provider keeps what it measured
+            response.extensions[TIMING_EXTENSION] = functools.partial(_recorded, recorded)
+        return response
+
+
+def recorded_timing(headers: Mapping[str, str]) -> Timing | None:
+    """The ``(latency_ms, ttft_ms)`` a recorded response carries, or None when it has none."""
+    latency = headers.get(LATENCY_HEADER)
+    if latency is None:
+        return None
+    ttft = headers.get(TTFT_HEADER)
+    return float(latency), None if ttft is None else float(ttft)
+
+
+def _recorded(recorded: Timing, latency_ms: float, ttft_ms: float | None) -> Timing:
+    """A replayed response's timing hook (bound to what was recorded): the measured values are ignored."""
+    return recorded
 
 
 def vcr_config() -> dict[str, Any]:
@@ -302,35 +313,18 @@ def vcr_config() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def replay_timing(path: str | Path | None = None) -> Iterator[ReplayCassette]:
-    """Report recorded timing while someone else (pytest-recording, a plain ``vcr.use_cassette``) replays."""
-    replay = ReplayCassette(path)
-    token = CASSETTE.set(replay)
-    try:
-        yield replay
-    finally:
-        CASSETTE.reset(token)
-
-
-def replaying() -> bool:
-    """Whether the active cassette is a replay (so no emulator server is needed)."""
-    return getattr(CASSETTE.get(), "replay", False) is True
-
-
-@contextlib.contextmanager
 def cassette(path: str | Path, *, record: bool) -> Iterator[RecordingCassette | ReplayCassette]:
-    """Record every HTTP call made inside the block to ``path``, or replay them from it.
+    """Record to ``path`` (or replay from it) the calls of each provider given the yielded cassette's transport.
 
-    A recording is written when the block exits without an exception, so a
-    failed run never overwrites a good cassette with a partial one.
+    Pass the cassette to :func:`~evalkit.runner.run_suite` (``cassette=``), or
+    ``cassette.transport()`` to providers you build (``get_provider(...,
+    transport=)``). A recording is written when the block exits without an
+    exception, so a failed run never overwrites a good cassette with a partial
+    one. A replay runs vcrpy for the whole block.
     """
     if record:
         recording = RecordingCassette(path)
-        token = CASSETTE.set(recording)
-        try:
-            yield recording
-        finally:
-            CASSETTE.reset(token)
+        yield recording
         recording.save()
         return
     if not Path(path).is_file():
@@ -344,9 +338,8 @@ def cassette(path: str | Path, *, record: bool) -> Iterator[RecordingCassette | 
     player = vcr.VCR()
     player.register_matcher("body", same_body)
     player.register_serializer("evalkit-yaml", CheckedCassetteYAML(str(path)))
-    with (player.use_cassette(str(path), serializer="evalkit-yaml", **vcr_config()),
-          replay_timing(path) as replay):
-        yield replay
+    with player.use_cassette(str(path), serializer="evalkit-yaml", **vcr_config()):
+        yield ReplayCassette(path)
 
 
 def same_body(live: Any, recorded: Any) -> None:
@@ -356,7 +349,7 @@ def same_body(live: Any, recorded: Any) -> None:
     unified diff for each mismatch; on a 300-interaction cassette that blocked
     the event loop for seconds, long enough for a code-exec grader to time out.
     """
-    a, b = _as_bytes(live.body or b""), _as_bytes(recorded.body or b"")
+    a, b = as_bytes(live.body or b""), as_bytes(recorded.body or b"")
     if a != b:
         raise AssertionError(f"the bodies differ ({len(a)} bytes in this request, {len(b)} recorded)")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -141,8 +142,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     run_id = args.run_id or new_run_id()
     run_dir = Path(args.resume) if args.resume else Path(args.runs_dir) / run_id
-    run = run_suite(args.suite, specs, options=options, runs_dir=args.runs_dir, run_id=run_id,
-                    resume=args.resume, judge_spec=judge, emulator=emulator, progress=not args.no_progress)
+    run = functools.partial(run_suite, args.suite, specs, options=options, runs_dir=args.runs_dir, run_id=run_id,
+                            resume=args.resume, judge_spec=judge, emulator=emulator,
+                            progress=not args.no_progress)
     try:
         with scrubbed_warnings():
             result = asyncio.run(_with_cassette(run, args))
@@ -157,8 +159,6 @@ def run_command(args: argparse.Namespace) -> int:
         resumable = (run_dir / "manifest.json").is_file()
         return _write_failed(exc, run_dir, hint=f"every finished cell is saved; once fixed, continue with: "
                              f"evalkit run --resume {run_dir}" if resumable else "nothing was written")
-    finally:
-        run.close()  # a run that never started (a missing cassette) is not left un-awaited
     _print_summary(result)
     return 0
 
@@ -233,13 +233,17 @@ def _targets(args: argparse.Namespace) -> tuple[list[str], str | None, dict[str,
     return specs, judge, emulator
 
 
-async def _with_cassette(run: Any, args: argparse.Namespace) -> Any:
+async def _with_cassette(run: Callable[..., Any], args: argparse.Namespace) -> Any:
+    """``run(cassette=...)`` with the cassette of ``--record``/``--replay``, if any, open around it.
+
+    The run is made only once the cassette is open: a missing cassette leaves no un-awaited run behind.
+    """
     if not (args.record or args.replay):
-        return await run
+        return await run(cassette=None)
     from .cassettes import cassette
 
-    with cassette(args.record or args.replay, record=bool(args.record)):
-        return await run
+    with cassette(args.record or args.replay, record=bool(args.record)) as tape:
+        return await run(cassette=tape)
 
 
 def merge_command(args: argparse.Namespace) -> int:

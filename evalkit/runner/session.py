@@ -39,7 +39,8 @@ def new_run_id() -> str:
 async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: RunOptions = RunOptions(),
                     runs_dir: str | Path = "runs", run_id: str | None = None, resume: str | Path | None = None,
                     judge_spec: str | None = None, emulator: dict[str, Any] | None = None,
-                    progress: bool | Callable[[Mapping[str, Any], RunTotals], None] = True) -> RunResult:
+                    progress: bool | Callable[[Mapping[str, Any], RunTotals], None] = True,
+                    cassette: Any = None) -> RunResult:
     """Run (or resume) ``suite`` × ``target_specs`` × ``options.repeats`` and return where it went.
 
     ``emulator`` (``{"seed": 0, "time_scale": 0.02, "fleet": "my_fleet.yaml"}``, fleet
@@ -48,6 +49,10 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
     (``options.unsafe_code_exec``, a permission of this invocation, is applied when set).
     ``progress``: True draws a progress bar (a line updated in place in Jupyter), False
     nothing, a callable is called with each finished row and the running :class:`RunTotals`.
+    ``cassette`` (what :func:`~evalkit.runner.cassettes.cassette` yields, or a
+    :class:`~evalkit.runner.cassettes.ReplayCassette` under pytest-recording):
+    every provider of the run, judge included, sends through its transport, so
+    the run is recorded, or replayed without an emulator server.
 
     ``run_id`` is one directory name inside ``runs_dir`` (letters, digits, ``.``, ``_``,
     ``-``). The run directory is locked while this runs: a second writer gets a
@@ -66,9 +71,14 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
     async with contextlib.AsyncExitStack() as held:
         if resume is not None:  # locked before anything starts: a second writer is refused at once
             held.enter_context(RunLock(store.path, field="--resume"))
-        emu = held.enter_context(_maybe_emulator(target_specs, judge_spec, emulator))
-        targets = resolve_targets(target_specs, emulator=emu)
-        judge = resolve_targets([judge_spec], emulator=emu)[0] if judge_spec else None
+        replay = cassette is not None and cassette.replay  # a replay's cassette answers: no server needed
+        emu = held.enter_context(_maybe_emulator(target_specs, judge_spec, emulator, replay=replay))
+        transport = None
+        if cassette is not None:  # one for the whole run; its connections close after every provider has
+            transport = cassette.transport()
+            held.push_async_callback(transport.aclose_pool)
+        targets = resolve_targets(target_specs, emulator=emu, transport=transport)
+        judge = resolve_targets([judge_spec], emulator=emu, transport=transport)[0] if judge_spec else None
         for closable in (*targets, judge):
             if hasattr(closable, "aclose"):  # closed however this ends, before the emulator stops
                 held.push_async_callback(closable.aclose)
@@ -202,16 +212,17 @@ def _shard(text: str | None) -> Shard | None:
 
 
 @contextlib.contextmanager
-def _maybe_emulator(specs: Sequence[str], judge: str | None, settings: dict[str, Any] | None) -> Iterator[Any]:
+def _maybe_emulator(specs: Sequence[str], judge: str | None, settings: dict[str, Any] | None, *,
+                    replay: bool = False) -> Iterator[Any]:
     needed = any(s.startswith(EMULATOR_PREFIX) for s in [*specs, judge or ""])
     if not needed:
         yield None
         return
-    from .cassettes import replay_emulator, replaying
+    from .cassettes import replay_emulator
 
     settings = settings or {}
     seed, time_scale, fleet = settings.get("seed", 0), settings.get("time_scale", 0.02), settings.get("fleet")
-    if replaying():
+    if replay:
         # The cassette answers every request of a replay: emulator targets need the fleet, not a server.
         yield replay_emulator(fleet, seed, time_scale)
         return

@@ -28,27 +28,36 @@ def emulator_specs(fleet: Any) -> list[str]:
     return [f"{EMULATOR_PREFIX}{spec.name}" for spec in fleet]
 
 
-def resolve_targets(specs: Sequence[str], *, emulator: Any = None, timeout_s: float = 60.0) -> list[Any]:
-    """Providers/routers for ``specs``; a bad spec is a :class:`~evalkit.ConfigError` on ``--targets``."""
+def resolve_targets(specs: Sequence[str], *, emulator: Any = None, timeout_s: float = 60.0,
+                    transport: Any = None) -> list[Any]:
+    """Providers/routers for ``specs``; a bad spec is a :class:`~evalkit.ConfigError` on ``--targets``.
+
+    ``transport`` (an ``httpx.AsyncBaseTransport``, e.g. a cassette's) is given to
+    every provider built, those of a routing config included. They all share it,
+    so it must outlive any one of them closing (a cassette's does); the caller
+    closes what is behind it once the providers are closed.
+    """
     if not specs:
         raise ConfigError("no targets given", field="--targets")
+    # Only set when given: a provider given no transport picks its own default.
+    options: dict[str, Any] = {} if transport is None else {"transport": transport}
     targets = []
     for spec in specs:
         spec = spec.strip()
         if spec.startswith(EMULATOR_PREFIX):
-            targets.append(_emulated(spec[len(EMULATOR_PREFIX):], emulator, timeout_s))
+            targets.append(_emulated(spec[len(EMULATOR_PREFIX):], emulator, timeout_s, options))
         elif spec.endswith((".yaml", ".yml")):
-            from ..router import Router
+            from ..router.config import load_router_config  # what Router.from_config builds, with options
 
             if not Path(spec).is_file():
                 raise ConfigError("routing config not found", file=spec, field="--targets")
-            router = Router.from_config(spec)
+            router = load_router_config(spec, provider_options=options)
             router.name = f"config:{Path(spec).stem}"
             targets.append(router)
         else:
             from ..providers import get_provider
 
-            targets.append(get_provider(spec, timeout=timeout_s))
+            targets.append(get_provider(spec, timeout=timeout_s, **options))
     names = [t.name for t in targets]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -56,7 +65,7 @@ def resolve_targets(specs: Sequence[str], *, emulator: Any = None, timeout_s: fl
     return targets
 
 
-def _emulated(model: str, emulator: Any, timeout_s: float) -> Any:
+def _emulated(model: str, emulator: Any, timeout_s: float, options: dict[str, Any]) -> Any:
     from ..providers import get_provider
 
     if emulator is None:
@@ -68,4 +77,5 @@ def _emulated(model: str, emulator: Any, timeout_s: float) -> Any:
     wire = spec.wires[0]
     base_url = emulator.base_url_for(wire)
     return get_provider(f"{_WIRE_PROVIDER[wire]}:{model}", api_key="emulator-key", base_url=base_url,
-                        prices=spec.price.as_prices(), context_window=spec.context_window, timeout=timeout_s)
+                        prices=spec.price.as_prices(), context_window=spec.context_window, timeout=timeout_s,
+                        **options)

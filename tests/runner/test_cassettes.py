@@ -22,7 +22,6 @@ from vcr.errors import CannotOverwriteExistingCassetteException
 from vcr.serializers import yamlserializer
 
 from evalkit.errors import ConfigError
-from evalkit.providers._http import CASSETTE
 from evalkit.runner import RunOptions, attempts_df, results_df, run_suite
 from evalkit.runner import cassettes as cas
 from evalkit.runner.targets import EMULATOR_PREFIX
@@ -61,15 +60,17 @@ def no_emulator_in_replay(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def run(runs_dir: Path, targets: list[str], options: RunOptions = OPTIONS, time_scale: float = 0.02) -> Path:
+def run(runs_dir: Path, targets: list[str], options: RunOptions = OPTIONS, time_scale: float = 0.02,
+        cassette: Any = None) -> Path:
     coro = run_suite("smoke", [EMULATOR_PREFIX + t for t in targets], options=options, runs_dir=runs_dir,
-                     judge_spec=JUDGE, emulator={"seed": 0, "time_scale": time_scale}, progress=False)
+                     judge_spec=JUDGE, emulator={"seed": 0, "time_scale": time_scale}, progress=False,
+                     cassette=cassette)
     return asyncio.run(coro).run_dir
 
 
 def replay(path: Path, runs_dir: Path, targets: list[str] = FLEET, options: RunOptions = OPTIONS) -> Path:
-    with cas.cassette(path, record=False):
-        return run(runs_dir, targets, options)
+    with cas.cassette(path, record=False) as tape:
+        return run(runs_dir, targets, options, cassette=tape)
 
 
 def stable(frame: pl.DataFrame) -> pl.DataFrame:
@@ -87,6 +88,12 @@ def recorded_timings(path: Path) -> set[tuple[float, float | None]]:
         ttft = headers.get(cas.TTFT_HEADER)
         out.add((float(headers[cas.LATENCY_HEADER]), None if ttft is None else float(ttft)))
     return out
+
+
+def reported_timing(response: httpx.Response, latency_ms: float, ttft_ms: float | None) -> Any:
+    """What a provider reports for ``response`` after measuring these: the cassette's hook decides, if any."""
+    hook = response.extensions.get(cas.TIMING_EXTENSION)
+    return (latency_ms, ttft_ms) if hook is None else hook(latency_ms, ttft_ms)
 
 
 def all_bytes_under(*roots: Path) -> Iterator[tuple[Path, bytes]]:
@@ -117,7 +124,7 @@ def test_committed_cassette_is_a_vcrpy_cassette_with_timing() -> None:
     assert len(streamed) == 41 * 6
     for it in its:
         headers = {k.lower() for k in it["response"]["headers"]}
-        assert cas.LATENCY_HEADER in headers and cas.INTERACTION_HEADER not in headers
+        assert cas.LATENCY_HEADER in headers and "x-evalkit-interaction" not in headers
     assert all(cas.TTFT_HEADER in {k.lower() for k in it["response"]["headers"]} for it in streamed)
     assert COMMITTED.stat().st_size < 15_000_000
 
@@ -191,8 +198,8 @@ def vcr_cassette_dir(tmp_path: Path) -> str:
 def test_pytest_recording_replays_the_committed_cassette(
         vcr: Any, replayed: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert vcr.record_mode == "none" and len(vcr.data) == len(interactions(COMMITTED))
-    with no_emulator_in_replay(monkeypatch), cas.replay_timing(COMMITTED):
-        run_dir = run(tmp_path, ["sim-reasoner", "sim-fast"])
+    with no_emulator_in_replay(monkeypatch):  # pytest-recording replays; the ReplayCassette reports the timing
+        run_dir = run(tmp_path, ["sim-reasoner", "sim-fast"], cassette=cas.ReplayCassette(COMMITTED))
     expected = results_df(replayed[0]).filter(pl.col("target").is_in(["openai:sim-reasoner", "gemini:sim-fast"]))
     assert stable(results_df(run_dir)).equals(stable(expected))
 
@@ -220,9 +227,9 @@ def test_record_then_replay_round_trip_leaks_no_secret(
     targets = ["sim-large", "sim-fast", "sim-long"]  # Authorization, x-goog-api-key, x-api-key
     path = tmp_path / "cassettes" / "round-trip.yaml"
     with cas.cassette(path, record=True) as recording:
-        assert CASSETTE.get() is recording
-        recorded_dir = run(tmp_path / "runs", targets, time_scale=0.005)
-    assert CASSETTE.get() is None
+        recorded_dir = run(tmp_path / "runs", targets, time_scale=0.005, cassette=recording)
+        assert not path.exists()  # written on exit only
+    assert len(interactions(path)) == 41 * 3 + 27  # every cell, plus the judge calls of 9 judge items x 3
     with no_emulator_in_replay(monkeypatch):
         replayed_dir = replay(path, tmp_path / "runs", targets)
     assert stable(results_df(replayed_dir)).equals(stable(results_df(recorded_dir)))
@@ -258,13 +265,13 @@ def test_recording_filters_every_kind_of_secret(tmp_path: Path) -> None:
                "content-type": "application/json"}
     body = b'{"prompt":"my key is sk-test-bearer-1234567890"}'
 
-    async def go() -> httpx.Response:
-        async with httpx.AsyncClient(transport=CASSETTE.get().transport(httpx.MockTransport(_echoing_server))) as c:
+    async def go(recording: cas.RecordingCassette) -> httpx.Response:
+        async with httpx.AsyncClient(transport=recording.transport(httpx.MockTransport(_echoing_server))) as c:
             return await c.post("http://example.test/v1/x?key=AIzaTESTKEY123456789&alt=sse", headers=headers,
                                 content=body)
 
-    with cas.cassette(path, record=True):
-        response = asyncio.run(go())
+    with cas.cassette(path, record=True) as recording:
+        response = asyncio.run(go(recording))
     assert "sk-test-bearer-1234567890" in response.text  # the client itself sees the real traffic
     text = path.read_text(encoding="utf-8")
     for secret in ("sk-test-bearer-1234567890", "sk-ant-test-1234567890", "cookievalue-1234567890",
@@ -284,7 +291,7 @@ def test_recording_filters_every_kind_of_secret(tmp_path: Path) -> None:
 def test_recording_streams_chunks_as_they_arrive(tmp_path: Path) -> None:
     """The tee must not buffer: the server sends its second chunk only after the client read the first."""
 
-    async def go() -> list[bytes]:
+    async def go(recording: cas.RecordingCassette) -> list[bytes]:
         first_read = asyncio.Event()
 
         async def chunks() -> Any:
@@ -296,18 +303,19 @@ def test_recording_streams_chunks_as_they_arrive(tmp_path: Path) -> None:
             return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=chunks())
 
         got = []
-        async with httpx.AsyncClient(transport=CASSETTE.get().transport(httpx.MockTransport(server))) as c:
+        async with httpx.AsyncClient(transport=recording.transport(httpx.MockTransport(server))) as c:
             async with c.stream("POST", "http://example.test/stream", content=b"{}") as response:
                 async for chunk in response.aiter_raw():
                     got.append(chunk)
                     first_read.set()
-            latency, ttft = CASSETTE.get().timing(response.headers, 12.5, 3.25)
+            latency, ttft = reported_timing(response, 12.5, 3.25)
         assert (latency, ttft) == (12.5, 3.25)
+        assert "x-evalkit-interaction" not in response.headers  # the hook needs no header trick
         return got
 
     path = tmp_path / "stream.yaml"
-    with cas.cassette(path, record=True):
-        assert asyncio.run(go()) == [b"data: one\n\n", b"data: two\n\n"]
+    with cas.cassette(path, record=True) as recording:
+        assert asyncio.run(go(recording)) == [b"data: one\n\n", b"data: two\n\n"]
     (it,) = interactions(path)
     assert it["response"]["body"]["string"] == "data: one\n\ndata: two\n\n"
     assert it["response"]["headers"][cas.LATENCY_HEADER] == ["12.5"]
@@ -318,10 +326,18 @@ def test_a_request_not_in_the_cassette_fails_clearly(tmp_path: Path, monkeypatch
     from evalkit.providers import get_provider
     from evalkit.types import ChatRequest, Message
 
-    provider = get_provider("openai:sim-large", api_key="x" * 12, base_url=cas.PLACEHOLDER_BASE_URL + "/v1")
-    with cas.cassette(COMMITTED, record=False), \
+    async def ask(transport: cas.CassetteTransport) -> Any:
+        provider = get_provider("openai:sim-large", api_key="x" * 12, base_url=cas.PLACEHOLDER_BASE_URL + "/v1",
+                                transport=transport)
+        try:
+            return await provider.complete(ChatRequest(messages=(Message("user", "never recorded"),)))
+        finally:
+            await provider.aclose()
+            await transport.aclose_pool()
+
+    with cas.cassette(COMMITTED, record=False) as tape, \
             pytest.raises(CannotOverwriteExistingCassetteException, match="no recorded interaction matches"):
-        asyncio.run(provider.complete(ChatRequest(messages=(Message("user", "never recorded"),))))
+        asyncio.run(ask(tape.transport()))
     # In a run, such a request is a failed cell (kind "internal") that names the problem.
     with no_emulator_in_replay(monkeypatch):
         run_dir = replay(COMMITTED, tmp_path, ["sim-fast"], RunOptions(seed=1, stream=True))
@@ -336,11 +352,20 @@ def test_replay_needs_an_existing_cassette(tmp_path: Path) -> None:
 
 
 def test_replay_timing_falls_back_to_measured_values() -> None:
-    replay_cassette = cas.ReplayCassette()
-    assert replay_cassette.timing(httpx.Headers({}), 5.0, 1.0) == (5.0, 1.0)
-    assert replay_cassette.timing(httpx.Headers({cas.LATENCY_HEADER: "812.25"}), 5.0, 1.0) == (812.25, None)
-    headers = httpx.Headers({cas.LATENCY_HEADER: "812.25", cas.TTFT_HEADER: "90.5"})
-    assert replay_cassette.timing(headers, 5.0, None) == (812.25, 90.5)
+    def timing(headers: dict[str, str], latency_ms: float, ttft_ms: float | None) -> Any:
+        """What a provider reports for a replayed response with these headers, having measured the rest."""
+
+        async def go() -> Any:
+            inner = httpx.MockTransport(lambda request: httpx.Response(200, headers=headers, content=b"{}"))
+            async with httpx.AsyncClient(transport=cas.ReplayCassette().transport(inner)) as client:
+                return reported_timing(await client.post("http://example.test/v1/x"), latency_ms, ttft_ms)
+
+        return asyncio.run(go())
+
+    assert timing({}, 5.0, 1.0) == (5.0, 1.0)
+    assert timing({cas.LATENCY_HEADER: "812.25"}, 5.0, 1.0) == (812.25, None)
+    headers = {cas.LATENCY_HEADER: "812.25", cas.TTFT_HEADER: "90.5"}
+    assert timing(headers, 5.0, None) == (812.25, 90.5)
 
 
 def test_replay_emulator_stands_in_for_the_server() -> None:
@@ -350,6 +375,6 @@ def test_replay_emulator_stands_in_for_the_server() -> None:
     assert emu.anthropic_base_url == emu.gemini_base_url == "http://127.0.0.1:9"
     with emu as same:
         assert same is emu and not emu.running
-    assert not cas.replaying()
-    with cas.replay_timing():
-        assert cas.replaying()
+    assert not cas.RecordingCassette("unused.yaml").replay  # the runner starts the emulator server for these
+    with cas.cassette(COMMITTED, record=False) as tape:
+        assert tape.replay
