@@ -37,27 +37,20 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .._json import loads_checked
-
 from . import _wire_anthropic, _wire_openai
-from ._plans import error_plan, json_plan, stream_plan
-from ._responses import PlannedResponse, ReplyPlan
+from ._plans import error_plan
+from ._reply import answer_plan
+from ._responses import PlannedResponse
 from ._servers import COMPAT_SERVERS, SERVERS, Server
 from ._simulate import ChatCall
 from ._specs import ModelSpec, RateLimits
 from ._state import EmulatorState
 from ._stats import RequestRecord, redact_headers, redact_query, summarise_body
-from ._wire_common import ErrorInfo, RateSnapshot, ReplyContext, WireError, base62
+from ._wire_common import RateSnapshot, ReplyContext, WireError, base62
 from .faults import parse_steps
 
 __all__ = ["build_app"]
 
-_HTTP_ERROR_FAULTS = {
-    "429": "rate_limit",
-    "500": "server",
-    "502": "bad_gateway",
-    "503": "unavailable",
-    "529": "overloaded",
-}
 _IDLE_LIMITS = RateLimits()
 MAX_BODY_BYTES = 32 << 20
 """Largest request body read (a 128k-token prompt is about 0.5 MB)."""
@@ -205,9 +198,9 @@ async def _handle_chat(
     attempt = state.next_attempt(spec.name, call.fingerprint)
     try:
         step = state.pick_fault(request.headers, spec, call.fingerprint, attempt)
-    except ValueError as exc:
-        return refuse(WireError(f"x-evalkit-fault: {exc}"))
-    plan = _answer_plan(state, server.wire, rec, call, spec, step, attempt, request_id)
+    except ValueError as exc:  # the message names the bad x-evalkit-* header
+        return refuse(WireError(str(exc)))
+    plan = answer_plan(state, server.wire, rec, call, spec, step, attempt, request_id)
     state.stats.record(rec)
     return PlannedResponse(plan, state.registry, state.interrupts)
 
@@ -237,46 +230,6 @@ def _admit(request: Request, server: Server, state: EmulatorState, rec: RequestR
         raise WireError("", kind="not_found")
     wire.check_call(call, spec)  # what the vendor refuses only once it knows the model
     return call, spec
-
-
-def _answer_plan(
-    state: EmulatorState,
-    wire: ModuleType,
-    rec: RequestRecord,
-    call: ChatCall,
-    spec: ModelSpec,
-    step: Any,
-    attempt: int,
-    request_id: str,
-) -> ReplyPlan:
-    """The plan for a valid call to a served model, given the fault (``step``) it drew."""
-    kind = step.kind if step else None
-    rec.fault = kind
-    rec.prompt_tokens = state.simulator.prompt_tokens(call)
-    ctx = ReplyContext(spec.name, request_id, state.rates.take(spec, rec.prompt_tokens), call)
-    if kind == "reset":
-        rec.status = "reset"
-        return ReplyPlan(0, [], ending="reset")
-    error_kind = _HTTP_ERROR_FAULTS.get(kind or "")
-    if error_kind is None and (kind == "context_length" or rec.prompt_tokens > spec.context_window):
-        error_kind = "context_length"
-    if error_kind is not None:
-        info = ErrorInfo(
-            retry_after=state.retry_after(step, spec),
-            prompt_tokens=rec.prompt_tokens,
-            context_window=spec.context_window,
-        )
-        reply = wire.error(error_kind, ctx, info)
-        rec.status = str(reply.status)
-        return error_plan(reply)
-    outcome = kind if kind in ("content_filter", "empty") else None
-    gen = state.simulator.generate(call, spec, attempt, outcome=outcome)
-    rec.status = "200"
-    rec.completion_tokens, rec.cached_tokens = gen.usage.completion, gen.usage.cached
-    rec.answer, rec.item_id = gen.answer_kind, gen.item_id
-    rec.scheduled = {"ttft_s": gen.timing.ttft_s, "total_s": gen.total_s}
-    build = stream_plan if call.stream else json_plan
-    return build(gen, wire, ctx, kind, state.stall_seconds(step, spec))
 
 
 async def _anthropic_count_tokens(request: Request) -> Any:
@@ -389,4 +342,5 @@ def _describe(spec: ModelSpec) -> dict[str, Any]:
         "max_output_tokens": spec.max_output_tokens,
         "skills": dict(spec.skills),
         "fault_rates": dict(spec.faults.rates),
+        "prefill": spec.prefill,
     }

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from .._yaml import config_text, line_of, load_yaml
 from ..errors import ConfigError
 from ._specs import TASK_TYPES, WIRES, FaultPlan, Fleet, Latency, ModelSpec, Price, RateLimits, Spread
-from .faults import MAX_SCRIPT_TIMES, canonical_kind, parse_steps
+from .faults import MAX_SCRIPT_TIMES, PREFILL_MODES, canonical_kind, parse_steps
 
 __all__ = ["parse_fleet", "parse_fleet_text"]
 
@@ -36,7 +36,10 @@ _MODEL_KEYS = {
     "rate_limits",
     "faults",
     "script",
+    "prefill",
 }
+_FAULT_PARAMETERS = frozenset({"retry_after_s", "stall_s", "ttft_s", "after_tokens"})
+"""Keys of a model's ``faults:`` mapping that are parameters, not kinds with a rate."""
 _REQUIRED_MODEL_KEYS = {"name", "wires", "price", "context_window", "latency", "skills"}
 
 
@@ -182,6 +185,9 @@ def _model(f: _Fields, raw: Mapping[str, Any], path: str) -> ModelSpec:
     )
     max_output = raw.get("max_output_tokens", min(8192, context_window))
     faults = _faults(f, raw.get("faults", {}), f"{path}.faults", raw.get("script", []), f"{path}.script")
+    prefill = raw.get("prefill", "accept")
+    if prefill not in PREFILL_MODES:
+        f.fail(f"{path}.prefill", f"must be one of {', '.join(PREFILL_MODES)}, got {prefill!r}")
     return ModelSpec(
         name=name,
         wires=_wires(f, raw["wires"], f"{path}.wires"),
@@ -196,6 +202,7 @@ def _model(f: _Fields, raw: Mapping[str, Any], path: str) -> ModelSpec:
         skills=_skills(f, raw["skills"], f"{path}.skills"),
         rate_limits=_rate_limits(f, raw.get("rate_limits", {}), f"{path}.rate_limits"),
         faults=faults,
+        prefill=prefill,
     )
 
 
@@ -267,7 +274,7 @@ def _faults(f: _Fields, raw: Any, path: str, raw_script: Any, script_path: str) 
         f.fail(path, f"must be a mapping of fault kind -> rate, got {_type_name(raw)}")
     rates: dict[str, float] = {}
     for key, value in raw.items():
-        if key in ("retry_after_s", "stall_s"):
+        if key in _FAULT_PARAMETERS:
             continue
         try:
             kind = canonical_kind(key)
@@ -284,11 +291,16 @@ def _faults(f: _Fields, raw: Any, path: str, raw_script: Any, script_path: str) 
         script = tuple(parse_steps(raw_script))
     except (TypeError, ValueError) as exc:
         f.fail(script_path, str(exc))
+    after_tokens = raw.get("after_tokens")
     return FaultPlan(
         rates=rates,
         retry_after_s=float(f.number(raw.get("retry_after_s", 1.0), f"{path}.retry_after_s")),
         stall_s=float(f.number(raw.get("stall_s", 30.0), f"{path}.stall_s", positive=True)),
         script=script,
+        ttft_s=float(f.number(raw.get("ttft_s", 30.0), f"{path}.ttft_s", positive=True)),
+        after_tokens=None if after_tokens is None else int(
+            f.number(after_tokens, f"{path}.after_tokens", integer=True)
+        ),
     )
 
 
@@ -297,9 +309,15 @@ def _check_script_numbers(f: _Fields, raw_script: list[Any], path: str) -> None:
     for i, step in enumerate(raw_script):
         if not isinstance(step, Mapping):
             continue
-        for key in ("retry_after", "retry_after_s", "stall_s"):
+        for key in ("retry_after", "retry_after_s", "stall_s", "ttft_s"):
             if step.get(key) is not None:
                 f.number(step[key], f"{path}[{i}].{key}")
+        if step.get("for_s") is not None:
+            f.number(step["for_s"], f"{path}[{i}].for_s", positive=True)
+        if step.get("after_tokens") is not None:
+            f.number(step["after_tokens"], f"{path}[{i}].after_tokens", integer=True)
+        if step.get("prefill") is not None and step["prefill"] not in PREFILL_MODES:
+            f.fail(f"{path}[{i}].prefill", f"must be one of {', '.join(PREFILL_MODES)}, got {step['prefill']!r}")
         if "times" in step:
             f.number(step["times"], f"{path}[{i}].times", integer=True, positive=True, high=MAX_SCRIPT_TIMES)
 

@@ -24,10 +24,11 @@ from typing import Any
 from ._answer_text import correct_answer, wrong_answer
 from ._filler import filler_text
 from ._judge import is_judge_prompt, judge_verdict
+from ._prefill import answer_request, continuation, prefill_of
 from ._prompt_cache import PromptCache
 from ._seeding import rng_for, stable_digest, unit_draw
 from ._specs import ModelSpec
-from ._tokens import chunk_tokens, count_prompt_tokens, split_tokens, truncate_tokens
+from ._tokens import chunk_tokens, count_prompt_tokens, count_tokens, split_tokens, truncate_tokens
 from .answers import AnswerBook
 
 __all__ = ["CHUNK_TOKENS", "ChatCall", "Generation", "Simulator", "Timing", "Usage"]
@@ -172,10 +173,16 @@ class Simulator:
     def generate(
         self, call: ChatCall, spec: ModelSpec, attempt: int = 0, *, outcome: str | None = None
     ) -> Generation:
-        """The answer of ``spec`` to ``call``; ``outcome`` ``"content_filter"`` or ``"empty"`` forces a fault."""
+        """The answer of ``spec`` to ``call``; ``outcome`` ``"content_filter"`` or ``"empty"`` forces a fault.
+
+        A call ending with an assistant turn (a prefill) gets only the continuation of the
+        model's answer (``_prefill``); the prefill counts in the prompt tokens.
+        """
         prompt_tokens = self.prompt_tokens(call)
         cached, written = self._cache(call, spec)
-        reasoning = self._reasoning_tokens(call, spec)
+        prefill = prefill_of(call)
+        asked = call if prefill is None else answer_request(call)
+        reasoning = self._reasoning_tokens(asked, spec)
         response_id = stable_digest(self.seed, spec.name, call.fingerprint, attempt)
         if outcome in ("content_filter", "empty"):
             usage = Usage(prompt_tokens, 0, cached, written, 0)
@@ -193,7 +200,12 @@ class Simulator:
         if call.cap_includes_thinking:
             reasoning = min(reasoning, visible_cap)  # reasoning comes first and eats the cap
             visible_cap -= reasoning
-        raw, kind, item_id = self._answer(call, spec, visible_cap)
+        if prefill is None:
+            raw, kind, item_id = self._answer(call, spec, visible_cap)
+        else:
+            # The cap bounds only new tokens: the answer may run that far past the prefill.
+            raw, kind, item_id = self._answer(asked, spec, visible_cap + count_tokens(prefill))
+            raw = continuation(raw, prefill)
         text, finish, stop_sequence = self._limit(raw, call, visible_cap)
         tokens = split_tokens(text)
         usage = Usage(prompt_tokens, len(tokens) + reasoning, cached, written, reasoning)

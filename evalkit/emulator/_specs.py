@@ -85,12 +85,19 @@ class RateLimits:
 
 @dataclass(frozen=True, slots=True)
 class FaultPlan:
-    """Per-model fault injection: rates per kind, defaults for 429/stall, and a script."""
+    """Per-model fault injection: rates per kind, the parameters a step leaves unset, and a script.
+
+    ``ttft_s`` is how long ``slow_first_token`` holds the first token;
+    ``after_tokens`` where ``stall``/``cut``/``malformed`` strike in a stream
+    (None: their default places, see ``_plans.stream_plan``).
+    """
 
     rates: Mapping[str, float] = field(default_factory=dict)
     retry_after_s: float = 1.0
     stall_s: float = 30.0
     script: tuple[FaultStep, ...] = ()
+    ttft_s: float = 30.0
+    after_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +160,8 @@ class ModelSpec:
     thinking: Thinking = Thinking()
     rate_limits: RateLimits = RateLimits()
     faults: FaultPlan = FaultPlan()
+    prefill: str = "accept"
+    """``accept``: a trailing assistant turn is continued; ``reject``: the vendor's 400 (``_prefill``)."""
 
     def skill(self, task_type: str | None) -> float:
         """Probability of a correct answer for ``task_type`` (the ``default`` skill if unlisted)."""

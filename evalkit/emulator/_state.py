@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from ._stats import Stats
 from ._transport import ConnectionRegistry
 from ._wire_common import RateSnapshot
 from .answers import AnswerBook
-from .faults import FaultScripts, FaultStep, canonical_kind, draw_rate_fault
+from .faults import FaultScripts, FaultStep, draw_rate_fault, prefill_mode, step_from_headers
 
 __all__ = ["EmulatorState", "RateWindows"]
 
@@ -94,19 +95,26 @@ class EmulatorState:
     def pick_fault(
         self, headers: Mapping[str, str], spec: ModelSpec, fingerprint: str, attempt: int
     ) -> FaultStep | None:
-        """The fault for this call: header, then script, then the model's rates. ValueError for a bad header."""
-        header = headers.get("x-evalkit-fault")
-        if header is not None:
-            return FaultStep(
-                canonical_kind(header),
-                _seconds(headers.get("x-evalkit-retry-after")),
-                _seconds(headers.get("x-evalkit-stall-s")),
-            )
-        step = self.scripts.next_step(spec.name)
-        if step is not None:
-            return step
-        kind = draw_rate_fault(spec.faults.rates, self.seed, spec.name, fingerprint, attempt)
-        return FaultStep(kind) if kind else None
+        """The fault for this call: header, then script, then the model's rates; ValueError for a bad header.
+
+        A header step with ``for_s`` opens an outage window on the model: later
+        calls without the header get the same step until it closes. The step's
+        ``prefill`` is resolved here (``x-evalkit-prefill``, else the step's,
+        else the model's), so the reply needs nothing but the step.
+        """
+        mode = prefill_mode(headers)
+        step = step_from_headers(headers)
+        if step is not None and step.for_s is not None:
+            self.scripts.open_window(spec.name, step)
+        if step is None:
+            step = self.scripts.next_step(spec.name)
+        if step is None:
+            kind = draw_rate_fault(spec.faults.rates, self.seed, spec.name, fingerprint, attempt)
+            step = FaultStep(kind) if kind else None
+        prefill = mode or (step.prefill if step else None) or spec.prefill
+        if prefill == "accept" and (step is None or step.prefill is None):
+            return step  # the common case: nothing to record on the step
+        return dataclasses.replace(step or FaultStep(None), prefill=prefill)
 
     def retry_after(self, step: FaultStep | None, spec: ModelSpec) -> float:
         """Retry-After seconds of a 429: the step's own, else the model's default."""
@@ -118,6 +126,14 @@ class EmulatorState:
             return step.stall_s
         return self.stall_s if self.stall_s is not None else spec.faults.stall_s
 
+    def ttft_seconds(self, step: FaultStep | None, spec: ModelSpec) -> float:
+        """How long ``slow_first_token`` holds the first token: the step's, else the model's; never scaled."""
+        return step.ttft_s if step and step.ttft_s is not None else spec.faults.ttft_s
+
+    def after_tokens(self, step: FaultStep | None, spec: ModelSpec) -> int | None:
+        """Where in a stream ``stall``/``cut``/``malformed`` strike: the step's, else the model's (None: default)."""
+        return step.after_tokens if step and step.after_tokens is not None else spec.faults.after_tokens
+
     def reset(self) -> None:
         """Clear stats, scripts (back to the fleet file's), rate windows, attempts and the prompt cache."""
         self.stats.reset()
@@ -127,14 +143,3 @@ class EmulatorState:
         with self._attempts_lock:
             self._attempts.clear()
 
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"not a number of seconds: {value!r}") from None
-    if seconds < 0:
-        raise ValueError(f"seconds must not be negative: {value!r}")
-    return seconds

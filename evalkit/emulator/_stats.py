@@ -85,6 +85,8 @@ class RequestRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    prefill_chars: int | None = None
+    """Characters of the request's trailing assistant turn (a prefill); None when it has none."""
     scheduled: dict[str, float] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
 

@@ -18,6 +18,7 @@ __all__ = [
     "chunk_tokens",
     "count_prompt_tokens",
     "count_tokens",
+    "split_chunks_at",
     "split_tokens",
     "truncate_tokens",
 ]
@@ -62,3 +63,22 @@ def chunk_tokens(tokens: Sequence[str], per_chunk: int) -> list[tuple[str, int]]
         ("".join(tokens[i : i + per_chunk]), len(tokens[i : i + per_chunk]))
         for i in range(0, len(tokens), per_chunk)
     ]
+
+
+def split_chunks_at(chunks: Sequence[tuple[str, int]], n: int) -> list[tuple[str, int]]:
+    """``chunks`` with a boundary after exactly ``n`` tokens: the chunk that straddles it becomes two.
+
+    A chunk starts on a token boundary, so re-splitting its text gives the same
+    tokens the whole text had there.
+    """
+    out: list[tuple[str, int]] = []
+    seen = 0
+    for text, tokens in chunks:
+        if seen < n < seen + tokens:
+            pieces = split_tokens(text)
+            head = n - seen
+            out += [("".join(pieces[:head]), head), ("".join(pieces[head:]), tokens - head)]
+        else:
+            out.append((text, tokens))
+        seen += tokens
+    return out

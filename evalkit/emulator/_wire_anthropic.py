@@ -249,7 +249,8 @@ def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
             "tail",
         )
     )
-    events.append(_event("message_stop", {"type": "message_stop"}, "tail"))
+    stop = _event("message_stop", {"type": "message_stop"}, "tail")
+    events.append(StreamEvent(stop.data, stop.part, terminator=True))
     return events
 
 
@@ -274,7 +275,8 @@ def _block_events(gen: Generation, block: dict[str, Any], index: int) -> list[St
         deltas = [({"type": "text_delta", "text": text}, tokens) for text, tokens in gen.chunks]
     for delta, tokens in deltas:
         payload = {"type": "content_block_delta", "index": index, "delta": delta}
-        events.append(_event("content_block_delta", payload, "content", tokens))
+        event = _event("content_block_delta", payload, "content", tokens)
+        events.append(event if kind == "text" else StreamEvent(event.data, event.part, tokens, visible=False))
     stop = {"type": "content_block_stop", "index": index}
     # The text block's stop starts the ending a cut drops; a thinking block before it is body.
     events.append(_event("content_block_stop", stop, "tail" if kind == "text" else "content"))
@@ -287,8 +289,8 @@ def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
     return body[: body.find(b'"content"') + 13]
 
 
-def malformed_event(gen: Generation, ctx: ReplyContext) -> StreamEvent:
-    """An SSE event whose data is not valid JSON."""
+def malformed_event(gen: Generation, ctx: ReplyContext, first: bool = False) -> StreamEvent:
+    """An SSE event whose data is not valid JSON (the same wherever it goes: SSE has no opening)."""
     return StreamEvent(
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type\n\n',
         "content",

@@ -4,7 +4,8 @@ Each wire module (``_wire_openai``, ``_wire_anthropic``, ``_wire_gemini``) has t
 same face, which the app and the reply plans call without asking which wire it is:
 ``NAME``, ``parse_request`` (what the vendor refuses for any model), ``check_call``
 (what it refuses once it knows the model), ``render``, ``stream_events``,
-``malformed_body``, ``malformed_event``, ``content_type``, ``success_headers``,
+``malformed_body``, ``malformed_event`` (``first=True``: it opens the stream),
+``content_type``, ``success_headers``,
 ``error``, ``models_payload`` and ``model_payload``; Anthropic and Gemini also
 ``count_tokens_payload`` (OpenAI has no such route).
 """
@@ -139,11 +140,21 @@ class HttpReply:
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One framed stream event; ``part`` is ``head``, ``content`` or ``tail`` (the ending a cut drops)."""
+    """One framed stream event; ``part`` is ``head``, ``content`` or ``tail`` (the ending a cut drops).
+
+    ``tokens`` pace the event (it leaves when its last token is generated);
+    ``visible`` is False for tokens of hidden reasoning, which pace a stream but
+    are not answer text (the stream faults count answer tokens only);
+    ``terminator`` marks the wire's end-of-stream marker (``data: [DONE]``,
+    ``message_stop``, the ``]`` closing Gemini's JSON array), which ``no_done``
+    leaves out.
+    """
 
     data: bytes
     part: Literal["head", "content", "tail"]
     tokens: int = 0
+    visible: bool = True
+    terminator: bool = False
 
 
 def compact_json(value: Any) -> bytes:

@@ -195,7 +195,7 @@ def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
     final = _response(gen, ctx, candidates, True)
     events.append(StreamEvent(_frame(final, ctx, not events), "tail", last_tokens))
     if ctx.call is not None and ctx.call.stream_format == "json-array":
-        events.append(StreamEvent(b"]", "tail"))
+        events.append(StreamEvent(b"]", "tail", terminator=True))
     return events
 
 
@@ -205,11 +205,11 @@ def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
     return body[: body.find(b'"parts"') + 12] if b'"parts"' in body else body[:20]
 
 
-def malformed_event(gen: Generation, ctx: ReplyContext) -> StreamEvent:
-    """A stream element that is not valid JSON."""
+def malformed_event(gen: Generation, ctx: ReplyContext, first: bool = False) -> StreamEvent:
+    """A stream element that is not valid JSON; ``first``: it opens the stream (a JSON array's ``[``)."""
     broken = '{"candidates": [{"content": {"parts": [{"text": "'
     if ctx.call is not None and ctx.call.stream_format == "json-array":
-        return StreamEvent(f",\r\n{broken}".encode(), "content")
+        return StreamEvent(f"{'[' if first else ','}\r\n{broken}".encode(), "content")
     return StreamEvent(f"data: {broken}\r\n\r\n".encode(), "content")
 
 

@@ -196,7 +196,7 @@ def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
         events.append(_event(_chunk(gen, ctx, _choice({}, _FINISH[gen.finish])), "tail"))
     if ctx.call is not None and ctx.call.include_usage:
         events.append(_event(_chunk(gen, ctx, [], _usage(gen)), "tail"))
-    events.append(StreamEvent(b"data: [DONE]\n\n", "tail"))
+    events.append(StreamEvent(b"data: [DONE]\n\n", "tail", terminator=True))
     return events
 
 
@@ -206,8 +206,8 @@ def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
     return body[: body.find(b'"choices"') + 14]
 
 
-def malformed_event(gen: Generation, ctx: ReplyContext) -> StreamEvent:
-    """An SSE event whose data is not valid JSON."""
+def malformed_event(gen: Generation, ctx: ReplyContext, first: bool = False) -> StreamEvent:
+    """An SSE event whose data is not valid JSON (the same wherever it goes: SSE has no opening)."""
     return StreamEvent(
         b'data: {"id":"' + _completion_id(gen).encode() + b'","choices":[{"delta":{"content":"\n\n', "content"
     )

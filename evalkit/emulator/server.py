@@ -196,7 +196,11 @@ class Emulator(WireURLs):
         """Queue faults for the next calls to ``model``: ``["429", {"kind": "500"}, "ok"]``.
 
         Each call to the model consumes one step; ``"ok"`` answers normally.
-        Steps may be mappings with ``retry_after``, ``stall_s`` and ``times``.
+        Steps may be mappings with ``retry_after``, ``stall_s``, ``ttft_s``,
+        ``after_tokens``, ``for_s`` (an outage window: the step answers every
+        call for that long from the first one, then is consumed), ``prefill``
+        (``accept``/``reject``) and ``times``; see ``FLEET.md``, "Faults".
+        ``ValueError`` naming the field of a bad value.
         """
         self.fleet.model(model)  # KeyError naming the fleet's models
         self._state.scripts.program(model, parse_steps(faults), append=append)

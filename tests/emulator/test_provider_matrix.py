@@ -1,9 +1,10 @@
 """evalkit's own adapters against the emulator: every fault kind maps to the right error kind.
 
-A matrix over the three wires x thirteen fault kinds x streamed or not. Each case
+A matrix over the three wires x every fault kind x streamed or not. Each case
 asks the adapter for an answer with ``x-evalkit-fault`` set and checks the
 :class:`evalkit.ProviderError` kind it raises: a refusal or an empty answer is an
-error too, never a response.
+error too, never a response. A stream that is complete but for its end-of-stream
+marker (``no_done``) is the one fault that must come back as the answer.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ EXPECTED: dict[str, str] = {
     "empty": "invalid_response",
     "context_length": "context_length",
     "content_filter": "content_filter",
+    "slow_first_token": "timeout",
+    "no_done": "finish:length",  # text, finish reason and usage all came: a success (issue 14)
 }
-SLOW_FAULTS = {"timeout", "stall"}
+SLOW_FAULTS = {"timeout", "stall", "slow_first_token"}
 # One TLS context for every test client: building one per httpx client costs ~30 ms (never used: plain HTTP).
 _TLS = ssl.create_default_context()
 
