@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import time
@@ -127,6 +128,16 @@ async def main(port: int) -> None:
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
+
+
+def upstream_stats(port: int) -> dict:
+    """The upstream's ``GET /stats`` (read outside any timing)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", "/stats")
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
 
 
 def pin(core: int) -> bool:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import http.client
 import json
 import os
 import statistics
@@ -53,7 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from _upstream import HOST, pin  # this script's folder is on sys.path
+from _upstream import HOST, pin, upstream_stats  # this script's folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 
@@ -445,15 +444,6 @@ def _sender(target: Any, request: Any) -> Send:
 # --------------------------------------------------------------------------------------
 # Measurement (worker process)
 # --------------------------------------------------------------------------------------
-
-def upstream_stats(port: int) -> dict[str, float]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request("GET", "/stats")
-        return json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
-
 
 async def sequential(send: Send, n: int) -> tuple[list[float], float]:
     """Latencies (µs) of ``n`` back-to-back requests, and the CPU seconds they took."""

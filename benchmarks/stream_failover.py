@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import http.client
 import json
 import os
 import statistics
@@ -39,7 +38,7 @@ import sys
 import time
 from typing import Any
 
-from _upstream import _USAGE, HOST, MAX_BODY, _chunk, _content_length, _response, pin
+from _upstream import _USAGE, HOST, MAX_BODY, _chunk, _content_length, _response, pin, upstream_stats
 
 PIECES = ["Once", *(f" w{i:02d}" for i in range(1, 50))]  # the 50 content deltas of every answer
 ANSWER = "".join(PIECES)
@@ -125,15 +124,6 @@ async def serve() -> None:
 
 
 # -- The client (this process, core 0) -------------------------------------------------------------
-
-def stats(port: int) -> dict[str, Any]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request("GET", "/stats")
-        return json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
-
 
 def chain(base: str, name: str, primary: str = "ok", **options: Any) -> Any:
     """``FallbackChain([primary, backup])``; each target its own base URL, so the server counts per chain."""
@@ -253,13 +243,13 @@ async def recovery_part(base: str, port: int, rounds_n: int, per_round: int) -> 
                "restart": (chain(base, "restart", "cut", mid_stream="restart", **same), request, "restart")}
     print(f"\n2. primary cut after {CUT_AFTER} of {len(PIECES)} chunks, backup takes over: "
           f"{rounds_n} rounds x {per_round} calls per config ({rounds_n * per_round} each, taking turns)")
-    warm, before = 20, stats(port)
+    warm, before = 20, upstream_stats(port)
     try:
         s = await rounds(configs, rounds_n, per_round, warm)
     finally:
         for router, _, _ in configs.values():
             await router.aclose()
-    after, calls = stats(port), rounds_n * per_round + warm
+    after, calls = upstream_stats(port), rounds_n * per_round + warm
 
     def sent(name: str) -> float:  # HTTP requests the server saw per routed call of ``name``
         bases = [b for b in after["requests"] if b.startswith(f"/{name}/")]

@@ -208,16 +208,21 @@ class HTTPProvider:
         """
         return (self.vendor, self.base_url, hash(tuple(sorted(self._headers.items()))))
 
+    async def _open(self, call: HttpCall, deadlines: Deadlines, watch: Any) -> httpx.Response:
+        """Send ``call`` and return the response once its status and headers arrived (the body still unread)."""
+        try:
+            response = await self.client.send(self._http_request(call, deadlines), stream=True)
+        except httpx.HTTPError as exc:
+            raise self._tag(classify_transport_error(exc, began=False)) from None
+        watch.headers()
+        return response
+
     async def _send_json(self, request: ChatRequest) -> ChatResponse:
         call = self.wire.build(request, self.model, stream=False)
         deadlines = self._deadlines(request)
         started = time.perf_counter()
         async with watchdog(deadlines, streamed=False) as watch:
-            try:
-                response = await self.client.send(self._http_request(call, deadlines), stream=True)
-            except httpx.HTTPError as exc:
-                raise self._tag(classify_transport_error(exc, began=False)) from None
-            watch.headers()
+            response = await self._open(call, deadlines, watch)
             try:
                 # Scrubbed as soon as it is read: no local (or traceback) ever holds an echoed key.
                 body = scrub_bytes(await response.aread())
@@ -261,11 +266,7 @@ class HTTPProvider:
         started = time.perf_counter()
         ttft_ms: float | None = None
         async with watchdog(deadlines, streamed=True) as watch:
-            try:
-                response = await self.client.send(self._http_request(call, deadlines), stream=True)
-            except httpx.HTTPError as exc:
-                raise self._tag(classify_transport_error(exc, began=False)) from None
-            watch.headers()
+            response = await self._open(call, deadlines, watch)
             if response.status_code >= 300:
                 try:
                     body = scrub_bytes(await response.aread())

@@ -14,22 +14,13 @@ from evalkit.emulator.faults import parse_step
 from evalkit.emulator.fleet import parse_fleet_text
 from evalkit.errors import ConfigError
 
-from .wire_calls import WIRES, call, conversation, stream
+from .wire_calls import WIRES, call, conversation, fleet_text, stream
 
-FLEET = """
-version: 1
-defaults:
-  wires: [openai, anthropic, gemini]
-  price: {input: 1, output: 2}
-  context_window: 100000
-  latency: {ttft_ms: 0, tokens_per_s: 50}
-  output_tokens: 20
-  skills: {default: 1.0}
-models:
+FLEET = fleet_text("""\
   - name: steady
   - name: flapper
     script: [{kind: "503", for_s: 0.4}, {kind: "429", retry_after: 1}]
-"""
+""", output_tokens=20)
 WINDOW_S = 0.4
 EARLY_S = 0.02
 

@@ -17,22 +17,13 @@ from evalkit.emulator import Emulator
 from evalkit.emulator._tokens import MESSAGE_OVERHEAD, count_tokens, split_tokens
 from evalkit.emulator.fleet import parse_fleet_text
 
-from .wire_calls import WIRES, call, conversation, stream
+from .wire_calls import WIRES, call, conversation, fleet_text, stream
 
-FLEET = """
-version: 1
-defaults:
-  wires: [openai, anthropic, gemini]
-  price: {input: 1, output: 2}
-  context_window: 100000
-  latency: {ttft_ms: 0, tokens_per_s: 50}
-  output_tokens: 40
-  skills: {default: 1.0}
-models:
+FLEET = fleet_text("""\
   - name: steady
   - name: no-prefill
     prefill: reject
-"""
+""")
 PROMPT = "Explain how a lighthouse keeper spends a night."
 
 

@@ -19,24 +19,15 @@ from evalkit.emulator import Emulator
 from evalkit.emulator._tokens import split_tokens
 from evalkit.emulator.fleet import load_fleet
 
-from .wire_calls import WIRES, call, conversation, split_at, stream
+from .wire_calls import WIRES, call, conversation, fleet_text, split_at, stream
 
-FLEET = """
-version: 1
-defaults:
-  wires: [openai, anthropic, gemini]
-  price: {input: 1, output: 2}
-  context_window: 100000
-  latency: {ttft_ms: 0, tokens_per_s: 50}
-  output_tokens: 40
-  skills: {default: 1.0}
-models:
+FLEET = fleet_text("""\
   - name: steady
   - name: cutter
     faults: {cut: 1.0, after_tokens: 4}
   - name: slow
     faults: {slow_first_token: 1.0, ttft_s: 0.3}
-"""
+""")
 PROMPT = "Describe the water cycle in a few sentences."
 HOLD_S = 0.3
 """How long the timed faults hold here: long enough to measure, short enough to keep the file fast."""

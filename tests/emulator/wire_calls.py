@@ -16,6 +16,21 @@ import httpx
 from .helpers import ANTHROPIC_AUTH, TLS
 
 WIRES = ("openai", "anthropic", "gemini")
+
+
+def fleet_text(models: str, *, output_tokens: int = 40) -> str:
+    """A fleet file whose models (``models``, YAML list items) speak every wire at 50 tokens/s, always right."""
+    return f"""
+version: 1
+defaults:
+  wires: [openai, anthropic, gemini]
+  price: {{input: 1, output: 2}}
+  context_window: 100000
+  latency: {{ttft_ms: 0, tokens_per_s: 50}}
+  output_tokens: {output_tokens}
+  skills: {{default: 1.0}}
+models:
+{models}"""
 MAX_TOKENS = 200
 
 
