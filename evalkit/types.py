@@ -193,7 +193,9 @@ class ChatRequest:
 
     def replace(self, **changes: Any) -> ChatRequest:
         """A copy with some fields changed (e.g. ``stream=True``)."""
-        return dataclasses.replace(self, **changes)
+        if not changes.keys() <= _UNCHECKED_REQUEST_FIELDS:
+            return dataclasses.replace(self, **changes)  # messages, stop or tools: checked again
+        return _copy_with(self, _REQUEST_FIELDS, changes)
 
     @property
     def task_type(self) -> str | None:
@@ -326,7 +328,9 @@ class ChatResponse:
 
     def replace(self, **changes: Any) -> ChatResponse:
         """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        if not changes.keys() <= _RESPONSE_FIELDS_SET:
+            return dataclasses.replace(self, **changes)  # raises the TypeError naming the unknown field
+        return _copy_with(self, _RESPONSE_FIELDS, changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +346,23 @@ class StreamRestart:
     discarded: int
     reason: str
 
+
+def _copy_with(value: Any, fields: tuple[str, ...], changes: dict[str, Any]) -> Any:
+    """A copy of a frozen dataclass with ``changes``, skipping ``__init__``: for fields that need no check.
+
+    Routers copy every request and response they pass on (a task type recorded, attempts attached);
+    ``dataclasses.replace`` costs ~3 µs there, most of it re-running ``__init__``.
+    """
+    new = object.__new__(type(value))
+    for name in fields:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(value, name))
+    return new
+
+
+_REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(ChatRequest))
+_UNCHECKED_REQUEST_FIELDS = frozenset(_REQUEST_FIELDS) - {"messages", "stop", "tools"}
+_RESPONSE_FIELDS = tuple(f.name for f in dataclasses.fields(ChatResponse))
+_RESPONSE_FIELDS_SET = frozenset(_RESPONSE_FIELDS)
 
 # Last: the message checks need the classes above, and every ChatRequest runs them.
 from ._messages import to_message as _to_message, to_messages as _to_messages  # noqa: E402

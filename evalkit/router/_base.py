@@ -117,7 +117,12 @@ class Router:
         :class:`~evalkit.types.StreamRestart`) is passed to ``on_delta`` as the
         serving target produces it; :meth:`stream` does this for you.
         """
-        call = on_delta if isinstance(on_delta, RoutedCall) else RoutedCall.for_request(request, on_delta)
+        if isinstance(on_delta, RoutedCall):
+            call = on_delta  # a nested router: the caller's call, passed down
+        elif request.deadlines is None:
+            call = RoutedCall(on_delta)
+        else:
+            call = RoutedCall.for_request(request, on_delta)
         attempts: list[Attempt] = []
         try:
             response = await self._route(request, attempts, call)
@@ -216,17 +221,21 @@ class Router:
                     retry: int, timeout_s: float | None, recovery: str | None = None,
                     join_at: int | None = None) -> ChatResponse:
         depth = _distinct_targets(attempts, target.name)
-        if (left := call.remaining()) is not None:
+        if call.deadline is not None:
+            left = call.deadline - time.monotonic()
             timeout_s = left if timeout_s is None else min(timeout_s, left)
         started_at = time.time()
         started = time.perf_counter()
+        # A router gets the call whole; a leaf gets it as its delta callback when someone reads the stream.
+        hand_down = isinstance(target, Router) or (request.stream and call.listening)
         try:
             if timeout_s is None:
-                response = await _call_target(target, request, call)
+                response = await (target.complete(request, on_delta=call) if hand_down else target.complete(request))
             else:
                 try:
                     async with asyncio.timeout(max(timeout_s, 0.0)):
-                        response = await _call_target(target, request, call)
+                        response = await (target.complete(request, on_delta=call) if hand_down
+                                          else target.complete(request))
                 except builtins.TimeoutError:
                     raise TimeoutError(f"deadline reached after {max(timeout_s, 0.0):.3g}s") from None
         except ProviderError as exc:
@@ -316,15 +325,6 @@ def _distinct_targets(attempts: Sequence[Attempt], name: str | None = None) -> i
 
 def _shift(inner: Sequence[Attempt], depth: int) -> list[Attempt]:
     return [replace(a, depth=a.depth + depth) for a in inner] if depth else list(inner)
-
-
-async def _call_target(target: Target, request: ChatRequest, call: RoutedCall) -> ChatResponse:
-    """``target.complete``, handing the call down: whole to a router, as the delta callback to a streaming leaf."""
-    if isinstance(target, Router):
-        return await target.complete(request, on_delta=call)
-    if request.stream and call.listening:
-        return await target.complete(request, on_delta=call)
-    return await target.complete(request)
 
 
 class RoutedStream:

@@ -44,12 +44,13 @@ class RoutedCall:
     ``deadline`` is the ``time.monotonic()`` by which the whole call must end.
     """
 
-    __slots__ = ("_sink", "_parts", "_shown", "deadline")
+    __slots__ = ("_sink", "_parts", "shown", "deadline")
 
     def __init__(self, sink: Callable[[Any], None] | None = None, deadline: float | None = None) -> None:
         self._sink = sink
         self._parts: list[str] = []
-        self._shown = 0
+        self.shown = 0
+        """Characters the caller has been shown (what a restart discards); 0 before the first delta."""
         self.deadline = deadline
 
     @classmethod
@@ -70,11 +71,6 @@ class RoutedCall:
             self._parts[:] = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
 
-    @property
-    def shown(self) -> int:
-        """Characters the caller has been shown (what a restart discards)."""
-        return self._shown
-
     def remaining(self) -> float | None:
         """Seconds left before the call's deadline (``None``: no deadline)."""
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -82,16 +78,16 @@ class RoutedCall:
     def __call__(self, delta: str) -> None:
         """Deliver one text delta to the caller (the leaf that answers calls this)."""
         self._parts.append(delta)
-        self._shown += len(delta)
+        self.shown += len(delta)
         if self._sink is not None:
             self._sink(delta)
 
     def restart(self, reason: str) -> None:
         """Tell the caller to discard what it was shown: the answer starts again."""
         if self._sink is not None:
-            self._sink(StreamRestart(discarded=self._shown, reason=reason))
+            self._sink(StreamRestart(discarded=self.shown, reason=reason))
         self._parts.clear()
-        self._shown = 0
+        self.shown = 0
 
     def branch(self) -> RoutedCall:
         """A muted copy for one branch of a hedge: it knows the text so far, buffers what it receives.
@@ -101,7 +97,7 @@ class RoutedCall:
         """
         child = RoutedCall(_Buffer() if self._sink is not None else None, self.deadline)
         child._parts = [self.text] if self._parts else []
-        child._shown = self._shown
+        child.shown = self.shown
         return child
 
     def adopt(self, child: RoutedCall) -> None:
@@ -114,7 +110,7 @@ class RoutedCall:
                 self.restart(item.reason)
             else:
                 self._parts.append(item)
-                self._shown += len(item)
+                self.shown += len(item)
                 if self._sink is not None:
                     self._sink(item)
 
