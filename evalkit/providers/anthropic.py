@@ -31,18 +31,15 @@ Differences from OpenAI's shape that matter here:
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Mapping
 
-from ..errors import (ConfigError, ErrorKind, InvalidResponseError, ProviderError, StreamInterruptedError,
-                      kind_for_status, provider_error)
+from ..errors import ConfigError, InvalidResponseError, ProviderError, StreamInterruptedError
 from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
-from ._headers import retry_after_seconds
 from ._prefill import PrefillJoin, prefill_text
-from ._wire import HttpCall, Reply, error_body, stream_event
+from ._wire import HttpCall, Reply, stream_event
+from .anthropic_errors import anthropic_error_from_payload, classify_anthropic_error
 
-__all__ = ["AnthropicStream", "AnthropicWire", "anthropic_messages", "anthropic_usage",
-           "classify_anthropic_error", "json_instruction"]
+__all__ = ["AnthropicStream", "AnthropicWire", "anthropic_messages", "anthropic_usage", "json_instruction"]
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -59,31 +56,6 @@ _FINISH = {
     "tool_use": FinishReason.TOOL_CALLS,
     "refusal": FinishReason.CONTENT_FILTER,
 }
-
-# The structured ``error.type`` decides; the status code only when the type is absent or unknown.
-_ERROR_KINDS = {
-    "invalid_request_error": ErrorKind.BAD_REQUEST,
-    "authentication_error": ErrorKind.AUTH,
-    "permission_error": ErrorKind.AUTH,
-    "not_found_error": ErrorKind.NOT_FOUND,
-    "request_too_large": ErrorKind.CONTEXT_LENGTH,
-    "rate_limit_error": ErrorKind.RATE_LIMIT,
-    # Out of credit: a 402 that waiting does not cure (like OpenAI's insufficient_quota).
-    "billing_error": ErrorKind.RATE_LIMIT,
-    "api_error": ErrorKind.SERVER,
-    "overloaded_error": ErrorKind.OVERLOADED,
-    "timeout_error": ErrorKind.TIMEOUT,
-}
-_NOT_RETRYABLE_TYPES = {"billing_error"}
-
-# Anthropic reports an over-long prompt as a plain invalid_request_error; only the
-# message tells it apart, in one of the two forms it sends (the regex is anchored to the start):
-#   "prompt is too long: 215000 tokens > 200000 maximum"
-#   "input length and `max_tokens` exceed context limit: 197000 + 8192 > 200000, ..."
-_CONTEXT_LENGTH_MESSAGE = re.compile(
-    r"^(?:prompt is too long: \d+ tokens > \d+ maximum"
-    r"|input length and `max_tokens` exceed context limit: \d+ \+ \d+ > \d+)"
-)
 
 _USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
 
@@ -189,7 +161,7 @@ class AnthropicWire:
         if not isinstance(body, dict):
             raise InvalidResponseError("response body is not a JSON object")
         if body.get("type") == "error":
-            raise _error_from_payload(body.get("error"), status=None, request_id=body.get("request_id"))
+            raise anthropic_error_from_payload(body.get("error"), status=None, request_id=body.get("request_id"))
         content = body.get("content")
         if not isinstance(content, list):
             raise InvalidResponseError("response has no content list")
@@ -276,7 +248,7 @@ class AnthropicStream:
         elif kind == "message_stop":
             self._done = True
         elif kind == "error" or event == "error":
-            error = _error_from_payload(chunk.get("error"), status=None, request_id=chunk.get("request_id"))
+            error = anthropic_error_from_payload(chunk.get("error"), status=None, request_id=chunk.get("request_id"))
             raise StreamInterruptedError(f"error inside the stream: {error.code}: {error.message}",
                                          code=error.kind.value, request_id=error.request_id)
         # ping, content_block_stop and unknown events carry nothing to keep.
@@ -397,36 +369,3 @@ def anthropic_usage(usage: Mapping[str, Any] | None) -> Usage | None:
         output_tokens=output,
         reasoning_tokens=thinking,
     )
-
-
-def classify_anthropic_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    """One error for an Anthropic error response (``{"type": "error", "error": {...}}``)."""
-    data = error_body(body)
-    if not isinstance(data, dict):
-        data = {}
-    payload = data.get("error")
-    if not isinstance(payload, dict):
-        # A gateway page (HTML 502, say) instead of Anthropic's JSON: the status decides.
-        payload = {"message": body[:200].decode(errors="replace") or f"HTTP {status}"}
-    request_id = data.get("request_id") or headers.get("request-id")
-    return _error_from_payload(payload, status=status, retry_after=retry_after_seconds(headers),
-                               request_id=request_id)
-
-
-def _error_from_payload(payload: Any, *, status: int | None, retry_after: float | None = None,
-                        request_id: str | None = None) -> ProviderError:
-    if not isinstance(payload, dict):
-        payload = {"message": str(payload)}
-    etype = payload.get("type")
-    etype = str(etype) if etype is not None else None
-    message = str(payload.get("message") or etype or "error")
-    kind = _ERROR_KINDS.get(etype or "")
-    if kind is None:
-        kind = kind_for_status(status) if status else ErrorKind.SERVER
-    if kind is ErrorKind.BAD_REQUEST and _CONTEXT_LENGTH_MESSAGE.match(message):
-        kind = ErrorKind.CONTEXT_LENGTH
-    fields: dict[str, Any] = {"status": status, "code": etype, "retry_after": retry_after,
-                              "request_id": request_id or None}
-    if etype in _NOT_RETRYABLE_TYPES:
-        fields["retryable"] = False
-    return provider_error(kind, message, **fields)

@@ -5,7 +5,7 @@ endpoint (``/openai/v1/responses``, ``api-key`` auth). The answer is a list of
 typed ``output`` items (``message``, ``reasoning``, ``function_call``, and
 server-side tool items we ignore) plus a ``status``; errors use the same body
 shape as Chat Completions, so HTTP errors are classified by
-:func:`~.openai_chat.classify_openai_error`.
+:func:`~.openai_errors.classify_openai_error`.
 
 A stream is a sequence of typed SSE events; the terminal ``response.completed``
 or ``response.incomplete`` event carries the whole final response object, so a
@@ -36,8 +36,7 @@ from ..types import ChatRequest, FinishReason, Message, ToolCall, Usage
 from ._wire import HttpCall, Reply, stream_event
 
 # The error-payload reader is shared with Chat Completions: both APIs send {"code", "type", "message"}.
-from .openai_chat import openai_error_from_payload
-from .openai_chat import classify_openai_error
+from .openai_errors import classify_openai_error, openai_error_from_payload
 
 __all__ = [
     "OpenAIResponsesStream",
