@@ -228,14 +228,14 @@ class Router:
         started = time.perf_counter()
         # A router gets the call whole; a leaf gets it as its delta callback when someone reads the stream.
         hand_down = isinstance(target, Router) or (request.stream and call.listening)
+        answer = target.complete(request, on_delta=call) if hand_down else target.complete(request)
         try:
             if timeout_s is None:
-                response = await (target.complete(request, on_delta=call) if hand_down else target.complete(request))
+                response = await answer
             else:
                 try:
                     async with asyncio.timeout(max(timeout_s, 0.0)):
-                        response = await (target.complete(request, on_delta=call) if hand_down
-                                          else target.complete(request))
+                        response = await answer
                 except builtins.TimeoutError:
                     raise TimeoutError(f"deadline reached after {max(timeout_s, 0.0):.3g}s") from None
         except ProviderError as exc:
