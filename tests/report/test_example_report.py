@@ -12,10 +12,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "reports" / "smoke-emulator.html"
-# What may differ between two regenerations: when it ran, from which commit, and the charts' SVG
-# bytes (a new matplotlib draws the same chart differently; the tables and text must not change).
+# What may differ between two regenerations: when it ran, from which commit, the charts' SVG
+# bytes (a new matplotlib draws the same chart differently; the tables and text must not change),
+# and the installed genai-prices release (the example's emulator models are priced by the fleet,
+# so a new release changes only the label; a fresh install picks up whatever was released last).
 VOLATILE = [re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"), re.compile(r"\(git [0-9a-f]{12}[^)]*\)"),
-            re.compile(r"<svg.*?</svg>", re.DOTALL)]
+            re.compile(r"<svg.*?</svg>", re.DOTALL), re.compile(r"genai-prices \d+(?:\.\d+)*")]
 
 
 def make_example():
