@@ -26,7 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .answers import AnswerBook
+    from .answers import AnswerBook, Registration
     from .faults import FAULT_KINDS
     from .fleet import Fleet, ModelSpec, Price, default_fleet, load_fleet
     from .server import Emulator
@@ -38,6 +38,7 @@ __all__ = [
     "Fleet",
     "ModelSpec",
     "Price",
+    "Registration",
     "default_fleet",
     "load_fleet",
 ]
@@ -45,6 +46,7 @@ __all__ = [
 _LAZY = {
     "Emulator": ".server",
     "AnswerBook": ".answers",
+    "Registration": ".answers",
     "FAULT_KINDS": ".faults",
     "Fleet": ".fleet",
     "ModelSpec": ".fleet",

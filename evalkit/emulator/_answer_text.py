@@ -2,19 +2,19 @@
 
 The conventions (what graders parse):
 
-=============  ==========================================  =======================================
-grader         correct                                     wrong
-=============  ==========================================  =======================================
-numeric        a reasoning sentence, ``The answer is 42.``  a different number
-exact etc.     ``So the answer is X.``                      another option in the prompt / perturbed
-mcq            ``The answer is (C).``                       another letter
-alias          ``The answer is <first alias>.``             another item's alias
-label          the label alone                              another of ``grader.labels``
-slot_f1        the reference slots as a JSON object         a slot dropped or altered
-code_exec      the reference in a ```python block          the function returns None
-json(_schema)  valid JSON                                   truncated, invalid JSON
-judge          an on-topic answer built from the prompt    short, off-topic or truncated
-=============  ==========================================  =======================================
+=============  ================================================  =================================
+grader         correct                                           wrong
+=============  ================================================  =================================
+numeric        a reasoning sentence, ``The answer is 42.``        a different number
+exact etc.     ``<answer_after> X.``, else ``X`` alone             another option / perturbed
+mcq            ``The answer is (C).``                             another letter
+alias          ``The answer is <alias>.`` (strict grader: alone)  another item's alias
+label          the label alone                                    another of ``grader.labels``
+slot_f1        the reference slots as a JSON object               a slot dropped or altered
+code_exec      the reference in a ```python block                the function returns None
+json(_schema)  valid JSON                                         truncated, invalid JSON
+judge          an on-topic answer built from the prompt          short, off-topic or truncated
+=============  ================================================  =================================
 
 Correct answers depend on the item only (never on model or seed), so an
 emulated judge can recompute them to recognise a good answer.
@@ -36,6 +36,7 @@ __all__ = ["correct_answer", "wrong_answer"]
 
 _OPTION = re.compile(r"\(([A-R])\)")
 _LETTER_LINE = re.compile(r"^\s*\(?([A-J])[).:]\s", re.MULTILINE)
+_ARTICLES = frozenset({"a", "an", "the"})
 _FLIPS = {"true": "False", "false": "True", "yes": "No", "no": "Yes", "valid": "invalid", "invalid": "valid"}
 
 
@@ -91,11 +92,23 @@ def _numeric_wrong(item: BookItem, rng: random.Random, book: AnswerBook) -> str:
 
 
 def _exact_right(item: BookItem) -> str:
-    return f"So the answer is {_first(item.reference)}."
+    return _final_answer(item, _first(item.reference))
 
 
 def _exact_wrong(item: BookItem, rng: random.Random, book: AnswerBook) -> str:
-    return f"So the answer is {_perturb(_first(item.reference), item.prompt, rng)}."
+    return _final_answer(item, _perturb(_first(item.reference), item.prompt, rng))
+
+
+def _final_answer(item: BookItem, answer: str) -> str:
+    """``answer`` where the grader reads it: after its ``answer_after`` marker, else alone on the last line.
+
+    (``exact``/``normalized`` take the last line when no marker is asked for; a regex is
+    searched for anywhere, and the reference alone is what its pattern was written to match.)
+    """
+    marker = item.grader.get("answer_after")
+    if isinstance(marker, str) and marker.strip():
+        return f"{marker.strip()} {answer}."
+    return answer
 
 
 def _perturb(reference: str, prompt: str, rng: random.Random) -> str:
@@ -113,11 +126,19 @@ def _perturb(reference: str, prompt: str, rng: random.Random) -> str:
     if number is not None:
         return _fmt(number + rng.choice((-2, -1, 1, 2)))
     words = ref.split()
-    if len(words) > 1:
-        i = rng.randrange(len(words) - 1)
-        words[i], words[i + 1] = words[i + 1], words[i]
+    # Swap two neighbouring content words: articles are dropped by the normalized grader, so swapping
+    # one ("the plumbing" -> "plumbing the") would still be graded right.
+    content = [i for i, w in enumerate(words) if w.casefold() not in _ARTICLES]
+    if len(content) > 1:
+        k = rng.randrange(len(content) - 1)
+        i, j = content[k], content[k + 1]
+        words[i], words[j] = words[j], words[i]
         swapped = " ".join(words)
-        return swapped if swapped != ref else " ".join(words[:-1])
+        return swapped if swapped.casefold() != ref.casefold() else " ".join(w for n, w in enumerate(words) if n != j)
+    if content and len(words) > 1:
+        i = content[0]
+        words[i] = _perturb(words[i], prompt, rng)
+        return " ".join(words)
     return ref[::-1] if ref[::-1] != ref else ref + "s"
 
 
@@ -137,7 +158,12 @@ def _mcq_wrong(item: BookItem, rng: random.Random, book: AnswerBook) -> str:
 
 
 def _alias_right(item: BookItem) -> str:
-    return f"The answer is {_first(item.reference)}."
+    return _alias_sentence(item, _first(item.reference))
+
+
+def _alias_sentence(item: BookItem, alias: str) -> str:
+    """A sentence naming ``alias``; the alias alone when the grader is strict (``containment: false``)."""
+    return alias if item.grader.get("containment") is False else f"The answer is {alias}."
 
 
 def _alias_wrong(item: BookItem, rng: random.Random, book: AnswerBook) -> str:
@@ -147,8 +173,8 @@ def _alias_wrong(item: BookItem, rng: random.Random, book: AnswerBook) -> str:
     }
     peers = [p for p in book.peers(item.grader_type) if _first(p.reference).casefold() not in mine]
     if peers:
-        return f"The answer is {_first(rng.choice(peers).reference)}."
-    return f"The answer is {_perturb(_first(item.reference), item.prompt, rng)}."
+        return _alias_sentence(item, _first(rng.choice(peers).reference))
+    return _alias_sentence(item, _perturb(_first(item.reference), item.prompt, rng))
 
 
 def _label_right(item: BookItem) -> str:

@@ -39,7 +39,8 @@ from starlette.routing import Route
 from .._json import loads_checked
 from . import _wire_anthropic, _wire_openai
 from ._plans import error_plan
-from ._reply import answer_plan
+from ._rate_limits import metered_tokens
+from ._reply import answer_plan, rate_limited_plan
 from ._responses import PlannedResponse
 from ._servers import COMPAT_SERVERS, SERVERS, Server
 from ._simulate import ChatCall
@@ -195,12 +196,18 @@ async def _handle_chat(
         call, spec = _admit(request, server, state, rec, raw, too_big, stream)
     except WireError as exc:
         return refuse(exc)
-    attempt = state.next_attempt(spec.name, call.fingerprint)
-    try:
-        step = state.pick_fault(request.headers, spec, call.fingerprint, attempt)
-    except ValueError as exc:  # the message names the bad x-evalkit-* header
-        return refuse(WireError(str(exc)))
-    plan = answer_plan(state, server.wire, rec, call, spec, step, attempt, request_id)
+    rec.prompt_tokens = state.simulator.prompt_tokens(call)
+    # The rate limits come first, as at a vendor's gateway: a refused call draws no fault.
+    admission = state.rates.take(spec, metered_tokens(rec.prompt_tokens, call, spec))
+    if admission.refused is not None:
+        plan = rate_limited_plan(server.wire, rec, call, spec, admission, request_id)
+    else:
+        attempt = state.next_attempt(spec.name, call.fingerprint)
+        try:
+            step = state.pick_fault(request.headers, spec, call.fingerprint, attempt)
+        except ValueError as exc:  # the message names the bad x-evalkit-* header
+            return refuse(WireError(str(exc)))
+        plan = answer_plan(state, server.wire, rec, call, spec, step, attempt, request_id, admission.snapshot)
     state.stats.record(rec)
     return PlannedResponse(plan, state.registry, state.interrupts)
 
@@ -342,5 +349,10 @@ def _describe(spec: ModelSpec) -> dict[str, Any]:
         "max_output_tokens": spec.max_output_tokens,
         "skills": dict(spec.skills),
         "fault_rates": dict(spec.faults.rates),
+        "rate_limits": {
+            "requests_per_minute": spec.rate_limits.requests_per_minute,
+            "tokens_per_minute": spec.rate_limits.tokens_per_minute,
+            "enforce": spec.rate_limits.enforce,
+        },
         "prefill": spec.prefill,
     }

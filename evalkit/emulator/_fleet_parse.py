@@ -248,25 +248,15 @@ def _skills(f: _Fields, raw: Any, path: str) -> dict[str, float]:
 
 
 def _rate_limits(f: _Fields, raw: Any, path: str) -> RateLimits:
-    raw = f.mapping(raw, path, {"requests_per_minute", "tokens_per_minute"})
-    return RateLimits(
-        requests_per_minute=int(
-            f.number(
-                raw.get("requests_per_minute", 10_000),
-                f"{path}.requests_per_minute",
-                integer=True,
-                positive=True,
-            )
-        ),
-        tokens_per_minute=int(
-            f.number(
-                raw.get("tokens_per_minute", 2_000_000),
-                f"{path}.tokens_per_minute",
-                integer=True,
-                positive=True,
-            )
-        ),
-    )
+    raw = f.mapping(raw, path, {"requests_per_minute", "tokens_per_minute", "enforce"})
+    enforce = raw.get("enforce", False)
+    if not isinstance(enforce, bool):
+        f.fail(f"{path}.enforce", f"must be true or false, got {_type_name(enforce)} {enforce!r}")
+    budgets = {
+        key: int(f.number(raw.get(key, default), f"{path}.{key}", integer=True, positive=True))
+        for key, default in (("requests_per_minute", 10_000), ("tokens_per_minute", 2_000_000))
+    }
+    return RateLimits(**budgets, enforce=enforce)
 
 
 def _faults(f: _Fields, raw: Any, path: str, raw_script: Any, script_path: str) -> FaultPlan:

@@ -9,19 +9,21 @@ its body, the way it ends).
 
 from __future__ import annotations
 
+import dataclasses
 from types import ModuleType
 
 from ._plans import BodyFault, error_plan, json_plan, stream_plan
 from ._prefill import prefill_of, refusal
+from ._rate_limits import Admission
 from ._responses import ReplyPlan
 from ._simulate import ChatCall, Timing
 from ._specs import ModelSpec
 from ._state import EmulatorState
 from ._stats import RequestRecord
-from ._wire_common import ErrorInfo, HttpReply, ReplyContext
+from ._wire_common import ErrorInfo, HttpReply, RateSnapshot, ReplyContext
 from .faults import FaultStep
 
-__all__ = ["answer_plan"]
+__all__ = ["answer_plan", "rate_limited_plan"]
 
 _HTTP_ERROR_FAULTS = {
     "429": "rate_limit",
@@ -41,14 +43,17 @@ def answer_plan(
     step: FaultStep | None,
     attempt: int,
     request_id: str,
+    rate: RateSnapshot,
 ) -> ReplyPlan:
-    """The plan for a valid call to a served model, given the fault (``step``) it drew."""
+    """The plan for a valid call to a served model, given the fault (``step``) it drew.
+
+    ``rate`` is the model's budget after this call was metered (``RateBuckets.take``).
+    """
     kind = step.kind if step else None
     rec.fault = kind
-    rec.prompt_tokens = state.simulator.prompt_tokens(call)
     prefill = prefill_of(call)
     rec.prefill_chars = None if prefill is None else len(prefill)
-    ctx = ReplyContext(spec.name, request_id, state.rates.take(spec, rec.prompt_tokens), call)
+    ctx = ReplyContext(spec.name, request_id, rate, call)
     if kind == "reset":
         rec.status = "reset"
         return ReplyPlan(0, [], ending="reset")
@@ -71,6 +76,21 @@ def answer_plan(
     return (stream_plan if call.stream else json_plan)(gen, wire, ctx, fault)
 
 
+def rate_limited_plan(
+    wire: ModuleType, rec: RequestRecord, call: ChatCall, spec: ModelSpec, admission: Admission, request_id: str
+) -> ReplyPlan:
+    """The vendor's 429 for a call the model's enforced rate limits had no room for.
+
+    Nothing else happens to such a call, as at a vendor's gateway: no fault is drawn, no
+    script step consumed, no attempt counted.
+    """
+    rec.status, rec.rate_limited = "429", admission.refused
+    info = ErrorInfo(
+        retry_after=admission.retry_after_s, rate_budget=admission.refused, requested_tokens=admission.tokens
+    )
+    return error_plan(wire.error("rate_limit", ReplyContext(spec.name, request_id, admission.snapshot, call), info))
+
+
 def _error_reply(
     state: EmulatorState,
     wire: ModuleType,
@@ -91,6 +111,8 @@ def _error_reply(
             prompt_tokens=rec.prompt_tokens,
             context_window=spec.context_window,
         )
+        if error_kind == "rate_limit":  # an injected 429 says the requests ran out until its Retry-After
+            ctx = dataclasses.replace(ctx, rate=ctx.rate.exhausted(info.retry_after or 0.0))
         return wire.error(error_kind, ctx, info)
     if prefilled and step is not None and step.prefill == "reject":
         message, param = refusal(wire.NAME)

@@ -77,10 +77,16 @@ class Latency:
 
 @dataclass(frozen=True, slots=True)
 class RateLimits:
-    """The budgets reported in rate-limit headers (not enforced: inject ``429`` for that)."""
+    """A model's per-minute budgets, in the emulator's minutes (``60 * time_scale`` real seconds).
+
+    They always feed the rate-limit headers; with ``enforce`` a call the budget has no room for
+    gets the vendor's 429 (``_rate_limits.RateBuckets``). Tokens are metered as the prompt plus
+    the request's output cap (``max_tokens``, else the model's ``max_output_tokens``).
+    """
 
     requests_per_minute: int = 10_000
     tokens_per_minute: int = 2_000_000
+    enforce: bool = False
 
 
 @dataclass(frozen=True, slots=True)

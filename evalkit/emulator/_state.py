@@ -4,59 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Mapping
 
 from ._prompt_cache import PromptCache
+from ._rate_limits import RateBuckets
 from ._responses import Interrupts
 from ._simulate import Simulator
 from ._specs import Fleet, ModelSpec
 from ._stats import Stats
 from ._transport import ConnectionRegistry
-from ._wire_common import RateSnapshot
 from .answers import AnswerBook
 from .faults import FaultScripts, FaultStep, draw_rate_fault, prefill_mode, step_from_headers
 
-__all__ = ["EmulatorState", "RateWindows"]
+__all__ = ["EmulatorState"]
 
-_WINDOW_S = 60.0
 _MAX_TRACKED_REQUESTS = 200_000
-
-
-class RateWindows:
-    """Per-model one-minute windows of requests and tokens, for the rate-limit headers."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._windows: dict[str, list[float]] = {}  # model -> [start, requests, tokens]
-
-    def take(self, spec: ModelSpec, tokens: int) -> RateSnapshot:
-        """Count one request of ``tokens`` and report the budget left."""
-        now = time.monotonic()
-        with self._lock:
-            window = self._windows.get(spec.name)
-            if window is None or now - window[0] >= _WINDOW_S:
-                window = self._windows[spec.name] = [now, 0, 0]
-            window[1] += 1
-            window[2] += tokens
-            start, requests, used = window
-        limits = spec.rate_limits
-        left = max(_WINDOW_S - (now - start), 0.0)
-        tokens_left = max(limits.tokens_per_minute - int(used), 0)
-        return RateSnapshot(
-            limit_requests=limits.requests_per_minute,
-            limit_tokens=limits.tokens_per_minute,
-            remaining_requests=max(limits.requests_per_minute - int(requests), 0),
-            remaining_tokens=tokens_left,
-            reset_requests_s=left,
-            # Tokens refill continuously: time to refill what this window used so far.
-            reset_tokens_s=min(left, _WINDOW_S * used / limits.tokens_per_minute),
-        )
-
-    def reset(self) -> None:
-        """Start every window afresh."""
-        with self._lock:
-            self._windows.clear()
 
 
 class EmulatorState:
@@ -77,7 +39,7 @@ class EmulatorState:
         self.simulator = Simulator(seed, time_scale, book, PromptCache())
         self.scripts = FaultScripts({m.name: m.faults.script for m in fleet})
         self.stats = Stats(recent)
-        self.rates = RateWindows()
+        self.rates = RateBuckets(time_scale)
         self.registry = ConnectionRegistry()
         self.interrupts = Interrupts()
         self._attempts: dict[tuple[str, str], int] = {}
@@ -135,7 +97,7 @@ class EmulatorState:
         return step.after_tokens if step and step.after_tokens is not None else spec.faults.after_tokens
 
     def reset(self) -> None:
-        """Clear stats, scripts (back to the fleet file's), rate windows, attempts and the prompt cache."""
+        """Clear stats, scripts (back to the fleet file's), rate buckets (full again), attempts and the prompt cache."""
         self.stats.reset()
         self.scripts.reset()
         self.rates.reset()

@@ -80,6 +80,8 @@ class RequestRecord:
     stream: bool = False
     status: str = ""
     fault: str | None = None
+    rate_limited: str | None = None
+    """The enforced budget that refused the call (``requests``, ``tokens``, ``too_large``), else None."""
     answer: str | None = None
     item_id: str | None = None
     prompt_tokens: int = 0
@@ -121,6 +123,7 @@ class Stats:
                     "by_status": {},
                     "by_wire": {},
                     "faults": {},
+                    "rate_limited": {},
                     "prompt_tokens": 0,
                     "completion_tokens": 0,
                     "cached_tokens": 0,
@@ -133,6 +136,8 @@ class Stats:
             _bump(m["by_wire"], rec.wire)
             if rec.fault:
                 _bump(m["faults"], rec.fault)
+            if rec.rate_limited:
+                _bump(m["rate_limited"], rec.rate_limited)
             if rec.answer:
                 _bump(m["answers"], rec.answer)
             m["prompt_tokens"] += rec.prompt_tokens

@@ -33,8 +33,8 @@ from ._wire_common import (
     compact_json,
     float_or_none,
     int_or_none,
+    retry_after_text,
     rfc3339,
-    seconds_text,
 )
 from .answers import content_text
 
@@ -325,14 +325,6 @@ def _rate_headers(ctx: ReplyContext) -> list[tuple[str, str]]:
 
 # kind -> (status, error type, message template)
 _ERRORS: dict[str, tuple[int, str, str]] = {
-    "rate_limit": (
-        429,
-        "rate_limit_error",
-        (
-            "This request would exceed the rate limit for your organization of {limit} requests per minute. "
-            "Please try again later."
-        ),
-    ),
     "server": (500, "api_error", "Internal server error"),
     "unavailable": (503, "overloaded_error", "Service unavailable"),
     "overloaded": (529, "overloaded_error", "Overloaded"),
@@ -352,20 +344,36 @@ def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
     headers = [("request-id", ctx.request_id)]
     if kind == "bad_gateway":
         return HttpReply(502, [("content-type", "text/html"), *headers], BAD_GATEWAY_HTML)
-    status, err_type, template = _ERRORS[kind]
-    message = template.format(
-        model=ctx.model,
-        limit=ctx.rate.limit_requests,
-        window=info.context_window,
-        prompt_tokens=info.prompt_tokens,
-        message=info.message or "Invalid request",
-    )
     if kind == "rate_limit":
-        wait = info.retry_after or 0
-        exhausted = ReplyContext(ctx.model, ctx.request_id, ctx.rate.exhausted(wait))
-        headers += [("retry-after", seconds_text(wait)), *_rate_headers(exhausted)]
+        status, err_type, message = 429, "rate_limit_error", _rate_limit_message(ctx, info)
+        if info.retry_after is not None:
+            headers.append(("retry-after", retry_after_text(info.retry_after)))
+        headers += _rate_headers(ctx)  # the budget as it stands (ctx.rate)
+    else:
+        status, err_type, template = _ERRORS[kind]
+        message = template.format(
+            model=ctx.model,
+            window=info.context_window,
+            prompt_tokens=info.prompt_tokens,
+            message=info.message or "Invalid request",
+        )
     body = {"type": "error", "error": {"type": err_type, "message": message}, "request_id": ctx.request_id}
     return HttpReply(status, [("content-type", "application/json"), *headers], compact_json(body))
+
+
+def _rate_limit_message(ctx: ReplyContext, info: ErrorInfo) -> str:
+    """Anthropic's 429 message ("This request would exceed your organization's rate limit of 30,000 input
+    tokens per minute (org: ..., model: ...). For details, ..."), for the budget that ran out."""
+    r = ctx.rate
+    budget = f"{r.limit_requests:,} requests" if info.rate_budget in (None, "requests") else \
+        f"{r.limit_tokens:,} tokens"
+    return (
+        f"This request would exceed your organization's rate limit of {budget} per minute (org: emulator, "
+        f"model: {ctx.model}). For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see "
+        "the response headers for current usage. Please reduce the prompt length or the maximum tokens "
+        "requested, or try again later. You may also contact sales at https://claude.com/contact-sales to "
+        "discuss your options for a rate limit increase."
+    )
 
 
 def count_tokens_payload(prompt_tokens: int) -> dict[str, Any]:

@@ -34,6 +34,7 @@ __all__ = [
     "float_or_none",
     "go_duration",
     "int_or_none",
+    "retry_after_text",
     "rfc3339",
     "seconds_text",
 ]
@@ -127,6 +128,11 @@ class ErrorInfo:
     param: str | None = None
     code: str | None = None
     details: tuple[Any, ...] = ()
+    rate_budget: str | None = None
+    """Of a 429 from an enforced limit: the budget that ran out (``requests``, ``tokens``, or ``too_large``:
+    more tokens than the whole budget); None for an injected ``429`` fault."""
+    requested_tokens: int = 0
+    """Of a 429 from an enforced limit: the tokens the call would have taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +180,16 @@ def base62(hex_digest: str, length: int) -> str:
 def seconds_text(seconds: float) -> str:
     """``2`` for 2.0 and ``0.5`` for 0.5: Retry-After style."""
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def retry_after_text(seconds: float) -> str:
+    """A Retry-After value: seconds, rounded *up* to the millisecond (``2``, ``0.013``).
+
+    Up, so a client that waits exactly this long is never early. Vendors send whole
+    seconds; the emulator's scaled time needs fractions, which evalkit and the
+    vendors' SDKs parse.
+    """
+    return seconds_text(math.ceil(round(seconds * 1000, 6)) / 1000)
 
 
 def go_duration(seconds: float) -> str:

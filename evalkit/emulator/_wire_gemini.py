@@ -33,7 +33,7 @@ from ._wire_common import (
     base62,
     float_or_none,
     int_or_none,
-    seconds_text,
+    retry_after_text,
 )
 from .answers import content_text
 
@@ -281,13 +281,44 @@ def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
         error_body["details"] = list(info.details)
     headers = [("content-type", "application/json; charset=UTF-8"), ("x-request-id", ctx.request_id)]
     if kind == "rate_limit":
-        wait = seconds_text(info.retry_after or 0)
-        # Google says when to retry in the body (RetryInfo); the header is for generic HTTP clients.
-        error_body["details"] = [
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait}s"}
-        ]
-        headers.append(("retry-after", wait))
+        details = [] if info.rate_budget is None else _quota_details(ctx, info)
+        if info.rate_budget is not None:
+            error_body["message"] = _QUOTA_MESSAGE
+        if info.retry_after is not None:
+            wait = retry_after_text(info.retry_after)
+            # Google says when to retry in the body (RetryInfo); the header is for generic HTTP clients.
+            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait}s"})
+            headers.append(("retry-after", wait))
+        error_body["details"] = details
     return HttpReply(status, headers, json.dumps({"error": error_body}).encode())
+
+
+_QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more information on "
+    "this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits."
+)
+# The quota names Gemini reports per minute (as in its public 429 bodies), by the budget that ran out.
+_QUOTAS = {
+    "requests": ("generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                 "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
+    "tokens": ("generativelanguage.googleapis.com/generate_content_free_tier_input_token_count",
+               "GenerateContentInputTokensPerModelPerMinute-FreeTier"),
+}
+
+
+def _quota_details(ctx: ReplyContext, info: ErrorInfo) -> list[dict[str, Any]]:
+    """A 429 from a per-minute quota: the ``QuotaFailure`` naming it and the ``Help`` link, as Gemini sends."""
+    budget = "requests" if info.rate_budget == "requests" else "tokens"
+    metric, quota_id = _QUOTAS[budget]
+    limit = ctx.rate.limit_requests if budget == "requests" else ctx.rate.limit_tokens
+    violation = {"quotaMetric": metric, "quotaId": quota_id,
+                 "quotaDimensions": {"location": "global", "model": ctx.model}, "quotaValue": str(limit)}
+    return [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
+        {"@type": "type.googleapis.com/google.rpc.Help",
+         "links": [{"description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+    ]
 
 
 def count_tokens_payload(prompt_tokens: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ model always thinks (dynamically), and its reasoning eats the cap first.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +30,7 @@ from ._wire_common import (
     float_or_none,
     go_duration,
     int_or_none,
-    seconds_text,
+    retry_after_text,
 )
 from .answers import content_text
 
@@ -246,15 +247,6 @@ def _error_body(message: str, err_type: str, code: str | None, param: str | None
 
 # kind -> (status, error type, error code, message template)
 _ERRORS: dict[str, tuple[int, str, str | None, str]] = {
-    "rate_limit": (
-        429,
-        "requests",
-        "rate_limit_exceeded",
-        (
-            "Rate limit reached for {model} in organization org-emulator on requests per min (RPM): "
-            "Limit {limit}, Used {limit}, Requested 1. Please try again in {wait}s."
-        ),
-    ),
     "server": (
         500,
         "server_error",
@@ -298,25 +290,68 @@ def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
     headers = [("x-request-id", ctx.request_id)]
     if kind == "bad_gateway":
         return HttpReply(502, [("content-type", "text/html"), *headers], BAD_GATEWAY_HTML)
+    if kind == "rate_limit":
+        return _rate_limited(ctx, info, headers)
     status, err_type, code, template = _ERRORS[kind]
-    wait = info.retry_after or 0
     message = template.format(
         model=ctx.model,
-        limit=ctx.rate.limit_requests,
-        wait=seconds_text(wait),
         window=info.context_window,
         prompt_tokens=info.prompt_tokens,
         message=info.message or "Invalid request.",
     )
-    if kind == "rate_limit":
-        exhausted = ReplyContext(ctx.model, ctx.request_id, ctx.rate.exhausted(wait))
-        headers += [("retry-after", seconds_text(wait)), *_rate_headers(exhausted)]
     param = "messages" if kind == "context_length" else info.param
     return HttpReply(
         status,
         [("content-type", "application/json; charset=utf-8"), *headers],
         _error_body(message, err_type, code or info.code, param),
     )
+
+
+_RATE_LIMITS_URL = "Visit https://platform.openai.com/account/rate-limits to learn more."
+
+
+def _rate_limited(ctx: ReplyContext, info: ErrorInfo, headers: list[tuple[str, str]]) -> HttpReply:
+    """OpenAI's 429: ``type`` names the budget (``requests``/``tokens``), ``code`` is ``rate_limit_exceeded``.
+
+    The messages are OpenAI's ("Rate limit reached for gpt-4o in organization org-... on tokens per min
+    (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms."; "Request too large for
+    ... The input or output tokens must be reduced in order to run successfully."). The
+    ``x-ratelimit-*`` headers carry the budget as it stands; ``ctx.rate`` says it.
+    """
+    r, budget = ctx.rate, info.rate_budget or "requests"
+    org = f"for {ctx.model} in organization org-emulator"
+    if budget == "too_large":
+        message = (f"Request too large {org} on tokens per min (TPM): Limit {r.limit_tokens}, Requested "
+                   f"{info.requested_tokens}. The input or output tokens must be reduced in order to run "
+                   f"successfully. {_RATE_LIMITS_URL}")
+    else:
+        wait = _wait_text(info.retry_after or 0.0)
+        if budget == "tokens":
+            what, limit, used, asked = "tokens per min (TPM)", r.limit_tokens, r.limit_tokens - r.remaining_tokens, \
+                info.requested_tokens
+        else:
+            what, limit, used, asked = "requests per min (RPM)", r.limit_requests, \
+                r.limit_requests - r.remaining_requests, 1
+        message = (f"Rate limit reached {org} on {what}: Limit {limit}, Used {used}, Requested {asked}. "
+                   f"Please try again in {wait}. {_RATE_LIMITS_URL}")
+    if info.retry_after is not None:
+        # retry-after-ms first: what OpenAI's SDK reads before retry-after.
+        millis = str(math.ceil(round(info.retry_after * 1000, 6)))
+        headers += [("retry-after", retry_after_text(info.retry_after)), ("retry-after-ms", millis)]
+    headers += _rate_headers(ctx)
+    err_type = "tokens" if budget in ("tokens", "too_large") else "requests"
+    return HttpReply(
+        429,
+        [("content-type", "application/json; charset=utf-8"), *headers],
+        _error_body(message, err_type, "rate_limit_exceeded"),
+    )
+
+
+def _wait_text(seconds: float) -> str:
+    """How OpenAI's 429 message says the wait: ``644ms`` below a second, else ``9.816s``."""
+    if seconds < 1:
+        return f"{math.ceil(round(seconds * 1000, 6))}ms"
+    return f"{math.ceil(round(seconds * 1000, 6)) / 1000:g}s"
 
 
 def models_payload(fleet: Fleet, created: int) -> dict[str, Any]:

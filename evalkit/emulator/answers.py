@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._json import loads_checked
 from ..errors import ConfigError
@@ -25,7 +25,15 @@ try:  # the bundled-suite locator belongs to evalkit.datasets; fall back to the 
 except ImportError:  # pragma: no cover - only while evalkit.datasets is absent
     bundled_suite_path = bundled_suites = None  # type: ignore[assignment]
 
-__all__ = ["AnswerBook", "BookItem", "bundled_dataset_files", "normalise_prompt", "prompt_key"]
+__all__ = [
+    "AnswerBook",
+    "BookItem",
+    "Registration",
+    "book_item",
+    "bundled_dataset_files",
+    "normalise_prompt",
+    "prompt_key",
+]
 
 
 def normalise_prompt(text: str) -> str:
@@ -55,12 +63,32 @@ class BookItem:
         return str(self.grader.get("type", ""))
 
 
+class Registration(NamedTuple):
+    """What :meth:`AnswerBook.register` did with a batch of items.
+
+    ``registered``: items whose prompts are now answered for them (new prompts, and prompts the
+    book answered for a different item: a different task type, reference or grader, now
+    replaced). ``already_known``: items the book already answered exactly so (a bundled suite's
+    own items, or a suite registered before). ``shared_prompt``: items whose prompt an earlier
+    item of the same batch took; they get that item's answers (the first item wins, as in files).
+    """
+
+    registered: int
+    already_known: int
+    shared_prompt: int = 0
+
+
 class AnswerBook:
-    """Dataset items by prompt; the first item wins when two share a prompt."""
+    """Dataset items by prompt; the first item wins when two share a prompt.
+
+    Safe to :meth:`register` into while the emulator answers from it: writers take a lock,
+    and readers see either the old or the new item of a prompt, never a half-made index.
+    """
 
     def __init__(self, items: Iterable[BookItem] = ()) -> None:
         self._by_key: dict[str, BookItem] = {}
         self._by_grader: dict[str, list[BookItem]] = {}
+        self._lock = threading.Lock()
         self.skipped_rows = 0
         for item in items:
             self.add(item)
@@ -75,11 +103,52 @@ class AnswerBook:
         return book
 
     def add(self, item: BookItem) -> None:
-        """Index ``item`` under its prompt."""
+        """Index ``item`` under its prompt (unless another item has that prompt already)."""
         key = prompt_key(item.prompt)
-        if key not in self._by_key:
-            self._by_key[key] = item
-            self._by_grader.setdefault(item.grader_type, []).append(item)
+        with self._lock:
+            if key not in self._by_key:
+                self._by_key[key] = item
+                self._by_grader.setdefault(item.grader_type, []).append(item)
+
+    def register(self, items: Iterable[Any]) -> Registration:
+        """Answer the prompts of ``items`` for them from now on; see :class:`Registration` for the counts.
+
+        ``items`` are :class:`evalkit.datasets.Item` s (``.id``, ``.task_type``, ``.messages``,
+        ``.reference``, ``.grader``, ``.metadata``), dataset rows (mappings) or :class:`BookItem` s;
+        one without a user message is skipped (not counted). A registered item replaces a
+        different item of the same prompt, so a suite's own reference is the one answered.
+        """
+        registered = known = shared = 0
+        batch: set[str] = set()
+        with self._lock:
+            replaced: list[BookItem] = []
+            added: list[BookItem] = []
+            for raw in items:
+                item = book_item(raw)
+                if item is None:
+                    continue
+                key = prompt_key(item.prompt)
+                current = self._by_key.get(key)
+                if key in batch:
+                    shared += 1
+                elif current is not None and _same_answers(current, item):
+                    known += 1
+                else:
+                    if current is not None:
+                        replaced.append(current)
+                    self._by_key[key] = item
+                    added.append(item)
+                    registered += 1
+                batch.add(key)
+            self._reindex_peers(replaced, added)
+        return Registration(registered, known, shared)
+
+    def _reindex_peers(self, removed: list[BookItem], added: list[BookItem]) -> None:
+        """Swap in new peer lists (never mutate one a reader may be iterating)."""
+        gone = {id(item) for item in removed}
+        for grader_type in {item.grader_type for item in (*removed, *added)}:
+            kept = [p for p in self._by_grader.get(grader_type, ()) if id(p) not in gone]
+            self._by_grader[grader_type] = kept + [a for a in added if a.grader_type == grader_type]
 
     def lookup(self, prompt: str) -> BookItem | None:
         """The item whose last user message is ``prompt`` (after normalising), or None."""
@@ -91,6 +160,11 @@ class AnswerBook:
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+
+def _same_answers(a: BookItem, b: BookItem) -> bool:
+    """Whether two items of one prompt get the same answers (id and metadata do not change an answer)."""
+    return (a.task_type, a.reference, dict(a.grader)) == (b.task_type, b.reference, dict(b.grader))
 
 
 def bundled_dataset_files() -> list[Path]:
@@ -146,30 +220,47 @@ def item_from_row(row: Any) -> BookItem | None:
     if not isinstance(row, Mapping) or row.get("id") is None:
         return None
     prompt = _last_user_message(row.get("messages")) if row.get("messages") else row.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
+    return _book_item(row["id"], row.get("task_type"), prompt, row.get("reference"), row.get("grader"),
+                      row.get("metadata"))
+
+
+def book_item(item: Any) -> BookItem | None:
+    """A :class:`BookItem` from an :class:`evalkit.datasets.Item`, a dataset row or a BookItem; None without
+    a prompt."""
+    if isinstance(item, BookItem):
+        return item
+    if isinstance(item, Mapping):
+        return item_from_row(item)
+    prompt = _last_user_message(getattr(item, "messages", None))
+    return _book_item(item.id, item.task_type, prompt, item.reference, item.grader, item.metadata)
+
+
+def _book_item(id_: Any, task_type: Any, prompt: Any, reference: Any, grader: Any, metadata: Any) -> BookItem | None:
+    if id_ is None or not isinstance(prompt, str) or not prompt.strip():
         return None
-    grader = row.get("grader") or {}
     if isinstance(grader, str):
         grader = {"type": grader}
-    if not isinstance(grader, Mapping):
-        grader = {}
-    metadata = row.get("metadata") if isinstance(row.get("metadata"), Mapping) else {}
     return BookItem(
-        id=str(row["id"]),
-        task_type=str(row.get("task_type") or "default"),
+        id=str(id_),
+        task_type=str(task_type or "default"),
         prompt=prompt,
-        reference=row.get("reference"),
-        grader=dict(grader),
-        metadata=dict(metadata),
+        reference=reference,
+        grader=dict(grader) if isinstance(grader, Mapping) else {},
+        metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
     )
 
 
 def _last_user_message(messages: Any) -> str | None:
-    if not isinstance(messages, list):
+    """The text of the last user turn of row messages (mappings) or :class:`evalkit.types.Message` s."""
+    if not isinstance(messages, (list, tuple)):
         return None
     for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            return content_text(message.get("content"))
+        if isinstance(message, Mapping):
+            role, content = message.get("role"), message.get("content")
+        else:
+            role, content = getattr(message, "role", None), getattr(message, "content", None)
+        if role == "user":
+            return content_text(content)
     return None
 
 

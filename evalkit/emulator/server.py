@@ -28,7 +28,7 @@ from ._specs import Fleet
 from ._state import EmulatorState
 from ._transport import SheddingSocket, protocol_class
 from ._urls import WireURLs
-from .answers import AnswerBook, bundled_dataset_files
+from .answers import AnswerBook, Registration, bundled_dataset_files
 from .faults import parse_steps
 from .fleet import load_fleet
 
@@ -53,6 +53,11 @@ class Emulator(WireURLs):
     ``timeout``/``stall`` faults hold a response (never scaled). Port 0 picks a
     free port. ``read_timeout_s`` bounds how long a client may take to send
     one request (headers and body); a slower one is disconnected.
+
+    :meth:`register` adds a suite of your own (``Dataset.items``) to the prompts
+    answered gradably, while the server runs. A model's ``rate_limits`` with
+    ``enforce: true`` are enforced as token buckets whose minute lasts
+    ``60 * time_scale`` seconds (60 at time scale 0); see ``FLEET.md``.
     """
 
     def __init__(
@@ -205,12 +210,27 @@ class Emulator(WireURLs):
         self.fleet.model(model)  # KeyError naming the fleet's models
         self._state.scripts.program(model, parse_steps(faults), append=append)
 
+    def register(self, items: Iterable[Any]) -> Registration:
+        """Answer the prompts of ``items`` (a loaded suite's ``Dataset.items``) gradably from now on.
+
+        Each item's last user message gets the right answer, in the form its grader
+        parses, with the model's skill for the item's ``task_type`` (the model's
+        ``default`` skill for a task type it does not list), and a plausible wrong
+        answer otherwise: exactly as the bundled suites' items are answered. Safe to
+        call while the server runs, from any thread. Returns the counts
+        ``Registration(registered, already_known, shared_prompt)``: items newly
+        answered (or whose prompt the emulator answered for a different item
+        before), items it already answered so, and items whose prompt an earlier
+        item of the batch took. Items without a user message are skipped.
+        """
+        return self.book.register(items)
+
     def stats(self) -> dict[str, Any]:
         """What ``GET /_emulator/stats`` returns: per-model counters, recent requests, pending scripts."""
         return {**self._state.stats.snapshot(), "scripts": self._state.scripts.pending()}
 
     def reset(self) -> None:
-        """Clear stats, runtime scripts, rate windows and the simulated prompt cache."""
+        """Clear stats, runtime scripts and the simulated prompt cache; fill every rate-limit bucket again."""
         self._state.reset()
 
 

@@ -52,7 +52,7 @@ def run_code_block(text: str, tests: str, entry_point: str) -> bool:
 def test_right_answers_follow_the_grader_conventions(det_emu: Any) -> None:
     assert answer(det_emu, "sure", "fx-num").endswith("\nThe answer is 42.")
     assert answer(det_emu, "sure", "fx-exact") == "So the answer is (B)."
-    assert answer(det_emu, "sure", "fx-bool") == "So the answer is True."
+    assert answer(det_emu, "sure", "fx-bool") == "True"  # no answer_after: the exact grader reads the last line
     assert answer(det_emu, "sure", "fx-mcq") == "The answer is (C)."
     assert answer(det_emu, "sure", "fx-alias") == "The answer is Rome."
     assert answer(det_emu, "sure", "fx-label") == "card_arrival"
@@ -68,7 +68,7 @@ def test_wrong_answers_keep_the_format_but_not_the_content(det_emu: Any) -> None
     number = re.fullmatch(r".*\nThe answer is (-?[\d.]+)\.", answer(det_emu, "never", "fx-num"), re.DOTALL)
     assert number and float(number.group(1)) != 42
     assert answer(det_emu, "never", "fx-exact") in ("So the answer is (A).", "So the answer is (C).")
-    assert answer(det_emu, "never", "fx-bool") == "So the answer is False."
+    assert answer(det_emu, "never", "fx-bool") == "False"
     assert answer(det_emu, "never", "fx-mcq") in (
         "The answer is (A).",
         "The answer is (B).",
