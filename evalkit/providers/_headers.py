@@ -17,7 +17,7 @@ import re
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -115,3 +115,45 @@ def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
         return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw
                 if k[:1] in b"xXaArR" and k.lower().startswith(_RAW_PREFIXES)}
     return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_RATE_LIMIT_PREFIXES)}
+
+
+
+# (remaining, limit, reset, whether the reset is an instant rather than a duration) of a request budget.
+_REQUEST_BUDGETS = (
+    ("x-ratelimit-remaining-requests", "x-ratelimit-limit-requests", "x-ratelimit-reset-requests", False),
+    ("anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-limit",
+     "anthropic-ratelimit-requests-reset", True),
+)
+
+
+
+class RequestBudget(NamedTuple):
+    """What a vendor's headers say of its request budget: requests left, and seconds per request refilled."""
+
+    remaining: float
+    refill_interval_s: float
+
+
+def request_budget(headers: Mapping[str, str], now: float | None = None) -> RequestBudget | None:
+    """The request budget in a response's rate-limit headers; ``None`` when they don't say.
+
+    From the remaining count, the limit and the time until the budget is full
+    again: OpenAI's ``x-ratelimit-reset-requests`` (a duration) or Anthropic's
+    ``anthropic-ratelimit-requests-reset`` (an instant). ``limit - remaining``
+    requests come back in that time, so one comes back every
+    ``reset / (limit - remaining)`` seconds.
+    """
+    for remaining_name, limit_name, reset_name, instant in _REQUEST_BUDGETS:
+        reset_text = headers.get(reset_name)
+        if reset_text is None:
+            continue
+        try:
+            remaining = float(headers[remaining_name])
+            used = float(headers[limit_name]) - remaining
+        except (KeyError, ValueError):
+            return None
+        reset = parse_rfc3339_reset(reset_text, now) if instant else parse_duration(reset_text)
+        if reset is None or reset <= 0 or not used >= 1:
+            return None
+        return RequestBudget(remaining, reset / used)
+    return None

@@ -39,6 +39,9 @@ _CODE_KINDS = {
 }
 # Out of credit is a 429 that waiting does not cure.
 _NOT_RETRYABLE_CODES = {"insufficient_quota"}
+# Neither is a request larger than a whole minute's token budget. OpenAI gives it the same code and type
+# as a retryable TPM 429 (rate_limit_exceeded, tokens) and no Retry-After: only its message tells them apart.
+_TOO_LARGE = "Request too large"
 
 
 def classify_openai_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
@@ -66,6 +69,6 @@ def openai_error_from_payload(payload: Any, *, status: int | None, retry_after: 
         kind = kind_for_status(status) if status else ErrorKind.SERVER
     message = str(payload.get("message") or etype or code or "error")
     fields: dict[str, Any] = {"status": status, "code": code or etype, "retry_after": retry_after}
-    if code in _NOT_RETRYABLE_CODES:
+    if code in _NOT_RETRYABLE_CODES or (kind is ErrorKind.RATE_LIMIT and message.startswith(_TOO_LARGE)):
         fields["retryable"] = False
     return provider_error(kind, message, **fields)

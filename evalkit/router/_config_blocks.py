@@ -39,7 +39,8 @@ class ConfigBlocks(ConfigFields):
                                           for k, v in spec.items()})
 
     def limits(self, spec: Any, path: str) -> Limits:
-        spec = self.mapping(spec, path, {"max_in_flight", "rpm", "tpm", "on_saturated", "max_wait_s"})
+        spec = self.mapping(spec, path, {"max_in_flight", "rpm", "tpm", "on_saturated", "max_wait_s",
+                                         "adaptive", "min_in_flight"})
         on_saturated = self.choice(spec.get("on_saturated", "skip"), f"{path}.on_saturated", ("skip", "wait"))
         if "max_wait_s" in spec and on_saturated != "wait":
             raise self.fail(f"{path}.max_wait_s", "applies only with on_saturated: wait (skip never waits)")
@@ -51,7 +52,24 @@ class ConfigBlocks(ConfigFields):
                 numbers[key] = self.number(spec[key], f"{path}.{key}", positive=True)
         if "max_wait_s" in spec:
             numbers["max_wait_s"] = self.number(spec["max_wait_s"], f"{path}.max_wait_s")
-        return Limits(on_saturated=on_saturated, **numbers)
+        return Limits(on_saturated=on_saturated, **numbers, **self._adaptive(spec, path))
+
+    def _adaptive(self, spec: Mapping[str, Any], path: str) -> dict[str, Any]:
+        """``adaptive`` and ``min_in_flight`` of a limits block, checked against its ``max_in_flight``."""
+        adaptive = self.flag(spec["adaptive"], f"{path}.adaptive") if "adaptive" in spec else False
+        ceiling = spec.get("max_in_flight")
+        if adaptive and ceiling is None:
+            raise self.fail(f"{path}.adaptive", "needs max_in_flight: the in-flight limit starts there, is "
+                                                "lowered on rate limits and recovers to it")
+        if "min_in_flight" not in spec:
+            return {"adaptive": adaptive}
+        floor = self.integer(spec["min_in_flight"], f"{path}.min_in_flight", low=1)
+        if not adaptive:
+            raise self.fail(f"{path}.min_in_flight", "applies only with adaptive: true (a fixed limit is "
+                                                     "never lowered)")
+        if floor > ceiling:
+            raise self.fail(f"{path}.min_in_flight", f"{floor} is above max_in_flight ({ceiling})")
+        return {"adaptive": True, "min_in_flight": floor}
 
     def deadlines(self, spec: Mapping[str, Any], path: str) -> Deadlines:
         """The target's deadline fields as :class:`~evalkit.Deadlines` (positive finite seconds, only those given).

@@ -51,6 +51,17 @@ Streams, deadlines and failover (see the README's Routing section)::
 * A target's ``prefill: true | false`` says whether it accepts an assistant
   prefill, i.e. whether it can continue another target's partial answer;
   omitted, the vendor's capability data decides.
+* A target's ``limits:`` (a :class:`~evalkit.router.limits.Limits`) caps it
+  locally: ``max_in_flight`` calls at once, ``rpm`` / ``tpm`` per minute;
+  ``on_saturated: skip`` (the default) refuses at once, ``wait`` queues for at
+  most ``max_wait_s``. ``adaptive: true`` (needs ``max_in_flight``) makes
+  ``max_in_flight`` a ceiling: the calls allowed in flight are halved when the
+  vendor throttles (a 429 or overload, or rate-limit headers saying under 5 %
+  is left; once per burst) and grow back by one per window of successes, never
+  below ``min_in_flight`` (default 1; only with ``adaptive``)::
+
+      limits: {max_in_flight: 32, adaptive: true, on_saturated: wait}
+
 * Every node takes ``mid_stream: continue | restart | fail``: what the node
   does when a streamed answer breaks after its caller has seen text.
   ``continue`` (the default) sends the text so far to the next target as a

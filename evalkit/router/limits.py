@@ -22,6 +22,16 @@ cannot know the call never left); its ``error`` text starts with
 ``"local limit"`` and the error's ``code`` is ``"local_limit"``, which is how
 evidence tells a local refusal from a vendor's.
 
+Adaptive in-flight limit (``Limits(max_in_flight=32, adaptive=True)``): the
+calls allowed in flight start at ``max_in_flight``, are halved (not below
+``min_in_flight``) when the vendor throttles (a 429 or an overload that is not
+a local refusal, or a success whose rate-limit headers say under 5 % of a
+budget is left), at most once per burst, and grow back by one per window of
+successes (none while the headers say under 20 % is left); see
+:mod:`evalkit.router._aimd`. After a cut, no call starts until the calls in
+flight fall below the new limit, and :meth:`LimitedTarget.saturated` says so.
+``allowed_in_flight`` and ``decreases`` are the evidence.
+
 Token accounting: a call takes ``count_tokens(prompt) + (max_tokens or 0)`` from
 the TPM bucket before it is sent (the worst case, which is also how vendors
 meter), then the bucket is corrected with the actual ``usage.input_tokens +
@@ -49,13 +59,13 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 from ..errors import ProviderError, RateLimitError
 from ..tokens import count_tokens
 from ..types import ChatRequest, ChatResponse, Message, Usage
+from ._aimd import LOCAL_LIMIT, AimdLimit, checked_floor
 from ._base import Target, as_target, close_all, close_on_exit
 from ._credentials import credential_of
 
 __all__ = ["LOCAL_LIMIT", "LimitedStream", "LimitedTarget", "Limits", "TokenBucket"]
 
-LOCAL_LIMIT = "local_limit"
-"""The ``code`` of a :class:`~evalkit.RateLimitError` raised by a local limit, not by a vendor."""
+_NOT_ADAPTIVE = (0, 0)
 
 # Float slack when comparing bucket levels: a waiter that slept exactly the
 # computed shortfall must not find itself a billionth of a token short.
@@ -70,6 +80,10 @@ class Limits:
     minute's budget and refilling continuously. ``on_saturated="skip"`` refuses
     at once; ``"wait"`` queues (first come, first served) for at most
     ``max_wait_s`` seconds, then refuses.
+
+    ``adaptive=True`` makes ``max_in_flight`` a ceiling: the calls allowed in
+    flight are halved when the vendor throttles and grow back slowly (AIMD),
+    never below ``min_in_flight``.
     """
 
     max_in_flight: int | None = None
@@ -77,6 +91,8 @@ class Limits:
     tpm: float | None = None
     on_saturated: Literal["skip", "wait"] = "skip"
     max_wait_s: float = 30.0
+    adaptive: bool = False
+    min_in_flight: int = 1
 
     def __post_init__(self) -> None:
         if self.max_in_flight is not None:
@@ -91,6 +107,8 @@ class Limits:
             raise ValueError(f"on_saturated must be 'skip' or 'wait', got {self.on_saturated!r}")
         if not self.max_wait_s >= 0:
             raise ValueError(f"max_wait_s must not be negative, got {self.max_wait_s!r}")
+        floor = checked_floor(self.adaptive, self.min_in_flight, self.max_in_flight)
+        object.__setattr__(self, "min_in_flight", floor)
 
 
 class TokenBucket:
@@ -163,7 +181,8 @@ class LimitedTarget:
         self.in_flight = 0
         self._clock = clock
         self._sleep = sleep
-        self._max_in_flight = limits.max_in_flight
+        ceiling = self._max_in_flight = limits.max_in_flight  # adaptive: the limit's current value
+        self._aimd = AimdLimit(ceiling, limits.min_in_flight) if limits.adaptive and ceiling else None
         now = clock()
         self._requests = TokenBucket(limits.rpm, now) if limits.rpm else None
         self._tokens = TokenBucket(limits.tpm, now) if limits.tpm else None
@@ -174,6 +193,16 @@ class LimitedTarget:
 
     def __repr__(self) -> str:
         return f"LimitedTarget({self.name!r}, {self.limits!r})"
+
+    @property
+    def allowed_in_flight(self) -> int | None:
+        """Calls allowed in flight now: ``max_in_flight``, or the adaptive limit's current value."""
+        return self._max_in_flight
+
+    @property
+    def decreases(self) -> int:
+        """How many times the vendor's throttling lowered the adaptive limit (0 when not adaptive)."""
+        return 0 if self._aimd is None else self._aimd.decreases
 
     @property
     def context_window(self) -> int | None:
@@ -195,17 +224,18 @@ class LimitedTarget:
         """
         tokens = self._estimate(request)
         await self._acquire(tokens)
+        started = self._generation()
         try:
             if on_delta is None:
                 response = await self.target.complete(request)
             else:
                 response = await self.target.complete(request, on_delta=on_delta)
         except ProviderError as exc:
-            self._settle(tokens, exc.usage)
+            self._failed(tokens, started, exc)
             raise
         finally:
             self._release()
-        self._settle(tokens, response.usage)
+        self._succeeded(tokens, started, response)
         return response
 
     def stream(self, request: ChatRequest) -> LimitedStream:
@@ -248,6 +278,9 @@ class LimitedTarget:
                 wait = self._requests.wait_s(1, now)
             if self._tokens is not None:
                 wait = max(wait, self._tokens.wait_s(tokens, now))
+        aimd = self._aimd
+        if aimd is not None and (aimd.resume_at or aimd.level is not None):  # asked to wait, or budget low
+            wait = max(wait, aimd.wait_s(self._clock()))
         if wait > 0 or (self._max_in_flight is not None and self.in_flight >= self._max_in_flight):
             return wait
         return None
@@ -260,6 +293,8 @@ class LimitedTarget:
                 self._requests.take(1)
             if self._tokens is not None:
                 self._tokens.take(tokens)
+            if self._aimd is not None:
+                self._aimd.started(self._clock() if self._aimd.level is not None else 0.0)
             self.in_flight += 1
         return wait
 
@@ -271,6 +306,24 @@ class LimitedTarget:
     def _settle(self, tokens: int, usage: Usage | None) -> None:
         if self._tokens is not None and usage is not None:
             self._tokens.give_back(tokens - (usage.input_tokens + usage.output_tokens))
+
+    def _generation(self) -> tuple[int, int]:
+        """The adaptive limit's (generation, calls started) as a call starts (read right after its slot is taken)."""
+        return _NOT_ADAPTIVE if self._aimd is None else (self._aimd.generation, self._aimd.starts)
+
+    def _succeeded(self, tokens: int, started: tuple[int, int], response: ChatResponse) -> None:
+        self._settle(tokens, response.usage)
+        aimd = self._aimd
+        if aimd is not None:
+            aimd.succeeded(started[0], response.rate_limits, index=started[1], now=self._clock())
+            self._max_in_flight = aimd.allowed
+
+    def _failed(self, tokens: int, started: tuple[int, int], error: ProviderError) -> None:
+        self._settle(tokens, error.usage)
+        aimd = self._aimd
+        if aimd is not None:
+            aimd.failed(started[0], error, self._clock(), index=started[1])
+            self._max_in_flight = aimd.allowed
 
     # -- saturation -----------------------------------------------------------------------
 
@@ -308,8 +361,11 @@ class LimitedTarget:
 
     def _refusal(self, wait_s: float) -> RateLimitError:
         reasons = []
-        if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
-            reasons.append(f"{self.in_flight} in flight (max {self._max_in_flight})")
+        allowed = self._max_in_flight
+        if allowed is not None and self.in_flight >= allowed:
+            ceiling = self.limits.max_in_flight or allowed
+            cut = f", lowered from {ceiling} after rate limits" if allowed < ceiling else ""
+            reasons.append(f"{self.in_flight} in flight (max {allowed}{cut})")
         if wait_s > 0:
             reasons.append(f"rpm/tpm capacity in {wait_s:.3g}s")
         waited = " after waiting" if self.limits.on_saturated == "wait" else ""
@@ -331,15 +387,16 @@ class LimitedStream:
         owner = self.owner
         tokens = owner._estimate(self.request)
         await owner._acquire(tokens)
+        started = owner._generation()
         try:
             inner = owner.target.stream(self.request)
             async for delta in inner:
                 yield delta
             self.response = inner.response
         except ProviderError as exc:
-            owner._settle(tokens, exc.usage)
+            owner._failed(tokens, started, exc)
             raise
         finally:
             owner._release()
         if self.response is not None:
-            owner._settle(tokens, self.response.usage)
+            owner._succeeded(tokens, started, self.response)

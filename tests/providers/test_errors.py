@@ -75,6 +75,18 @@ async def test_insufficient_quota_is_a_rate_limit_that_waiting_does_not_cure() -
     assert err.kind is ErrorKind.RATE_LIMIT and err.retryable is False
 
 
+async def test_a_request_larger_than_the_tpm_budget_is_not_retried_but_a_tpm_429_is() -> None:
+    too_large = provider_answering(429, openai_error(
+        "Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested "
+        "38291. The input or output tokens must be reduced in order to run successfully.", "tokens",
+        "rate_limit_exceeded"))
+    busy = provider_answering(429, openai_error(
+        "Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29937, "
+        "Requested 385. Please try again in 644ms.", "tokens", "rate_limit_exceeded"))
+    assert (await fail(too_large)).retryable is False
+    assert (await fail(busy)).retryable is True
+
+
 @pytest.mark.parametrize(
     ("status", "kind"),
     [(500, ErrorKind.SERVER), (502, ErrorKind.SERVER), (503, ErrorKind.OVERLOADED), (504, ErrorKind.TIMEOUT)],
