@@ -1,20 +1,28 @@
 """The result schema, in one place: what each column of ``results_df`` and ``attempts_df`` means.
 
-Column names are stable; new columns may be added at the end. ``cost_usd`` is
-a ``Decimal`` (null = unpriced, never 0). Token columns come with
-``tokens_exact`` (false = estimated locally). Times are epoch seconds (UTC).
+Column names are stable; new columns may be added at the end. Token columns
+come with ``tokens_exact`` (false = estimated locally).
+
+A run stores money exactly (``Decimal``; null = unpriced, never 0) and times as
+epoch seconds: :func:`result_schema` and :func:`attempt_schema` are the stored
+types. ``results_df``/``attempts_df`` give money as Float64 (``.to_pandas()``
+then has float64 columns; ``exact_money=True`` keeps the ``Decimal``) and times
+as UTC datetimes (null when unknown): :func:`frame_schema`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ATTEMPT_COLUMNS", "KEY", "RESULT_COLUMNS", "attempt_schema", "result_schema"]
+__all__ = ["ATTEMPT_COLUMNS", "CELL", "KEY", "RESULT_COLUMNS", "attempt_schema", "frame_schema", "result_schema"]
 
 KEY = ("item_id", "target", "repeat")
 """One row per cell in ``results_df``: item × target × repeat."""
 
-# name -> (polars type name, meaning)
+CELL = ("run_id", "item_id", "task_type", "target", "repeat")
+"""The columns an attempt row repeats from its cell's row."""
+
+# name -> (kind, meaning); kinds: str, int, float, bool, money (exact USD), time (a moment, UTC)
 RESULT_COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("str", "the run this row belongs to"),
     "item_id": ("str", "dataset item id"),
@@ -35,7 +43,7 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
     "output_tokens": ("int", "generated tokens over every attempt, reasoning included"),
     "reasoning_tokens": ("int", "part of output_tokens spent on hidden reasoning"),
     "tokens_exact": ("bool", "true when every count was provider-reported"),
-    "cost_usd": ("decimal", "USD over every attempt; null when any attempt was unpriced"),
+    "cost_usd": ("money", "USD over every attempt; null when any attempt was unpriced"),
     "score": ("float", "grade in [0, 1]; null when not graded (errors)"),
     "passed": ("bool", "the grader's pass/fail; null when not graded"),
     "grade_reason": ("str", "the grader's short reason"),
@@ -43,9 +51,9 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
     "output": ("str", "the answer text"),
     "seed": ("int", "sampling seed sent with the request"),
     "temperature": ("float", "sampling temperature sent (null = vendor default)"),
-    "started_at": ("float", "epoch seconds when the cell started"),
-    "ended_at": ("float", "epoch seconds when the cell's grade was recorded"),
-    "judge_cost_usd": ("decimal", "what the LLM judge cost to grade this cell (null: no judge, or unpriced)"),
+    "started_at": ("time", "when the cell started"),
+    "ended_at": ("time", "when the cell's grade was recorded"),
+    "judge_cost_usd": ("money", "what the LLM judge cost to grade this cell (null: no judge, or unpriced)"),
 }
 
 ATTEMPT_COLUMNS: dict[str, tuple[str, str]] = {
@@ -71,23 +79,35 @@ ATTEMPT_COLUMNS: dict[str, tuple[str, str]] = {
     "output_tokens": ("int", "as in results"),
     "reasoning_tokens": ("int", "as in results"),
     "tokens_exact": ("bool", "as in results"),
-    "cost_usd": ("decimal", "this attempt's cost; null when unknown or unpriced"),
-    "started_at": ("float", "epoch seconds when the attempt started"),
+    "cost_usd": ("money", "this attempt's cost; null when unknown or unpriced"),
+    "started_at": ("time", "when the attempt started (null: not recorded)"),
 }
 
 
-def _dtype(name: str) -> Any:
+def _dtype(kind: str, *, stored: bool = True, exact_money: bool = True) -> Any:
     import polars as pl
 
-    return {"str": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean,
-            "decimal": pl.Decimal(38, 12)}[name]
+    if kind == "money":
+        return pl.Decimal(38, 12) if stored or exact_money else pl.Float64
+    if kind == "time":
+        return pl.Float64 if stored else pl.Datetime("us", "UTC")
+    return {"str": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}[kind]
 
 
 def result_schema() -> dict[str, Any]:
-    """Polars schema of ``results_df``."""
+    """Polars schema of the results as a run stores them (money ``Decimal``, times epoch seconds)."""
     return {name: _dtype(kind) for name, (kind, _) in RESULT_COLUMNS.items()}
 
 
 def attempt_schema() -> dict[str, Any]:
-    """Polars schema of ``attempts_df``."""
+    """Polars schema of the attempts as a run stores them (money ``Decimal``, times epoch seconds)."""
     return {name: _dtype(kind) for name, (kind, _) in ATTEMPT_COLUMNS.items()}
+
+
+def frame_schema(table: str, *, exact_money: bool = False) -> dict[str, Any]:
+    """Polars schema of ``results_df`` (``table="results"``) or ``attempts_df`` (``"attempts"``).
+
+    Money is Float64 (``Decimal(38, 12)`` with ``exact_money``), times ``Datetime("us", "UTC")``.
+    """
+    columns = RESULT_COLUMNS if table == "results" else ATTEMPT_COLUMNS
+    return {name: _dtype(kind, stored=False, exact_money=exact_money) for name, (kind, _) in columns.items()}

@@ -5,8 +5,8 @@ Layout::
     manifest.json              what was run, by what, when (see manifest.py)
     .lock                      locked by the one process writing the run (see lock.py)
     log/part-NNNN.jsonl        append-only, one line per finished cell, while running
-    results/part-NNNN.parquet  one row per cell (schema.RESULT_COLUMNS)
-    attempts/part-NNNN.parquet one row per attempt (schema.ATTEMPT_COLUMNS)
+    results/part-NNNN.parquet  one row per asked cell (schema.RESULT_COLUMNS)
+    attempts/part-NNNN.parquet one row per attempt of each row (schema.ATTEMPT_COLUMNS)
 
 Each finished cell is one line written and flushed at once, so a crash
 (SIGKILL included) loses at most the cell being written, whose torn line is
@@ -22,6 +22,11 @@ compaction rewrites the same part from the same log: compaction is idempotent.
 A failed write (a full disk) removes its temporary file and raises the
 ``OSError``; the run is resumable once there is space again.
 
+A cell asked again (``evalkit run --resume --retry-failed``) gets a second
+row, written later, that carries the attempts of every ask: the last row
+written for a cell is the cell (:func:`latest_rows`, :func:`latest_attempts`).
+Parts are read in the order they were written (:func:`part_order`).
+
 Only one process writes a run at a time (:mod:`.lock`). Every line and the
 manifest are scrubbed of known secret values before they are written.
 """
@@ -31,13 +36,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .._json import dumps_line
 from .._secret import mentions_secret, scrub_strings
-from .schema import ATTEMPT_COLUMNS, RESULT_COLUMNS
+from ._log_parts import frames, read_log_part, rows_of
+from .schema import ATTEMPT_COLUMNS, CELL, KEY
 
-__all__ = ["RunStore", "frames", "write_parquet"]
+__all__ = ["RunStore", "frames", "latest_attempts", "latest_rows", "part_order", "write_parquet"]
+
+Key = tuple[str, str, int]
 
 _PART_ROWS = 20_000  # rotate log parts so each compacts in bounded memory
 
@@ -108,7 +116,7 @@ class RunStore:
         self._log_size = os.fstat(self._log).st_size
 
     def _next_part_number(self) -> int:
-        numbers = [int(p.name.split(".")[0].split("-")[1]) for d in ("log", "results", "attempts")
+        numbers = [part_order(p)[0] for d in ("log", "results", "attempts")
                    if (self.path / d).is_dir() for p in (self.path / d).glob("part-*")]
         return max(numbers, default=-1) + 1
 
@@ -120,11 +128,14 @@ class RunStore:
     # -- reading --------------------------------------------------------------------------
 
     def log_parts(self) -> list[Path]:
-        return sorted((self.path / "log").glob("part-*.jsonl")) if (self.path / "log").is_dir() else []
+        """The log parts not yet compacted, in the order they were written."""
+        folder = self.path / "log"
+        return sorted(folder.glob("part-*.jsonl"), key=part_order) if folder.is_dir() else []
 
     def parquet_parts(self, table: str) -> list[Path]:
+        """The Parquet parts of ``table`` ("results"/"attempts"), in the order they were written."""
         folder = self.path / table
-        return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+        return sorted(folder.glob("part-*.parquet"), key=part_order) if folder.is_dir() else []
 
     def table_parts(self, table: str) -> tuple[list[Path], list[Path]]:
         """Where ``table`` ("results"/"attempts") is read from: (Parquet parts, log parts not yet in Parquet).
@@ -142,10 +153,65 @@ class RunStore:
 
     def read_log_part(self, part: Path) -> list[dict[str, Any]]:
         """Every complete line of one log part; a torn line (a crash mid-write) is skipped."""
-        return list(_rows_of(part))
+        return list(rows_of(part))
 
-    def done_keys(self) -> set[tuple[str, str, int]]:
-        """(item_id, target, repeat) of every finished cell."""
+    def read_table(self, table: str, columns: Sequence[str] | None = None) -> Any:
+        """Every row of ``table`` ("results"/"attempts") as stored, in the order written; a polars DataFrame.
+
+        Reads the Parquet parts and the log lines not yet compacted (a running or
+        crashed run), each row once (see :meth:`table_parts`). A cell asked again
+        has several rows here; :func:`latest_rows` keeps the one that counts.
+        ``columns``: only these (all by default).
+        """
+        import polars as pl
+
+        from .schema import attempt_schema, result_schema
+
+        schema = result_schema() if table == "results" else attempt_schema()
+        if columns is not None:
+            schema = {name: schema[name] for name in columns}
+        parquet, logs = self.table_parts(table)
+        read = []
+        for part in sorted([*parquet, *logs], key=part_order):
+            try:
+                rows = self.read_log_part(part) if part.suffix == ".jsonl" else None
+            except FileNotFoundError:  # compacted by the writer since it was listed: its Parquet part is complete
+                part, rows = self.path / table / f"{part.stem}.parquet", None
+            if rows is None:
+                read.append(pl.read_parquet(part, columns=list(schema)))
+            elif rows:
+                read.append(frames(rows)[0 if table == "results" else 1])
+        if not read:
+            return pl.DataFrame(schema=schema)
+        return pl.concat([f.select(list(schema)).cast(schema) for f in read], how="vertical")
+
+    def failed_cells(self, kinds: Iterable[str]) -> dict[Key, list[dict[str, Any]]]:
+        """The cells whose latest row failed with an ``error_kind`` in ``kinds``, each with that row's attempts.
+
+        Attempts come as the records the runner writes (``cost_usd`` as text,
+        ``started_at`` in epoch seconds), in order, so a cell asked again can
+        carry them. Reads three columns of every result and the attempts of the
+        failed cells only.
+        """
+        import polars as pl
+
+        results = latest_rows(self.read_table("results", [*KEY, "status", "error_kind"]))
+        failed = results.filter((pl.col("status") == "error") & pl.col("error_kind").is_in(list(kinds)))
+        if failed.is_empty():
+            return {}
+        cells = {key: [] for key in failed.select(KEY).iter_rows()}
+        fields = [name for name in ATTEMPT_COLUMNS if name not in CELL and name != "attempt"]
+        attempts = latest_attempts(self.read_table("attempts")).join(failed.select(KEY), on=list(KEY), how="semi")
+        attempts = attempts.sort([*KEY, "attempt"])
+        for row in attempts.select(*KEY, *fields).iter_rows():
+            record = dict(zip(fields, row[3:]))
+            if record["cost_usd"] is not None:
+                record["cost_usd"] = f"{record['cost_usd'].normalize():f}"
+            cells[row[:3]].append(record)
+        return cells
+
+    def done_keys(self) -> set[Key]:
+        """(item_id, target, repeat) of every finished cell, failed ones included."""
         parquet, logs = self.table_parts("results")
         rows = (row for part in logs for row in self.read_log_part(part))
         keys = {(r["item_id"], r["target"], int(r["repeat"])) for r in rows}
@@ -167,7 +233,7 @@ class RunStore:
         self.close()
         self.remove_stale_tmp()
         for part in self.log_parts():
-            parsed = _read_log_part(part)
+            parsed = read_log_part(part)
             if parsed is not None:
                 results, attempts = parsed
                 write_parquet(results, self.path / "results" / f"{part.stem}.parquet")
@@ -185,81 +251,40 @@ class RunStore:
                     tmp.unlink(missing_ok=True)
 
 
-def _read_log_part(part: Path):
-    """(results, attempts) of one log part; ``None`` when it holds no complete line.
+def part_order(part: Path) -> tuple[int, str]:
+    """Where a part comes in the order parts were written: its number, then its name.
 
-    polars reads clean parts natively (the common case: a run that ended); a
-    part with a torn last line, left by a crash, goes through the line reader.
+    ``part-0012.parquet`` is 12; a run merged before parts were renumbered has
+    ``part-SSS-NNNN`` names (shard, then the shard's part), ordered by both.
+    """
+    stem = part.name.split(".")[0]
+    return int(stem.split("-")[1]), stem
+
+
+def latest_rows(results: Any) -> Any:
+    """The last row written for each cell of ``results`` (as :meth:`RunStore.read_table` reads them), unordered.
+
+    A cell asked again (``--retry-failed``) has a later row that replaces the
+    earlier one; a cell asked once is its one row.
+    """
+    return results.unique(subset=list(KEY), keep="last", maintain_order=False)
+
+
+def latest_attempts(attempts: Any) -> Any:
+    """The attempts of the last row written for each cell (the row :func:`latest_rows` keeps), in order.
+
+    A row's attempts are stored together, numbered from 0, so each 0 starts the
+    attempts of the next row; a later row of a cell carries the earlier rows'
+    attempts itself, so only the last row's count.
     """
     import polars as pl
 
-    from .schema import attempt_schema, result_schema
-
-    try:
-        raw = pl.read_ndjson(part, schema=_log_schema(pl))
-    except Exception:  # noqa: BLE001 - any parse problem: fall back to the forgiving reader
-        rows = list(_rows_of(part))
-        return frames(rows) if rows else None
-    if raw.is_empty():
-        return None
-    keys = ["run_id", "item_id", "task_type", "target", "repeat"]
-    results = raw.drop("attempts").cast(result_schema())
-    attempts = (
-        raw.select(*keys, pl.col("attempts"))
-        .with_columns(pl.int_ranges(pl.col("attempts").list.len()).alias("attempt"))
-        .explode("attempts", "attempt")
-        .unnest("attempts")
-        .select(list(ATTEMPT_COLUMNS))
-        .cast(attempt_schema())
-    )
-    return results, attempts
-
-
-def _log_schema(pl: Any) -> dict[str, Any]:
-    """How log lines are typed on disk: money as text (exact), attempts as a list of structs."""
-    from .schema import attempt_schema, result_schema
-
-    def on_disk(schema: dict[str, Any]) -> dict[str, Any]:
-        return {k: (pl.String if isinstance(v, pl.Decimal) else v) for k, v in schema.items()}
-
-    attempt_fields = {k: v for k, v in on_disk(attempt_schema()).items()
-                      if k not in ("run_id", "item_id", "task_type", "target", "repeat", "attempt")}
-    return {**on_disk(result_schema()), "attempts": pl.List(pl.Struct(attempt_fields))}
-
-
-def _rows_of(part: Path) -> Iterator[dict[str, Any]]:
-    with part.open("rb") as handle:
-        for line in handle:
-            if line.endswith(b"\n"):
-                try:
-                    yield json.loads(line)
-                except ValueError:  # a line torn by a crash, glued to the next one
-                    continue
-
-
-def frames(rows: list[Mapping[str, Any]]):
-    """(results, attempts) polars DataFrames for log rows, with the documented schemas."""
-    import polars as pl
-
-    from .schema import attempt_schema, result_schema
-
-    attempt_rows = [
-        {**{k: row.get(k) for k in ("run_id", "item_id", "task_type", "target", "repeat")}, "attempt": i, **a}
-        for row in rows for i, a in enumerate(row.get("attempts") or ())
-    ]
-    results = _frame(pl, rows, result_schema(), RESULT_COLUMNS)
-    attempts = _frame(pl, attempt_rows, attempt_schema(), ATTEMPT_COLUMNS)
-    return results, attempts
-
-
-def _frame(pl: Any, rows: list[Mapping[str, Any]], schema: dict[str, Any], columns: Mapping[str, Any]):
-    from decimal import Decimal
-
-    data = {name: [r.get(name) for r in rows] for name in columns}
-    for name, dtype in schema.items():
-        if isinstance(dtype, pl.Decimal):
-            data[name] = [Decimal(v) if v is not None else None for v in data[name]]
-    return pl.DataFrame(data, schema=schema, strict=False)
+    row = (pl.col("attempt") == 0).cum_sum().alias("_row")
+    starts = attempts.select(*KEY, row, pl.col("attempt")).filter(pl.col("attempt") == 0)
+    latest = starts.unique(subset=list(KEY), keep="last", maintain_order=False)
+    if latest.height == starts.height:  # no cell asked twice: the common case costs one pass
+        return attempts
+    return attempts.with_columns(row).filter(pl.col("_row").is_in(latest["_row"].implode())).drop("_row")
 
 
 def write_parquet(frame: Any, path: Path) -> None:
