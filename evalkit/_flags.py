@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["blank_refused", "latency_ms", "number", "success_rate", "usd"]
+__all__ = ["blank_refused", "fraction", "latency_ms", "number", "success_rate", "usd"]
 
 
 def number(low: float = -math.inf, high: float = math.inf, *, whole: bool = False,
@@ -46,33 +46,54 @@ def blank_refused(text: str) -> str:
     return text
 
 
-def success_rate(text: str) -> float:
-    """A fraction in [0, 1], or a percentage written with ``%`` (``95%`` is 0.95)."""
+def fraction(text: str) -> float:
+    """A fraction in [0, 1], or a percentage written with ``%`` (``95%`` is 0.95).
+
+    A number above 1 is refused with the two ways to write what was probably
+    meant: ``--min-success 95`` read as a fraction would be 9500 %.
+    """
     stripped = text.strip()
     if stripped.endswith("%"):
-        value = _finite(stripped[:-1])
+        value = _finite(stripped[:-1], text)
         if not 0.0 <= value <= 100.0:
-            raise argparse.ArgumentTypeError(f"a percentage must be in [0%, 100%], got {text}")
+            raise argparse.ArgumentTypeError(f"a percentage must be in [0%, 100%], got {text!r}")
         return value / 100.0
-    value = _finite(stripped)
+    value = _finite(stripped, text)
     if not 0.0 <= value <= 1.0:
-        hint = f"; for a percentage write {stripped}%" if 1.0 < value <= 100.0 else ""
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1]{hint}, got {text}")
+        hint = f"; for {value:g} % write {value / 100:g} or {value:g}%" if 1.0 < value <= 100.0 else ""
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction in [0, 1] or a percentage like 95%{hint}, got {text!r}")
     return value
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|m|min)", re.IGNORECASE)
+success_rate = fraction  # the name recommend's --min-success has always used
+
+_DURATION = re.compile(r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?|[+-]?(?:infinity|inf|nan))"
+                       r"\s*(?P<unit>[^\d\s.+-]\S*)?", re.IGNORECASE)
 _MS_PER_UNIT = {"ms": 1.0, "s": 1000.0, "sec": 1000.0, "m": 60_000.0, "min": 60_000.0}
 
 
 def latency_ms(text: str) -> float:
-    """Milliseconds from a duration with its unit: ``800ms``, ``5s``, ``2min`` (a bare number is refused)."""
+    """Milliseconds from a duration with its unit: ``800ms``, ``5s``, ``2min``.
+
+    A bare number is refused: ``5`` could be 5 ms or 5 s, and guessing either
+    silently changes what the flag selects.
+    """
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise argparse.ArgumentTypeError(
             f"expected a duration with its unit, e.g. 800ms, 5s or 2min; got {text!r}")
-    value = float(match.group(1)) * _MS_PER_UNIT[match.group(2).lower()]
-    if not 0 < value < math.inf:
+    number_text, unit = match.group("number"), match.group("unit")
+    if not 0 < float(number_text) < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive, finite duration, got {text!r}")
+    if unit is None:
+        raise argparse.ArgumentTypeError(
+            f"a bare number has no unit: write {number_text}ms, {number_text}s or {number_text}min; got {text!r}")
+    if unit.lower() not in _MS_PER_UNIT:
+        raise argparse.ArgumentTypeError(
+            f"unknown unit {unit!r}: use ms, s or min (e.g. 800ms, 5s, 2min); got {text!r}")
+    value = float(number_text) * _MS_PER_UNIT[unit.lower()]
+    if value == math.inf:  # 1e307min
         raise argparse.ArgumentTypeError(f"must be a positive, finite duration, got {text!r}")
     return value
 
@@ -88,11 +109,12 @@ def usd(text: str) -> Decimal:
     return value
 
 
-def _finite(text: str) -> float:
+def _finite(text: str, given: str) -> float:
+    """``text`` as a finite float; errors quote ``given``, what the user wrote."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {given!r}") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {given!r}")
     return value

@@ -9,27 +9,57 @@ traceback).
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from ._flags import number
 from ._secret import scrub
-from .errors import ConfigError
+from ._version import __version__
 from .analysis.cli import add_export_parser, add_recommend_parser, add_replay_parser
+from .errors import ConfigError
 from .report.cli import add_report_parser
 from .runner.cli import add_merge_parser, add_regrade_parser, add_run_parser
 
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """The parser of ``evalkit`` and its subcommands: a bad flag is one line, exit code 2.
+
+    It reads ``-5s`` or ``-5%`` after a flag as its value, as Python 3.13's
+    argparse does: before 3.13 only ``-5`` and ``-.5`` count as negative numbers, so
+    ``--max-p95-latency -5s`` failed with "expected one argument" instead of
+    the flag's own message (a duration must be positive). No evalkit flag
+    looks like a negative number, so nothing else changes. Subcommand parsers
+    are made of the same class.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._negative_number_matcher = re.compile(r"-\.?\d")
+
+    def error(self, message: str) -> NoReturn:
+        """One line naming the flag and the problem, exit code 2 (argparse adds the whole usage block)."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``evalkit`` and its subcommands."""
-    parser = argparse.ArgumentParser(
-        prog="evalkit", description="Benchmark prompt datasets across LLM providers."
+    parser = _Parser(
+        prog="evalkit",
+        description="Benchmark LLM providers on your prompts, turn the evidence into routing tables, and run "
+        "them. With no keys, evalkit run benchmarks the built-in provider emulator's fleet on the bundled suite.",
+        epilog="Exit codes: 0 success; 2 bad input (one line naming the file, line and field); 1 the system "
+        "refused a read or write. evalkit COMMAND --help lists a command's flags.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"evalkit {__version__}",
+                        help="print evalkit's version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     help="what to do; evalkit COMMAND --help describes it")
     commands.required = True
     add_run_parser(commands)
     add_merge_parser(commands)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._flags import latency_ms, number, success_rate, usd
+from .._flags import fraction, latency_ms, number, usd
 from ..errors import ConfigError
 
 __all__ = ["add_export_parser", "add_recommend_parser", "add_replay_parser", "emulated_target_specs"]
@@ -18,41 +18,62 @@ EMULATOR_KEY_ENV = "EVALKIT_EMULATOR_KEY"
 
 
 def add_recommend_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("recommend", help="recommend a routing table from a recorded run")
-    p.add_argument("run_dir", help="runs/<run_id>")
-    p.add_argument("--min-quality", type=number(0, 1), default=0.8, metavar="Q",
-                   help="bar for the quality lower bound, a number in [0, 1] (default 0.8)")
+    p = subparsers.add_parser(
+        "recommend", help="recommend a routing table from a recorded run",
+        description="Per task type of a recorded run, pick the cheapest target whose quality, success rate, "
+                    "p95 latency and cost per 1,000 requests meet the bars below, with fallbacks, and write "
+                    "it as an evalkit routing YAML (evalkit export turns it into a gateway config). A target "
+                    "that misses a bar is listed with the reason.")
+    p.add_argument("run_dir", help="the recorded run: runs/<run_id>")
+    p.add_argument("--min-quality", type=fraction, default=0.8, metavar="Q",
+                   help="bar for the quality's lower confidence bound: a fraction in [0, 1] (0.8) or a "
+                        "percentage (80%%); default 0.8")
     p.add_argument("--max-p95-latency", type=latency_ms, metavar="DURATION",
-                   help="p95 latency SLO with its unit: 800ms, 5s or 2min")
-    p.add_argument("--min-success", type=success_rate, default=0.95, metavar="RATE",
+                   help="p95 latency SLO with its unit: 800ms, 5s or 2min (units: ms, s, min; default: none)")
+    p.add_argument("--min-success", type=fraction, default=0.95, metavar="RATE",
                    help="least success rate: a fraction in [0, 1] (0.95) or a percentage (95%%); "
                         "default 0.95")
-    p.add_argument("--budget-per-1k-requests", type=usd, metavar="USD", help="USD per 1,000 requests (>= 0)")
-    p.add_argument("--metric", choices=("passed", "score"), default="passed")
+    p.add_argument("--budget-per-1k-requests", type=usd, metavar="USD",
+                   help="the most a route may cost per 1,000 requests, in USD (>= 0; default: no budget)")
+    p.add_argument("--metric", choices=("passed", "score"), default="passed",
+                   help="what quality means: the pass rate (passed, default) or the mean score (score)")
     p.add_argument("--classifier", choices=("learned", "keywords"), default="learned",
                    help="how requests without a task type are classified: a classifier trained on the run's "
                         "prompts, written beside the YAML (default; needs -o), or the seed's keyword rules")
-    p.add_argument("--seed", type=int, default=0, help="seed of the classifier's cross-validation folds")
+    p.add_argument("--seed", type=number(0, whole=True), default=0,
+                   help="seed of the classifier's cross-validation folds, a whole number >= 0 (default 0)")
     p.add_argument("-o", "--output", help="write the routing YAML here, and the learned classifier beside it as "
                                           "NAME.classifier.json/.npz (default: the YAML to stdout)")
     p.set_defaults(run=_recommend)
 
 
 def add_export_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("export", help="export a routing config for a gateway (LiteLLM, Portkey)")
-    p.add_argument("config", help="an evalkit routing YAML")
-    p.add_argument("--format", choices=("evalkit", "litellm", "portkey"), default="evalkit")
+    p = subparsers.add_parser(
+        "export", help="export a routing config for a gateway (LiteLLM, Portkey)",
+        description="Turn an evalkit routing YAML into a LiteLLM proxy config.yaml or a Portkey gateway config. "
+                    "API keys are only referenced (environment variables, virtual keys); what the gateway "
+                    "cannot do is refused or printed as a note, never dropped silently.")
+    p.add_argument("config", help="an evalkit routing YAML (e.g. written by evalkit recommend -o)")
+    p.add_argument("--format", choices=("evalkit", "litellm", "portkey"), default="evalkit",
+                   help="evalkit (the checked YAML itself; default), litellm (proxy config.yaml) "
+                        "or portkey (gateway config JSON)")
     p.add_argument("-o", "--output", help="write here (default: stdout)")
     p.set_defaults(run=_export)
 
 
 def add_replay_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("replay", help="what a routing policy would have cost and scored on a recorded run")
-    p.add_argument("run_dir", help="runs/<run_id>")
-    p.add_argument("--policy", required=True, help="an evalkit routing YAML")
+    p = subparsers.add_parser(
+        "replay", help="what a routing policy would have cost and scored on a recorded run",
+        description="Route each request of a recorded run with a routing policy, using the recorded outcome of "
+                    "each target (no calls are made), and compare its success rate, quality, cost and latency "
+                    "with the best single target, the cheapest one and an oracle, with bootstrap intervals.")
+    p.add_argument("run_dir", help="the recorded run: runs/<run_id> (several targets asked the same items)")
+    p.add_argument("--policy", required=True, help="the evalkit routing YAML to replay")
     p.add_argument("--bootstrap", type=number(0, whole=True), default=1000, metavar="N",
                    help="bootstrap resamples for the intervals (0: no intervals; default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=number(0, whole=True), default=0,  # numpy's generators refuse negative seeds
+                   help="seed of the bootstrap resamples and of a balancer's random picks, a whole number >= 0 "
+                        "(default 0)")
     p.set_defaults(run=_replay)
 
 
