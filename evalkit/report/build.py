@@ -51,7 +51,7 @@ def render_html(run_dir: str | Path, *, baseline: str | Path | None = None,
     from . import charts, compare, drilldown, learned, sections
 
     run_dir = Path(run_dir)
-    results = results_df(run_dir)
+    results = results_df(run_dir, exact_money=True)
     manifest = sections.read_manifest(run_dir)
     if not manifest and not results.height:
         from ..errors import ConfigError
@@ -77,18 +77,25 @@ def render_html(run_dir: str | Path, *, baseline: str | Path | None = None,
         "baseline": None,
     }
     if results.height:
+        from .chart_style import target_colours
+
+        # One target->colour mapping for the whole page: every chart colours a target the same way.
+        colours = target_colours(targets)
         # Our own SVG, generated from numbers (target names are escaped by matplotlib's writer).
-        ctx["cost_quality_svg"] = Markup(charts.cost_quality_svg(pareto_frontier(summary), targets))
-        ctx["latency_svg"] = Markup(charts.latency_svg(sections.latency_stats(results), targets))
+        ctx["cost_quality_svg"] = Markup(charts.cost_quality_svg(pareto_frontier(summary), colours))
+        latency = sections.latency_stats(results)
+        ctx["latency_svg"] = Markup(charts.latency_svg(latency, colours))
+        ctx["streamed"] = charts.streamed_targets(latency)
         errors = sections.error_counts(results)
         ctx["errors"] = errors
-        ctx["error_svg"] = Markup(charts.error_kinds_svg(errors, targets)) if errors else None
+        ctx["error_svg"] = Markup(charts.error_kinds_svg(errors, colours)) if errors else None
     if baseline is not None:
         base_dir = Path(baseline)
-        base_results = results_df(base_dir)
+        base_results = results_df(base_dir, exact_money=True)
         ctx["baseline"] = {
             "run_id": sections.read_manifest(base_dir).get("run_id") or base_dir.name,
-            "rows": compare.comparison(results, base_results, summary, summary_df(base_results)),
+            **compare.collapse_identical(compare.comparison(results, base_results, summary,
+                                                            summary_df(base_results))),
         }
     return _environment().get_template("report.html.j2").render(**ctx)
 

@@ -5,13 +5,19 @@ Deltas come from the two runs' summaries; significance from
 (the same item id and repeat), on the ``score`` metric (paired bootstrap).
 When the runs share no items the p-value is left empty: unpaired intervals
 are in the leaderboards of each run.
+
+A row whose numbers are the same in both runs says nothing a reader can act
+on and, repeated for every target, hides the rows that changed:
+:func:`collapse_identical` takes them out of the table and names them in one
+line (one sentence for the whole section when the baseline is identical).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-__all__ = ["comparison"]
+__all__ = ["collapse_identical", "comparison", "identical"]
 
 _A, _B = "\x00current", "\x00baseline"
 _METRICS = ("quality", "success_rate", "cost_per_item", "latency_p50_ms")
@@ -58,3 +64,41 @@ def _paired(results: Any, baseline: Any) -> Any:
             frames.append(tests.select("task_type", pl.lit(target).alias("target"),
                                        pl.col("n_pairs").cast(pl.Int64), "p_value"))
     return pl.concat(frames) if frames else None
+
+
+def identical(row: dict[str, Any]) -> bool:
+    """Whether a comparison row is in both runs with the same quality, success, cost per item and p50 latency.
+
+    Equal up to float noise (a mean over the same rows in another order may
+    differ in its last bits); a value missing in both runs counts as the same.
+    """
+    if not (row.get("in_current") and row.get("in_baseline")):
+        return False
+    for metric in _METRICS:
+        a, b = row.get(metric), row.get(f"{metric}_base")
+        if (a is None) != (b is None):
+            return False
+        if a is not None and not math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12):
+            return False
+    return True
+
+
+def collapse_identical(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The comparison as the page shows it: rows that changed, and the identical ones grouped per target.
+
+    ``all_identical`` is true when every row of both runs is identical (same
+    task types, targets and numbers): the page then says so in one line.
+    ``same`` maps each target with identical rows to their task types, or to
+    ``None`` when all of that target's task types are identical.
+    """
+    same = [r for r in rows if identical(r)]
+    changed = [r for r in rows if not identical(r)]
+    tasks_of: dict[str, list[str]] = {}
+    same_tasks: dict[str, list[str]] = {}
+    for r in rows:
+        tasks_of.setdefault(r["target"], []).append(r["task_type"])
+    for r in same:
+        same_tasks.setdefault(r["target"], []).append(r["task_type"])
+    # None stands for "every task type of this target", the common case when a target did not change.
+    grouped = {t: None if len(tasks) == len(tasks_of[t]) else tasks for t, tasks in sorted(same_tasks.items())}
+    return {"rows": changed, "same": grouped, "n_same": len(same), "all_identical": bool(rows) and not changed}

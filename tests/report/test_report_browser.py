@@ -9,6 +9,7 @@ each opened report is saved under ``test-artifacts/`` (or ``$EVALKIT_TEST_ARTIFA
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +75,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     def run(*models: str) -> Path:
         targets = [f"emulator:{model}" for model in models]
         return asyncio.run(run_suite(suite, targets, runs_dir=tmp / "runs", judge_spec="emulator:sim-large",
-                                     emulator=emulator, progress=False, options=RunOptions(concurrency=8))).run_dir
+                                     emulator=emulator, progress=False,
+                                     # No retries: the faults must reach the report as failed cells.
+                                     options=RunOptions(concurrency=8, retries=0))).run_dir
 
     current, baseline = run("sim-small", "sim-large", "sim-fast"), run("sim-small", "sim-medium")
     part = next((current / "results").glob("*.parquet"))
@@ -199,5 +202,29 @@ def test_print_layout_keeps_every_section(report: Path, browser: Any) -> None:
         pdf = page.pdf(format="A4")
         assert pdf.startswith(b"%PDF") and len(pdf) > 50_000
         (artifacts_dir() / "report.pdf").write_bytes(pdf)
+    finally:
+        page.close()
+
+
+def test_the_example_names_every_point_in_the_browser_without_overlaps(browser: Any) -> None:
+    """The committed example (six targets, six panels) as a reader's browser lays out its fonts."""
+    from evalkit.report.chart_style import short_labels
+
+    page = OpenedPage(browser, ROOT / "reports" / "smoke-emulator.html").page
+    try:
+        targets = set(page.locator("section#leaderboard tbody td:first-child").evaluate_all(
+            "cells => cells.map(c => c.getAttribute('data-v'))"))
+        names = sorted(short_labels(targets).values())
+        panels = page.locator("section#cost-quality svg").evaluate(
+            """(svg, names) => [...svg.querySelectorAll('g[id^="axes_"]')].map(axes => [...axes.querySelectorAll('text')]
+                 .filter(t => names.includes(t.textContent))
+                 .map(t => { const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; }))
+               .filter(labels => labels.length)""", names)
+        assert len(panels) == 6, "one panel per task type"
+        for labels in panels:
+            assert sorted(label[0] for label in labels) == names, "every target named once in every panel"
+            for a, b in itertools.combinations(labels, 2):
+                apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
+                assert apart, f"{a[0]!r} and {b[0]!r} overlap on screen"
     finally:
         page.close()
