@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         TaskRouter,
         WeightedBalancer,
     )
+    from .runner import attempts_df, results_df
     from .tokens import TokenCount, count_tokens
 
 __all__ = [
@@ -109,8 +110,10 @@ __all__ = [
     "Usage",
     "WeightedBalancer",
     "__version__",
+    "attempts_df",
     "count_tokens",
     "get_provider",
+    "results_df",
 ]
 
 # name -> module that defines it; imported on first attribute access.
@@ -124,6 +127,8 @@ _LAZY = {
     "count_tokens": ".tokens",
     "TokenCount": ".tokens",
     "Secret": "._secret",
+    "results_df": ".runner.results",
+    "attempts_df": ".runner.results",
     **{name: ".router" for name in ("BudgetLedger", "CostAwareRouter", "FallbackChain", "HedgedRouter",
                                     "Monitor", "Router", "TaskRouter", "WeightedBalancer")},
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import math
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -230,7 +231,7 @@ class Router:
         hand_down = isinstance(target, Router) or (request.stream and call.listening)
         answer = target.complete(request, on_delta=call) if hand_down else target.complete(request)
         try:
-            if timeout_s is None:
+            if timeout_s is None or timeout_s == math.inf:  # unbounded: no timer to arm and cancel
                 response = await answer
             else:
                 try:

@@ -6,16 +6,39 @@ from ..types import ChatRequest, Message
 
 __all__ = ["PromptSize"]
 
+# More than any chat format adds per message (OpenAI's is 3-4 tokens, a name 1 more).
+_FRAMING_TOKENS = 8
+
 
 class PromptSize:
     """The prompt's token count (estimated lazily, only if some target has a window) and what it needs."""
 
-    __slots__ = ("request", "_tokens", "_ceiling")
+    __slots__ = ("request", "_tokens", "_ceiling", "_bound")
 
     def __init__(self, request: ChatRequest) -> None:
         self.request = request
         self._tokens: int | None = None
         self._ceiling: int | None = None  # windows at or below this proved too small
+        self._bound: int | None = None
+
+    @property
+    def bound(self) -> int | None:
+        """An upper bound of :attr:`needed` found without a tokenizer; ``None`` when the prompt is not plain text.
+
+        A BPE token covers at least one UTF-8 byte and a character is at most 4
+        bytes, so a text has at most 4 tokens per character; each message adds
+        its framing (a few tokens). A prompt far below a window fits without
+        being counted, which is nearly always (a count costs tens of µs).
+        """
+        if self._bound is None:
+            request = self.request
+            chars = len(request.system or "")
+            for message in request.messages:
+                if type(message.content) is not str or message.tool_calls:
+                    return None
+                chars += len(message.content)
+            self._bound = 4 * chars + _FRAMING_TOKENS * (len(request.messages) + 2) + (request.max_tokens or 0)
+        return self._bound
 
     @property
     def needed(self) -> int:
@@ -35,7 +58,8 @@ class PromptSize:
             return True
         if self._ceiling is not None and window <= self._ceiling:
             return False
-        return self.needed <= window
+        bound = self.bound
+        return (bound is not None and bound <= window) or self.needed <= window
 
     def why_not(self, target: object) -> str:
         window = getattr(target, "context_window", None)

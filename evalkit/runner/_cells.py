@@ -8,7 +8,7 @@ from typing import Iterator
 
 from ..errors import ConfigError
 
-__all__ = ["Cell", "Shard", "iter_cells", "parse_shard", "repeat_seed"]
+__all__ = ["Cell", "Shard", "in_shard", "iter_cells", "parse_shard", "repeat_seed", "shard_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +43,33 @@ def parse_shard(text: str) -> Shard:
     return shard
 
 
-def iter_cells(n_items: int, n_targets: int, repeats: int, shard: Shard = Shard()) -> Iterator[Cell]:
+def iter_cells(n_items: int, n_targets: int, repeats: int, shard: Shard = Shard(), *,
+               target: int | None = None) -> Iterator[Cell]:
     """Every cell in a stable order, repeat by repeat and item by item, targets interleaved.
 
     Interleaving targets spreads load over providers from the first second; the
     order never depends on anything but the three counts, so shards are
-    deterministic across machines.
+    deterministic across machines. ``target`` (an index) yields only that
+    target's cells, in the same order and of the same shard.
     """
-    position = 0
+    targets = range(n_targets) if target is None else (target,)
     for repeat in range(repeats):
         for item in range(n_items):
-            for target in range(n_targets):
-                if position % shard.count == shard.index - 1:
-                    yield Cell(item, target, repeat)
-                position += 1
+            base = (repeat * n_items + item) * n_targets
+            for t in targets:
+                if (base + t) % shard.count == shard.index - 1:
+                    yield Cell(item, t, repeat)
+
+
+def in_shard(cell: Cell, n_items: int, n_targets: int, shard: Shard) -> bool:
+    """Whether ``cell`` belongs to ``shard`` of the stable order (see :func:`iter_cells`)."""
+    position = (cell.repeat * n_items + cell.item) * n_targets + cell.target
+    return position % shard.count == shard.index - 1
+
+
+def shard_size(n_items: int, n_targets: int, repeats: int, shard: Shard = Shard()) -> int:
+    """How many cells :func:`iter_cells` yields for these counts (without iterating them)."""
+    return len(range(shard.index - 1, n_items * n_targets * repeats, shard.count))
 
 
 def repeat_seed(run_seed: int, item_id: str, repeat: int) -> int:

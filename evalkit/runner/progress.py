@@ -30,7 +30,7 @@ class RunProgress:
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            TextColumn("errors [red]{task.fields[errors]}[/]"), TextColumn("spend ${task.fields[spend]}"),
+            TextColumn("errors [red]{task.fields[errors]}[/]"), TextColumn("spend ${task.fields[spend]} + judge ${task.fields[judge]}"),
             refresh_per_second=4, transient=False,
         )
         self._task: Any = None
@@ -38,7 +38,8 @@ class RunProgress:
 
     def __enter__(self) -> RunProgress:
         self._progress.__enter__()
-        self._task = self._progress.add_task(self._label, total=None, rate="", errors=0, spend="0.0000")
+        self._task = self._progress.add_task(self._label, total=None, rate="", errors=0, spend="0.0000",
+                                            judge="0.0000")
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -50,7 +51,8 @@ class RunProgress:
         elapsed = task.elapsed or 0.0
         rate = f"{totals.done / elapsed:.1f} cells/s" if elapsed > 0 else ""
         self._progress.update(self._task, total=totals.total, completed=totals.done, rate=rate,
-                              errors=totals.errors, spend=f"{totals.spend.quantize(Decimal('0.0001'))}")
+                              errors=totals.errors, spend=f"{totals.spend.quantize(Decimal('0.0001'))}",
+                              judge=f"{totals.judge_spend.quantize(Decimal('0.0001'))}")
 
 
 def in_notebook() -> bool:
@@ -92,10 +94,11 @@ class NotebookProgress:
             self._handle.update(self._pretty(self.line(totals)))
 
     def line(self, totals: Any) -> str:
-        """``smoke ████████░░ 164/164 cells · 52.1 cells/s · 9 errors · $0.1234 (+3 unpriced)``."""
+        """``smoke ████████░░ 164/164 cells · 52.1 cells/s · 9 errors · $0.1234 + judge $0.0456 (+3 unpriced)``."""
         width = 30
         filled = round(width * totals.done / totals.total) if totals.total else 0
         unpriced = f" (+{totals.unpriced} unpriced)" if totals.unpriced else ""
         return (f"{self._label} {'█' * filled}{'░' * (width - filled)} {totals.done}/{totals.total} cells · "
                 f"{totals.cells_per_s:.1f} cells/s · {totals.errors} errors · "
-                f"${totals.spend.quantize(Decimal('0.0001'))}{unpriced}")
+                f"${totals.spend.quantize(Decimal('0.0001'))} + judge "
+                f"${totals.judge_spend.quantize(Decimal('0.0001'))}{unpriced}")

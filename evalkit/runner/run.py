@@ -1,34 +1,43 @@
 """Run a dataset across targets: every (item, target, repeat) cell asked, graded and written to disk.
 
-A cell's failure is a row with a typed error, never a crash of the run. Cells
-are pulled by a fixed pool of workers from one lazy iterator, and each row is
-written as soon as it is graded, so memory stays flat however many cells a run
-has. Finished cells are skipped on resume.
+A cell's failure is a row with a typed error, never a crash of the run. Each
+target has a lazy stream of its pending cells (finished cells are skipped on
+resume); a fixed pool of workers takes cells from targets in turn, skipping a
+target whose adaptive in-flight limit is full (:mod:`._schedule`), and each
+row is written as soon as it is graded, so memory stays flat however many
+cells a run has. How each target is asked (retries, adaptive concurrency, the
+spend cap) is :mod:`._pacing`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .._secret import scrub
-from ..errors import ConfigError, InternalError, ProviderError
+from ..errors import ConfigError, ErrorKind, InternalError, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._cells import Cell, Shard, iter_cells, repeat_seed
+from ._cells import Cell, Shard, in_shard, iter_cells, repeat_seed, shard_size
+from ._grading import JUDGE_REFUSED, UNGRADED, GraderCache, _GraderCache  # noqa: F401 - regrade's import
+from ._pacing import PacedTarget, paced
+from ._rows import attempt_record, carry_attempts, cell_row, clipped, leaf_attempt
+from ._schedule import CellQueue
 from .store import RunStore
 
-__all__ = ["LIMITS", "UNGRADED", "RunOptions", "RunTotals", "check_number", "run_cells"]
+__all__ = ["LIMITS", "UNGRADED", "RunOptions", "RunTotals", "attempt_record", "check_number", "run_cells"]
+
+Key = tuple[str, str, int]
+"""A cell's key in the store: (item_id, target, repeat)."""
 
 
 # The range of every number a run is configured with (CLI flags and RunOptions fields alike).
 LIMITS: dict[str, tuple[float, float]] = {
     "repeats": (1, 10_000), "concurrency": (1, 10_000), "seed": (-(2**63), 2**63 - 1),
     "temperature": (0.0, 2.0), "max_tokens": (1, 10_000_000), "time_scale": (0.0, 1_000.0),
+    "retries": (0, 100), "limit": (1, 10**9), "max_error_rate": (0.0, 1.0),
 }
 
 
@@ -56,6 +65,12 @@ class RunOptions:
     :class:`~evalkit.ConfigError` otherwise). ``unsafe_code_exec`` runs model-written
     code of ``code_exec`` items without isolation when no sandbox is available
     (trusted models and machines only); without it those items stay ungraded.
+    ``retries``: retries of a plain target's transient failures per cell
+    (:func:`~evalkit.runner._pacing.run_retry_policy`); ``concurrency`` is also
+    where each target's adaptive in-flight limit starts. ``limit``: only the
+    first ``limit`` items of the dataset. ``max_spend``: USD the whole run
+    (models and judge) may spend; no new cell is asked once the next
+    reservation would pass it. ``no_judge``: judge-graded answers stay ungraded.
     """
 
     repeats: int = 1
@@ -66,23 +81,42 @@ class RunOptions:
     stream: bool = False
     shard: Shard = field(default_factory=Shard)
     unsafe_code_exec: bool = False
+    retries: int = 3
+    limit: int | None = None
+    max_spend: Decimal | None = None
+    no_judge: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("repeats", "concurrency", "seed", "max_tokens"):
-            if name != "max_tokens" or self.max_tokens is not None:
+        for name in ("repeats", "concurrency", "seed", "max_tokens", "retries", "limit"):
+            if getattr(self, name) is not None:
                 check_number(getattr(self, name), name, whole=True)
         if self.temperature is not None:
             check_number(self.temperature, "temperature")
+        if self.max_spend is not None:
+            from ..router.budget import as_money
+
+            try:
+                object.__setattr__(self, "max_spend", as_money(self.max_spend, "max_spend"))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(str(exc), field="max_spend") from None
 
     def as_dict(self) -> dict[str, Any]:
+        """The options as a run's manifest records them (money as a string)."""
         return {"repeats": self.repeats, "concurrency": self.concurrency, "seed": self.seed,
                 "temperature": self.temperature, "max_tokens": self.max_tokens, "stream": self.stream,
-                "shard": str(self.shard), "unsafe_code_exec": self.unsafe_code_exec}
+                "shard": str(self.shard), "unsafe_code_exec": self.unsafe_code_exec, "retries": self.retries,
+                "limit": self.limit, "max_spend": None if self.max_spend is None else str(self.max_spend),
+                "no_judge": self.no_judge}
 
 
 @dataclass(slots=True)
 class RunTotals:
-    """Running totals, updated as rows are written (what the progress bar shows)."""
+    """Running totals of one invocation, updated as rows are written (what the progress bar shows).
+
+    ``spend`` is what the models cost, ``judge_spend`` what grading by the
+    judge cost; ``retried`` counts cells that took more than one attempt;
+    ``not_asked`` the cells left for a resume because the spend cap was reached.
+    """
 
     total: int = 0
     done: int = 0
@@ -91,9 +125,17 @@ class RunTotals:
     passed: int = 0
     ungraded: int = 0
     spend: Decimal = Decimal(0)
+    judge_spend: Decimal = Decimal(0)
     unpriced: int = 0
+    retried: int = 0
+    not_asked: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+
+    @property
+    def total_spend(self) -> Decimal:
+        """Models and judge together."""
+        return self.spend + self.judge_spend
 
     @property
     def cells_per_s(self) -> float:
@@ -102,7 +144,9 @@ class RunTotals:
         return self.done / (end - self.started) if end > self.started else 0.0
 
     def add(self, row: Mapping[str, Any]) -> None:
+        """Count one written row."""
         self.done += 1
+        self.retried += row["n_attempts"] > 1
         self.errors += row["status"] == "error"
         self.passed += bool(row.get("passed"))
         self.ungraded += (row.get("grade_reason") or "").startswith(UNGRADED)
@@ -110,30 +154,54 @@ class RunTotals:
             self.spend += Decimal(row["cost_usd"])
         elif row["n_attempts"]:
             self.unpriced += 1
+        if row.get("judge_cost_usd") is not None:
+            self.judge_spend += Decimal(row["judge_cost_usd"])
 
 
 async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, options: RunOptions, *,
                     run_id: str, judge: Any = None,
-                    on_row: Callable[[Mapping[str, Any], RunTotals], None] | None = None) -> RunTotals:
-    """Ask every cell not yet in ``store``; returns the totals of this invocation."""
+                    on_row: Callable[[Mapping[str, Any], RunTotals], None] | None = None,
+                    again: Mapping[Key, Sequence[Mapping[str, Any]]] | None = None,
+                    ledger: Any = None) -> RunTotals:
+    """Ask every cell not yet in ``store``; returns the totals of this invocation.
+
+    ``again``: cells to ask again although ``store`` has them (their last ask
+    failed), with the attempt records of the earlier asks, which the new row
+    carries. ``ledger``: the run's :class:`~evalkit.router.BudgetLedger`; a
+    cell refused by it before sending anything is not written (a resume asks
+    it), and no new cell is asked after it.
+    """
     names = [t.name for t in targets]
-    done = store.done_keys()
-    items = dataset.items
-    totals = RunTotals()
-    pending = []
-    for cell in iter_cells(len(items), len(targets), options.repeats, options.shard):
-        if (items[cell.item].id, names[cell.target], cell.repeat) in done:
-            totals.skipped += 1
-        else:
-            pending.append(cell)
-    totals.total = len(pending)
-    cells = iter(pending)
-    graders = _GraderCache(judge, unsafe_code_exec=options.unsafe_code_exec)
+    items = dataset.items[:options.limit] if options.limit else dataset.items
+    again = again or {}
+    done = store.done_keys() - again.keys()
+    totals = RunTotals(skipped=_done_in_plan(done, items, names, options))
+    totals.total = shard_size(len(items), len(names), options.repeats, options.shard) - totals.skipped
+    asked = [paced(t, retries=options.retries, concurrency=options.concurrency, ledger=ledger) for t in targets]
+    if judge is not None:
+        judge = paced(judge, retries=options.retries, concurrency=options.concurrency, ledger=ledger).call
+    queue = CellQueue([_pending(items, names, t, options, done) for t in range(len(names))],
+                      [a.gate for a in asked])
+    graders = GraderCache(judge, unsafe_code_exec=options.unsafe_code_exec, no_judge=options.no_judge)
 
     async def worker() -> None:
-        for cell in cells:  # one shared iterator: each cell goes to exactly one worker
-            item, target = items[cell.item], targets[cell.target]
-            row = store.append(await _ask(item, target, cell, options, run_id, graders))
+        while (cell := await queue.take()) is not None:
+            item, target = items[cell.item], asked[cell.target]
+            try:
+                row = await _ask(item, target, cell, options, run_id, graders,
+                                 again.get((item.id, target.name, cell.repeat)) if again else None)
+            finally:
+                queue.finished()
+            if row is None:  # the spend cap refused it before sending: it stays unasked
+                if queue.in_flight:  # other cells hold reservations: once one settles there may be room
+                    queue.put_back(cell)
+                    await queue.next_finish()
+                else:
+                    queue.stop()  # nothing else holds money: the cap is reached
+                continue
+            if row["grade_reason"] == JUDGE_REFUSED:
+                queue.stop()
+            row = store.append(row)
             totals.add(row)
             if on_row is not None:
                 on_row(row, totals)
@@ -142,14 +210,39 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
     try:
         # A task group: when one worker fails (a full disk), the others stop instead of writing on.
         async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, min(options.concurrency, len(pending) or 1))):
+            for _ in range(max(1, min(options.concurrency, totals.total or 1))):
                 group.create_task(worker())
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None  # one error, as a single worker would raise it
     finally:
         totals.finished = time.monotonic()
+        totals.not_asked = totals.total - totals.done
         store.close()
     return totals
+
+
+def _done_in_plan(done: set[Key], items: Sequence[Any], names: Sequence[str], options: RunOptions) -> int:
+    """How many finished cells belong to this run's plan (its items, targets, repeats and shard)."""
+    if not done:
+        return 0
+    item_index = {item.id: i for i, item in enumerate(items)}
+    target_index = {name: t for t, name in enumerate(names)}
+    count = 0
+    for item_id, target, repeat in done:
+        i, t = item_index.get(item_id), target_index.get(target)
+        if i is not None and t is not None and repeat < options.repeats:
+            count += in_shard(Cell(i, t, repeat), len(items), len(names), options.shard)
+    return count
+
+
+def _pending(items: Sequence[Any], names: Sequence[str], target: int, options: RunOptions,
+             done: set[Key]) -> Iterator[Cell]:
+    """``target``'s cells of the plan not yet in the store, lazily, in the stable order."""
+    cells = iter_cells(len(items), len(names), options.repeats, options.shard, target=target)
+    if not done:
+        return cells
+    name = names[target]
+    return (c for c in cells if (items[c.item].id, name, c.repeat) not in done)
 
 
 def build_request(item: Any, cell: Cell, options: RunOptions) -> ChatRequest:
@@ -165,28 +258,34 @@ def build_request(item: Any, cell: Cell, options: RunOptions) -> ChatRequest:
     )
 
 
-async def _ask(item: Any, target: Any, cell: Cell, options: RunOptions, run_id: str,
-               graders: _GraderCache) -> dict[str, Any]:
+async def _ask(item: Any, target: PacedTarget, cell: Cell, options: RunOptions, run_id: str,
+               graders: GraderCache, earlier: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:
+    """The graded row of one cell; ``None`` when the spend cap refused it before anything was sent."""
     request = build_request(item, cell, options)
     started_at, clock = time.time(), time.perf_counter()
     response: ChatResponse | None = None
     error: ProviderError | None = None
+    call = target.call
     try:
         # A streamed cell is read as it arrives, as an application would read it: a router then
         # recovers a broken stream the way it would in production (mid_stream), and records it.
-        response = await (target.complete(request, on_delta=_read) if request.stream else target.complete(request))
-        attempts = list(response.attempts) or [_leaf_attempt(response, target, started_at)]
+        response = await (call.complete(request, on_delta=_read) if request.stream else call.complete(request))
+        attempts = list(response.attempts) or [leaf_attempt(response, call, started_at)]
     except ProviderError as exc:
         error = exc
         # A caller waits for a failure too: a lone failed call is timed here (a router times its own).
         attempts = list(getattr(exc, "attempts", None) or ()) or [Attempt(
-            target=target.name, error_kind=exc.kind.value, error=_clipped(exc.message, 300),
+            target=target.name, error_kind=exc.kind.value, error=clipped(exc.message, 300),
             started_at=started_at, latency_ms=(time.perf_counter() - clock) * 1000, usage=exc.usage, cost=exc.cost)]
+        if exc.kind is ErrorKind.BUDGET_EXCEEDED and not any(a.sent for a in attempts):
+            return None
     except Exception as exc:  # noqa: BLE001 - a broken custom target is a failed cell, not a dead run
         error = InternalError(f"{type(exc).__name__}: {exc}")
-        attempts = [Attempt(target=target.name, error_kind="internal", error=_clipped(error.message, 300),
+        attempts = [Attempt(target=target.name, error_kind="internal", error=clipped(error.message, 300),
                             started_at=started_at, latency_ms=(time.perf_counter() - clock) * 1000)]
-    row = _row(run_id, item, target.name, cell.repeat, request, response, error, attempts, started_at)
+    row = cell_row(run_id, item, target.name, cell.repeat, request, response, error, attempts, started_at)
+    if earlier:
+        carry_attempts(row, earlier)
     if response is not None:
         # Graded as written: an upstream that echoed a key into its answer must not hand it to a
         # judge vendor, nor to a grade_reason that quotes (and cuts) the answer.
@@ -197,102 +296,3 @@ async def _ask(item: Any, target: Any, cell: Cell, options: RunOptions, run_id: 
 
 def _read(delta: Any) -> None:
     """The reader of a streamed cell: the text is in the response at the end; only its arrival matters."""
-
-
-def _leaf_attempt(response: ChatResponse, target: Any, started_at: float) -> Attempt:
-    return Attempt(target=response.provider or target.name, latency_ms=response.latency_ms,
-                   ttft_ms=response.ttft_ms, usage=response.usage, cost=response.cost, started_at=started_at)
-
-
-def _row(run_id: str, item: Any, target: str, repeat: int, request: ChatRequest, response: ChatResponse | None,
-         error: ProviderError | None, attempts: list[Attempt], started_at: float) -> dict[str, Any]:
-    sent = [a for a in attempts if a.sent]
-    usages = [a.usage for a in sent if a.usage is not None]
-    # One unpriced attempt that used tokens makes the cell's cost unknown, never a partial sum.
-    unpriced = not sent or any(a.cost is None and a.usage is not None for a in sent)
-    cost = None if unpriced else sum((a.cost.total for a in sent if a.cost is not None), Decimal(0))
-    total = lambda field: sum(getattr(u, field) for u in usages)  # noqa: E731
-    return {
-        "run_id": run_id, "item_id": item.id, "task_type": item.task_type, "target": target, "repeat": repeat,
-        "status": "ok" if response is not None else "error",
-        "error_kind": None if error is None else error.kind.value,
-        "error": None if error is None else _clipped(str(error), 500),
-        "served_by": response.provider if response is not None else None,
-        "model": response.model if response is not None else None,
-        "finish_reason": response.finish_reason.value if response is not None else None,
-        "latency_ms": sum(a.latency_ms for a in sent),
-        "ttft_ms": response.ttft_ms if response is not None else None,
-        "input_tokens": total("input_tokens"), "cached_input_tokens": total("cached_input_tokens"),
-        "cache_write_tokens": total("cache_write_tokens"), "output_tokens": total("output_tokens"),
-        "reasoning_tokens": total("reasoning_tokens"),
-        "tokens_exact": all(u.exact for u in usages) if usages else None,
-        "cost_usd": None if cost is None else str(cost),
-        "score": None, "passed": None, "grade_reason": None, "judge_cost_usd": None,
-        "n_attempts": len(sent),
-        "output": scrub(response.text) if response is not None else None,
-        "seed": request.seed, "temperature": request.temperature,
-        "started_at": started_at, "ended_at": None,
-        "attempts": [_attempt_record(a) for a in attempts],
-    }
-
-
-def _attempt_record(a: Attempt) -> dict[str, Any]:
-    u = a.usage
-    return {
-        "attempt_target": a.target, "error_kind": a.error_kind, "error": a.error, "sent": a.sent,
-        "depth": a.depth, "retry": a.retry, "recovery": a.recovery, "join_at": a.join_at,
-        "latency_ms": a.latency_ms, "ttft_ms": a.ttft_ms,
-        "input_tokens": u.input_tokens if u else None, "cached_input_tokens": u.cached_input_tokens if u else None,
-        "cache_write_tokens": u.cache_write_tokens if u else None, "output_tokens": u.output_tokens if u else None,
-        "reasoning_tokens": u.reasoning_tokens if u else None, "tokens_exact": u.exact if u else None,
-        "cost_usd": str(a.cost.total) if a.cost is not None else None, "started_at": a.started_at,
-    }
-
-
-def _clipped(text: str, limit: int) -> str:
-    """``text`` scrubbed of secret values, then cut to ``limit``: cutting first could leave half a key."""
-    return scrub(text)[:limit]
-
-
-def _spec_key(spec: Mapping[str, Any]) -> Any:
-    """A hashable key for a grader spec; cheap for flat specs, JSON for nested ones (labels, schemas)."""
-    try:
-        key = tuple(sorted(spec.items()))
-        hash(key)  # a list or dict value (labels, a schema) makes it unhashable
-        return key
-    except TypeError:
-        return json.dumps(spec, sort_keys=True, default=str)
-
-
-UNGRADED = "ungraded: "
-"""How ``grade_reason`` starts when an answer could not be graded here (no sandbox for code_exec)."""
-
-
-class _GraderCache:
-    """One grader per distinct spec; grading failures become a reason, not a crash."""
-
-    def __init__(self, judge: Any, *, unsafe_code_exec: bool = False) -> None:
-        self.judge = judge
-        self.unsafe_code_exec = unsafe_code_exec
-        self._graders: dict[Any, Any] = {}
-
-    async def grade(self, item: Any, output: str) -> dict[str, Any]:
-        from ..graders import SandboxUnavailable, grader_for
-
-        ungraded = {"score": None, "passed": None, "judge_cost_usd": None}
-        try:
-            key = _spec_key(item.grader)
-            grader = self._graders.get(key)
-            if grader is None:
-                grader = self._graders[key] = grader_for(item.grader, judge=self.judge,
-                                                         unsafe_code_exec=self.unsafe_code_exec)
-            grade = await grader.grade(item, output)
-        except ProviderError as exc:
-            return {**ungraded, "grade_reason": f"judge failed: {exc.kind.value}"}
-        except SandboxUnavailable as exc:  # no isolation here and no permission to run without: not a verdict
-            return {**ungraded, "grade_reason": _clipped(f"{UNGRADED}{exc}", 300)}
-        except Exception as exc:  # noqa: BLE001 - a grader bug must not lose the answer
-            return {**ungraded, "grade_reason": _clipped(f"grader error: {type(exc).__name__}: {exc}", 300)}
-        details = grade.details or {}
-        return {"score": float(grade.score), "passed": bool(grade.passed),
-                "grade_reason": _clipped(grade.reason, 300), "judge_cost_usd": details.get("judge_cost_usd")}

@@ -9,6 +9,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -16,6 +17,8 @@ from ..errors import ConfigError
 from ._cells import Shard
 from .lock import RunLock
 from .manifest import build_manifest, now_iso
+from ._grading import needs_judge
+from ._pacing import TRANSIENT_KINDS, check_priced, spend_ledger
 from .run import RunOptions, RunTotals, run_cells
 from .store import RunStore
 from .targets import EMULATOR_PREFIX, resolve_targets
@@ -40,13 +43,24 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
                     runs_dir: str | Path = "runs", run_id: str | None = None, resume: str | Path | None = None,
                     judge_spec: str | None = None, emulator: dict[str, Any] | None = None,
                     progress: bool | Callable[[Mapping[str, Any], RunTotals], None] = True,
-                    cassette: Any = None) -> RunResult:
+                    cassette: Any = None, retry_failed: bool = False) -> RunResult:
     """Run (or resume) ``suite`` × ``target_specs`` × ``options.repeats`` and return where it went.
 
     ``emulator`` (``{"seed": 0, "time_scale": 0.02, "fleet": "my_fleet.yaml"}``, fleet
-    optional) starts the in-process provider emulator for ``emulator:MODEL`` targets. On
-    resume, the suite, targets, options and emulator settings come from the run's manifest
-    (``options.unsafe_code_exec``, a permission of this invocation, is applied when set).
+    optional) starts the in-process provider emulator for ``emulator:MODEL`` targets; a
+    suite it does not bundle is registered with it, so its answers are gradable. On
+    resume, the suite, targets, judge, emulator settings and the options that decide
+    which cells there are and what they ask come from the run's manifest; the options
+    of this invocation (``concurrency``, ``retries``, ``max_spend``,
+    ``unsafe_code_exec``) are taken from ``options`` and recorded in it.
+    ``retry_failed`` (with ``resume``) asks again the cells whose last ask failed with a
+    transient error (:data:`~evalkit.runner._pacing.TRANSIENT_KINDS`).
+
+    Judge-graded items need ``judge_spec`` unless ``options.no_judge`` leaves them
+    ungraded: otherwise a :class:`~evalkit.ConfigError` before anything is written.
+    ``options.max_spend`` caps the whole run's spend (models and judge, earlier
+    invocations included); when it is reached the run stops asking and its
+    manifest says ``"status": "incomplete"``: ``resume`` with a larger cap goes on.
     ``progress``: True draws a progress bar (a line updated in place in Jupyter), False
     nothing, a callable is called with each finished row and the running :class:`RunTotals`.
     ``cassette`` (what :func:`~evalkit.runner.cassettes.cassette` yields, or a
@@ -64,15 +78,21 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
     if resume is not None:
         store, suite, target_specs, options, judge_spec, emulator = _resumed(Path(resume), options)
     else:
+        if retry_failed:
+            raise ConfigError("only asks again the failed cells of a run being resumed; add --resume RUN_DIR",
+                              field="--retry-failed")
         store = RunStore(Path(runs_dir) / (check_run_id(run_id) if run_id is not None else new_run_id()))
         _check_new(store)
     _check_emulator_settings(emulator)
     dataset = load_dataset(suite)
+    _check_judge(dataset, options, judge_spec)
     async with contextlib.AsyncExitStack() as held:
         if resume is not None:  # locked before anything starts: a second writer is refused at once
             held.enter_context(RunLock(store.path, field="--resume"))
         replay = cassette is not None and cassette.replay  # a replay's cassette answers: no server needed
         emu = held.enter_context(_maybe_emulator(target_specs, judge_spec, emulator, replay=replay))
+        if emu is not None and not replay:
+            _register_suite(emu, dataset)
         transport = None
         if cassette is not None:  # one for the whole run; its connections close after every provider has
             transport = cassette.transport()
@@ -82,29 +102,38 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
         for closable in (*targets, judge):
             if hasattr(closable, "aclose"):  # closed however this ends, before the emulator stops
                 held.push_async_callback(closable.aclose)
+        if options.max_spend is not None:
+            check_priced(targets, judge)
+        again = _failed_cells(store) if retry_failed else None
         if resume is None:
             config = {**options.as_dict(), "suite": str(suite), "judge": judge_spec, "emulator": emulator}
             held.enter_context(_created(store, build_manifest(
                 run_id=store.path.name, dataset=dataset, targets=list(target_specs), config=config,
                 simulated=[t.name for s, t in zip(target_specs, targets) if s.startswith(EMULATOR_PREFIX)])))
         else:
-            _reopened(store, dataset, options)
-        totals = await _ask_missing_cells(store, dataset, targets, judge, options, progress)
+            _reopened(store, dataset, options, retry_failed=retry_failed)
+        ledger = spend_ledger(options.max_spend, _spent(store) if resume is not None else Decimal(0))
+        totals = await _ask_missing_cells(store, dataset, targets, judge, options, progress, again, ledger)
         manifest = store.read_manifest()
-        manifest.update(ended_at=now_iso(), status="complete")
+        manifest.update(ended_at=now_iso(), status="complete" if not totals.not_asked else "incomplete")
+        if totals.not_asked:
+            manifest["stopped"] = {"reason": "max_spend", "cells_not_asked": totals.not_asked}
+        else:
+            manifest.pop("stopped", None)
         store.write_manifest(manifest)
     return RunResult(store.path, totals)
 
 
 async def _ask_missing_cells(store: RunStore, dataset: Any, targets: Sequence[Any], judge: Any,
-                             options: RunOptions, progress: bool | Callable[..., None]) -> RunTotals:
+                             options: RunOptions, progress: bool | Callable[..., None],
+                             again: Mapping[Any, Any] | None, ledger: Any) -> RunTotals:
     """Ask every cell not yet in ``store``, with Parquet compacted before and after (also after a failure)."""
     store.compact()  # a crashed run may have left log parts behind
     _warn_if_code_cannot_run(dataset, options)
     try:
         with _progress(progress, dataset.name) as on_row:
             totals = await run_cells(dataset, targets, store, options, run_id=store.path.name, judge=judge,
-                                     on_row=on_row)
+                                     on_row=on_row, again=again, ledger=ledger)
     except BaseException:
         with contextlib.suppress(OSError):  # the disk may still be full: resume compacts what is left
             store.compact()
@@ -168,28 +197,81 @@ def _check_emulator_settings(settings: Mapping[str, Any] | None) -> None:
         check_number(settings["time_scale"], "--time-scale")
 
 
+INVOCATION_OPTIONS = ("concurrency", "retries", "max_spend", "unsafe_code_exec")
+"""Options of one invocation: a resume takes them from the caller and records them in the manifest."""
+
+
 def _resumed(path: Path, given: RunOptions) -> tuple:
     store = RunStore(path)
     if not store.manifest_path.is_file():
         raise ConfigError("not a run directory (no manifest.json)", file=str(path), field="--resume")
     manifest = store.read_manifest()
     config = manifest["config"]
-    options = RunOptions(repeats=config["repeats"], concurrency=config["concurrency"], seed=config["seed"],
+    options = RunOptions(repeats=config["repeats"], concurrency=given.concurrency, seed=config["seed"],
                          temperature=config["temperature"], max_tokens=config["max_tokens"],
                          stream=config["stream"], shard=_shard(config.get("shard")) or given.shard,
-                         unsafe_code_exec=bool(config.get("unsafe_code_exec")) or given.unsafe_code_exec)
+                         unsafe_code_exec=bool(config.get("unsafe_code_exec")) or given.unsafe_code_exec,
+                         retries=given.retries, limit=config.get("limit"), max_spend=given.max_spend,
+                         no_judge=bool(config.get("no_judge")))
     return store, config["suite"], manifest["targets"], options, config.get("judge"), config.get("emulator")
 
 
-def _reopened(store: RunStore, dataset: Any, options: RunOptions) -> None:
-    """Check a resumed run is of the same dataset; record a permission given on resume (``--unsafe-code-exec``)."""
+def _reopened(store: RunStore, dataset: Any, options: RunOptions, *, retry_failed: bool = False) -> None:
+    """Check a resumed run is of the same dataset; record this invocation's options in its manifest."""
     manifest = store.read_manifest()
     if manifest["dataset"]["sha256"] != dataset.sha256:
         raise ConfigError("the dataset changed since this run started; resume would mix two suites",
                           file=str(dataset.path), field="sha256")
-    if bool(manifest["config"].get("unsafe_code_exec")) != options.unsafe_code_exec:
-        manifest["config"]["unsafe_code_exec"] = options.unsafe_code_exec
-        store.write_manifest(manifest)
+    given = {name: options.as_dict()[name] for name in INVOCATION_OPTIONS}
+    manifest["config"].update(given)
+    manifest.setdefault("resumes", []).append({"at": now_iso(), **given, "retry_failed": retry_failed})
+    store.write_manifest(manifest)
+
+
+def _check_judge(dataset: Any, options: RunOptions, judge_spec: str | None) -> None:
+    """Judge-graded items need a judge, or ``--no-judge`` to leave them ungraded on purpose."""
+    if options.no_judge and judge_spec:
+        raise ConfigError("--no-judge leaves judge-graded items ungraded, so a judge would be unused",
+                          field="--judge")
+    if judge_spec or options.no_judge:
+        return
+    items = dataset.items[:options.limit] if options.limit else dataset.items
+    judged = [item.id for item in items if needs_judge(item)]
+    if judged:
+        raise ConfigError(f"{len(judged)} items are graded by an LLM judge (first: {judged[0]!r}) and no judge "
+                          "is given; pass --judge PROVIDER:MODEL, or --no-judge to leave them ungraded",
+                          file=str(dataset.path), field="--judge")
+
+
+def _register_suite(emu: Any, dataset: Any) -> None:
+    """A suite the emulator does not bundle is registered with it: its prompts get gradable answers.
+
+    A replay's emulator (no server) has nothing to register with: the cassette answers.
+    """
+    register = getattr(emu, "register", None)
+    if register is None:
+        return
+    added = register(dataset.items)
+    if added.registered:
+        print(f"evalkit: note: {added.registered} prompts of {dataset.name} registered with the emulator: its "
+              "models answer them right or wrong by their skill per task type", file=sys.stderr)
+
+
+def _failed_cells(store: RunStore) -> Mapping[Any, Any]:
+    """The cells whose last ask failed with a transient error, with the attempt records of their asks."""
+    return store.failed_cells(TRANSIENT_KINDS)
+
+
+def _spent(store: RunStore) -> Decimal:
+    """What a run's written cells cost so far, models and judge (unpriced counted as nothing known)."""
+    from .results import results_df
+
+    results = results_df(store.path, exact_money=True)
+    total = Decimal(0)
+    for column in ("cost_usd", "judge_cost_usd"):
+        value = results[column].drop_nulls().sum() if results.height else None
+        total += Decimal(str(value)) if value is not None else Decimal(0)
+    return total
 
 
 def _warn_if_code_cannot_run(dataset: Any, options: RunOptions) -> None:

@@ -370,7 +370,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     request.addfinalizer(patch.undo)
 
     def run(specs: list[str], repeats: int = REPEATS) -> pl.DataFrame:
-        options = RunOptions(repeats=repeats, concurrency=8)
+        options = RunOptions(repeats=repeats, concurrency=8, no_judge=True)
         result = asyncio.run(run_suite("smoke", specs, options=options, runs_dir=root / "runs", progress=False))
         return results_df(result.run_dir).with_columns(pl.col("target").replace(rename))
 

@@ -66,9 +66,16 @@ def check_benchmark(nb: Any, runs_dir: Path) -> None:
     results = results_df(run)
     # The progress line ends at the total, and the total is every cell of the run.
     assert matches(nb, rf"\b{results.height}/{results.height} cells"), "the progress display never reached the end"
+    from evalkit.runner import attempts_df
+
+    attempts = attempts_df(run)
+    retried = results.filter(results["n_attempts"] > 1)
+    assert retried.height > 0, "the notebook injects faults: some cells need a retry"
+    assert attempts.height == results["n_attempts"].sum(), "every retry is an attempt row"
+    assert attempts.filter(attempts["error_kind"].is_not_null()).height >= retried.height
     failed = results.filter(results["status"] == "error")
-    assert failed.height > 0, "the notebook injects faults: some cells must fail"
     assert failed["error_kind"].null_count() == 0, "every failed cell has a typed error_kind"
+    assert matches(nb, r"\d+ cells needed a retry; \d+ failed after all their retries")
 
 
 def check_analysis(nb: Any, runs_dir: Path) -> None:

@@ -83,7 +83,7 @@ def test_failed_calls_are_rows_with_typed_errors_and_keys_stay_secret(
         monkeypatch.setenv("OPENAI_BASE_URL", emu.openai_base_url)
         emu.script("sim-small", ["500"] * 3)
         result = asyncio.run(run_suite(suite, ["openai:sim-small", "openai:sim-missing"],
-                                       options=RunOptions(concurrency=1), runs_dir=tmp_path / "runs",
+                                       options=RunOptions(concurrency=1, retries=0), runs_dir=tmp_path / "runs",
                                        judge_spec="openai:sim-large", progress=False))
     results = results_df(result.run_dir)
     assert results.height == 2 * len(load_dataset(suite))
@@ -111,7 +111,7 @@ def test_shards_partition_the_cells_and_merge(tmp_path: Path) -> None:
                  options=RunOptions(concurrency=8, shard=parse_shard(f"{k}/3"))).run_dir for k in (1, 2, 3)]
     sizes = [results_df(p).height for p in parts]
     assert sum(sizes) == full.height and min(sizes) > 0
-    merged = merge_runs(parts, tmp_path / "runs" / "merged")
+    merged = merge_runs(parts, tmp_path / "runs" / "merged").output
     together = results_df(merged)
     key = ["item_id", "target", "repeat"]
     assert together.select(key).sort(key).equals(full.select(key).sort(key))
@@ -142,7 +142,7 @@ def test_regrade_grades_saved_answers_again_without_calling_models(tmp_path: Pat
         pl.read_parquet(part).with_columns(pl.lit(None, pl.Float64).alias("score"),
                                            pl.lit(None, pl.Boolean).alias("passed")).write_parquet(part)
     # No emulator runs now and no judge is given: regrading reads the saved answers and calls nothing.
-    graded = asyncio.run(regrade(result.run_dir, judge=None))
+    graded = asyncio.run(regrade(result.run_dir, judge=None)).graded
     after = results_df(result.run_dir)
     key = ["item_id", "target", "repeat"]
     both = before.join(after, on=key, suffix="_again")
@@ -178,14 +178,14 @@ def test_notebook_progress_is_one_line_updated_in_place(monkeypatch: pytest.Monk
             shown.append(text.data)
 
     monkeypatch.setattr(IPython.display, "display", lambda text, display_id: shown.append(text.data) or Handle())
-    totals = RunTotals(total=4, errors=1, spend=Decimal("0.12345"), unpriced=2)
+    totals = RunTotals(total=4, errors=1, spend=Decimal("0.12345"), judge_spend=Decimal("0.5"), unpriced=2)
     with NotebookProgress("smoke", min_interval_s=0) as bar:
         for _ in range(4):
             totals.done += 1
             bar.update({}, totals)
     assert shown[0] == "smoke: starting" and len(shown) == 6
     assert shown[-1].startswith("smoke " + "█" * 30 + " 4/4 cells")
-    assert shown[-1].endswith("1 errors · $0.1234 (+2 unpriced)")
+    assert shown[-1].endswith("1 errors · $0.1234 + judge $0.5000 (+2 unpriced)")
 
 
 def test_a_refused_resume_still_closes_every_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,7 @@ def smoke_run(llamacpp_server, tmp_path_factory):
     work = tmp_path_factory.mktemp("llamacpp-run")
     env = {**os.environ, "LLAMACPP_BASE_URL": llamacpp_server.base_url}
     done = _evalkit("run", "--suite", "smoke", "--targets", llamacpp_server.target, "--max-tokens", "32",
-                    "--concurrency", "2", "--run-id", "llama", "--no-progress", env=env, cwd=work)
+                    "--concurrency", "2", "--run-id", "llama", "--no-progress", "--no-judge", env=env, cwd=work)
     return work, work / "runs" / "llama", done
 
 

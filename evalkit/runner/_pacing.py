@@ -1,0 +1,107 @@
+"""How a run asks each target: retries, an adaptive in-flight limit and the spend cap.
+
+A plain target (a provider) is asked through the router's own parts, so a run
+retries and paces the way production routing does, and every attempt is a row
+of ``attempts_df``::
+
+    FallbackChain([LimitedTarget(provider, adaptive in-flight limit)], policy=run_retry_policy(retries))
+
+* **Retries**: the chain is the one retry owner, with full-jitter backoff that
+  honours a vendor's ``Retry-After`` (up to two minutes: a run can wait where
+  an interactive call could not). Unlike an interactive chain it retries
+  timeouts too: there is no next target to go to.
+* **Adaptive concurrency**: the target's in-flight limit starts at the run's
+  concurrency, halves on a vendor's 429/529 or when its rate-limit headers say
+  the budget is nearly gone, and grows back by about one per round of
+  successes (AIMD), so a run converges on what the provider allows instead of
+  storming it. The run's scheduler gives a saturated target no new cells.
+* **Spend cap**: with one, a one-candidate
+  :class:`~evalkit.router.CostAwareRouter` sits between the chain and the
+  limited target, so every attempt, each retry included, reserves its worst
+  case in the run's :class:`~evalkit.router.BudgetLedger` before it is sent.
+
+A routing config (a router) is its own retry owner and is asked as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from ..errors import ConfigError
+from ..router import BudgetLedger, CostAwareRouter, FallbackChain, Router
+from ..router.limits import LimitedTarget, Limits
+from ..router._retry import RetryPolicy
+
+__all__ = ["TRANSIENT_KINDS", "PacedTarget", "check_priced", "paced", "run_retry_policy", "spend_ledger"]
+
+TRANSIENT_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "stream_interrupted",
+                             "invalid_response", "budget_exceeded"})
+"""Error kinds a later ask may not meet again: what ``--resume --retry-failed`` asks again."""
+
+# A queued attempt may wait this long for a slot of its target's adaptive limit.
+_SLOT_WAIT_S = 900.0
+
+
+def run_retry_policy(retries: int) -> RetryPolicy:
+    """The policy of a run's cells: ``retries`` retries of the one target, transient errors only.
+
+    No deadline for the whole cell: each attempt is bounded by the provider's
+    own timeout and deadlines, each backoff by ``retry_after_cap_s``.
+    """
+    return RetryPolicy(retries_per_target=retries, max_attempts=retries + 1, deadline_s=math.inf,
+                       backoff_base_s=0.5, backoff_cap_s=30.0,
+                       retry_after_cap_s=120.0).with_actions({"timeout": "retry"})
+
+
+@dataclass(frozen=True, slots=True)
+class PacedTarget:
+    """What a cell calls (``call``), the gate the scheduler checks (``gate``) and the target's own name."""
+
+    call: Any
+    gate: LimitedTarget | None
+    name: str
+
+
+def paced(target: Any, *, retries: int, concurrency: int, ledger: BudgetLedger | None = None) -> PacedTarget:
+    """``target`` as a run asks it (see the module docstring)."""
+    if isinstance(target, Router):
+        call = target if ledger is None else _capped(target, ledger)
+        return PacedTarget(call, None, target.name)
+    gate = LimitedTarget(target, Limits(max_in_flight=concurrency, adaptive=True, on_saturated="wait",
+                                        max_wait_s=_SLOT_WAIT_S))
+    inner = gate if ledger is None else _capped(gate, ledger)
+    chain = FallbackChain([inner], policy=run_retry_policy(retries), breaker=None, name=target.name)
+    return PacedTarget(chain, gate, target.name)
+
+
+def _capped(target: Any, ledger: BudgetLedger) -> CostAwareRouter:
+    # One candidate, refused at once when its worst case does not fit: the run stops asking new cells.
+    return CostAwareRouter([(target, 1.0)], ledger=ledger, on_over_budget="refuse", fallback_on_error=False,
+                           name=target.name)
+
+
+def check_priced(targets: Any, judge: Any = None) -> None:
+    """A :class:`~evalkit.ConfigError` on ``--max-spend`` naming a target whose worst case has no price."""
+    for target in [*targets, *([judge] if judge is not None else [])]:
+        lookup = getattr(target, "prices", None)
+        prices = lookup() if callable(lookup) and not isinstance(target, Router) else None
+        if prices is None:
+            what = "a router, whose calls" if isinstance(target, Router) else "a model whose price"
+            raise ConfigError(f"cannot cap spend on {target.name}: it is {what} evalkit cannot price before "
+                              "sending; run without --max-spend, or give it prices", field="--max-spend")
+
+
+def spend_ledger(cap: Decimal | None, already_spent: Decimal) -> BudgetLedger | None:
+    """The run's ledger: ``cap`` for the whole run, what earlier invocations spent counted as spent."""
+    if cap is None:
+        return None
+    if already_spent > cap:
+        raise ConfigError(f"this run has already spent ${already_spent:.4f}, more than the cap ${cap}",
+                          field="--max-spend")
+    ledger = BudgetLedger(cap, period="total")
+    if already_spent:
+        ledger.reserve("earlier invocations", already_spent).settle(already_spent)
+    return ledger
