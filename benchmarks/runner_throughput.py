@@ -8,7 +8,9 @@ Run: ``python benchmarks/runner_throughput.py [--requests 10000] [--concurrency 
    delay. In the same run, a raw aiohttp client posts N requests at concurrency
    C (the baseline), then ``evalkit.runner.run_suite`` asks the same number of
    cells (a trivial regex grader, results persisted to Parquet). Ideal at 50 ms
-   and c=100: 2,000 req/s. Target: runner >= 0.7x the raw client.
+   and c=100: 2,000 req/s. The runner runs as ``evalkit run`` does by default: retries (a one-target
+   FallbackChain) and an adaptive in-flight limit per target (issue 15). Target: runner >= 0.85x the
+   raw client for the whole run (setup and compaction included).
 2. Memory: a subprocess runs a 100k-attempt suite against the upstream at zero
    delay and reports its peak RSS (target < 1 GB).
 """
@@ -187,7 +189,7 @@ def report_throughput(args: argparse.Namespace, tmp: Path) -> None:
     steady_median = statistics.median(steady)
     print(f"{'  of which while asking (no setup)':<34}{steady_median:>10.0f}{steady_median / raw_median:>8.2f}   "
           f"{', '.join(f'{r:.0f}' for r in steady)}")
-    print(f"target runner (whole run) >= 0.7x raw aiohttp: {'PASS' if ratio >= 0.7 else 'FAIL'}; "
+    print(f"target runner (whole run) >= 0.85x raw aiohttp: {'PASS' if ratio >= 0.85 else 'FAIL'}; "
           f"failed cells: {errors}")
 
 

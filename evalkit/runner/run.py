@@ -12,6 +12,8 @@ spend cap) is :mod:`._pacing`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -209,16 +211,33 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
     totals.started = time.monotonic()
     try:
         # A task group: when one worker fails (a full disk), the others stop instead of writing on.
-        async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, min(options.concurrency, totals.total or 1))):
-                group.create_task(worker())
+        with _long_lived_objects_frozen():
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, min(options.concurrency, totals.total or 1))):
+                    group.create_task(worker())
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None  # one error, as a single worker would raise it
     finally:
         totals.finished = time.monotonic()
-        totals.not_asked = totals.total - totals.done
+        totals.not_asked = totals.total - totals.done if queue.stopped else 0
         store.close()
     return totals
+
+
+@contextlib.contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the objects that live all run (dataset, modules, clients) out of the garbage collector's scans.
+
+    A run allocates a few hundred objects per cell, which triggers collections
+    all the time; each full one would walk the whole dataset again. Frozen, they
+    are skipped (``gc.freeze``); what the run creates is still collected.
+    Measured on ``benchmarks/runner_throughput.py``.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _done_in_plan(done: set[Key], items: Sequence[Any], names: Sequence[str], options: RunOptions) -> int:
