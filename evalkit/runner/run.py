@@ -177,8 +177,7 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
     items = dataset.items[:options.limit] if options.limit else dataset.items
     again = again or {}
     done = store.done_keys() - again.keys()
-    totals = RunTotals(skipped=_done_in_plan(done, items, names, options))
-    totals.total = shard_size(len(items), len(names), options.repeats, options.shard) - totals.skipped
+    totals = _planned(done, items, names, options)
     asked = [paced(t, retries=options.retries, concurrency=options.concurrency, ledger=ledger) for t in targets]
     if judge is not None:
         judge = paced(judge, retries=options.retries, concurrency=options.concurrency, ledger=ledger).call
@@ -238,6 +237,13 @@ def _long_lived_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def _planned(done: set[Key], items: Sequence[Any], names: Sequence[str], options: RunOptions) -> RunTotals:
+    """Totals before asking: the plan's cells already done (skipped) and those to ask (total)."""
+    skipped = _done_in_plan(done, items, names, options)
+    planned = shard_size(len(items), len(names), options.repeats, options.shard)
+    return RunTotals(total=planned - skipped, skipped=skipped)
 
 
 def _done_in_plan(done: set[Key], items: Sequence[Any], names: Sequence[str], options: RunOptions) -> int:

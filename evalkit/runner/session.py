@@ -93,15 +93,7 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
         emu = held.enter_context(_maybe_emulator(target_specs, judge_spec, emulator, replay=replay))
         if emu is not None and not replay:
             _register_suite(emu, dataset)
-        transport = None
-        if cassette is not None:  # one for the whole run; its connections close after every provider has
-            transport = cassette.transport()
-            held.push_async_callback(transport.aclose_pool)
-        targets = resolve_targets(target_specs, emulator=emu, transport=transport)
-        judge = resolve_targets([judge_spec], emulator=emu, transport=transport)[0] if judge_spec else None
-        for closable in (*targets, judge):
-            if hasattr(closable, "aclose"):  # closed however this ends, before the emulator stops
-                held.push_async_callback(closable.aclose)
+        targets, judge = _held_targets(held, target_specs, judge_spec, emu, cassette)
         if options.max_spend is not None:
             check_priced(targets, judge)
         again = _failed_cells(store) if retry_failed else None
@@ -114,14 +106,34 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
             _reopened(store, dataset, options, retry_failed=retry_failed)
         ledger = spend_ledger(options.max_spend, _spent(store) if resume is not None else Decimal(0))
         totals = await _ask_missing_cells(store, dataset, targets, judge, options, progress, again, ledger)
-        manifest = store.read_manifest()
-        manifest.update(ended_at=now_iso(), status="complete" if not totals.not_asked else "incomplete")
-        if totals.not_asked:
-            manifest["stopped"] = {"reason": "max_spend", "cells_not_asked": totals.not_asked}
-        else:
-            manifest.pop("stopped", None)
-        store.write_manifest(manifest)
+        _record_end(store, totals)
     return RunResult(store.path, totals)
+
+
+def _held_targets(held: contextlib.AsyncExitStack, specs: Sequence[str], judge_spec: str | None, emu: Any,
+                  cassette: Any) -> tuple[list[Any], Any]:
+    """The run's targets and judge, each closed when ``held`` closes (before the emulator stops)."""
+    transport = None
+    if cassette is not None:  # one for the whole run; its connections close after every provider has
+        transport = cassette.transport()
+        held.push_async_callback(transport.aclose_pool)
+    targets = resolve_targets(specs, emulator=emu, transport=transport)
+    judge = resolve_targets([judge_spec], emulator=emu, transport=transport)[0] if judge_spec else None
+    for closable in (*targets, judge):
+        if hasattr(closable, "aclose"):
+            held.push_async_callback(closable.aclose)
+    return targets, judge
+
+
+def _record_end(store: RunStore, totals: RunTotals) -> None:
+    """The manifest says when this invocation ended and whether the run is complete or stopped by the cap."""
+    manifest = store.read_manifest()
+    manifest.update(ended_at=now_iso(), status="complete" if not totals.not_asked else "incomplete")
+    if totals.not_asked:
+        manifest["stopped"] = {"reason": "max_spend", "cells_not_asked": totals.not_asked}
+    else:
+        manifest.pop("stopped", None)
+    store.write_manifest(manifest)
 
 
 async def _ask_missing_cells(store: RunStore, dataset: Any, targets: Sequence[Any], judge: Any,
