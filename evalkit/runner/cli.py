@@ -40,13 +40,16 @@ MERGE_INCOMPLETE = 4
 """What ``evalkit merge`` exits with when shards or cells are missing (the merged run is written and resumable)."""
 
 _RUN_DESCRIPTION = """\
-Ask every item of a suite to every target, grade the answers and write every attempt to Parquet.
-With no arguments: the bundled default suite on the in-process emulator's whole fleet (no keys).
-Transient failures are retried (--retries) and each target's concurrency adapts to its rate limits;
-every attempt is recorded. Results: evalkit.results_df(RUN_DIR) / evalkit.attempts_df(RUN_DIR).
+Ask every item of a suite to every target, grade the answers and write every
+attempt to Parquet. With no arguments: the bundled default suite on the
+in-process emulator's whole fleet (no keys). Transient failures are retried
+(--retries) and each target's concurrency adapts to its rate limits; every
+attempt is recorded. Results: evalkit.results_df(RUN_DIR) and
+evalkit.attempts_df(RUN_DIR).
 
-exit codes: 0 complete; 1 a write was refused (disk full); 2 bad input, nothing written;
-3 every cell failed or more than --max-error-rate; 4 --max-spend reached (resumable); 130 interrupted"""
+exit codes: 0 complete; 1 a write was refused (disk full); 2 bad input, nothing
+written; 3 every cell failed, or more than --max-error-rate; 4 --max-spend
+reached (resumable); 130 interrupted"""
 
 # Flags that decide which cells a run has and what they ask: fixed once a run exists.
 _PLAN_FLAGS = (("--suite", "suite"), ("--targets", "targets"), ("--judge", "judge"), ("--no-judge", "no_judge"),
