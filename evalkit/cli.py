@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark LLM providers on your prompts, turn the evidence into routing tables, and run "
         "them. With no keys, evalkit run benchmarks the built-in provider emulator's fleet on the bundled suite.",
         epilog="Exit codes: 0 success; 2 bad input (one line naming the file, line and field); 1 the system "
-        "refused a read or write. evalkit COMMAND --help lists a command's flags.",
+        "refused a read or write; evalkit run: 3 every cell failed or more than --max-error-rate, 4 --max-spend "
+        "reached (resumable), 130 interrupted; evalkit merge: 4 shards or cells missing (resumable). "
+        "evalkit COMMAND --help lists a command's flags.",
     )
     parser.add_argument("--version", action="version", version=f"evalkit {__version__}",
                         help="print evalkit's version and exit")

@@ -8,7 +8,8 @@ of ``attempts_df``::
 
 * **Retries**: the chain is the one retry owner, with full-jitter backoff that
   honours a vendor's ``Retry-After`` (up to two minutes: a run can wait where
-  an interactive call could not). Unlike an interactive chain it retries
+  an interactive call could not; a longer one ends the cell as failed, which
+  ``--retry-failed`` asks again). Unlike an interactive chain it retries
   timeouts too: there is no next target to go to.
 * **Adaptive concurrency**: the target's in-flight limit starts at the run's
   concurrency, halves on a vendor's 429/529 or when its rate-limit headers say
@@ -20,7 +21,11 @@ of ``attempts_df``::
   limited target, so every attempt, each retry included, reserves its worst
   case in the run's :class:`~evalkit.router.BudgetLedger` before it is sent.
 
-A routing config (a router) is its own retry owner and is asked as it is.
+A routing config (a router) is its own retry owner and is asked as it is, with
+one thing added: when every leaf under it has an in-flight limit
+(``limits: {max_in_flight: N}``), the run sends it no more cells at once than
+those limits add up to, and the rest wait their turn, instead of being refused
+by the router's own limits (``on_saturated: skip``) as local 429s.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from ..router import BudgetLedger, CostAwareRouter, FallbackChain, Router
 from ..router.limits import LimitedTarget, Limits
 from ..router._retry import RetryPolicy
 
-__all__ = ["TRANSIENT_KINDS", "PacedTarget", "check_priced", "paced", "run_retry_policy", "spend_ledger"]
+__all__ = ["TRANSIENT_KINDS", "PacedTarget", "check_priced", "leaf_capacity", "paced", "run_retry_policy",
+           "spend_ledger"]
 
 TRANSIENT_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "stream_interrupted",
                              "invalid_response", "budget_exceeded"})
@@ -68,13 +74,32 @@ class PacedTarget:
 def paced(target: Any, *, retries: int, concurrency: int, ledger: BudgetLedger | None = None) -> PacedTarget:
     """``target`` as a run asks it (see the module docstring)."""
     if isinstance(target, Router):
-        call = target if ledger is None else _capped(target, ledger)
-        return PacedTarget(call, None, target.name)
+        room = leaf_capacity(target)
+        gate = None if room is None else LimitedTarget(target, Limits(
+            max_in_flight=min(room, concurrency), on_saturated="wait", max_wait_s=_SLOT_WAIT_S))
+        inner = target if gate is None else gate
+        return PacedTarget(inner if ledger is None else _capped(inner, ledger), gate, target.name)
     gate = LimitedTarget(target, Limits(max_in_flight=concurrency, adaptive=True, on_saturated="wait",
                                         max_wait_s=_SLOT_WAIT_S))
     inner = gate if ledger is None else _capped(gate, ledger)
     chain = FallbackChain([inner], policy=run_retry_policy(retries), breaker=None, name=target.name)
     return PacedTarget(chain, gate, target.name)
+
+
+def leaf_capacity(target: Any) -> int | None:
+    """Calls ``target`` can have in flight before its own in-flight limits refuse one; ``None``: no such bound.
+
+    A limited target holds its ``max_in_flight`` (or less, what is under it);
+    a router holds what its targets hold together; a leaf without a limit is
+    unbounded, and so is any router with such a leaf (it can take the overflow).
+    """
+    if isinstance(target, LimitedTarget):
+        own, inner = target.limits.max_in_flight, leaf_capacity(target.target)
+        return inner if own is None else own if inner is None else min(own, inner)
+    if isinstance(target, Router):
+        rooms = [leaf_capacity(t) for t in target.targets]
+        return None if not rooms or None in rooms else sum(rooms)  # type: ignore[arg-type]
+    return None
 
 
 def _capped(target: Any, ledger: BudgetLedger) -> CostAwareRouter:

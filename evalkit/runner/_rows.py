@@ -9,7 +9,7 @@ from .._secret import scrub
 from ..errors import ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
 
-__all__ = ["attempt_record", "carry_attempts", "clipped", "leaf_attempt", "cell_row"]
+__all__ = ["attempt_record", "carry_attempts", "cell_row", "clipped", "earlier_cost", "leaf_attempt"]
 
 _TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 
@@ -73,6 +73,11 @@ def clipped(text: str, limit: int) -> str:
     return scrub(text)[:limit]
 
 
+def earlier_cost(earlier: Sequence[Mapping[str, Any]]) -> Decimal:
+    """What the carried attempts of earlier asks cost (their priced part)."""
+    return sum((Decimal(a["cost_usd"]) for a in earlier if a["sent"] and a["cost_usd"] is not None), Decimal(0))
+
+
 def carry_attempts(row: dict[str, Any], earlier: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``row`` of a cell asked again (``--retry-failed``) with the attempts of its earlier asks in front.
 
@@ -92,8 +97,7 @@ def carry_attempts(row: dict[str, Any], earlier: Sequence[Mapping[str, Any]]) ->
         row["tokens_exact"] = all(used) and row["tokens_exact"] is not False
     unpriced = any(a["cost_usd"] is None and a["input_tokens"] is not None for a in sent)
     if row["cost_usd"] is not None and not unpriced:
-        row["cost_usd"] = str(Decimal(row["cost_usd"]) + sum((Decimal(a["cost_usd"]) for a in sent
-                                                               if a["cost_usd"] is not None), Decimal(0)))
+        row["cost_usd"] = str(Decimal(row["cost_usd"]) + earlier_cost(sent))
     elif unpriced:
         row["cost_usd"] = None
     return row

@@ -174,7 +174,8 @@ def _merged_manifest(stores: Sequence[RunStore], manifests: Sequence[dict], resu
                   shards=[{**state.as_dict(), **{k: m[k] for k in _PER_RUN if k in m}}  # each shard's history
                           for state, m in zip(result.shards, manifests)])
     # The merged run is the whole of the cells: resuming it asks the ones missing.
-    merged["config"] = dict(manifests[0]["config"], shard="1/1")
+    # Each shard's --max-spend capped that shard: the merged run has no cap until a resume gives one.
+    merged["config"] = dict(manifests[0]["config"], shard="1/1", max_spend=None)
     if not result.complete:
         merged["incomplete"] = {"missing_shards": list(result.missing_shards),
                                 "incomplete_shards": [s.shard for s in result.incomplete_shards],

@@ -123,6 +123,7 @@ async def regrade(run_dir: str | Path, *, judge: Any = None, judge_spec: str | N
         history[-1] = {**result.record(), "status": "complete"}
         if spec is not None:  # the run's grades are this judge's now; a resume grades its new cells with it too
             manifest["config"]["judge"] = spec
+            manifest["config"]["no_judge"] = False
         store.write_manifest(manifest)
     return result
 

@@ -25,7 +25,7 @@ from ..types import Attempt, ChatRequest, ChatResponse
 from ._cells import Cell, Shard, in_shard, iter_cells, repeat_seed, shard_size
 from ._grading import JUDGE_REFUSED, UNGRADED, GraderCache, _GraderCache  # noqa: F401 - regrade's import
 from ._pacing import PacedTarget, paced
-from ._rows import attempt_record, carry_attempts, cell_row, clipped, leaf_attempt
+from ._rows import attempt_record, carry_attempts, cell_row, clipped, earlier_cost, leaf_attempt
 from ._schedule import CellQueue
 from .store import RunStore
 
@@ -71,8 +71,9 @@ class RunOptions:
     (:func:`~evalkit.runner._pacing.run_retry_policy`); ``concurrency`` is also
     where each target's adaptive in-flight limit starts. ``limit``: only the
     first ``limit`` items of the dataset. ``max_spend``: USD the whole run
-    (models and judge) may spend; no new cell is asked once the next
-    reservation would pass it. ``no_judge``: judge-graded answers stay ungraded.
+    (models and judge) may spend; a cell whose reservation does not fit
+    waits for the cells in flight, and the run stops asking when it still does
+    not fit with nothing else in flight. ``no_judge``: judge-graded answers stay ungraded.
     """
 
     repeats: int = 1
@@ -145,15 +146,15 @@ class RunTotals:
         end = self.finished if self.finished is not None else time.monotonic()
         return self.done / (end - self.started) if end > self.started else 0.0
 
-    def add(self, row: Mapping[str, Any]) -> None:
-        """Count one written row."""
+    def add(self, row: Mapping[str, Any], earlier_cost: Decimal = Decimal(0)) -> None:
+        """Count one written row; ``earlier_cost``: what its carried earlier asks cost (spent before this one)."""
         self.done += 1
         self.retried += row["n_attempts"] > 1
         self.errors += row["status"] == "error"
         self.passed += bool(row.get("passed"))
         self.ungraded += (row.get("grade_reason") or "").startswith(UNGRADED)
         if row.get("cost_usd") is not None:
-            self.spend += Decimal(row["cost_usd"])
+            self.spend += Decimal(row["cost_usd"]) - earlier_cost
         elif row["n_attempts"]:
             self.unpriced += 1
         if row.get("judge_cost_usd") is not None:
@@ -171,7 +172,8 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
     failed), with the attempt records of the earlier asks, which the new row
     carries. ``ledger``: the run's :class:`~evalkit.router.BudgetLedger`; a
     cell refused by it before sending anything is not written (a resume asks
-    it), and no new cell is asked after it.
+    it): it is put back while other cells hold reservations, and when none
+    does, the run stops asking (``not_asked`` counts what is left).
     """
     names = [t.name for t in targets]
     items = dataset.items[:options.limit] if options.limit else dataset.items
@@ -188,9 +190,9 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
     async def worker() -> None:
         while (cell := await queue.take()) is not None:
             item, target = items[cell.item], asked[cell.target]
+            earlier = again.get((item.id, target.name, cell.repeat)) if again else None
             try:
-                row = await _ask(item, target, cell, options, run_id, graders,
-                                 again.get((item.id, target.name, cell.repeat)) if again else None)
+                row = await _ask(item, target, cell, options, run_id, graders, earlier)
             finally:
                 queue.finished()
             if row is None:  # the spend cap refused it before sending: it stays unasked
@@ -203,7 +205,7 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
             if row["grade_reason"] == JUDGE_REFUSED:
                 queue.stop()
             row = store.append(row)
-            totals.add(row)
+            totals.add(row, earlier_cost(earlier) if earlier else Decimal(0))
             if on_row is not None:
                 on_row(row, totals)
 
@@ -230,13 +232,25 @@ def _long_lived_objects_frozen() -> Iterator[None]:
     A run allocates a few hundred objects per cell, which triggers collections
     all the time; each full one would walk the whole dataset again. Frozen, they
     are skipped (``gc.freeze``); what the run creates is still collected.
-    Measured on ``benchmarks/runner_throughput.py``.
+    Measured on ``benchmarks/runner_throughput.py``. Objects the caller froze
+    itself stay frozen (nothing is done then), and runs at once share one freeze.
     """
-    gc.freeze()
+    global _runs_freezing
+    if not _runs_freezing and gc.get_freeze_count():  # the caller's own freeze: not ours to undo
+        yield
+        return
+    if not _runs_freezing:
+        gc.freeze()
+    _runs_freezing += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        _runs_freezing -= 1
+        if not _runs_freezing:
+            gc.unfreeze()
+
+
+_runs_freezing = 0
 
 
 def _planned(done: set[Key], items: Sequence[Any], names: Sequence[str], options: RunOptions) -> RunTotals:

@@ -165,7 +165,7 @@ def error_summary(results: Any, attempts: Any = None, *, top: int = 3) -> Any:
     kinds = kinds.join(failed_attempts, on=["target", "error_kind"], how="left")
     table = (kinds.join(per_target, on="target")
              .with_columns((pl.col("cells") / pl.col("target_cells")).alias("share"),
-                           pl.coalesce("sample", "attempt_sample").alias("sample"))
+                           pl.coalesce("attempt_sample", "sample").alias("sample"))
              .sort(["target_failed", "target", "cells", "error_kind"], descending=[True, False, True, False])
              .filter(pl.int_range(pl.len()).over("target") < top))
     samples = pl.Series("sample", [_one_line(text) for text in table["sample"]], dtype=pl.String)
@@ -185,7 +185,8 @@ def _failed_attempts(attempts: Any) -> Any:
               .unique(subset=["item_id", "target", "repeat", "attempt"], keep="first", maintain_order=True))
     return (failed.group_by("target", "error_kind", maintain_order=True)
             .agg(pl.len().cast(pl.Int64).alias("attempts"),
-                 pl.col("error").drop_nulls().first().alias("attempt_sample"))
+                 # The vendor's own text (a router's cell error only summarises its attempts).
+                 pl.col("error").drop_nulls().last().alias("attempt_sample"))
             .cast(columns))
 
 

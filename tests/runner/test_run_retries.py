@@ -150,3 +150,21 @@ def test_a_model_with_an_rpm_limit_gets_few_429s_over_the_run(tmp_path: Path, mo
     assert results.height == 123 > 60, "more cells than one minute's budget: the run must pace itself"
     limited = attempts.filter(pl.col("error_kind") == "rate_limit").height
     assert limited <= 0.05 * attempts.height, f"{limited} of {attempts.height} attempts were 429s"
+
+
+def test_a_routing_config_s_in_flight_limits_are_honoured_not_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from evalkit.emulator import Emulator
+
+    with Emulator(seed=0, time_scale=0.02) as emu:
+        (tmp_path / "routing.yaml").write_text(
+            "version: 1\ntargets:\n  small:\n    model: openai:sim-small\n"
+            f"    base_url: {emu.openai_base_url}\n    api_key_env: EMU_KEY\n"
+            "    limits: {max_in_flight: 2}\nrouter: {type: fallback, targets: [small]}\n")
+        monkeypatch.setenv("EMU_KEY", "emulator-key")
+        code, err = run_cli(tmp_path, ["--suite", "smoke", "--targets", "routing.yaml", "--no-judge",
+                                       "--concurrency", "32", "--run-id", "cfg"], monkeypatch, capsys)
+    results, attempts = evalkit.results_df(tmp_path / "runs/cfg"), evalkit.attempts_df(tmp_path / "runs/cfg")
+    assert code == 0 and (results["status"] == "ok").all(), results["error"].drop_nulls().head(3).to_list()
+    refused = attempts.filter(pl.col("error").str.starts_with("local limit").fill_null(False))
+    assert refused.height == 0, "32 cells at once, a limit of 2: the run waits its turn instead of refusing"

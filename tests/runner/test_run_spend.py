@@ -106,3 +106,33 @@ def test_judge_items_without_a_judge_are_refused_unless_no_judge(
     code, err = run_cli(tmp_path, ["--suite", "smoke", "--no-judge", "--judge", "emulator:sim-large"],
                         monkeypatch, capsys)
     assert code == 2 and "--judge" in err
+
+
+def test_a_no_judge_run_graded_later_by_regrade_can_still_be_resumed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from evalkit.cli import main
+
+    code, err = run_cli(tmp_path, ["--suite", "smoke", "--targets", "emulator:sim-small", "--no-judge",
+                                   "--time-scale", "0", "--max-spend", "0.003", "--run-id", "nj"],
+                        monkeypatch, capsys)
+    assert code == SPEND_CAP_REACHED, err
+    assert main(["regrade", "runs/nj", "--judge", "emulator:sim-large", "--time-scale", "0"]) == 0
+    code, err = run_cli(tmp_path, ["--resume", "runs/nj", "--max-spend", "10"], monkeypatch, capsys)
+    assert code == 0, err
+    results = evalkit.results_df(tmp_path / "runs/nj")
+    assert results.height == 41 and results["grade_reason"].str.starts_with("ungraded: no judge").sum() == 0
+
+
+def test_a_merged_run_of_capped_shards_resumes_without_the_shards_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from evalkit.cli import main
+
+    for k in (1, 2):
+        code, err = run_cli(tmp_path, ["--suite", "smoke", "--targets", "emulator:sim-small", "--no-judge",
+                                       "--time-scale", "0", "--shard", f"{k}/2", "--max-spend", "0.01",
+                                       "--run-id", f"s{k}"], monkeypatch, capsys)
+        assert code in (0, SPEND_CAP_REACHED), err
+    main(["merge", "runs/s1", "runs/s2", "-o", "runs/all"])
+    assert json.loads((tmp_path / "runs/all/manifest.json").read_text())["config"]["max_spend"] is None
+    code, err = run_cli(tmp_path, ["--resume", "runs/all"], monkeypatch, capsys)
+    assert code == 0 and evalkit.results_df(tmp_path / "runs/all").height == 41, err
