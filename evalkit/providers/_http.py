@@ -16,7 +16,6 @@ across two events, or JSON-escaped, is plain only there).
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import time
 from decimal import Decimal
@@ -34,6 +33,7 @@ from ..types import ChatRequest, ChatResponse, Cost, Deadlines, Usage
 from ._answers import estimate_usage, partial_usage, scrub_reply, unusable
 from ._framing import events
 from ._deadlines import watchdog
+from ._cookies import AnswerCookieJar
 from ._headers import rate_limit_headers
 from ._transport_errors import classify_transport_error
 from ._wire import HttpCall, Reply, Wire
@@ -174,7 +174,7 @@ class HTTPProvider:
             from httpx_aiohttp import HttpxAiohttpClient
 
             self._client = HttpxAiohttpClient(timeout=self._timeout, limits=_DEFAULT_LIMITS, transport=transport,
-                                              headers=self._headers, cookies=_AnswerCookieJar())
+                                              headers=self._headers, cookies=AnswerCookieJar())
         return self._client
 
     def _http_request(self, call: HttpCall, deadlines: Deadlines) -> httpx.Request:
@@ -391,25 +391,6 @@ class ChatStream:
     def __aiter__(self) -> AsyncIterator[str]:
         request = self.request if self.request.stream else self.request.replace(stream=True)
         return relay(lambda push: self.provider._stream_into(request, push), self)
-
-
-class _AnswerCookieJar(http.cookiejar.CookieJar):
-    """httpx's cookie jar, without the parsing of answers that set no cookie (nearly every API answer).
-
-    httpx hands every response to the jar, which first copies all its headers
-    into an ``email.message.Message`` (~40 µs a call, measured with
-    ``benchmarks/runner_throughput.py``) to look for ``Set-Cookie``. Cookies a
-    vendor does set (Cloudflare's ``__cf_bm``) are kept and sent back as the
-    official SDKs, on httpx's default jar, do.
-    """
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        raw = response.response.headers.raw  # httpx's compat wrapper around its Response
-        if any(name.lower() in _SET_COOKIE for name, _ in raw):
-            super().extract_cookies(response, request)
-
-
-_SET_COOKIE = (b"set-cookie", b"set-cookie2")
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:

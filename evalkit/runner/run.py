@@ -168,12 +168,9 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
                     ledger: Any = None) -> RunTotals:
     """Ask every cell not yet in ``store``; returns the totals of this invocation.
 
-    ``again``: cells to ask again although ``store`` has them (their last ask
-    failed), with the attempt records of the earlier asks, which the new row
-    carries. ``ledger``: the run's :class:`~evalkit.router.BudgetLedger`; a
-    cell refused by it before sending anything is not written (a resume asks
-    it): it is put back while other cells hold reservations, and when none
-    does, the run stops asking (``not_asked`` counts what is left).
+    ``again``: cells to ask again, with their earlier asks' attempt records (the new row carries
+    them). ``ledger``: the run's :class:`~evalkit.router.BudgetLedger`; a cell it refuses before
+    sending is put back while other cells hold reservations, else the run stops asking.
     """
     names = [t.name for t in targets]
     items = dataset.items[:options.limit] if options.limit else dataset.items

@@ -54,19 +54,13 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
     of this invocation (``concurrency``, ``retries``, ``max_spend``,
     ``unsafe_code_exec``) are taken from ``options`` and recorded in it.
     ``retry_failed`` (with ``resume``) asks again the cells whose last ask failed with a
-    transient error (:data:`~evalkit.runner._pacing.TRANSIENT_KINDS`).
-
-    Judge-graded items need ``judge_spec`` unless ``options.no_judge`` leaves them
-    ungraded: otherwise a :class:`~evalkit.ConfigError` before anything is written.
-    ``options.max_spend`` caps the whole run's spend (models and judge, earlier
-    invocations included); when it is reached the run stops asking and its
-    manifest says ``"status": "incomplete"``: ``resume`` with a larger cap goes on.
+    transient error. Judge-graded items need ``judge_spec`` unless ``options.no_judge``
+    (a :class:`~evalkit.ConfigError` before anything is written). When
+    ``options.max_spend`` stops a run, its manifest says ``"status": "incomplete"``.
     ``progress``: True draws a progress bar (a line updated in place in Jupyter), False
     nothing, a callable is called with each finished row and the running :class:`RunTotals`.
-    ``cassette`` (what :func:`~evalkit.runner.cassettes.cassette` yields, or a
-    :class:`~evalkit.runner.cassettes.ReplayCassette` under pytest-recording):
-    every provider of the run, judge included, sends through its transport, so
-    the run is recorded, or replayed without an emulator server.
+    ``cassette`` (from :func:`~evalkit.runner.cassettes.cassette`, or a ``ReplayCassette``): every
+    provider, judge included, sends through it: the run is recorded, or replayed with no server.
 
     ``run_id`` is one directory name inside ``runs_dir`` (letters, digits, ``.``, ``_``,
     ``-``). The run directory is locked while this runs: a second writer gets a
@@ -78,11 +72,7 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
     if resume is not None:
         store, suite, target_specs, options, judge_spec, emulator = _resumed(Path(resume), options)
     else:
-        if retry_failed:
-            raise ConfigError("only asks again the failed cells of a run being resumed; add --resume RUN_DIR",
-                              field="--retry-failed")
-        store = RunStore(Path(runs_dir) / (check_run_id(run_id) if run_id is not None else new_run_id()))
-        _check_new(store)
+        store = _new_store(runs_dir, run_id, retry_failed)
     _check_emulator_settings(emulator)
     dataset = load_dataset(suite)
     _check_judge(dataset, options, judge_spec)
@@ -108,6 +98,16 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
         totals = await _ask_missing_cells(store, dataset, targets, judge, options, progress, again, ledger)
         _record_end(store, totals)
     return RunResult(store.path, totals)
+
+
+def _new_store(runs_dir: str | Path, run_id: str | None, retry_failed: bool) -> RunStore:
+    """The store of a new run; a :class:`~evalkit.ConfigError` when its directory exists."""
+    if retry_failed:
+        raise ConfigError("only asks again the failed cells of a run being resumed; add --resume RUN_DIR",
+                          field="--retry-failed")
+    store = RunStore(Path(runs_dir) / (check_run_id(run_id) if run_id is not None else new_run_id()))
+    _check_new(store)
+    return store
 
 
 def _held_targets(held: contextlib.AsyncExitStack, specs: Sequence[str], judge_spec: str | None, emu: Any,
