@@ -16,13 +16,13 @@ from .._secret import Secret
 from ..errors import ConfigError
 from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse
-from ._headers import RequestBudget, request_budget, retry_after_seconds
+from ._headers import RequestBudget, remaining_fraction, request_budget, retry_after_seconds
 from ._http import ChatStream, HTTPProvider
 from ._prefill import accepts_prefill
 from .vendors import OPTIONAL_KEY_ENV, VENDORS, Vendor
 
 __all__ = ["ChatStream", "HTTPProvider", "Provider", "VENDORS", "Vendor", "get_provider", "parse_target",
-           "RequestBudget", "request_budget", "retry_after_seconds"]
+           "RequestBudget", "remaining_fraction", "request_budget", "retry_after_seconds"]
 
 
 @runtime_checkable

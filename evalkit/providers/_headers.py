@@ -118,13 +118,46 @@ def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 
-# (remaining, limit, reset, whether the reset is an instant rather than a duration) of a request budget.
-_REQUEST_BUDGETS = (
-    ("x-ratelimit-remaining-requests", "x-ratelimit-limit-requests", "x-ratelimit-reset-requests", False),
-    ("anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-limit",
-     "anthropic-ratelimit-requests-reset", True),
-)
+# Each vendor's rate-limit budgets as (remaining, limit, reset) header names, lower-cased as
+# ChatResponse.rate_limits holds them; the request budget first. OpenAI's reset is a duration,
+# Anthropic's an instant.
+_OPENAI_BUDGETS = tuple((f"x-ratelimit-remaining-{b}", f"x-ratelimit-limit-{b}", f"x-ratelimit-reset-{b}")
+                        for b in ("requests", "tokens"))
+_ANTHROPIC_BUDGETS = tuple((f"anthropic-ratelimit-{b}-remaining", f"anthropic-ratelimit-{b}-limit",
+                            f"anthropic-ratelimit-{b}-reset")
+                           for b in ("requests", "tokens", "input-tokens", "output-tokens"))
+_NO_BUDGET = float("inf")
 
+
+def remaining_fraction(headers: Mapping[str, str]) -> float | None:
+    """The smallest ``remaining / limit`` over the vendor's rate-limit budgets; ``None`` when none is given.
+
+    Reads OpenAI's ``x-ratelimit-remaining-*`` / ``x-ratelimit-limit-*`` (also
+    sent by OpenAI-compatible vendors) or Anthropic's
+    ``anthropic-ratelimit-*-remaining`` / ``-limit``. A budget whose values do
+    not parse, or whose limit is not positive, is left out.
+    """
+    # One membership test picks the vendor's budgets: this runs after every successful call.
+    budgets = _OPENAI_BUDGETS if "x-ratelimit-remaining-requests" in headers or \
+        "x-ratelimit-remaining-tokens" in headers else _ANTHROPIC_BUDGETS
+    lowest = _NO_BUDGET
+    for remaining_name, limit_name, _ in budgets:
+        remaining = headers.get(remaining_name)
+        if remaining is None:
+            continue
+        limit = headers.get(limit_name)
+        if limit is None:
+            continue
+        try:
+            whole = float(limit)
+            left = float(remaining)
+        except ValueError:
+            continue
+        if whole > 0.0:
+            fraction = left / whole
+            if fraction < lowest:  # False for NaN: a value that says nothing changes nothing
+                lowest = fraction
+    return None if lowest == _NO_BUDGET else lowest
 
 
 class RequestBudget(NamedTuple):
@@ -143,7 +176,8 @@ def request_budget(headers: Mapping[str, str], now: float | None = None) -> Requ
     requests come back in that time, so one comes back every
     ``reset / (limit - remaining)`` seconds.
     """
-    for remaining_name, limit_name, reset_name, instant in _REQUEST_BUDGETS:
+    for (remaining_name, limit_name, reset_name), instant in ((_OPENAI_BUDGETS[0], False),
+                                                              (_ANTHROPIC_BUDGETS[0], True)):
         reset_text = headers.get(reset_name)
         if reset_text is None:
             continue

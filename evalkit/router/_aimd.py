@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..errors import AllTargetsFailed, ErrorKind, ProviderError
+from ..providers import remaining_fraction, request_budget
 
 __all__ = ["DECREASE_BELOW", "HOLD_BELOW", "LOCAL_LIMIT", "AimdLimit", "checked_floor",
            "is_vendor_throttling", "remaining_fraction"]
@@ -60,46 +61,8 @@ Defined here, where the controller tells the two apart, and re-exported by
 :mod:`evalkit.router.limits` (which imports this module).
 """
 
-_NO_BUDGET = float("inf")
 _SLACK_S = 1e-9
 _THROTTLING = frozenset({ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED})
-
-# (remaining, limit) header pairs, lower-cased as ChatResponse.rate_limits holds them.
-_OPENAI_PAIRS = (("x-ratelimit-remaining-requests", "x-ratelimit-limit-requests"),
-                 ("x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens"))
-_ANTHROPIC_PAIRS = tuple((f"anthropic-ratelimit-{budget}-remaining", f"anthropic-ratelimit-{budget}-limit")
-                         for budget in ("requests", "tokens", "input-tokens", "output-tokens"))
-
-
-def remaining_fraction(headers: Mapping[str, str]) -> float | None:
-    """The smallest ``remaining / limit`` over the vendor's rate-limit budgets; ``None`` when none is given.
-
-    Reads OpenAI's ``x-ratelimit-remaining-*`` / ``x-ratelimit-limit-*`` (also
-    sent by OpenAI-compatible vendors) or Anthropic's
-    ``anthropic-ratelimit-*-remaining`` / ``-limit``. A budget whose values do
-    not parse, or whose limit is not positive, is left out.
-    """
-    # One membership test picks the vendor's pairs: this runs after every successful call.
-    pairs = _OPENAI_PAIRS if "x-ratelimit-remaining-requests" in headers or \
-        "x-ratelimit-remaining-tokens" in headers else _ANTHROPIC_PAIRS
-    lowest = _NO_BUDGET
-    for remaining_name, limit_name in pairs:
-        remaining = headers.get(remaining_name)
-        if remaining is None:
-            continue
-        limit = headers.get(limit_name)
-        if limit is None:
-            continue
-        try:
-            whole = float(limit)
-            left = float(remaining)
-        except ValueError:
-            continue
-        if whole > 0.0:
-            fraction = left / whole
-            if fraction < lowest:  # False for NaN: a value that says nothing changes nothing
-                lowest = fraction
-    return None if lowest == _NO_BUDGET else lowest
 
 
 def _retry_after(error: ProviderError) -> float | None:
@@ -215,8 +178,6 @@ class AimdLimit:
             self.allowed += 1
 
     def _track(self, rate_limits: Mapping[str, str], index: int, now: float) -> None:
-        from ..providers import request_budget  # only when the budget runs low: keeps the import cheap
-
         budget = request_budget(rate_limits)
         if budget is not None:
             self.level = budget.remaining - (self.starts - index)

@@ -35,17 +35,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..errors import ConfigError
-from ..router import BudgetLedger, CostAwareRouter, FallbackChain, Router
-from ..router.limits import LimitedTarget, Limits
-from ..router._retry import RetryPolicy
+from ..errors import ConfigError, ErrorKind
+from ..router import (Action, BudgetLedger, CostAwareRouter, FallbackChain, LimitedTarget, Limits, RetryPolicy,
+                      Router)
 
 __all__ = ["TRANSIENT_KINDS", "PacedTarget", "check_priced", "leaf_capacity", "paced", "run_retry_policy",
            "spend_ledger"]
-
-TRANSIENT_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "stream_interrupted",
-                             "invalid_response", "budget_exceeded"})
-"""Error kinds a later ask may not meet again: what ``--resume --retry-failed`` asks again."""
 
 # A queued attempt may wait this long for a slot of its target's adaptive limit.
 _SLOT_WAIT_S = 900.0
@@ -60,6 +55,12 @@ def run_retry_policy(retries: int) -> RetryPolicy:
     return RetryPolicy(retries_per_target=retries, max_attempts=retries + 1, deadline_s=math.inf,
                        backoff_base_s=0.5, backoff_cap_s=30.0,
                        retry_after_cap_s=120.0).with_actions({"timeout": "retry"})
+
+
+TRANSIENT_KINDS = frozenset({kind.value for kind, action in run_retry_policy(0).actions.items()
+                             if action is Action.RETRY} | {ErrorKind.BUDGET_EXCEEDED.value})
+"""Error kinds a later ask may not meet again, what ``--resume --retry-failed`` asks again: those a cell
+retries, and a spend cap that had no room then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +110,17 @@ def _capped(target: Any, ledger: BudgetLedger) -> CostAwareRouter:
 
 
 def check_priced(targets: Any, judge: Any = None) -> None:
-    """A :class:`~evalkit.ConfigError` on ``--max-spend`` naming a target whose worst case has no price."""
+    """A :class:`~evalkit.ConfigError` on ``--max-spend`` naming a target whose worst case has no price.
+
+    Checked by building what the run will (:func:`_capped`), before anything is written.
+    """
     for target in [*targets, *([judge] if judge is not None else [])]:
-        lookup = getattr(target, "prices", None)
-        prices = lookup() if callable(lookup) and not isinstance(target, Router) else None
-        if prices is None:
+        try:
+            _capped(target, BudgetLedger(0, period="total"))
+        except ConfigError:
             what = "a router, whose calls" if isinstance(target, Router) else "a model whose price"
             raise ConfigError(f"cannot cap spend on {target.name}: it is {what} evalkit cannot price before "
-                              "sending; run without --max-spend, or give it prices", field="--max-spend")
+                              "sending; run without --max-spend, or give it prices", field="--max-spend") from None
 
 
 def spend_ledger(cap: Decimal | None, already_spent: Decimal) -> BudgetLedger | None:

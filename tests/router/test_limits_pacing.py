@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from evalkit import RateLimitError
-from evalkit.providers import request_budget
+from evalkit.providers import remaining_fraction, request_budget
 from evalkit.router._aimd import AimdLimit
 
 
@@ -70,3 +72,34 @@ def test_request_budget_reads_openai_and_anthropic_headers() -> None:
     assert request_budget(low(60)) is None, "nothing used: no rate to learn"
     assert request_budget({"x-ratelimit-remaining-requests": "3"}) is None
     assert request_budget(low(10, reset="soon")) is None
+
+
+def recorded_headers(path: str) -> dict[str, str]:
+    """The first response's headers in a cassette of ../shared/wire, lower-cased as ChatResponse holds them."""
+    import yaml
+
+    from tests.shared import shared_path
+
+    wire = shared_path("wire", must_contain=("openai",))
+    if wire is None:
+        pytest.skip("../shared/wire is not here")
+    response = yaml.safe_load((wire / path).read_text())["interactions"][0]["response"]
+    return {k.lower(): v[0] if isinstance(v, list) else v for k, v in response["headers"].items()}
+
+
+@pytest.mark.parametrize(("cassette", "fraction", "interval"), [
+    # OpenAI: 9,999 of 10,000 requests left, reset "8.64s" = a day's 10,000 requests, one per 8.64 s.
+    ("openai/test_chat.yaml", 0.9999, 8.64),
+    # Anthropic: 5 of 5 left, so nothing used and no rate to learn from.
+    ("anthropic/test_anthropic_message_create_legacy.yaml", 1.0, None),
+])
+def test_vendors_recorded_rate_limit_headers_read_as_they_mean(cassette: str, fraction: float,
+                                                               interval: float | None) -> None:
+    headers = recorded_headers(cassette)
+    assert remaining_fraction(headers) == pytest.approx(fraction, abs=1e-3)
+    budget = request_budget(headers)
+    assert (budget.refill_interval_s if budget else None) == (pytest.approx(interval) if interval else None)
+    aimd = AimdLimit(32)
+    aimd.started(0.0)
+    aimd.succeeded(0, headers, index=1, now=0.0)
+    assert aimd.level is None and aimd.wait_s(0.0) == 0.0, "a full budget paces nothing"
