@@ -24,6 +24,9 @@ Every failure a caller can see is an :class:`EvalkitError`::
         │                                                not retryable when finish_reason=length came before
         │                                                any text (every output token went to reasoning)
         ├── BudgetExceeded           budget_exceeded     not retryable; the router refused to send
+        ├── StateUnavailableError    state_unavailable   retryable after retry_after; the router's shared state
+        │                                                (Redis) did not answer, so a budget could not be
+        │                                                checked and nothing was sent (fail closed)
         ├── InternalError            internal            not retryable; a target raised a non-evalkit error (a bug)
         └── AllTargetsFailed         (its last attempt's kind) a router ran out of targets; holds
                                      every attempt; never retried by an outer router
@@ -64,6 +67,7 @@ __all__ = [
     "RateLimitError",
     "RetryDecision",
     "ServerError",
+    "StateUnavailableError",
     "StreamInterruptedError",
     "TimeoutError",
     "provider_error",
@@ -86,6 +90,7 @@ class ErrorKind(str, enum.Enum):
     INVALID_RESPONSE = "invalid_response"
     STREAM_INTERRUPTED = "stream_interrupted"
     BUDGET_EXCEEDED = "budget_exceeded"
+    STATE_UNAVAILABLE = "state_unavailable"
     INTERNAL = "internal"
 
     def __str__(self) -> str:
@@ -265,6 +270,20 @@ class BudgetExceeded(ProviderError):
     kind = ErrorKind.BUDGET_EXCEEDED
 
 
+class StateUnavailableError(ProviderError):
+    """The router's shared state store (Redis) did not answer in time; nothing was sent.
+
+    Raised where a decision needs the shared state and may not be taken
+    without it: a budget reservation (budgets fail closed unless the state was
+    built with ``fail_open=True``). ``retry_after`` is when the state will be
+    tried again. Breakers and rate limits never raise it: they fall back to
+    this process's own view.
+    """
+
+    kind = ErrorKind.STATE_UNAVAILABLE
+    default_retryable = True
+
+
 class InternalError(ProviderError):
     """A target raised something other than a ProviderError: a bug, recorded instead of crashing a run."""
 
@@ -309,6 +328,7 @@ _CLASS_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
         BadRequestError,
         InvalidResponseError,
         BudgetExceeded,
+        StateUnavailableError,
         InternalError,
     )
 }

@@ -49,3 +49,24 @@ def llamacpp_server(tmp_path_factory):
 
     with start_llamacpp_server(tmp_path_factory.mktemp("llamacpp")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """Debian's ``redis-server`` on a free loopback port (``tests/redis_server.py``), one per session.
+
+    Tests share it; each uses its own key prefix (``redis_prefix``), so none sees another's state.
+    """
+    from tests.redis_server import start_redis_server
+
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_prefix(request) -> str:
+    """A key prefix no other test uses."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:10]}"
