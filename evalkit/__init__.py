@@ -29,6 +29,7 @@ from .errors import (
     RateLimitError,
     RetryDecision,
     ServerError,
+    StateUnavailableError,
     StreamInterruptedError,
     TimeoutError,
 )
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
         FallbackChain,
         HedgedRouter,
         Monitor,
+        RedisState,
         Router,
         TaskRouter,
         WeightedBalancer,
@@ -95,10 +97,12 @@ __all__ = [
     "Provider",
     "ProviderError",
     "RateLimitError",
+    "RedisState",
     "RetryDecision",
     "Router",
     "Secret",
     "ServerError",
+    "StateUnavailableError",
     "StreamInterruptedError",
     "StreamRestart",
     "TaskRouter",
@@ -130,7 +134,7 @@ _LAZY = {
     "results_df": ".runner.results",
     "attempts_df": ".runner.results",
     **{name: ".router" for name in ("BudgetLedger", "CostAwareRouter", "FallbackChain", "HedgedRouter",
-                                    "Monitor", "Router", "TaskRouter", "WeightedBalancer")},
+                                    "Monitor", "RedisState", "Router", "TaskRouter", "WeightedBalancer")},
 }
 
 

@@ -26,8 +26,9 @@ def _free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process: :meth:`kill` it and :meth:`start` it again on the same port."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, *, durable: bool = False) -> None:
         self.folder = folder
+        self.durable = durable
         self.port = port or _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -39,9 +40,11 @@ class RedisServer:
             if os.environ.get("EVALKIT_REQUIRE_REDIS"):
                 pytest.fail(message)
             pytest.skip(message)
-        # No persistence: every start is an empty server, as after a crash without a dump.
+        # Not durable: every start is an empty server. Durable: an append-only file synced on every
+        # write, as a deployment that must keep its budgets across a crash runs it.
+        durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durability,
              "--dir", str(self.folder), "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -73,6 +76,6 @@ class RedisServer:
         self.process.send_signal(18)
 
 
-def start_redis_server(folder: Path) -> RedisServer:
+def start_redis_server(folder: Path, *, durable: bool = False) -> RedisServer:
     """A started :class:`RedisServer` keeping its files in ``folder``."""
-    return RedisServer(folder).start()
+    return RedisServer(folder, durable=durable).start()

@@ -6,7 +6,8 @@ keyword rules or a ``LearnedClassifier``), ``PromptRouter`` (per prompt, the
 cheapest target likely to pass, from a ``PromptModel``),
 ``CostAwareRouter`` with a ``BudgetLedger`` (cheapest adequate target within a
 budget), ``HedgedRouter`` (tail latency), per-target ``Limits``, a ``Monitor``,
-and ``Router.from_config`` to build a whole tree from YAML.
+``RedisState`` to share budgets, breakers, rate limits and monitor counters
+between replicas, and ``Router.from_config`` to build a whole tree from YAML.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .health import BreakerSettings, CircuitBreaker
 from .hedge import HedgedRouter
 from .limits import LOCAL_LIMIT, LimitedTarget, Limits
 from .monitor import Monitor, parse_window
+from .state import RedisState
 from .classifier import LearnedClassifier
 from .prompt import PromptModel, PromptRouter
 from .tasks import KeywordClassifier, TaskRouter
@@ -44,6 +46,7 @@ __all__ = [
     "PromptRouter",
     "QUALITY_TIERS",
     "Quote",
+    "RedisState",
     "Reservation",
     "RetryPolicy",
     "RoutedStream",
