@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Sequence
 
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
@@ -12,7 +12,11 @@ from ._base import Router, Target
 from ._call import RoutedCall
 from ._credentials import SAME_CREDENTIALS, FailedCredentials
 from ._retry import stops_call
-from .health import BreakerSettings, CircuitBreaker, TargetHealth
+from ._shared_breaker import make_breaker
+from .health import BreakerSettings, TargetHealth
+
+if TYPE_CHECKING:
+    from .state import RedisState
 
 __all__ = ["WeightedBalancer"]
 
@@ -37,6 +41,9 @@ class WeightedBalancer(Router):
     error, targets with the same endpoint and key are skipped for the call
     (``same_credentials``). A call cancelled while it holds the half-open
     probe (``asyncio.wait_for``, an outer deadline) gives the probe back.
+    With ``state`` (a :class:`~evalkit.router.state.RedisState`) the breakers
+    are shared per target name by every replica using it (one probe across
+    them all); in-flight counts and latencies stay per replica.
     """
 
     kind = "balance"
@@ -44,7 +51,8 @@ class WeightedBalancer(Router):
     def __init__(self, targets: Iterable[Target | str], *, weights: Sequence[float] | None = None,
                  strategy: Strategy = "weighted", max_attempts: int | None = None,
                  breaker: BreakerSettings | None = None, cold_samples: int = 3, seed: int | None = None,
-                 clock: Callable[[], float] = time.monotonic, **router_options) -> None:
+                 clock: Callable[[], float] = time.monotonic, state: RedisState | None = None,
+                 **router_options) -> None:
         super().__init__(targets, **router_options)
         n = len(self.targets)
         self.weights = tuple(float(w) for w in (weights or [1.0] * n))
@@ -55,9 +63,11 @@ class WeightedBalancer(Router):
         self.strategy = strategy
         self.max_attempts = max_attempts or n
         self.cold_samples = cold_samples
+        self.state = state
         self._rng = random.Random(seed)
         self.health = tuple(
-            TargetHealth(CircuitBreaker(breaker, clock=clock, on_open=self._opened_callback(t.name)))
+            TargetHealth(make_breaker(t.name, breaker, clock=clock, on_open=self._opened_callback(t.name),
+                                      state=state))
             for t in self.targets
         )
 
@@ -72,8 +82,11 @@ class WeightedBalancer(Router):
             index = self._choose(candidates)
             tried.add(index)
             health, target = self.health[index], self.targets[index]
-            if not health.breaker.acquire():
-                continue  # another call holds the half-open probe
+            permit = health.breaker.acquire()
+            if permit is None:  # a shared breaker's answer needs Redis (the half-open probe)
+                permit = await health.breaker.acquire_async()
+            if not permit:
+                continue  # another call (or replica) holds the half-open probe
             probe = health.breaker.state == "half_open"  # this call holds it
             health.in_flight += 1
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
@@ -13,8 +13,12 @@ from ._base import Router, Target
 from ._call import RoutedCall
 from ._credentials import SAME_CREDENTIALS, FailedCredentials
 from ._retry import Action, RetryPolicy
+from ._shared_breaker import make_breaker
 from ._window import PromptSize
 from .health import BreakerSettings, CircuitBreaker
+
+if TYPE_CHECKING:
+    from .state import RedisState
 
 _DEFAULT_BREAKER = BreakerSettings()
 
@@ -38,7 +42,11 @@ class FallbackChain(Router):
       off): a target that keeps failing is skipped (``circuit_open``) and gets
       one probe per cooldown, so a down primary costs one request per
       cooldown instead of its retries on every call, and the chain returns to
-      it once a probe succeeds.
+      it once a probe succeeds. With ``state`` (a
+      :class:`~evalkit.router.state.RedisState`) the breakers are shared by
+      every replica using it, per target name: a target one replica found down
+      is skipped by all, and all of them together send one probe per cooldown
+      (:mod:`evalkit.router._shared_breaker`).
     * When everything fails, :class:`~evalkit.errors.AllTargetsFailed` holds
       every attempt and every error.
     """
@@ -47,12 +55,15 @@ class FallbackChain(Router):
 
     def __init__(self, targets: Iterable[Target | str], *, policy: RetryPolicy | None = None,
                  seed: int | None = None, breaker: BreakerSettings | None = _DEFAULT_BREAKER,
-                 clock: Callable[[], float] = time.monotonic, **router_options) -> None:
+                 clock: Callable[[], float] = time.monotonic, state: RedisState | None = None,
+                 **router_options) -> None:
         super().__init__(targets, **router_options)
         self.policy = policy or RetryPolicy()
+        self.state = state
         self._rng = random.Random(seed)
         self.breakers: tuple[CircuitBreaker, ...] | None = None if breaker is None else tuple(
-            CircuitBreaker(breaker, clock=clock, on_open=self._opened_callback(t.name)) for t in self.targets)
+            make_breaker(t.name, breaker, clock=clock, on_open=self._opened_callback(t.name), state=state)
+            for t in self.targets)
 
     async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
         policy = self.policy
@@ -66,15 +77,20 @@ class FallbackChain(Router):
         for target, breaker in zip(self.targets, self.breakers or (_NO_BREAKER,) * len(self.targets)):
             if not self._enters(target, size, bad_keys, attempts):
                 continue
-            retry = 0
+            retry, probe = 0, False
             while True:
                 remaining = deadline - time.monotonic()
                 if sent >= policy.max_attempts or remaining <= 0:
                     raise self._exhausted(errors, attempts)
                 # The breaker decides whether a call enters a target; its retries are the policy's.
-                if retry == 0 and not breaker.acquire():
-                    self._skip(target, "circuit_open", attempts)
-                    break
+                if retry == 0:
+                    permit = breaker.acquire()
+                    if permit is None:  # a shared breaker's answer needs Redis (the half-open probe)
+                        permit = await breaker.acquire_async()
+                    if not permit:
+                        self._skip(target, "circuit_open", attempts)
+                        break
+                    probe = breaker.state == "half_open"  # this call holds the half-open probe
                 sent += 1
                 try:
                     response = await self._attempt(target, request, attempts, call, retry, remaining)
@@ -86,7 +102,8 @@ class FallbackChain(Router):
                     elif exc.kind is ErrorKind.AUTH:
                         bad_keys.add(target)
                 except BaseException:
-                    breaker.release()  # cancelled: no verdict, but a held half-open probe goes back
+                    if probe:
+                        breaker.release()  # cancelled: no verdict, but the half-open probe goes back
                     raise
                 else:
                     breaker.record_success()

@@ -67,8 +67,14 @@ class CircuitBreaker:
             return self._clock() >= self._open_until
         return not self._probing
 
-    def acquire(self) -> bool:
-        """Take permission to send one call; in half-open only one probe gets it."""
+    def acquire(self) -> bool | None:
+        """Take permission to send one call; in half-open only one probe gets it.
+
+        This in-process breaker always answers ``True`` or ``False``. A breaker
+        shared through Redis (:class:`~evalkit.router._shared_breaker.SharedBreaker`)
+        may answer ``None``: the answer needs Redis (the half-open probe, or its
+        first look at the shared state), so ``await`` :meth:`acquire_async`.
+        """
         if self.state == "closed":
             return True
         if self.state == "open":
@@ -81,6 +87,10 @@ class CircuitBreaker:
         self._probing = True
         return True
 
+    async def acquire_async(self) -> bool:
+        """:meth:`acquire` for callers that can wait; what routers await when :meth:`acquire` says ``None``."""
+        return bool(self.acquire())
+
     def release(self) -> None:
         """Give back a permission from :meth:`acquire` without a verdict (the call was cancelled).
 
@@ -88,19 +98,19 @@ class CircuitBreaker:
         otherwise there is nothing to give back.
         """
         if self.state == "half_open":
-            self._probing = False
+            self._drop_probe()
 
     def record_success(self) -> None:
         self._consecutive = 0
         self._count(failed=False)
         if self.state == "half_open":
-            self.state, self._probing, self._buckets = "closed", False, []
+            self._close()
 
     def record_failure(self, error: ProviderError) -> None:
         """Count a failure; open the circuit when the settings say so."""
         if error.kind not in _TARGET_FAULTS:
             if self.state == "half_open":
-                self._probing = False  # the probe proved nothing about the target
+                self._drop_probe()  # the probe proved nothing about the target
             return
         s = self.settings
         if error.code == "local_limit" and not error.retry_after:
@@ -126,9 +136,23 @@ class CircuitBreaker:
         self._consecutive = 0
         self._buckets = []
         if not was_open:
-            self.opens += 1
-            if self._on_open is not None:
-                self._on_open()
+            self._opened()
+
+    # Transitions a shared breaker extends (it also writes them to Redis); not on the closed-state path.
+
+    def _opened(self) -> None:
+        """A new opening (closed or half-open → open): count it and tell the monitor."""
+        self.opens += 1
+        if self._on_open is not None:
+            self._on_open()
+
+    def _close(self) -> None:
+        """The half-open probe succeeded."""
+        self.state, self._probing, self._buckets = "closed", False, []
+
+    def _drop_probe(self) -> None:
+        """The half-open probe ended without a verdict: the next call may probe."""
+        self._probing = False
 
     def _count(self, *, failed: bool) -> tuple[float, float]:
         now = self._clock()
