@@ -33,6 +33,12 @@ it is refused outright when named ``options``). Notes come back from
 (the other deadlines, ``prefill``, ``mid_stream``, a fallback node's
 ``breaker``, the content-filter rule) is named in a note, with its YAML path
 (:mod:`evalkit.export._failover_notes`). The ``evalkit`` format keeps them all.
+
+**Shared state** (``state: {backend: redis, ...}``) travels to LiteLLM as the
+Redis its proxy instances share (``router_settings`` ``redis_*`` as
+``os.environ/NAME`` references, never a value); Portkey, a gateway every
+replica sends through, keeps its own state, and the export notes it
+(:mod:`evalkit.export._state`). The ``evalkit`` format keeps the block as written.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ def export_with_notes(config: str | Path | Mapping[str, Any], fmt: str = "evalki
     from ._failover_notes import failover_notes
     from ._notes import classifier_notes
     from ._plan import plan_of
+    from ._state import state_notes
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", field="--format")
@@ -92,7 +99,7 @@ def export_with_notes(config: str | Path | Mapping[str, Any], fmt: str = "evalki
             return Export(to_evalkit_yaml(config), ())
         return Export(Path(config).read_text(encoding="utf-8"), ())  # the file as written, comments included
     plan = plan_of(spec)
-    notes = classifier_notes(spec, fmt, config) + failover_notes(spec, fmt)
+    notes = classifier_notes(spec, fmt, config) + failover_notes(spec, fmt) + state_notes(spec, fmt)
     if fmt == "litellm":
         import yaml
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..router._retry import RetryPolicy
-from ..router.config import BalanceSpec, FallbackSpec, NodeSpec, RoutingSpec, TargetSpec, TaskSpec
+from ..router.config import BalanceSpec, FallbackSpec, NodeSpec, RoutingSpec, StateSpec, TargetSpec, TaskSpec
 
 __all__ = ["Chain", "Leaf", "Mix", "Node", "Plan", "chain_members", "plan_of", "retry_of"]
 
@@ -104,11 +104,12 @@ Node = Leaf | Chain | Mix
 
 @dataclass(frozen=True)
 class Plan:
-    """Task type → node, the default node, every leaf by name."""
+    """Task type → node, the default node, every leaf by name, and where replicas share state."""
 
     routes: Mapping[str, Node]
     default: Node
     leaves: Mapping[str, Leaf]
+    state: StateSpec = field(default_factory=StateSpec)
 
 
 def plan_of(spec: RoutingSpec) -> Plan:
@@ -123,8 +124,8 @@ def plan_of(spec: RoutingSpec) -> Plan:
     root = spec.router
     if isinstance(root, TaskSpec):
         routes = {task: planner.node(node) for task, node in root.routes.items()}
-        return Plan(routes, planner.node(root.default), planner.leaves)
-    return Plan({}, planner.node(root), planner.leaves)
+        return Plan(routes, planner.node(root.default), planner.leaves, spec.state)
+    return Plan({}, planner.node(root), planner.leaves, spec.state)
 
 
 def chain_members(node: Node) -> list[Node]:

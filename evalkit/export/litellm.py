@@ -15,7 +15,11 @@ What the file holds:
   named in the export's notes;
 * ``router_settings``: ``routing_strategy``, ``num_retries`` (the evalkit
   retry policy's ``retries_per_target``), ``timeout`` (its ``deadline_s``) and
-  ``fallbacks: [{task-code: [second, third]}]`` (the rest of each chain).
+  ``fallbacks: [{task-code: [second, third]}]`` (the rest of each chain);
+  with ``state: {backend: redis}``, the Redis LiteLLM's instances share
+  (``redis_url`` or ``redis_host``/``redis_port``/``redis_password``, as
+  ``os.environ/NAME`` references, and ``cache_kwargs.namespace``: see
+  :mod:`evalkit.export._state`).
 
 **How a client picks a task route**: ask for the route's group by name,
 ``model="task-code"`` (OpenAI SDK against the proxy); the deployment tags
@@ -40,6 +44,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from ._plan import Leaf, Mix, Node, Plan, chain_members, retry_of
+from ._state import litellm_redis_settings
 
 __all__ = ["LITELLM_PROVIDERS", "to_litellm"]
 
@@ -77,6 +82,7 @@ def to_litellm(plan: Plan) -> dict[str, Any]:
         "num_retries": int(max(r.retries_per_target for r in retries)),
         "timeout": float(max(r.deadline_s for r in retries)),
         "fallbacks": fallbacks,
+        **litellm_redis_settings(plan.state),
     }
     return {"model_list": groups.model_list, "router_settings": settings}
 

@@ -3,13 +3,14 @@
 :class:`ConfigBlocks` reads one block at its YAML path into the object the
 router takes (:class:`~evalkit.pricing.Prices`, :class:`Limits`,
 :class:`~evalkit.Deadlines`, :class:`RetryPolicy`, :class:`BreakerSettings`,
-the ``monitor`` block), with the located checks of
+the ``monitor`` and ``state`` blocks), with the located checks of
 :class:`~evalkit.router._config_fields.ConfigFields`. Which block goes where
 is the grammar's business (:mod:`evalkit.router._config_parse`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from typing import Any, Mapping
 
@@ -17,7 +18,7 @@ from ..errors import ErrorKind
 from ..types import Deadlines
 from ._config_fields import ConfigFields
 from ._retry import Action, RetryPolicy
-from .config import MonitorSpec
+from .config import MonitorSpec, StateSpec
 from .health import BreakerSettings
 from .limits import Limits
 
@@ -25,6 +26,12 @@ __all__ = ["DEADLINE_KEYS", "ConfigBlocks"]
 
 DEADLINE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Deadlines))
 """A target's deadline fields: those of :class:`evalkit.Deadlines`, each a YAML key of its own."""
+
+STATE_ENV_KEYS = ("url_env", "host_env", "port_env", "password_env")
+_STATE_REDIS_KEYS = (*STATE_ENV_KEYS, "prefix", "timeout_ms", "retry_interval_s", "fail_open")
+_STATE_INLINE = {"url": "url_env", "password": "password_env", "host": "host_env", "port": "port_env"}
+"""Values that would put where Redis is (and its password) in the file: each has its ``*_env`` instead."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ConfigBlocks(ConfigFields):
@@ -157,3 +164,55 @@ class ConfigBlocks(ConfigFields):
         if "max_events" in spec:
             values["max_events"] = self.integer(spec["max_events"], f"{path}.max_events", low=1)
         return MonitorSpec(**values)
+
+    def state(self, spec: Any, path: str = "state") -> StateSpec:
+        """The ``state`` block: ``backend: memory`` (alone) or ``redis`` with where Redis is, by variable name.
+
+        Reads no environment variable (the builder does): a config is checked
+        and exported without access to Redis or its secrets.
+        """
+        raw = spec if isinstance(spec, Mapping) else None
+        for key, instead in _STATE_INLINE.items():
+            if raw is not None and key in raw:
+                raise self.fail(f"{path}.{key}", f"where Redis is and its password never go in configs; name the "
+                                                 f"environment variable that holds it in {instead} (e.g. "
+                                                 f"url_env: REDIS_URL for redis://:password@host:6379/0)")
+        spec = self.mapping(spec or {}, path, {"backend", *_STATE_REDIS_KEYS})
+        backend = self.choice(spec.get("backend", "memory"), f"{path}.backend", ("memory", "redis"))
+        if backend == "memory":
+            for key in _STATE_REDIS_KEYS:
+                if key in spec:
+                    raise self.fail(f"{path}.{key}", "applies only with backend: redis (memory keeps every "
+                                                     "replica's state in its own process)")
+            return StateSpec()
+        names = {key: self.env_name(spec[key], f"{path}.{key}") for key in STATE_ENV_KEYS if key in spec}
+        if "url_env" in names:
+            clash = next((key for key in ("host_env", "port_env", "password_env") if key in names), None)
+            if clash:
+                raise self.fail(f"{path}.{clash}", "give url_env (the whole URL, password included) or host_env "
+                                                   "with port_env and password_env, not both")
+        elif "host_env" not in names:
+            where = f"{path}.{next(iter(names))}" if names else path
+            raise self.fail(where, "backend: redis needs url_env (the variable holding the Redis URL, e.g. "
+                                   "REDIS_URL) or host_env")
+        values: dict[str, Any] = {"backend": backend, **names}
+        if "prefix" in spec:
+            prefix = self.text(spec["prefix"], f"{path}.prefix")
+            if any(ch.isspace() for ch in prefix):
+                raise self.fail(f"{path}.prefix", f"must be one word (it starts every Redis key), got {prefix!r}")
+            values["prefix"] = prefix
+        for key in ("timeout_ms", "retry_interval_s"):
+            if key in spec:
+                values[key] = float(self.number(spec[key], f"{path}.{key}", positive=True))
+        if "fail_open" in spec:
+            values["fail_open"] = self.flag(spec["fail_open"], f"{path}.fail_open")
+        return StateSpec(**values)
+
+    def env_name(self, value: Any, path: str) -> str:
+        """The name of an environment variable (``REDIS_URL``), never a value that belongs in one."""
+        name = self.text(value, path)
+        if not _ENV_NAME.fullmatch(name):
+            shown = "a URL" if "://" in name else "something else"  # not echoed: it may be the secret itself
+            raise self.fail(path, f"expected the name of an environment variable (e.g. REDIS_URL), got {shown}; "
+                                  "the value belongs in that variable, not in the config")
+        return name

@@ -1,9 +1,11 @@
 """Build the router tree of a validated :class:`~evalkit.router.config.RoutingSpec`.
 
 Everything about the config's values was checked by the parser; what is left
-for here is what needs the environment (keys and endpoints named by variable)
-and the providers themselves. A named target is built once and shared by every
-node naming it.
+for here is what needs the environment (keys, endpoints and Redis named by
+variable) and the providers themselves. A named target is built once and
+shared by every node naming it; a ``state: {backend: redis}`` block is one
+:class:`~evalkit.router.state.RedisState`, given to the budget, every
+breaker-keeping node, every limited target and the monitor.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ def build(spec: RoutingSpec, provider_options: Mapping[str, Any] | None = None) 
     builder = _Builder(spec, dict(provider_options or {}))
     node = builder.node(spec.router)
     if not isinstance(node, Router):
-        node = FallbackChain([node], name=node.name)
+        node = FallbackChain([node], name=node.name, **builder.shared)
     node.monitor = builder.monitor
+    node.state = builder.state  # one object for the whole tree
+    node.owns_state = builder.state is not None  # closing the root flushes and closes it
     return node
 
 
@@ -43,12 +47,36 @@ class _Builder:
         self.spec = spec
         self.provider_options = provider_options
         self.built: dict[int, Any] = {}
+        self.state = self.shared_state()
+        # ``state=`` only when there is one: a memory config builds exactly what it built before.
+        self.shared: dict[str, Any] = {} if self.state is None else {"state": self.state}
         monitor = spec.monitor
-        self.monitor = None if monitor is None else Monitor(monitor.window_s, monitor.max_events)
+        self.monitor = None if monitor is None else Monitor(monitor.window_s, monitor.max_events, **self.shared)
         budget = spec.budget
         self.ledger = None if budget is None else BudgetLedger(
             budget.limit, period=budget.period, per_target=budget.per_target,  # type: ignore[arg-type]
-            max_share_of_remaining=budget.max_share_of_remaining)
+            max_share_of_remaining=budget.max_share_of_remaining, **self.shared)
+
+    def shared_state(self) -> Any:
+        """The one :class:`~evalkit.router.state.RedisState` of a ``state: {backend: redis}`` config, else None.
+
+        The environment is read here, when the router is built (the validator
+        reads none); an unset variable is a ConfigError at its YAML path.
+        """
+        state = self.spec.state
+        if not state.shared:
+            return None
+        try:
+            from .state import RedisState
+
+            return RedisState(url_env=state.url_env, host_env=state.host_env, port_env=state.port_env,
+                              password_env=state.password_env, prefix=state.prefix, timeout_ms=state.timeout_ms,
+                              retry_interval_s=state.retry_interval_s, fail_open=state.fail_open)
+        except ConfigError as exc:  # an unset variable: RedisState names its field, we add the file and line
+            raise self.spec.error(exc.field or "state", _bare(exc)) from None
+        except ImportError:
+            raise self.spec.error("state.backend", "backend: redis needs the redis package: pip install "
+                                                   "'evalkit[redis]'") from None
 
     def node(self, spec: NodeSpec) -> Any:
         if id(spec) not in self.built:
@@ -82,7 +110,7 @@ class _Builder:
             provider = get_provider(spec.model, api_key=key, base_url=base_url, **options)
         except ConfigError as exc:
             raise self.spec.error(f"{spec.path}.model", _bare(exc)) from None
-        return provider if spec.limits is None else LimitedTarget(provider, spec.limits)
+        return provider if spec.limits is None else LimitedTarget(provider, spec.limits, **self.shared)
 
     def extra_options(self, spec: TargetSpec, options: Mapping[str, Any]) -> dict[str, Any]:
         """``provider_options`` for this target; one the config sets for it too is an error, not a silent winner."""
@@ -115,14 +143,15 @@ class _Builder:
             options["breaker"] = None
         elif spec.breaker is not None:
             options["breaker"] = spec.breaker
-        return FallbackChain([self.node(t) for t in spec.targets], policy=spec.retry, **options)
+        return FallbackChain([self.node(t) for t in spec.targets], policy=spec.retry, **options, **self.shared)
 
     def balance(self, spec: BalanceSpec) -> Any:
         from .balance import WeightedBalancer
 
         return WeightedBalancer([self.node(t) for t in spec.targets], weights=spec.weights,
                                 strategy=spec.strategy,  # type: ignore[arg-type]
-                                max_attempts=spec.max_attempts, breaker=spec.breaker, **_router_options(spec))
+                                max_attempts=spec.max_attempts, breaker=spec.breaker, **_router_options(spec),
+                                **self.shared)
 
     def task(self, spec: TaskSpec) -> Any:
         from .tasks import KeywordClassifier, TaskRouter

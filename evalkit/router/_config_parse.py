@@ -43,7 +43,7 @@ class Parser(ConfigBlocks):
     # -- the document --------------------------------------------------------------------------
 
     def config(self) -> RoutingSpec:
-        keys = {"version", "targets", "router", "budget", "monitor"}
+        keys = {"version", "targets", "router", "budget", "monitor", "state"}
         root = self.mapping(self.doc.data, "", keys, {"router"})
         if "version" in root and (isinstance(root["version"], bool) or root["version"] != 1):
             raise self.fail("version", f"only version 1 is supported, got {root['version']!r}")
@@ -52,7 +52,22 @@ class Parser(ConfigBlocks):
             self.targets[self.key(name, "targets")] = self.target(spec, f"targets.{name}", str(name))
         router = self.node(root["router"], "router")
         budget = self.budget(root["budget"]) if "budget" in root else None
-        return RoutingSpec(dict(self.targets), router, budget, monitor, self.doc)
+        spec = RoutingSpec(dict(self.targets), router, budget, monitor, self.doc)
+        if "state" in root:
+            spec = replace(spec, state=self.state(root["state"]))
+            self.check_state_is_used(spec)
+        return spec
+
+    def check_state_is_used(self, spec: RoutingSpec) -> None:
+        """A Redis ``state`` that nothing shares, or ``fail_open`` with no budget, would change nothing: refused."""
+        state = spec.state
+        if state.fail_open and spec.budget is None:
+            raise self.fail("state.fail_open", "decides what a budget does while Redis is down, and this config "
+                                               "has no budget; remove it (breakers and limits fall back to this "
+                                               "process's state either way)")
+        if state.shared and spec.budget is None and spec.monitor is None and not _shares_state(spec.router):
+            raise self.fail("state", "nothing in this config uses shared state (no budget, monitor, rpm/tpm "
+                                     "limits, balance node or fallback node with breakers); remove the block")
 
     def node(self, spec: Any, path: str) -> NodeSpec:
         if isinstance(spec, str):
@@ -313,6 +328,25 @@ class Parser(ConfigBlocks):
             raise self.fail(path, f"no cost candidate is {name!r}, so this cap would never apply "
                                   f"(candidates: {known})")
         return name
+
+
+def _shares_state(node: NodeSpec, root: bool = True) -> bool:
+    """True when the router built from ``node`` keeps anything in shared state (breakers, rpm/tpm windows)."""
+    if isinstance(node, TargetSpec):  # a lone target at the root becomes a chain with a breaker
+        limits = node.limits
+        return root or (limits is not None and (limits.rpm is not None or limits.tpm is not None))
+    if isinstance(node, BalanceSpec) or (isinstance(node, FallbackSpec) and not node.breaker_off):
+        return True
+    if isinstance(node, TaskSpec):
+        children: list[NodeSpec] = [*node.routes.values(), node.default]
+    elif isinstance(node, CostSpec):
+        children = [c.target for c in node.candidates]
+    elif isinstance(node, PromptSpec):
+        children = list(node.targets.values())
+    else:  # fallback without breakers, hedge
+        children = list(node.targets)
+    return any(_shares_state(child, root=False) for child in children)
+
 
 def _vendors() -> Mapping[str, Any]:
     from ..providers.vendors import VENDORS

@@ -18,6 +18,7 @@ The format (documented with an example in the README)::
       classifier: {file: routing.classifier.json}   # or keywords (the default): see TaskSpec
     budget: {limit_usd: 25, period: day, max_share_of_remaining: "0.1"}   # used by `cost` nodes
     monitor: {window: 24h}
+    state: {backend: redis, url_env: REDIS_URL, prefix: myapp}   # shared by replicas: see below
 
 Node types: ``fallback``, ``balance``, ``task``, ``cost``, ``hedge``, ``prompt`` (a per-prompt
 router: ``{type: prompt, model: router.json, targets: {name in the model: node}, min_quality | lambda,
@@ -80,6 +81,38 @@ Streams, deadlines and failover (see the README's Routing section)::
   (routing around it can bypass a safety filter); ``content_filter: next``
   opts in to trying the next target.
 
+Replicas that share one budget, one health view and one rate limit (the ``state`` block)::
+
+    state:
+      backend: redis              # memory (the default): everything stays in this process
+      url_env: REDIS_URL          # the variable holding redis://[:password@]host:6379/0 (rediss:// for TLS)
+      prefix: myapp               # the start of every key, so services can share one Redis
+      timeout_ms: 50              # slower than this counts as down
+      retry_interval_s: 1         # how long a down Redis is left alone before the next try
+      fail_open: false            # budgets while Redis is down: refuse (false) or spend per replica (true)
+
+* Instead of ``url_env``, ``host_env`` with ``port_env`` and ``password_env``
+  (optional; port 6379, no password) name the variables LiteLLM's proxy
+  reads. Secrets only ever by variable name: an inline ``url`` or
+  ``password`` is refused, and a variable is read when the router is built,
+  never by the validator (an unset one is an error at ``state.url_env``).
+* ``backend: redis`` gives the one :class:`~evalkit.router.state.RedisState`
+  to the ``budget`` (reserve, settle and release atomic across replicas), to
+  every ``fallback`` and ``balance`` node (their circuit breakers, shared per
+  target name), to every target's ``limits`` (``rpm``/``tpm`` global,
+  ``max_in_flight`` per process) and to the ``monitor`` (Prometheus counters
+  summed over replicas: :meth:`~evalkit.router.monitor.Monitor.to_prometheus`
+  with ``scope="fleet"``). The built root router's ``state`` is that object
+  (``None`` for memory): ``await router.state.flush()`` waits for its
+  background writes (settles, counters), and ``router.aclose()`` (or leaving
+  ``async with router``) closes the providers, then sends those writes and
+  closes the state's connections.
+* With ``backend: memory`` (or no ``state`` block) every other key would
+  change nothing and is refused; so is a Redis block that nothing in the
+  config uses, and ``fail_open: true`` without a ``budget`` (it only decides
+  what budgets do while Redis is down: breakers and limits fall back to this
+  process's state either way).
+
 :func:`parse_routing_config` is the single validator: every consumer (the
 router builder, ``evalkit export``, ``evalkit replay``) reads the typed
 :class:`RoutingSpec` it returns, so none can accept what another refuses. It
@@ -107,8 +140,8 @@ from .health import BreakerSettings
 from .limits import Limits
 
 __all__ = ["BalanceSpec", "BudgetSpec", "CandidateSpec", "CostSpec", "FallbackSpec", "HedgeSpec",
-           "MonitorSpec", "NodeSpec", "PromptSpec", "RoutingSpec", "TargetSpec", "TaskSpec", "build_router",
-           "load_router_config", "parse_routing_config"]
+           "MonitorSpec", "NodeSpec", "PromptSpec", "RoutingSpec", "StateSpec", "TargetSpec", "TaskSpec",
+           "build_router", "load_router_config", "parse_routing_config"]
 
 # Each node spec's ``kind`` (a class constant, not a field) is its ``type:`` in YAML, ``target`` for a leaf.
 # Each node spec's ``mid_stream`` is the node's ``mid_stream:`` (``None`` when omitted: the router class's default).
@@ -256,14 +289,40 @@ class MonitorSpec:
 
 
 @dataclass(frozen=True)
+class StateSpec:
+    """The ``state`` block: where replicas share state (``memory``: nowhere) and how to reach Redis.
+
+    Only names of environment variables, never their values: the builder
+    reads them (:meth:`RedisState.__init__ <evalkit.router.state.RedisState>`).
+    """
+
+    backend: str = "memory"
+    url_env: str | None = None
+    host_env: str | None = None
+    port_env: str | None = None
+    password_env: str | None = None
+    prefix: str = "evalkit"
+    timeout_ms: float = 50.0
+    retry_interval_s: float = 1.0
+    fail_open: bool = False
+
+    @property
+    def shared(self) -> bool:
+        """True when replicas share state through Redis."""
+        return self.backend == "redis"
+
+
+@dataclass(frozen=True)
 class RoutingSpec:
-    """A validated routing config: named targets, the tree, budget and monitor, and where it came from."""
+    """A validated routing config: named targets, the tree, budget, monitor and state, and where it came from."""
 
     targets: Mapping[str, TargetSpec]
     router: NodeSpec
     budget: BudgetSpec | None = None
     monitor: MonitorSpec | None = None
     doc: YamlDocument = field(default_factory=lambda: YamlDocument(None))
+    state: StateSpec = field(default_factory=StateSpec)
+    """Where replicas share budget, breakers, limits and counters (``backend: memory``: nowhere)."""
 
     def error(self, path: str, message: str) -> ConfigError:
         """A located error about ``path`` (for problems found when building, e.g. an unset variable)."""

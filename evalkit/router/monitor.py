@@ -11,6 +11,21 @@ Routers call :meth:`Monitor.record` once per routed call with every attempt
   for :meth:`Monitor.to_prometheus` (Prometheus computes rates from them, so
   they must not shrink when events leave the window).
 
+**Replicas.** ``Monitor(..., state=RedisState(...))`` also adds each
+replica's counters into Redis (:mod:`evalkit.router._shared_monitor`: why
+Redis, rather than Prometheus's multiprocess mode or a ``sum()`` over
+replicas, and how each count is added exactly once), in background batches
+at most every ``flush_interval_s``: recording stays as cheap as without.
+``to_prometheus(scope="fleet")`` renders the counters summed over every
+replica and :meth:`Monitor.fleet_counters` returns them. **Scrape one or the
+other, never both:** either one endpoint serving ``scope="fleet"`` (every
+replica renders the same totals, so scrape it once, e.g. through the
+service's address), or every replica's own ``scope="replica"`` summed with
+``sum()`` in PromQL; scraping both counts everything twice. The rolling
+window (``events_df``, ``summary_df``) stays per replica. While Redis is
+down the local counters go on as usual and what the fleet has not been sent
+is added when it is back.
+
 Thread-safety: :meth:`~Monitor.record` and :meth:`~Monitor.breaker_opened`
 take no lock (they are on the routing hot path); call them from one thread,
 which is what routers sharing one event loop do. Readers (``events_df``,
@@ -26,12 +41,16 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..types import Attempt, ChatRequest
+from ._prometheus import TOKEN_CATEGORIES, escape, render_counters
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from ._shared_monitor import FleetTotals, SharedCounters
+    from .state import RedisState
 
 __all__ = ["EVENT_COLUMNS", "LATENCY_BUCKETS_S", "TTFT_BUCKETS_S", "Monitor", "parse_window", "split_target"]
 
@@ -48,7 +67,6 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 """Columns of :meth:`Monitor.events_df`, in order; each event tuple has the same layout."""
 
-TOKEN_CATEGORIES: tuple[str, ...] = ("input", "cached_input", "cache_write", "output", "reasoning")
 _NO_USAGE = (None, None, None, None, None, None)
 _WINDOW_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -92,8 +110,8 @@ class _TargetCounters:
     def __init__(self, target: str, n_latency: int, n_ttft: int) -> None:
         self.target = target
         self.provider, self.model = split_target(target)
-        self.labels = (f'target="{_escape(target)}",provider="{_escape(self.provider)}",'
-                       f'model="{_escape(self.model)}"')
+        self.labels = (f'target="{escape(target)}",provider="{escape(self.provider)}",'
+                       f'model="{escape(self.model)}"')
         self.served = 0
         self.failed = 0
         self.attempts: dict[str | None, int] = {}
@@ -114,13 +132,16 @@ class Monitor:
     ``window`` is how long events are kept for the data frames (``"24h"``,
     ``"15m"``, seconds…); ``max_events`` caps how many are kept whatever the
     window, so memory stays bounded (a few hundred bytes per event). ``clock``
-    gives epoch seconds: it stamps events (``ts``) and ages them out.
+    gives epoch seconds: it stamps events (``ts``) and ages them out. ``state``
+    (a :class:`~evalkit.router.state.RedisState`) sums the counters over every
+    replica given the same state (see the module docstring), flushing at most
+    every ``flush_interval_s``.
     """
 
     def __init__(self, window: str | float = "24h", max_events: int = 100_000,
-                 clock: Callable[[], float] = time.time, *,
+                 clock: Callable[[], float] = time.time, state: RedisState | None = None, *,
                  latency_buckets_s: Sequence[float] = LATENCY_BUCKETS_S,
-                 ttft_buckets_s: Sequence[float] = TTFT_BUCKETS_S) -> None:
+                 ttft_buckets_s: Sequence[float] = TTFT_BUCKETS_S, flush_interval_s: float = 0.5) -> None:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         self.window_s = parse_window(window)
@@ -128,15 +149,28 @@ class Monitor:
         self._clock = clock
         self._latency_bounds = tuple(sorted(float(b) for b in latency_buckets_s))
         self._ttft_bounds = tuple(sorted(float(b) for b in ttft_buckets_s))
+        self._shared: SharedCounters | None = None
         self.reset()
+        self.state = state
+        """Where the counters are summed over replicas (``None``: this process only)."""
+        if state is not None:
+            from ._shared_monitor import SharedCounters
+
+            self._shared = SharedCounters(state, self._integer_counters, flush_interval_s)
 
     def reset(self) -> None:
-        """Forget every event and counter (Prometheus sees this as a process restart)."""
+        """Forget every event and counter (Prometheus sees this as a process restart).
+
+        With a ``state``, what this replica already added to the fleet's
+        totals stays there; counting goes on from zero.
+        """
         # Rebinding (rather than clearing) lets a concurrent reader finish on the old containers.
         self._events: deque[tuple] = deque(maxlen=self.max_events)
         self._breaker_events: deque[tuple[float, str]] = deque(maxlen=self.max_events)
         self._counters: dict[str, _TargetCounters] = {}
         self._breaker_opens: dict[str, int] = {}
+        if self._shared is not None:
+            self._shared.forget()
 
     def __len__(self) -> int:
         """Events currently held (at most ``max_events``; some may be older than the window)."""
@@ -169,6 +203,8 @@ class Monitor:
         cutoff = now - self.window_s
         while events[0][0] < cutoff:  # oldest first: usually zero or one pop
             events.popleft()
+        if self._shared is not None:
+            self._shared.poke()
 
     def breaker_opened(self, target: str, at: float | None = None) -> None:
         """Count a circuit-breaker opening for ``target`` (``at``: epoch seconds, default now)."""
@@ -179,10 +215,11 @@ class Monitor:
         cutoff = now - self.window_s
         while breaker_events[0][0] < cutoff:
             breaker_events.popleft()
+        if self._shared is not None:
+            self._shared.poke()
 
     def _new_counters(self, target: str) -> _TargetCounters:
-        counters = _TargetCounters(target, len(self._latency_bounds), len(self._ttft_bounds))
-        self._counters[target] = counters
+        counters = self._counters[target] = self._blank_counters(target)
         return counters
 
     def _count(self, c: _TargetCounters, attempt: Attempt, tokens: tuple, cost: Decimal | None,
@@ -293,48 +330,75 @@ class Monitor:
 
     # -- Prometheus ----------------------------------------------------------------------------
 
-    def to_prometheus(self) -> str:
+    def to_prometheus(self, scope: Literal["replica", "fleet"] = "replica") -> str:
         """The counters in the Prometheus text exposition format (version 0.0.4).
 
         Counters cover the whole uptime (since construction or :meth:`reset`),
         not the rolling window. Tokens, cost and histograms count sent attempts;
         ``evalkit_attempts_total`` also counts skipped ones, with the skip reason
         as ``error_kind`` (``"none"`` for the attempt that served).
+
+        ``scope="fleet"`` (a monitor with a ``state``) renders the same series
+        summed over every replica, read from Redis (blocking: call it from the
+        scrape handler, not the routing loop; Redis down raises
+        :class:`~evalkit.errors.StateUnavailableError`, i.e. a failed scrape,
+        never partial totals). Cost there is exact to the nano-dollar. Serve
+        one scope or the other to Prometheus, never both (module docstring).
         """
-        counters = sorted(self._counters.values(), key=lambda c: c.target)
-        lines: list[str] = []
-        _family(lines, "evalkit_requests_total", "counter", "Requests sent to a target, by outcome.")
-        for c in counters:
-            if c.served or c.failed:
-                lines.append(f'evalkit_requests_total{{{c.labels},outcome="success"}} {c.served}')
-                lines.append(f'evalkit_requests_total{{{c.labels},outcome="error"}} {c.failed}')
-        _family(lines, "evalkit_attempts_total", "counter",
-                "Attempts routed to a target, sent or skipped, by error kind (none = served).")
-        for c in counters:
-            for kind, n in sorted(c.attempts.items(), key=lambda kv: kv[0] or ""):
-                lines.append(f'evalkit_attempts_total{{{c.labels},error_kind="{_escape(kind or "none")}"}} {n}')
-        _family(lines, "evalkit_tokens_total", "counter", "Tokens reported by a target, by category.")
-        for c in counters:
-            if c.served or c.failed:
-                for category, n in zip(TOKEN_CATEGORIES, list(c.tokens)):
-                    lines.append(f'evalkit_tokens_total{{{c.labels},category="{category}"}} {n}')
-        _family(lines, "evalkit_cost_usd_total", "counter", "Money spent on a target, in USD (priced attempts).")
-        lines.extend(f"evalkit_cost_usd_total{{{c.labels}}} {_decimal_text(c.cost)}" for c in counters if c.priced)
-        _family(lines, "evalkit_fallbacks_total", "counter", "Attempts served by a fallback target (depth > 0).")
-        lines.extend(f"evalkit_fallbacks_total{{{c.labels}}} {c.fallbacks}"
-                     for c in counters if c.served or c.failed)
-        _family(lines, "evalkit_circuit_breaker_opens_total", "counter", "Times a target's circuit opened.")
-        lines.extend(f'evalkit_circuit_breaker_opens_total{{target="{_escape(target)}"}} {n}'
-                     for target, n in sorted(self._breaker_opens.items()))
-        _family(lines, "evalkit_attempt_latency_seconds", "histogram", "Latency of sent attempts.")
-        for c in counters:
-            _histogram(lines, "evalkit_attempt_latency_seconds", c.labels, self._latency_bounds,
-                       list(c.latency_buckets), c.latency_sum)
-        _family(lines, "evalkit_attempt_ttft_seconds", "histogram", "Time to first token of streamed attempts.")
-        for c in counters:
-            _histogram(lines, "evalkit_attempt_ttft_seconds", c.labels, self._ttft_bounds,
-                       list(c.ttft_buckets), c.ttft_sum)
-        return "\n".join(lines) + "\n"
+        if scope == "fleet":
+            counters, opens = self._fleet()
+        elif scope == "replica":
+            counters, opens = dict(self._counters), dict(self._breaker_opens)
+        else:
+            raise ValueError(f"scope must be 'replica' or 'fleet', not {scope!r}")
+        return render_counters(sorted(counters.values(), key=lambda c: c.target), opens, self._latency_bounds,
+                               self._ttft_bounds)
+
+    # -- the fleet (a monitor with a state) -------------------------------------------------------
+
+    def fleet_counters(self) -> dict[str, FleetTotals]:
+        """Every target's counters summed over all replicas sharing this monitor's state, from Redis.
+
+        What the replicas have flushed so far (each flushes within
+        ``flush_interval_s``; :meth:`flush` sends this one's now). Blocking,
+        like ``to_prometheus(scope="fleet")``.
+        """
+        from ._shared_monitor import fleet_totals
+
+        counters, opens = self._fleet()
+        return {target: fleet_totals(c, opens.get(target, 0)) for target, c in sorted(counters.items())}
+
+    async def flush(self) -> None:
+        """Send this replica's counts not yet in Redis (no-op without a state).
+
+        Raises :class:`~evalkit.errors.StateUnavailableError` while Redis is
+        down; the counts are kept and sent once it is back.
+        """
+        if self._shared is not None:
+            await self._shared.flush()
+
+    def _fleet(self) -> tuple[dict[str, _TargetCounters], dict[str, int]]:
+        if self._shared is None:
+            raise ValueError("this monitor has no state: fleet totals need Monitor(..., state=RedisState(...))")
+        from ._shared_monitor import fill_counters
+
+        fields, opens = self._shared.read()
+        counters = {target: fill_counters(self._blank_counters(target), values, self._latency_bounds,
+                                          self._ttft_bounds) for target, values in fields.items()}
+        return counters, opens
+
+    def _blank_counters(self, target: str) -> _TargetCounters:
+        return _TargetCounters(target, len(self._latency_bounds), len(self._ttft_bounds))
+
+    def _integer_counters(self) -> dict[str | None, dict[str, int]]:
+        """This replica's cumulative counters as whole numbers (what SharedCounters sends the differences of)."""
+        from ._shared_monitor import counter_fields
+
+        out: dict[str | None, dict[str, int]] = {
+            target: counter_fields(c, self._latency_bounds, self._ttft_bounds)
+            for target, c in list(self._counters.items())}
+        out[None] = dict(self._breaker_opens)
+        return out
 
 
 def _event_ts(event: tuple) -> float:
@@ -359,35 +423,3 @@ def _summary_schema() -> dict[str, pl.DataType]:
     schema.update({f"{name}_tokens": pl.Int64 for name in TOKEN_CATEGORIES})
     schema.update({"cost_usd": pl.Decimal(38, 10), "fallbacks": pl.Int64, "breaker_opens": pl.Int64})
     return schema
-
-
-def _escape(value: str) -> str:
-    """A label value escaped per the exposition format (backslash, double quote, newline)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _decimal_text(value: Decimal) -> str:
-    # Fixed-point text: exact, and never a bare exponent form a strict parser might reject.
-    return format(value, "f")
-
-
-def _float_text(value: float) -> str:
-    return "+Inf" if value == float("inf") else repr(float(value))
-
-
-def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} {kind}")
-
-
-def _histogram(lines: list[str], name: str, labels: str, bounds: tuple[float, ...],
-               per_bucket: list[int], total: float) -> None:
-    count = sum(per_bucket)
-    if not count:
-        return
-    cumulative = 0
-    for bound, n in zip((*bounds, float("inf")), per_bucket):
-        cumulative += n
-        lines.append(f'{name}_bucket{{{labels},le="{_float_text(bound)}"}} {cumulative}')
-    lines.append(f"{name}_sum{{{labels}}} {_float_text(total)}")
-    lines.append(f"{name}_count{{{labels}}} {count}")
