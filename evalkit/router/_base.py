@@ -68,6 +68,9 @@ class Router:
     """
 
     kind = "router"
+    owns_state = False
+    """Whether :meth:`aclose` also closes ``self.state`` (set on the root that ``Router.from_config`` built with
+    a ``state:`` block; a state you made and passed in yourself stays yours to close)."""
 
     def __init__(self, targets: Iterable[Target | str], *, name: str | None = None,
                  monitor: Monitor | None = None, mid_stream: MidStream = "continue") -> None:
@@ -146,8 +149,15 @@ class Router:
         A target named by several nodes of a config (one ``targets:`` entry used
         by two routes) is one object: it is closed once. Every provider is
         closed even when closing another fails; the first failure is raised after.
+        A root built by ``Router.from_config`` with shared state then flushes
+        and closes that state (pending settles and counters reach Redis first).
         """
-        await close_all(self.targets)
+        try:
+            await close_all(self.targets)
+        finally:
+            state = getattr(self, "state", None)
+            if self.owns_state and state is not None:
+                await state.aclose()
 
     async def __aenter__(self) -> Router:
         return self

@@ -117,6 +117,7 @@ class RedisState:
         self._pending: set[asyncio.Task[Any]] = set()
         self._retry: list[Op] = []
         self._on_recover: list[Callable[[], None]] = []
+        self._on_subscribed: list[Callable[[], None]] = []
         self._listeners: dict[str, Callable[[str], None]] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -249,9 +250,16 @@ class RedisState:
         The listener starts with the first call made inside an event loop
         (:meth:`ensure_listening`) and resubscribes after Redis comes back;
         messages published while it was away are lost, so owners also read
-        the state itself on :meth:`on_recover`.
+        the state itself in an :meth:`on_subscribed` callback.
         """
         self._listeners[self.key(channel)] = handler
+        if self._listener is not None and not self._listener.done():
+            self._listener.cancel()  # a running subscription does not know the new channel: start it again
+            self._listener = None
+
+    def on_subscribed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every successful (re)subscription: messages may have been missed before it."""
+        self._on_subscribed.append(callback)
 
     def ensure_listening(self) -> None:
         """Start the subscription task in the running loop if it is not running."""
@@ -276,6 +284,8 @@ class RedisState:
                 await pubsub.subscribe(*self._listeners)
                 if self._down_until:
                     self._recovered()
+                for callback in self._on_subscribed:
+                    callback()
                 async for message in pubsub.listen():
                     handler = self._listeners.get(_text(message.get("channel")))
                     if handler is not None:

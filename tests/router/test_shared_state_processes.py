@@ -73,6 +73,7 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def _target(name: str, emu: Any, extra: str = "") -> str:
+    """A target named ``name`` for the fleet's ``sim-<name>``; attempts name it ``openai:sim-<name>``."""
     return (f"  {name}:\n    model: openai:sim-{name}\n    base_url: {emu.openai_base_url}\n"
             f"    api_key_env: SHARED_STATE_TEST_KEY\n{extra}")
 
@@ -146,10 +147,12 @@ def _costs(outcomes: list[dict[str, Any]]) -> Decimal:
 # -- one budget ---------------------------------------------------------------------------------------
 
 CAP = Decimal("6")
+PRICED = "    prices: {input: 1000, output: 2000}\n"  # the fleet's price, so the ledger can price each call
 
 
 def _budget_config(emu: Any, backend: str, prefix: str, cap: Decimal = CAP) -> str:
-    return (f"version: 1\n{_state(backend, prefix)}targets:\n{_target('priced', emu)}"
+    return (f"version: 1\n{_state(backend, prefix)}targets:\n"
+            f"{_target('priced', emu, PRICED)}"
             "router:\n  type: cost\n  on_over_budget: refuse\n  candidates:\n"
             "    - {target: priced, quality: 1}\n"
             f"budget: {{limit_usd: {cap}, period: total}}\n")
@@ -204,7 +207,7 @@ def test_a_breaker_opened_by_one_process_is_respected_by_the_others_with_one_pro
     group = replicas(_breaker_config(emu, backend, redis_prefix))
     emu.script("sim-primary", ["500", "500"])
     first = group.send({"op": "calls", "n": 2, "concurrency": 1}, only=0)[0]
-    assert [o["failed"] for o in first] == [[["primary", "server"]]] * 2  # process A opened the breaker
+    assert [o["failed"] for o in first] == [[["openai:sim-primary", "server"]]] * 2  # process A opened the breaker
     group.send({"op": "flush"}, only=0)
     before = _primary_requests(emu)
     others = [group.send({"op": "calls", "n": 1}, only=i)[0][0] for i in (1, 2, 3)]
@@ -212,15 +215,15 @@ def test_a_breaker_opened_by_one_process_is_respected_by_the_others_with_one_pro
         assert _primary_requests(emu) == before + 3
         return
     # B, C and D skip the primary on their very next call: nothing reaches it.
-    assert [o["skipped"] for o in others] == [[["primary", "circuit_open"]]] * 3
-    assert all(o["sent"] == ["backup"] for o in others)
+    assert [o["skipped"] for o in others] == [[["openai:sim-primary", "circuit_open"]]] * 3
+    assert all(o["sent"] == ["openai:sim-backup"] for o in others)
     assert _primary_requests(emu) == before
     # After the cooldown, 4 processes x 20 concurrent calls race for the half-open probe: exactly one goes.
     time.sleep(2.1)
     emu.script("sim-primary", ["500"])
     results = group.send({"op": "calls", "n": 20, "concurrency": 20})
     assert _primary_requests(emu) == before + 1
-    assert sum(o["sent"][:1] == ["primary"] for r in results for o in r) == 1
+    assert sum(o["sent"][:1] == ["openai:sim-primary"] for r in results for o in r) == 1
     assert all(o["ok"] for r in results for o in r)  # everyone else was served by the backup
 
 
