@@ -49,6 +49,9 @@ DEFAULT_ACTIONS: Mapping[ErrorKind, Action] = {
     ErrorKind.AUTH: Action.NEXT,
     ErrorKind.BAD_REQUEST: Action.STOP,
     ErrorKind.BUDGET_EXCEEDED: Action.NEXT,
+    # The shared state (Redis) did not answer, so a shared budget could not be checked and nothing was
+    # sent: the same call may go through once Redis is back (retry_after: the state's retry interval).
+    ErrorKind.STATE_UNAVAILABLE: Action.RETRY,
 }
 
 
