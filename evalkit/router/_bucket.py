@@ -1,8 +1,15 @@
-"""A token bucket refilled continuously: the RPM and TPM limits of :class:`~evalkit.router.limits.Limits`."""
+"""The parts of a local limit: a token bucket refilled continuously (``rpm``, ``tpm``) and a queued caller.
+
+Used by :class:`~evalkit.router.limits.LimitedTarget`, and by
+:mod:`evalkit.router._shared_rate` while Redis is down.
+"""
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+import asyncio
+import builtins
+
+__all__ = ["TokenBucket", "Waiter"]
 
 # Float slack when comparing bucket levels: a waiter that slept exactly the
 # computed shortfall must not find itself a billionth of a token short.
@@ -38,3 +45,27 @@ class TokenBucket:
     def give_back(self, amount: float) -> None:
         """Return ``amount`` (negative: take more), never above capacity."""
         self.level = min(self.capacity, self.level + amount)
+
+
+class Waiter:
+    """One queued call in wait mode; woken when it may be able to proceed."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+    async def woken_within(self, timeout_s: float) -> bool:
+        """Wait to be woken: False when ``timeout_s`` passed first."""
+        self.future = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self.future, timeout_s)
+            return True
+        except builtins.TimeoutError:
+            return False
+        finally:
+            self.future = None

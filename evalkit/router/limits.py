@@ -42,6 +42,11 @@ stream cut after some text); otherwise it keeps its estimate charged, because
 the vendor most likely counted it too. A call larger than a whole minute's budget passes
 when the bucket is full (otherwise it could never pass) and leaves it in debt.
 
+Replicas (``state=RedisState(...)``): ``rpm`` and ``tpm`` are one window per target name across
+the replicas sharing the state (GCRA in Redis, one round trip per call: :mod:`evalkit.router._shared_rate`);
+``max_in_flight`` and the adaptive limit stay per process. While Redis is down or slow each replica
+uses its own buckets (up to the full limit per replica) and shares again once Redis answers.
+
 Thread-safety: none. Counters and buckets are plain attributes changed with no
 ``await`` between check and take, which is what makes them safe under asyncio
 concurrency; use one :class:`LimitedTarget` from one event loop.
@@ -50,7 +55,6 @@ concurrency; use one :class:`LimitedTarget` from one event loop.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -60,9 +64,11 @@ from ..errors import ProviderError, RateLimitError
 from ..tokens import count_tokens
 from ..types import ChatRequest, ChatResponse, Message, Usage
 from ._aimd import LOCAL_LIMIT, AimdLimit, checked_floor
-from ._bucket import TokenBucket
+from ._bucket import TokenBucket, Waiter
 from ._base import Target, as_target, close_all, close_on_exit
 from ._credentials import credential_of
+from ._shared_rate import SharedRate
+from .state import RedisState
 
 __all__ = ["LOCAL_LIMIT", "LimitedStream", "LimitedTarget", "Limits", "TokenBucket"]
 
@@ -109,39 +115,18 @@ class Limits:
         object.__setattr__(self, "min_in_flight", floor)
 
 
-class _Waiter:
-    """One queued call in wait mode; woken when it may be able to proceed."""
-
-    __slots__ = ("future",)
-
-    def __init__(self) -> None:
-        self.future: asyncio.Future[None] | None = None
-
-    def wake(self) -> None:
-        if self.future is not None and not self.future.done():
-            self.future.set_result(None)
-
-    async def woken_within(self, timeout_s: float) -> bool:
-        self.future = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(self.future, timeout_s)
-            return True
-        except builtins.TimeoutError:
-            return False
-        finally:
-            self.future = None
-
-
 class LimitedTarget:
     """``target`` behind :class:`Limits`; the same interface as a provider.
 
     ``name``, ``context_window`` and ``prices()`` (when the target has it) are
     the target's own. ``clock`` and ``sleep`` are injectable for tests.
-    ``in_flight`` is the number of calls currently holding a slot.
+    ``in_flight`` is the number of calls currently holding a slot. ``state``:
+    share ``rpm``/``tpm`` with every replica using the same Redis (see the
+    module docstring); give every replica the same limits for a target name.
     """
 
     def __init__(self, target: Target | str, limits: Limits, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, state: RedisState | None = None) -> None:
         self.target = as_target(target)
         self.limits = limits
         self.name: str = self.target.name
@@ -153,7 +138,13 @@ class LimitedTarget:
         now = clock()
         self._requests = TokenBucket(limits.rpm, now) if limits.rpm else None
         self._tokens = TokenBucket(limits.tpm, now) if limits.tpm else None
-        self._queue: deque[_Waiter] = deque()
+        self._shared: SharedRate | None = None
+        if state is not None and (limits.rpm or limits.tpm):
+            # The shared buckets replace the local ones (kept inside for outages); the in-memory path is untouched.
+            self._shared = SharedRate(state, self.name, limits.rpm, limits.tpm, clock)
+            self._requests = self._tokens = None
+            self._acquire = self._acquire_shared  # type: ignore[method-assign]
+        self._queue: deque[Waiter] = deque()
         prices = getattr(self.target, "prices", None)
         if prices is not None:
             self.prices = prices  # only when the target has it: callers probe with getattr
@@ -190,7 +181,7 @@ class LimitedTarget:
         ``on_delta`` is handed to the target as it is (text deltas of a streamed call).
         """
         tokens = self._estimate(request)
-        await self._acquire(tokens)
+        bucket = await self._acquire(tokens)
         started = self._generation()
         try:
             if on_delta is None:
@@ -198,11 +189,11 @@ class LimitedTarget:
             else:
                 response = await self.target.complete(request, on_delta=on_delta)
         except ProviderError as exc:
-            self._failed(tokens, started, exc)
+            self._failed(tokens, started, exc, bucket)
             raise
         finally:
             self._release()
-        self._succeeded(tokens, started, response)
+        self._succeeded(tokens, started, response, bucket)
         return response
 
     def stream(self, request: ChatRequest) -> LimitedStream:
@@ -220,16 +211,22 @@ class LimitedTarget:
         await close_on_exit(self, exc)
 
     def saturated(self, request: ChatRequest | None = None) -> bool:
-        """Would a call (``request``, if given) be refused or kept waiting now? Takes nothing."""
+        """Would a call (``request``, if given) be refused or kept waiting now? Takes nothing, does no I/O.
+
+        With a shared state, the RPM/TPM part is the last answer this replica got from Redis (a refusal's
+        wait, until it ends): a replica that has not asked since others emptied the window says no.
+        """
         if self._queue:
             return True
         tokens = self._estimate(request) if request is not None else 0
+        if self._shared is not None and self._shared.wait_s(tokens, self._clock()) > 0:
+            return True
         return self._shortfall(tokens) is not None
 
     # -- accounting -----------------------------------------------------------------------
 
     def _estimate(self, request: ChatRequest) -> int:
-        if self._tokens is None:
+        if self.limits.tpm is None:
             return 0  # no TPM limit: never pay for a tokenizer
         messages = list(request.messages)
         if request.system:
@@ -270,23 +267,24 @@ class LimitedTarget:
         if self._queue:
             self._queue[0].wake()
 
-    def _settle(self, tokens: int, usage: Usage | None) -> None:
-        if self._tokens is not None and usage is not None:
-            self._tokens.give_back(tokens - (usage.input_tokens + usage.output_tokens))
+    def _settle(self, tokens: int, usage: Usage | None, bucket: TokenBucket | SharedRate | None) -> None:
+        """Correct the TPM bucket the call took from (local, or shared: in the background) with ``usage``."""
+        if bucket is not None and usage is not None:
+            bucket.give_back(tokens - (usage.input_tokens + usage.output_tokens))
 
     def _generation(self) -> tuple[int, int]:
         """The adaptive limit's (generation, calls started) as a call starts (read right after its slot is taken)."""
         return _NOT_ADAPTIVE if self._aimd is None else (self._aimd.generation, self._aimd.starts)
 
-    def _succeeded(self, tokens: int, started: tuple[int, int], response: ChatResponse) -> None:
-        self._settle(tokens, response.usage)
+    def _succeeded(self, tokens: int, started: tuple[int, int], response: ChatResponse, bucket: Any) -> None:
+        self._settle(tokens, response.usage, bucket)
         aimd = self._aimd
         if aimd is not None:
             aimd.succeeded(started[0], response.rate_limits, index=started[1], now=self._clock())
             self._max_in_flight = aimd.allowed
 
-    def _failed(self, tokens: int, started: tuple[int, int], error: ProviderError) -> None:
-        self._settle(tokens, error.usage)
+    def _failed(self, tokens: int, started: tuple[int, int], error: ProviderError, bucket: Any) -> None:
+        self._settle(tokens, error.usage, bucket)
         aimd = self._aimd
         if aimd is not None:
             aimd.failed(started[0], error, self._clock(), index=started[1])
@@ -294,25 +292,60 @@ class LimitedTarget:
 
     # -- saturation -----------------------------------------------------------------------
 
-    async def _acquire(self, tokens: int) -> None:
+    async def _acquire(self, tokens: int) -> TokenBucket | None:
+        """Take a slot and the buckets' share, or wait / refuse; returns the TPM bucket to correct after the call."""
         if not self._queue:  # queued callers go first
             wait = self._try_take(tokens)
             if wait is None:
-                return
+                return self._tokens
             if self.limits.on_saturated == "skip":
                 raise self._refusal(wait)
-        await self._wait_turn(tokens)
+        return await self._wait_turn(tokens)
 
-    async def _wait_turn(self, tokens: int) -> None:
+    async def _acquire_shared(self, tokens: int) -> TokenBucket | SharedRate | None:
+        """:meth:`_acquire` with the buckets in Redis (one round trip), or local ones while it is down."""
+        if not self._queue:
+            wait, bucket = await self._take_shared(tokens)
+            if wait is None:
+                return bucket
+            if self.limits.on_saturated == "skip":
+                raise self._refusal(wait)
+        return await self._wait_turn(tokens)
+
+    async def _take_shared(self, tokens: int) -> tuple[float | None, Any]:
+        """The local checks, then the shared buckets; the slot is held while Redis answers."""
+        wait = self._shortfall(tokens)  # in flight and the adaptive limit: the shared buckets are not in it
+        if wait is not None:
+            return wait, None
+        self.in_flight += 1
+        try:
+            wait, bucket = await self._shared.take(tokens)  # type: ignore[union-attr]
+        except BaseException:  # cancelled while Redis answered
+            self._release()
+            raise
+        if wait is not None:
+            self._release()
+            return wait, None
+        if self._aimd is not None:
+            self._aimd.started(self._clock() if self._aimd.level is not None else 0.0)
+        return None, bucket
+
+    async def _wait_turn(self, tokens: int) -> Any:
         """Queue until this call is first and the limits allow it, or ``max_wait_s`` passes."""
-        waiter = _Waiter()
+        waiter = Waiter()
         self._queue.append(waiter)
         deadline = self._clock() + self.limits.max_wait_s
+        bucket = self._tokens
         try:
             while True:
-                wait = self._try_take(tokens) if self._queue[0] is waiter else 0.0
+                if self._queue[0] is not waiter:
+                    wait = 0.0
+                elif self._shared is None:
+                    wait = self._try_take(tokens)
+                else:
+                    wait, bucket = await self._take_shared(tokens)
                 if wait is None:
-                    return
+                    return bucket
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     raise self._refusal(wait)
@@ -353,7 +386,7 @@ class LimitedStream:
     async def __aiter__(self) -> AsyncIterator[str]:
         owner = self.owner
         tokens = owner._estimate(self.request)
-        await owner._acquire(tokens)
+        bucket = await owner._acquire(tokens)
         started = owner._generation()
         try:
             inner = owner.target.stream(self.request)
@@ -361,9 +394,9 @@ class LimitedStream:
                 yield delta
             self.response = inner.response
         except ProviderError as exc:
-            owner._failed(tokens, started, exc)
+            owner._failed(tokens, started, exc, bucket)
             raise
         finally:
             owner._release()
         if self.response is not None:
-            owner._succeeded(tokens, started, self.response)
+            owner._succeeded(tokens, started, self.response, bucket)
