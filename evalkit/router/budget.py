@@ -42,6 +42,10 @@ Thread safety: every read and write of the totals holds one ``threading.Lock``.
 ``reserve`` is synchronous, so in asyncio nothing can run between the check and
 the reservation; the lock only matters when threads share a ledger, and is
 uncontended (tens of nanoseconds) otherwise.
+
+Replicas share one ledger through Redis with ``BudgetLedger(..., state=RedisState(...),
+name="budget")``: then reserve with ``await ledger.areserve(target, amount)``,
+one atomic script per call (:mod:`evalkit.router._shared_budget`).
 """
 
 from __future__ import annotations
@@ -49,11 +53,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import BudgetExceeded
+from ._budget_period import _iso, _Tally, _Window, _window_at
+
+if TYPE_CHECKING:
+    from ._shared_budget import SharedLedger
+    from .state import RedisState
 
 __all__ = ["BudgetLedger", "Period", "Reservation"]
 
@@ -77,7 +85,7 @@ def as_money(value: Decimal | int | str, what: str = "amount") -> Decimal:
 
 def as_share(value: Decimal | int | str, what: str = "max_share_of_remaining") -> Decimal:
     """``value`` as a Decimal fraction in (0, 1]; floats are refused like money."""
-    if isinstance(value, float) or isinstance(value, bool):
+    if isinstance(value, (float, bool)):
         raise TypeError(f"{what} must be a Decimal, an int or a string such as '0.1', not {value!r}")
     try:
         share = value if isinstance(value, Decimal) else Decimal(value)
@@ -92,67 +100,6 @@ def _usd(amount: Decimal) -> str:
     """``$0.0123``: plain notation, no exponent, no trailing zeros."""
     text = format(amount.normalize(), "f")
     return f"${text}"
-
-
-class _Tally:
-    """Money spent and held by one target (or the whole ledger) in one period."""
-
-    __slots__ = ("reserved", "spent")
-
-    def __init__(self) -> None:
-        self.spent = _ZERO
-        self.reserved = _ZERO
-
-
-class _Window:
-    """One budget period: its UTC bounds and everything spent or held in it."""
-
-    __slots__ = (
-        "end",
-        "estimated",
-        "label",
-        "open",
-        "overrun",
-        "overruns",
-        "refused",
-        "start",
-        "targets",
-        "total",
-        "unpriced",
-    )
-
-    def __init__(self, start: float, end: float, label: str) -> None:
-        self.start, self.end, self.label = start, end, label
-        self.total = _Tally()
-        self.targets: dict[str, _Tally] = {}
-        self.open = 0
-        self.overrun = _ZERO  # money settled beyond what was held
-        self.overruns = 0
-        self.unpriced = 0  # settlements without a known cost
-        self.estimated = 0  # settlements of an estimated cost (counted locally, or partly unknown)
-        self.refused = 0
-
-    def tally(self, target: str) -> _Tally:
-        tally = self.targets.get(target)
-        if tally is None:
-            tally = self.targets[target] = _Tally()
-        return tally
-
-
-def _window_at(period: str, now: float) -> _Window:
-    """The period containing ``now``, aligned to UTC (Unix time has no leap seconds)."""
-    if period == "total":
-        return _Window(float("-inf"), float("inf"), "total")
-    if period == "hour" or period == "day":
-        size = 3600 if period == "hour" else 86400
-        start = now - now % size
-        moment = datetime.fromtimestamp(start, UTC)
-        label = moment.strftime("%Y-%m-%dT%H:00Z" if period == "hour" else "%Y-%m-%d UTC")
-        return _Window(start, start + size, label)
-    moment = datetime.fromtimestamp(now, UTC)
-    first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    after = first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
-    return _Window(first.timestamp(), after.timestamp(), first.strftime("%Y-%m UTC"))
 
 
 class Reservation:
@@ -221,12 +168,19 @@ class BudgetLedger:
     :meth:`reserve` refuses with :class:`~evalkit.errors.BudgetExceeded` when
     ``spent + reserved + amount`` would pass a cap, or when ``amount`` is more
     than the allowed share of what remains. Money is ``Decimal`` only.
+
+    * ``state``: a :class:`~evalkit.router.state.RedisState` to share the ledger
+      with every replica that uses the same ``name`` (``None``: this process
+      only). Each replica brings its own caps: they must agree. A shared ledger
+      reserves with :meth:`areserve` only; ``hold_ttl_s`` is how long a hold
+      outlives a replica that died mid-call (see :mod:`evalkit.router._shared_budget`).
     """
 
     def __init__(self, limit: Decimal | int | str, *, period: Period = "day",
                  per_target: Mapping[str, Decimal | int | str] | None = None,
                  max_share_of_remaining: Decimal | int | str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, state: RedisState | None = None, name: str = "budget",
+                 hold_ttl_s: float = 600.0) -> None:
         if period not in _PERIODS:
             raise ValueError(f"period must be one of {', '.join(_PERIODS)}, got {period!r}")
         self.limit = as_money(limit, "limit")
@@ -237,14 +191,39 @@ class BudgetLedger:
         self._clock = clock
         self._lock = threading.Lock()
         self._window = _window_at(period, clock())
+        if not name or not isinstance(name, str) or any(ch.isspace() for ch in name):
+            raise ValueError(f"name must be a non-empty word, got {name!r}")
+        self.name, self.state = name, state
+        self._shared: SharedLedger | None = None
+        if state is not None:
+            from ._shared_budget import SharedLedger
+
+            self._shared = SharedLedger(self, state, hold_ttl_s)
 
     def __repr__(self) -> str:
+        if self._shared is not None:  # no network I/O in a repr
+            return f"BudgetLedger({_usd(self.limit)} per {self.period}, shared as {self.name!r} via {self.state!r})"
         return f"BudgetLedger({_usd(self.limit)} per {self.period}, spent={_usd(self.spent)})"
 
     # -- the hot path ------------------------------------------------------------------------
 
+    async def areserve(self, target: str, amount: Decimal) -> Reservation:
+        """:meth:`reserve` for async callers; a shared ledger's one round trip to Redis.
+
+        A shared ledger that cannot reach Redis raises
+        :class:`~evalkit.errors.StateUnavailableError` and holds nothing,
+        unless its state has ``fail_open=True`` (then this replica holds
+        against its own copy of the caps until Redis is back).
+        """
+        if self._shared is None:
+            return self.reserve(target, amount)
+        return await self._shared.reserve(target, amount)
+
     def reserve(self, target: str, amount: Decimal) -> Reservation:
         """Hold ``amount`` for a call to ``target``, or raise ``BudgetExceeded`` without holding anything."""
+        if self._shared is not None:
+            raise TypeError(f"BudgetLedger {self.name!r} is shared through Redis: reserve with "
+                            "`await ledger.areserve(target, amount)` (a blocking reserve would stall the event loop)")
         if type(amount) is not Decimal or not amount.is_finite() or amount < 0:
             amount = as_money(amount)
         now = self._clock()
@@ -326,19 +305,25 @@ class BudgetLedger:
 
     @property
     def spent(self) -> Decimal:
-        """Money settled in the current period."""
+        """Money settled in the current period (all replicas' for a shared ledger: a blocking read)."""
+        if self._shared is not None:
+            return self._shared.snapshot()["spent"]
         with self._lock:
             return self._current(self._clock()).total.spent
 
     @property
     def reserved(self) -> Decimal:
         """Money held by calls in flight that were reserved in the current period."""
+        if self._shared is not None:
+            return self._shared.snapshot()["reserved"]
         with self._lock:
             return self._current(self._clock()).total.reserved
 
     @property
     def remaining(self) -> Decimal:
         """What a new reservation may still take from the shared cap (never negative)."""
+        if self._shared is not None:
+            return self._shared.snapshot()["remaining"]
         with self._lock:
             total = self._current(self._clock()).total
             return max(self.limit - total.spent - total.reserved, _ZERO)
@@ -350,8 +335,12 @@ class BudgetLedger:
         fell short), ``unpriced`` counts settlements without a known cost (kept
         at the reserved amount), ``estimated`` counts settlements of estimated
         costs (a cut stream's tokens counted locally, a hedge loser's unknown
-        share), ``refused`` counts refused reservations.
+        share), ``refused`` counts refused reservations. A shared ledger's
+        snapshot (every replica's, read from Redis) adds ``expired`` (holds of
+        replicas that died mid-call, kept as spent), ``restored`` and ``backend``.
         """
+        if self._shared is not None:
+            return self._shared.snapshot()
         with self._lock:
             window = self._current(self._clock())
             total = window.total
@@ -378,9 +367,3 @@ class BudgetLedger:
                 "max_share_of_remaining": self.max_share_of_remaining,
                 "targets": targets,
             }
-
-
-def _iso(moment: float) -> str | None:
-    if moment in (float("inf"), float("-inf")):
-        return None
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

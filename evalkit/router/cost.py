@@ -15,12 +15,19 @@ those requests may be billed (:mod:`evalkit.router._worst_case`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
-from ..errors import AllTargetsFailed, BudgetExceeded, ConfigError, NotFoundError, ProviderError
+from ..errors import (
+    AllTargetsFailed,
+    BudgetExceeded,
+    ConfigError,
+    NotFoundError,
+    ProviderError,
+    StateUnavailableError,
+)
 from ..pricing import Prices
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._base import Router, Target, as_target
@@ -100,7 +107,10 @@ class CostAwareRouter(Router):
       that fits (another may fit a per-target cap); with ``"refuse"`` it raises
       :class:`~evalkit.errors.BudgetExceeded` at once. When nothing was sent
       because of the budget, ``BudgetExceeded`` (not ``AllTargetsFailed``) is
-      raised, with ``.attempts`` listing each refusal.
+      raised, with ``.attempts`` listing each refusal. A ledger shared through
+      Redis that cannot be reached raises
+      :class:`~evalkit.errors.StateUnavailableError` at once (every candidate
+      shares the ledger), nothing sent, recorded as a ``state_unavailable`` attempt.
     * Errors: a failed call that billed nothing releases its reservation; one
       that did (a stream cut after some text) settles what its error carries,
       marked as an estimate; with
@@ -141,7 +151,7 @@ class CostAwareRouter(Router):
         """Route ``request``; the response lists every attempt, refusals and the serving one included."""
         try:
             return await super().complete(request, on_delta)
-        except BudgetExceeded as exc:
+        except (BudgetExceeded, StateUnavailableError) as exc:
             # The base class reports AllTargetsFailed to the monitor; a refusal must show up too.
             if self.monitor is not None:
                 self.monitor.record(list(getattr(exc, "attempts", ())), request)
@@ -168,7 +178,10 @@ class CostAwareRouter(Router):
             if not self._fits_window(entry, counted + request.max_tokens, attempts):
                 continue
             try:
-                reservation = None if self.ledger is None else self.ledger.reserve(entry.name, worst)
+                reservation = None if self.ledger is None else await self.ledger.areserve(entry.name, worst)
+            except StateUnavailableError as exc:
+                self._skip(entry.target, "state_unavailable", attempts, exc.message)
+                raise self._state_down(exc, attempts) from None
             except BudgetExceeded as exc:
                 self._skip(entry.target, "budget_exceeded", attempts, exc.message)
                 refusals.append(exc)
@@ -247,6 +260,14 @@ class CostAwareRouter(Router):
             setattr(exc, detail, getattr(first, detail, None))
         exc.attempts = tuple(attempts)
         exc.errors = tuple(refusals)
+        return exc
+
+    def _state_down(self, error: StateUnavailableError, attempts: list[Attempt]) -> StateUnavailableError:
+        # Not AllTargetsFailed: the other candidates share the ledger, and an outer router may retry later.
+        exc = StateUnavailableError(f"{self.name}: budget not checked, nothing sent: {error.message}",
+                                    provider=self.name, retry_after=error.retry_after)
+        exc.attempts = tuple(attempts)
+        exc.errors = (error,)
         return exc
 
     def _nothing_adequate(self, required: float, attempts: list[Attempt]) -> AllTargetsFailed:
