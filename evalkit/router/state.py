@@ -155,9 +155,7 @@ class RedisState:
         was_down = self._down_until > 0.0
         self._down_until = 0.0
         if was_down:
-            retry, self._retry = self._retry, []
-            for op in retry:
-                self.background(op)
+            self._drain()
             for callback in self._on_recover:
                 callback()
 
@@ -173,7 +171,10 @@ class RedisState:
 
             timeout = self.timeout_ms / 1000.0
             # No retries inside redis-py: a down Redis must cost one timeout, not several with backoff.
-            self._client = Redis.from_url(self._url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            # Connecting (TCP, then the pool's handshake) may take longer than one command under a burst of
+            # first calls; a connect slower than 0.5 s still counts as down.
+            self._client = Redis.from_url(self._url, socket_timeout=timeout,
+                                          socket_connect_timeout=max(timeout, 0.5),
                                           retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
                                           max_connections=256)
             self._client_loop = loop
@@ -199,7 +200,14 @@ class RedisState:
             raise self._failed(exc) from None
         if self._down_until:
             self._recovered()
+        elif self._retry:
+            self._drain()
         return result
+
+    def _drain(self) -> None:
+        retry, self._retry = self._retry, []
+        for op in retry:
+            self.background(op)
 
     def background(self, op: Op) -> None:
         """Run ``op`` without making anyone wait; if Redis is down it is run again once Redis is back.
@@ -209,8 +217,12 @@ class RedisState:
         """
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._retry.append(op)  # no loop (a settle from a thread): the next operation in a loop runs it
+        except RuntimeError:  # a settle from another thread: hand it to the loop that owns the connections
+            owner = self._client_loop
+            if owner is not None and owner.is_running() and not owner.is_closed():
+                owner.call_soon_threadsafe(self.background, op)
+            else:
+                self._retry.append(op)  # the next operation in a loop runs it
             return
         task = loop.create_task(self._background(op))
         self._pending.add(task)
@@ -220,6 +232,11 @@ class RedisState:
         try:
             await op()
         except StateUnavailableError:
+            self._retry.append(op)
+        except self._redis.exceptions.RedisError as exc:
+            # An error reply (out of memory, a read-only replica): Redis is there but cannot take the write.
+            # Keep the op for later, as for an outage, instead of losing it (a lost settle over-counts).
+            self._failed(exc)
             self._retry.append(op)
 
     async def flush(self) -> None:
