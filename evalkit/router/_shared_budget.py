@@ -248,8 +248,7 @@ class SharedLedger:
         args = ("\n".join((mode, marker, str(cost), str(overrun), "1" if unpriced else "0", "1" if estimated else "0",
                            _key_ttl_ms(window, self.ledger._clock()), _SWEEP, self.marker_ttl_ms, held, hold,
                            target)),)
-        state = self.state
-        state.background(lambda: state.run(CLOSE, keys, args))
+        self.state.defer(CLOSE, keys, args)  # batched with other settles: one round trip for several calls
 
     # -- reading -----------------------------------------------------------------------------
 

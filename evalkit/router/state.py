@@ -105,6 +105,8 @@ class RedisState:
         self.timeout_ms = float(timeout_ms)
         self.retry_interval_s = float(retry_interval_s)
         self.fail_open = bool(fail_open)
+        self.batch_s = 0.005
+        """How long a deferred write (:meth:`defer`) waits for others to share its round trip."""
         self.replica = uuid.uuid4().hex[:12]
         """This process's id in shared state (who holds a half-open probe, whose holds expired)."""
         self.failures = 0
@@ -116,6 +118,7 @@ class RedisState:
         self._scripts: dict[str, Any] = {}
         self._pending: set[asyncio.Task[Any]] = set()
         self._retry: list[Op] = []
+        self._deferred: list[tuple[SharedScript, Sequence[str], Sequence[Any]]] = []
         self._on_recover: list[Callable[[], None]] = []
         self._on_subscribed: list[Callable[[], None]] = []
         self._listeners: dict[str, Callable[[str], None]] = {}
@@ -191,11 +194,8 @@ class RedisState:
             raise StateUnavailableError(f"shared state (redis, prefix {self.prefix!r}) is down; next try in "
                                         f"{self.down_for():.2g}s", provider="state", retry_after=self.down_for())
         client = self._async_client()
-        registered = self._scripts.get(script.name)
-        if registered is None:
-            registered = self._scripts[script.name] = client.register_script(script.text)
         try:
-            result = await registered(keys=list(keys), args=list(args))
+            result = await self._registered(client, script)(keys=list(keys), args=list(args))
         except (self._redis.exceptions.ConnectionError, self._redis.exceptions.TimeoutError, OSError) as exc:
             raise self._failed(exc) from None
         if self._down_until:
@@ -239,9 +239,55 @@ class RedisState:
             self._failed(exc)
             self._retry.append(op)
 
+    def defer(self, script: SharedScript, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Run ``script`` soon, batched: the calls deferred within ``batch_s`` go to Redis in one pipeline.
+
+        For writes nobody waits for (a settle, a release): one round trip
+        then serves several calls, so a routed call does not pay a second
+        one. The script must be idempotent (the batch is sent again, whole,
+        if Redis was down).
+        """
+        self._deferred.append((script, keys, args))
+        if len(self._deferred) == 1:
+            self.background(self._send_deferred)
+
+    async def _send_deferred(self) -> None:
+        await asyncio.sleep(self.batch_s)  # gather what else is deferred meanwhile
+        batch, self._deferred = self._deferred, []
+        if not batch:
+            return
+        try:
+            await self._pipeline(batch)
+        except BaseException:
+            self._deferred[:0] = batch  # kept whole; the background mechanism runs this again later
+            raise
+
+    async def _pipeline(self, batch: list[tuple[SharedScript, Sequence[str], Sequence[Any]]]) -> None:
+        if self._down_until and time.monotonic() < self._down_until:
+            raise StateUnavailableError(f"shared state (redis, prefix {self.prefix!r}) is down",
+                                        provider="state", retry_after=self.down_for())
+        client = self._async_client()
+        pipe = client.pipeline(transaction=False)
+        for script, keys, args in batch:
+            await self._registered(client, script)(keys=list(keys), args=list(args), client=pipe)
+        try:
+            await pipe.execute()
+        except (self._redis.exceptions.ConnectionError, self._redis.exceptions.TimeoutError, OSError) as exc:
+            raise self._failed(exc) from None
+        if self._down_until:
+            self._recovered()
+
+    def _registered(self, client: Any, script: SharedScript) -> Any:
+        registered = self._scripts.get(script.name)
+        if registered is None:
+            registered = self._scripts[script.name] = client.register_script(script.text)
+        return registered
+
     async def flush(self) -> None:
         """Wait until every background operation has run (those waiting for a down Redis excepted)."""
-        while self._pending:
+        while self._pending or (self._deferred and self.up):
+            if not self._pending:
+                self.background(self._send_deferred)
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     def sync_client(self) -> Any:

@@ -243,15 +243,15 @@ async def test_settle_and_release_run_in_the_background_and_are_idempotent(repli
     state = replica()
     ledger = shared(state, "1")
     ops = []
-    monkeypatch.setattr(state, "background", ops.append)  # capture them, to run each one twice
+    monkeypatch.setattr(state, "defer", lambda *call: ops.append(call))  # capture them, to run each one twice
     one, two, three = [await ledger.areserve("x", D("0.3")) for _ in range(3)]
     assert one.settle(D("0.25")) == D("0.25") and one.state == "settled"  # at once, no round trip
     two.release()
     three.release()
     three.settle(D("0.05"))  # a cost reported after a release still counts
     assert len(ops) == 4 and ledger.reserved == D("0.9"), "until a settle lands, its hold covers the worst case"
-    for op in ops + ops:  # as a re-run after a lost reply would
-        await op()
+    for script, keys, args in ops + ops:  # as a re-run after a lost reply would
+        await state.run(script, keys, args)
     snap = ledger.snapshot()
     assert (snap["spent"], snap["reserved"], snap["open_reservations"]) == (D("0.3"), D(0), 0)
     assert (snap["overrun"], snap["overruns"]) == (D("0.05"), 1)
