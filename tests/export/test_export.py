@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import warnings
 from pathlib import Path
@@ -156,12 +155,6 @@ def test_an_inline_key_or_an_unsupported_node_is_refused() -> None:
 # -- LiteLLM itself accepts the export --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def litellm_module() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module="pydantic")  # litellm's own types
-        return pytest.importorskip("litellm", reason="the optional bench extra installs litellm")
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning:pydantic._internal._generate_schema")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +151,6 @@ def test_every_export_refuses_a_bad_state_block_as_router_from_config_does(state
 # -- LiteLLM itself uses the exported Redis -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def litellm_module() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module="pydantic")
-        return pytest.importorskip("litellm", reason="the optional bench extra installs litellm")
 
 
 def resolved(value: Any) -> Any:

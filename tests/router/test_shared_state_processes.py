@@ -28,39 +28,21 @@ KEY = "sk-test-SHARED-STATE-0000"
 ROOT = Path(__file__).resolve().parents[2]
 RPM = 120
 CLIENT_RPM = 115  # a little under the vendor's: a burst's first request, slower to connect, lands late
-FLEET = f"""\
-version: 1
-models:
-  - name: sim-priced
-    wires: [openai]
-    price: {{input: 1000.0, output: 2000.0}}
-    context_window: 100000
-    latency: {{ttft_ms: 20, tokens_per_s: 100000}}
-    output_tokens: 8
-    skills: {{default: 0.9}}
-  - name: sim-primary
-    wires: [openai]
-    price: {{input: 1.0, output: 2.0}}
-    context_window: 100000
-    latency: {{ttft_ms: 5, tokens_per_s: 100000}}
-    output_tokens: 8
-    skills: {{default: 0.9}}
-  - name: sim-backup
-    wires: [openai]
-    price: {{input: 1.0, output: 2.0}}
-    context_window: 100000
-    latency: {{ttft_ms: 5, tokens_per_s: 100000}}
-    output_tokens: 8
-    skills: {{default: 0.9}}
-  - name: sim-limited
-    wires: [openai]
-    price: {{input: 1.0, output: 2.0}}
-    context_window: 100000
-    latency: {{ttft_ms: 5, tokens_per_s: 100000}}
-    output_tokens: 8
-    skills: {{default: 0.9}}
-    rate_limits: {{requests_per_minute: {RPM}, enforce: true}}
-"""
+
+
+def _model(name: str, price: str, ttft_ms: int, extra: str = "") -> str:
+    return (f"  - name: {name}\n    wires: [openai]\n    price: {price}\n    context_window: 100000\n"
+            f"    latency: {{ttft_ms: {ttft_ms}, tokens_per_s: 100000}}\n    output_tokens: 8\n"
+            f"    skills: {{default: 0.9}}\n{extra}")
+
+
+CHEAP = "{input: 1.0, output: 2.0}"
+FLEET = "version: 1\nmodels:\n" + "".join((
+    _model("sim-priced", "{input: 1000.0, output: 2000.0}", 20),
+    _model("sim-primary", CHEAP, 5),
+    _model("sim-backup", CHEAP, 5),
+    _model("sim-limited", CHEAP, 5, f"    rate_limits: {{requests_per_minute: {RPM}, enforce: true}}\n"),
+))
 
 
 @pytest.fixture(scope="module")
