@@ -43,6 +43,7 @@ def _outcome(response: Any = None, error: ProviderError | None = None) -> dict[s
     outcome: dict[str, Any] = {
         "ok": error is None,
         "kind": None if error is None else error.kind.value,
+        "error": None if error is None else error.message[:300],
         "sent": [a.target for a in attempts if a.sent],
         "failed": [[a.target, a.error_kind] for a in attempts if a.sent and a.error_kind],
         "skipped": [[a.target, a.error_kind] for a in attempts if not a.sent],

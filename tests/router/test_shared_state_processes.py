@@ -64,7 +64,9 @@ def _target(name: str, emu: Any, extra: str = "") -> str:
 def _state(backend: str, prefix: str) -> str:
     if backend == "memory":
         return ""
-    return f"state: {{backend: redis, url_env: REDIS_URL, prefix: {prefix}, timeout_ms: 200, retry_interval_s: 0.2}}\n"
+    # timeout_ms counts until the process reads the answer: four replicas, the emulator and Redis share two
+    # cores here, and a loop busy with 50 calls may read late. A kill is seen at once (connection refused).
+    return f"state: {{backend: redis, url_env: REDIS_URL, prefix: {prefix}, timeout_ms: 1000, retry_interval_s: 0.2}}\n"
 
 
 class Replicas:
@@ -158,7 +160,8 @@ def test_four_processes_with_fifty_calls_each_in_flight_never_pass_one_shared_ca
         assert Decimal(refusal["spent"]) + Decimal(refusal["requested"]) > CAP
     worst_case = max(Decimal(f["requested"]) for f in finals)
     assert CAP - spent < worst_case * 2  # the money left is less than what one more call may cost (+ rounding)
-    assert all(o["kind"] == "budget_exceeded" for o in outcomes if not o["ok"])
+    assert {o["kind"] for o in outcomes if not o["ok"]} == {"budget_exceeded"}, [
+        o["error"] for o in outcomes if o["kind"] not in (None, "budget_exceeded")][:3]
 
 
 def test_without_shared_state_the_same_four_processes_spend_about_four_caps(
