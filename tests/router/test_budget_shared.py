@@ -93,6 +93,7 @@ async def test_many_concurrent_reservations_from_two_replicas_never_pass_the_cap
         return True
 
     served = await asyncio.gather(*(one(i) for i in range(200)))
+    await ledgers[1]._shared.state.flush()  # the other replica's settles too
     snap = await settled(ledgers[0]._shared.state, ledgers[0])
     assert sum(served) == 50 and snap["spent"] == D("0.5") and snap["reserved"] == 0
     assert snap["refused"] == 150 and snap["open_reservations"] == 0
