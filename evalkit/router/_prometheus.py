@@ -7,15 +7,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .monitor import _TargetCounters
+    from ._target_counters import TargetCounters
 
 __all__ = ["escape", "float_text", "render_counters"]
 
 TOKEN_CATEGORIES: tuple[str, ...] = ("input", "cached_input", "cache_write", "output", "reasoning")
-"""Token counters by category, in the order of ``_TargetCounters.tokens``."""
+"""Token counters by category, in the order of ``TargetCounters.tokens``."""
 
 
-def render_counters(counters: Sequence[_TargetCounters], breaker_opens: dict[str, int],
+def render_counters(counters: Sequence[TargetCounters], breaker_opens: dict[str, int],
                     latency_bounds: tuple[float, ...], ttft_bounds: tuple[float, ...]) -> str:
     """Every counter family of ``counters`` (sorted by target) and the breaker openings, as exposition text."""
     lines: list[str] = []

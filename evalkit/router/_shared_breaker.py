@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StateUnavailableError
 from .health import BreakerSettings, CircuitBreaker
-from .state import SharedScript
+from ._breaker_scripts import CLOSE, OPEN, PROBE, READ, RELEASE
 
 if TYPE_CHECKING:
     from .state import RedisState
@@ -80,73 +80,6 @@ if TYPE_CHECKING:
 __all__ = ["SharedBreaker", "make_breaker"]
 
 CHANNEL = "breaker"
-
-# Every script reads the breaker as (until, epoch): until is Redis time in ms when the open state
-# ends (0: closed; in the past: half-open), epoch is Redis time in µs of the last transition.
-# Numbers are written with %d: Lua would print a µs timestamp in exponent form.
-_READ_ONE = """
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = math.floor(now_us / 1000)
-local keep = 86400000
-local s = redis.call('HMGET', KEYS[1], 'until', 'epoch')
-local til, epoch = tonumber(s[1]) or 0, tonumber(s[2]) or 0
-"""
-
-_OPEN = SharedScript("breaker_open", _READ_ONE + """
-local ms = tonumber(ARGV[1])
-local changed = 0
-if til <= now then  -- closed, or half-open: a new opening; a probe in flight is void
-  changed = 1
-  epoch = math.max(epoch + 1, now_us)
-  til = now + ms
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'until', string.format('%d', til), 'epoch', string.format('%d', epoch),
-             'by', ARGV[2])
-elseif now + ms > til then  -- open already: extended
-  changed = 2
-  til = now + ms
-  redis.call('HSET', KEYS[1], 'until', string.format('%d', til))
-end
-redis.call('PEXPIRE', KEYS[1], string.format('%d', til - now + keep))
-return {changed, epoch, til - now}
-""")
-
-_CLOSE = SharedScript("breaker_close", _READ_ONE + """
-if til == 0 then return {0, epoch, -1} end
-if epoch ~= tonumber(ARGV[1]) then return {0, epoch, math.max(til - now, 0)} end  -- reopened since
-epoch = math.max(epoch + 1, now_us)
-redis.call('HSET', KEYS[1], 'until', '0', 'epoch', string.format('%d', epoch))
-redis.call('DEL', KEYS[2])
-redis.call('PEXPIRE', KEYS[1], keep)
-return {1, epoch, -1}
-""")
-
-_PROBE = SharedScript("breaker_probe", _READ_ONE + """
-if til == 0 then return {0, epoch, -1} end
-if til > now then return {0, epoch, til - now} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, epoch, 0} end
-return {2, epoch, math.max(redis.call('PTTL', KEYS[2]), 1)}
-""")
-
-_RELEASE = SharedScript("breaker_release", """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-""")
-
-_READ = SharedScript("breaker_read", """
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = math.floor(now_us / 1000)
-local out = {}
-for _, key in ipairs(KEYS) do
-  local s = redis.call('HMGET', key, 'until', 'epoch')
-  local til, epoch = tonumber(s[1]) or 0, tonumber(s[2]) or 0
-  out[#out + 1] = epoch
-  out[#out + 1] = til == 0 and -1 or math.max(til - now, 0)
-end
-return out
-""")
 
 _TOKENS = itertools.count(1)
 
@@ -207,7 +140,7 @@ class SharedBreaker(CircuitBreaker):
         self.state, self._probing = "half_open", True
         self._token = token = f"{self._shared.replica}:{next(_TOKENS)}"
         try:
-            got, epoch, remaining = await self._shared.run(_PROBE, self._keys, (token, self._lease_ms))
+            got, epoch, remaining = await self._shared.run(PROBE, self._keys, (token, self._lease_ms))
         except StateUnavailableError:
             return True  # Redis is down: this replica's own probe, as an in-process breaker sends
         except BaseException:
@@ -246,7 +179,7 @@ class SharedBreaker(CircuitBreaker):
         if self._holds_probe:
             self._holds_probe = False
             shared, key, token = self._shared, self._keys[1], self._token
-            shared.background(lambda: shared.run(_RELEASE, (key,), (token,)))
+            shared.background(lambda: shared.run(RELEASE, (key,), (token,)))
 
     def _write_soon(self) -> None:
         self._pending = True
@@ -276,12 +209,12 @@ class SharedBreaker(CircuitBreaker):
             if ms <= 0:
                 self._count_here()
                 return  # the opening ended before Redis heard of it
-            changed, epoch, remaining = await shared.run(_OPEN, self._keys, (ms, shared.replica))
+            changed, epoch, remaining = await shared.run(OPEN, self._keys, (ms, shared.replica))
             if changed == 1:
                 self._count_here()
             self._uncounted = False  # changed 0/2: another replica's opening, extended
         elif self.state == "closed":
-            changed, epoch, remaining = await shared.run(_CLOSE, self._keys, (self._epoch,))
+            changed, epoch, remaining = await shared.run(CLOSE, self._keys, (self._epoch,))
         else:
             return  # half-open: the probe's verdict is the next write
         if epoch > self._epoch or (epoch == self._epoch and self.state != "half_open"):
@@ -381,7 +314,7 @@ class _Mirror:
         groups = [(name, list(breakers)) for name, breakers in self._breakers.items()]
         answer: Any = None
         try:
-            answer = await state.run(_READ, [state.key("breaker", name) for name, _ in groups], ())
+            answer = await state.run(READ, [state.key("breaker", name) for name, _ in groups], ())
         except StateUnavailableError:
             pass  # local state meanwhile; on_recover reads again
         if answer is not None:

@@ -44,7 +44,7 @@ from ._prometheus import TOKEN_CATEGORIES, float_text
 from .state import SharedScript
 
 if TYPE_CHECKING:
-    from .monitor import _TargetCounters
+    from ._target_counters import TargetCounters
     from .state import RedisState
 
 __all__ = ["FleetTotals", "SharedCounters"]
@@ -245,7 +245,7 @@ def target_key(state: RedisState, target: str) -> str:
 # -- monitor counters <-> integer fields ------------------------------------------------------------
 
 
-def counter_fields(c: _TargetCounters, latency_bounds: Iterable[float], ttft_bounds: Iterable[float]) -> dict[str, int]:
+def counter_fields(c: TargetCounters, latency_bounds: Iterable[float], ttft_bounds: Iterable[float]) -> dict[str, int]:
     """One target's cumulative counters as whole numbers: what its Redis hash holds, summed over replicas."""
     fields = {"served": c.served, "failed": c.failed, "fallbacks": c.fallbacks, "priced": c.priced,
               "cost_nano": int((c.cost * NANO).to_integral_value(ROUND_HALF_EVEN))}
@@ -261,8 +261,8 @@ def counter_fields(c: _TargetCounters, latency_bounds: Iterable[float], ttft_bou
     return fields
 
 
-def fill_counters(c: _TargetCounters, fields: Mapping[str, int], latency_bounds: tuple[float, ...],
-                  ttft_bounds: tuple[float, ...]) -> _TargetCounters:
+def fill_counters(c: TargetCounters, fields: Mapping[str, int], latency_bounds: tuple[float, ...],
+                  ttft_bounds: tuple[float, ...]) -> TargetCounters:
     """Fresh counters ``c`` set from summed fields (the inverse of :func:`counter_fields`); returns ``c``.
 
     A bucket another replica counted with other bounds goes to the first of
@@ -286,7 +286,7 @@ def fill_counters(c: _TargetCounters, fields: Mapping[str, int], latency_bounds:
     return c
 
 
-def fleet_totals(c: _TargetCounters, opens: int) -> FleetTotals:
+def fleet_totals(c: TargetCounters, opens: int) -> FleetTotals:
     """The public view of one target's summed counters."""
     return FleetTotals(c.target, c.served, c.failed, c.fallbacks, dict(c.attempts),
                        dict(zip(TOKEN_CATEGORIES, c.tokens)), c.cost if c.priced else None, opens)

@@ -143,7 +143,6 @@ class LimitedTarget:
             # The shared buckets replace the local ones (kept inside for outages); the in-memory path is untouched.
             self._shared = SharedRate(state, self.name, limits.rpm, limits.tpm, clock)
             self._requests = self._tokens = None
-            self._acquire = self._acquire_shared  # type: ignore[method-assign]
         self._queue: deque[Waiter] = deque()
         prices = getattr(self.target, "prices", None)
         if prices is not None:
@@ -292,20 +291,16 @@ class LimitedTarget:
 
     # -- saturation -----------------------------------------------------------------------
 
-    async def _acquire(self, tokens: int) -> TokenBucket | None:
-        """Take a slot and the buckets' share, or wait / refuse; returns the TPM bucket to correct after the call."""
-        if not self._queue:  # queued callers go first
-            wait = self._try_take(tokens)
-            if wait is None:
-                return self._tokens
-            if self.limits.on_saturated == "skip":
-                raise self._refusal(wait)
-        return await self._wait_turn(tokens)
+    async def _acquire(self, tokens: int) -> TokenBucket | SharedRate | None:
+        """Take a slot and the buckets' share, or wait / refuse; returns the TPM bucket to correct after the call.
 
-    async def _acquire_shared(self, tokens: int) -> TokenBucket | SharedRate | None:
-        """:meth:`_acquire` with the buckets in Redis (one round trip), or local ones while it is down."""
-        if not self._queue:
-            wait, bucket = await self._take_shared(tokens)
+        With shared state the buckets are in Redis (one round trip), or local while it is down.
+        """
+        if not self._queue:  # queued callers go first
+            if self._shared is None:
+                wait, bucket = self._try_take(tokens), self._tokens
+            else:
+                wait, bucket = await self._take_shared(tokens)
             if wait is None:
                 return bucket
             if self.limits.on_saturated == "skip":

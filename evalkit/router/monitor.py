@@ -44,7 +44,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from ..types import Attempt, ChatRequest
-from ._prometheus import TOKEN_CATEGORIES, escape, render_counters
+from ._prometheus import TOKEN_CATEGORIES, render_counters
+from ._target_counters import TargetCounters, split_target
 
 if TYPE_CHECKING:
     import polars as pl
@@ -89,43 +90,6 @@ def parse_window(window: str | float) -> float:
     return seconds
 
 
-def split_target(target: str) -> tuple[str, str]:
-    """``("openai", "gpt-4o")`` for ``"openai:gpt-4o"``; ``(target, "")`` for a router's name.
-
-    Router names such as ``fallback(openai:gpt-4o, …)`` or ``primary`` are not
-    leaves: the text before the first ``":"`` must look like a provider name.
-    """
-    provider, sep, model = target.partition(":")
-    if not sep or not provider or any(ch in provider for ch in "(), []"):
-        return target, ""
-    return provider, model
-
-
-class _TargetCounters:
-    """Monotonic counters of one target, with its Prometheus labels rendered once."""
-
-    __slots__ = ("attempts", "cost", "failed", "fallbacks", "labels", "latency_buckets", "latency_sum",
-                 "model", "priced", "provider", "served", "target", "tokens", "ttft_buckets", "ttft_sum")
-
-    def __init__(self, target: str, n_latency: int, n_ttft: int) -> None:
-        self.target = target
-        self.provider, self.model = split_target(target)
-        self.labels = (f'target="{escape(target)}",provider="{escape(self.provider)}",'
-                       f'model="{escape(self.model)}"')
-        self.served = 0
-        self.failed = 0
-        self.attempts: dict[str | None, int] = {}
-        self.tokens = [0, 0, 0, 0, 0]
-        self.cost = Decimal(0)
-        self.priced = 0
-        self.fallbacks = 0
-        # Per-bucket (not cumulative) counts; the last slot is +Inf. Cumulated when rendered.
-        self.latency_buckets = [0] * (n_latency + 1)
-        self.latency_sum = 0.0
-        self.ttft_buckets = [0] * (n_ttft + 1)
-        self.ttft_sum = 0.0
-
-
 class Monitor:
     """Per-attempt events over a rolling window, plus monotonic Prometheus counters.
 
@@ -167,7 +131,7 @@ class Monitor:
         # Rebinding (rather than clearing) lets a concurrent reader finish on the old containers.
         self._events: deque[tuple] = deque(maxlen=self.max_events)
         self._breaker_events: deque[tuple[float, str]] = deque(maxlen=self.max_events)
-        self._counters: dict[str, _TargetCounters] = {}
+        self._counters: dict[str, TargetCounters] = {}
         self._breaker_opens: dict[str, int] = {}
         if self._shared is not None:
             self._shared.forget()
@@ -218,11 +182,11 @@ class Monitor:
         if self._shared is not None:
             self._shared.poke()
 
-    def _new_counters(self, target: str) -> _TargetCounters:
+    def _new_counters(self, target: str) -> TargetCounters:
         counters = self._counters[target] = self._blank_counters(target)
         return counters
 
-    def _count(self, c: _TargetCounters, attempt: Attempt, tokens: tuple, cost: Decimal | None,
+    def _count(self, c: TargetCounters, attempt: Attempt, tokens: tuple, cost: Decimal | None,
                ok: bool) -> None:
         kind = attempt.error_kind
         c.attempts[kind] = c.attempts.get(kind, 0) + 1
@@ -377,7 +341,7 @@ class Monitor:
         if self._shared is not None:
             await self._shared.flush()
 
-    def _fleet(self) -> tuple[dict[str, _TargetCounters], dict[str, int]]:
+    def _fleet(self) -> tuple[dict[str, TargetCounters], dict[str, int]]:
         if self._shared is None:
             raise ValueError("this monitor has no state: fleet totals need Monitor(..., state=RedisState(...))")
         from ._shared_monitor import fill_counters
@@ -387,8 +351,8 @@ class Monitor:
                                           self._ttft_bounds) for target, values in fields.items()}
         return counters, opens
 
-    def _blank_counters(self, target: str) -> _TargetCounters:
-        return _TargetCounters(target, len(self._latency_bounds), len(self._ttft_bounds))
+    def _blank_counters(self, target: str) -> TargetCounters:
+        return TargetCounters(target, len(self._latency_bounds), len(self._ttft_bounds))
 
     def _integer_counters(self) -> dict[str | None, dict[str, int]]:
         """This replica's cumulative counters as whole numbers (what SharedCounters sends the differences of)."""

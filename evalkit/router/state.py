@@ -47,13 +47,13 @@ held until then, so nothing is ever under-counted.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..errors import ConfigError, StateUnavailableError
+from ..errors import StateUnavailableError
+from ._redis_url import url_from_env
 
 __all__ = ["RedisState", "SharedScript"]
 
@@ -93,7 +93,7 @@ class RedisState:
                  port_env: str | None = None, password_env: str | None = None, prefix: str = "evalkit",
                  timeout_ms: float = 50.0, retry_interval_s: float = 1.0, fail_open: bool = False) -> None:
         self.url_env, self.host_env, self.port_env, self.password_env = url_env, host_env, port_env, password_env
-        self._url = url if url is not None else _url_from_env(url_env, host_env, port_env, password_env)
+        self._url = url if url is not None else url_from_env(url_env, host_env, port_env, password_env)
         if not prefix or any(ch.isspace() for ch in prefix):
             raise ValueError(f"prefix must be a non-empty word, got {prefix!r}")
         if not timeout_ms > 0 or not retry_interval_s > 0:
@@ -381,27 +381,3 @@ class RedisState:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _url_from_env(url_env: str | None, host_env: str | None, port_env: str | None,
-                  password_env: str | None) -> str:
-    """The Redis URL from environment variables (only their names are ever stored or exported)."""
-    if url_env is not None:
-        if host_env or port_env or password_env:
-            raise ConfigError("give url_env, or host_env (with port_env, password_env), not both", field="state")
-        url = os.environ.get(url_env)
-        if not url:
-            raise ConfigError(f"environment variable {url_env} is not set (the Redis URL, e.g. "
-                              "redis://127.0.0.1:6379/0)", field="state.url_env")
-        return url
-    if host_env is None:
-        raise ConfigError("name where Redis is: url or url_env (or host_env)", field="state")
-    host = os.environ.get(host_env)
-    if not host:
-        raise ConfigError(f"environment variable {host_env} is not set (the Redis host)", field="state.host_env")
-    port = os.environ.get(port_env, "6379") if port_env else "6379"
-    password = os.environ.get(password_env) if password_env else None
-    from urllib.parse import quote
-
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/0"
