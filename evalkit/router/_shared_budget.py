@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StateUnavailableError
 from ._budget_period import _iso, _Tally, _Window
 from ._budget_scripts import CLOSE, RESERVE
+from ._nanos import dollars, nanos
 from .budget import BudgetLedger, Reservation, as_money
 from .state import RedisState
 
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 __all__ = ["SharedLedger", "SharedReservation"]
 
 _ZERO = Decimal(0)
-_NANO = Decimal(1_000_000_000)
 MAX_NANOS = 2**53 - 1
 """The largest cap in nano-dollars: Lua numbers are doubles, exact integers only up to 2**53."""
 _BEYOND = str(2**53 + 2)  # a share threshold no amount left can reach (exactly representable as a double)
@@ -70,21 +70,16 @@ _SWEEP = "8"  # expired holds (or old markers) handled per script: bounded work 
 
 def nanos_up(amount: Decimal) -> int:
     """``amount`` in nano-dollars, rounded up: the shared ledger may over-count, never under-count."""
-    return int((amount * _NANO).to_integral_value(rounding=ROUND_CEILING))
+    return nanos(amount, ROUND_CEILING)
 
 
 def cap_nanos(cap: Decimal, what: str) -> int:
     """A cap in nano-dollars, rounded down; ValueError when Lua's doubles could not compare it exactly."""
-    nanos = int((cap * _NANO).to_integral_value(rounding=ROUND_FLOOR))
-    if nanos > MAX_NANOS:
-        raise ValueError(f"{what} ${cap} is too large for a shared ledger (at most ${Decimal(MAX_NANOS) / _NANO}: "
+    floor = nanos(cap, ROUND_FLOOR)
+    if floor > MAX_NANOS:
+        raise ValueError(f"{what} ${cap} is too large for a shared ledger (at most ${dollars(MAX_NANOS)}: "
                          "Redis scripts compare amounts as doubles, exact to the nano-dollar only below 2**53)")
-    return nanos
-
-
-def dollars(nanos: int | bytes | str) -> Decimal:
-    """Nano-dollars as a Decimal amount of dollars (exact)."""
-    return Decimal(int(nanos)) / _NANO
+    return floor
 
 
 class SharedReservation(Reservation):

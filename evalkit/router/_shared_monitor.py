@@ -40,6 +40,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StateUnavailableError
+from ._nanos import as_text, dollars, nanos
 from ._prometheus import TOKEN_CATEGORIES, float_text
 from .state import SharedScript
 
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FleetTotals", "SharedCounters"]
 
-NANO = Decimal(10) ** 9
-"""Nano-dollars per USD: money in Redis is a whole number of them."""
 SEQUENCE_TTL_S = 7 * 86_400
 """How long Redis remembers a monitor's last batch number (refreshed by every batch)."""
 
@@ -226,14 +225,14 @@ class SharedCounters:
         state = self.state
 
         def fetch(client: Any) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-            targets = sorted(_text(t) for t in client.smembers(state.key("monitor", "targets")))
+            targets = sorted(as_text(t) for t in client.smembers(state.key("monitor", "targets")))
             pipe = client.pipeline(transaction=False)
             for target in targets:
                 pipe.hgetall(target_key(state, target))
             pipe.hgetall(state.key("monitor", "breaker_opens"))
             *hashes, opens = pipe.execute()
-            counters = {t: {_text(f): int(n) for f, n in h.items()} for t, h in zip(targets, hashes)}
-            return counters, {_text(t): int(n) for t, n in opens.items()}
+            counters = {t: {as_text(f): int(n) for f, n in h.items()} for t, h in zip(targets, hashes)}
+            return counters, {as_text(t): int(n) for t, n in opens.items()}
 
         return state.read(fetch)
 
@@ -248,7 +247,7 @@ def target_key(state: RedisState, target: str) -> str:
 def counter_fields(c: TargetCounters, latency_bounds: Iterable[float], ttft_bounds: Iterable[float]) -> dict[str, int]:
     """One target's cumulative counters as whole numbers: what its Redis hash holds, summed over replicas."""
     fields = {"served": c.served, "failed": c.failed, "fallbacks": c.fallbacks, "priced": c.priced,
-              "cost_nano": int((c.cost * NANO).to_integral_value(ROUND_HALF_EVEN))}
+              "cost_nano": nanos(c.cost, ROUND_HALF_EVEN)}
     for kind, n in c.attempts.items():
         fields[f"attempts:{kind or 'none'}"] = n
     for category, n in zip(TOKEN_CATEGORIES, c.tokens):
@@ -271,7 +270,7 @@ def fill_counters(c: TargetCounters, fields: Mapping[str, int], latency_bounds: 
     """
     c.served, c.failed, c.fallbacks = fields.get("served", 0), fields.get("failed", 0), fields.get("fallbacks", 0)
     c.priced = fields.get("priced", 0)
-    c.cost = Decimal(fields.get("cost_nano", 0)).scaleb(-9)
+    c.cost = dollars(fields.get("cost_nano", 0))
     c.tokens = [fields.get(f"tokens:{category}", 0) for category in TOKEN_CATEGORIES]
     for field, n in fields.items():
         name, _, rest = field.partition(":")
@@ -290,7 +289,3 @@ def fleet_totals(c: TargetCounters, opens: int) -> FleetTotals:
     """The public view of one target's summed counters."""
     return FleetTotals(c.target, c.served, c.failed, c.fallbacks, dict(c.attempts),
                        dict(zip(TOKEN_CATEGORIES, c.tokens)), c.cost if c.priced else None, opens)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

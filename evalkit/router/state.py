@@ -53,6 +53,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..errors import StateUnavailableError
+from ._nanos import as_text
 from ._redis_url import url_from_env
 
 __all__ = ["RedisState", "SharedScript"]
@@ -350,9 +351,9 @@ class RedisState:
                 for callback in self._on_subscribed:
                     callback()
                 async for message in pubsub.listen():
-                    handler = self._listeners.get(_text(message.get("channel")))
+                    handler = self._listeners.get(as_text(message.get("channel")))
                     if handler is not None:
-                        handler(_text(message.get("data")))
+                        handler(as_text(message.get("data")))
             except (self._redis.exceptions.ConnectionError, self._redis.exceptions.TimeoutError, OSError) as exc:
                 self._failed(exc)
             finally:
@@ -377,7 +378,3 @@ class RedisState:
         if self._sync is not None:
             self._sync.close()
             self._sync = None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
