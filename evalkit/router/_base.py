@@ -68,6 +68,9 @@ class Router:
     """
 
     kind = "router"
+    state: Any = None
+    """The :class:`~evalkit.router.state.RedisState` this router shares with other replicas (``None``: none);
+    policies that keep shared state (breakers) set it, and ``Router.from_config`` sets it on the root."""
     owns_state = False
     """Whether :meth:`aclose` also closes ``self.state`` (set on the root that ``Router.from_config`` built with
     a ``state:`` block; a state you made and passed in yourself stays yours to close)."""
