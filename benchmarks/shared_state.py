@@ -9,6 +9,7 @@ runs on core 0. Each composition is built twice, identical but for
 two run in alternating rounds in this one process, so both see the same
 machine:
 
+* ``breakers``: the ``FallbackChain`` alone: no round trip while the breakers are closed;
 * ``budget+breakers``: a ``CostAwareRouter`` with a ``BudgetLedger`` (cap far
   away) over a ``FallbackChain`` of two targets with circuit breakers: one
   awaited round trip to Redis per call (the reservation), the settle in the
@@ -105,6 +106,8 @@ def build(kind: str, upstream_port: int, state: Any) -> Any:
     if kind.endswith("+rpm"):
         first = LimitedTarget(primary, Limits(rpm=10_000_000), state=state)  # far away: measures the check only
     chain = FallbackChain([first, backup], state=state)
+    if kind == "breakers":
+        return chain
     ledger = BudgetLedger(Decimal("1000000"), period="day", state=state, name=f"bench-{kind}")
     return CostAwareRouter([Candidate(chain, 1.0, {"input": 0.15, "output": 0.60})], ledger=ledger)
 
@@ -155,7 +158,7 @@ async def main(args: argparse.Namespace) -> int:
 
     pinned = pin(CLIENT_CORE)
     request = ChatRequest.from_prompt("What is the capital of France?", max_tokens=16)
-    kinds = ["budget+breakers", "budget+breakers+rpm"]
+    kinds = ["breakers", "budget+breakers", "budget+breakers+rpm"]
     results: dict[tuple[str, str], dict[str, list[float]]] = {}
     with Servers() as servers:
         url = f"redis://127.0.0.1:{servers.redis_port}/0"
