@@ -17,7 +17,6 @@ from .errors import (
     BudgetExceeded,
     BadRequestError,
     ConfigError,
-    ConnectionError,
     ContentFilterError,
     ContextLengthError,
     ErrorKind,
@@ -25,14 +24,16 @@ from .errors import (
     InvalidResponseError,
     NotFoundError,
     OverloadedError,
+    ProviderConnectionError,
     ProviderError,
+    ProviderTimeoutError,
     RateLimitError,
     RetryDecision,
     ServerError,
     StateUnavailableError,
     StreamInterruptedError,
-    TimeoutError,
 )
+from .errors import deprecated_alias as _deprecated_alias
 from .types import (
     Attempt,
     ChatRequest,
@@ -75,7 +76,6 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "ConfigError",
-    "ConnectionError",
     "ContentFilterError",
     "ContextLengthError",
     "Cost",
@@ -95,7 +95,9 @@ __all__ = [
     "PriceTable",
     "Prices",
     "Provider",
+    "ProviderConnectionError",
     "ProviderError",
+    "ProviderTimeoutError",
     "RateLimitError",
     "RedisState",
     "RetryDecision",
@@ -106,7 +108,6 @@ __all__ = [
     "StreamInterruptedError",
     "StreamRestart",
     "TaskRouter",
-    "TimeoutError",
     "TokenCount",
     "ToolCall",
     "ToolSpec",
@@ -140,6 +141,8 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
+    if module is None and (old := _deprecated_alias(name)) is not None:
+        return old  # not cached, so every use of an old name warns
     if module is None:
         raise AttributeError(f"module 'evalkit' has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)

@@ -8,8 +8,8 @@ Every failure a caller can see is an :class:`EvalkitError`::
         ├── RateLimitError           rate_limit          retryable, honours retry_after
         ├── OverloadedError          overloaded          retryable (Anthropic 529, 503 "overloaded")
         ├── ServerError              server              retryable (5xx)
-        ├── TimeoutError             timeout             retryable
-        ├── ConnectionError          connection          retryable (refused, reset before a response began)
+        ├── ProviderTimeoutError     timeout             retryable
+        ├── ProviderConnectionError  connection          retryable (refused, reset before a response began)
         ├── StreamInterruptedError   stream_interrupted  retryable (a stream, or a response body, cut after it
         │                                                began; an error event inside a 200 stream)
         ├── ContextLengthError       context_length      not retryable here; a router may try a bigger window
@@ -54,7 +54,6 @@ __all__ = [
     "BudgetExceeded",
     "BadRequestError",
     "ConfigError",
-    "ConnectionError",
     "ContentFilterError",
     "ContextLengthError",
     "ErrorKind",
@@ -63,13 +62,14 @@ __all__ = [
     "InvalidResponseError",
     "NotFoundError",
     "OverloadedError",
+    "ProviderConnectionError",
     "ProviderError",
+    "ProviderTimeoutError",
     "RateLimitError",
     "RetryDecision",
     "ServerError",
     "StateUnavailableError",
     "StreamInterruptedError",
-    "TimeoutError",
     "provider_error",
 ]
 
@@ -203,14 +203,14 @@ class ServerError(ProviderError):
     default_retryable = True
 
 
-class TimeoutError(ProviderError):  # noqa: A001 - evalkit.TimeoutError on purpose, like httpx
+class ProviderTimeoutError(ProviderError):
     """No answer, or no next byte, within the timeout."""
 
     kind = ErrorKind.TIMEOUT
     default_retryable = True
 
 
-class ConnectionError(ProviderError):  # noqa: A001
+class ProviderConnectionError(ProviderError):
     """The connection was refused or reset before a response arrived (a body cut later is stream_interrupted)."""
 
     kind = ErrorKind.CONNECTION
@@ -318,8 +318,8 @@ _CLASS_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
         RateLimitError,
         OverloadedError,
         ServerError,
-        TimeoutError,
-        ConnectionError,
+        ProviderTimeoutError,
+        ProviderConnectionError,
         StreamInterruptedError,
         ContextLengthError,
         ContentFilterError,
@@ -332,6 +332,30 @@ _CLASS_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
         InternalError,
     )
 }
+
+
+_DEPRECATED = {"TimeoutError": "ProviderTimeoutError", "ConnectionError": "ProviderConnectionError"}
+"""Old names that shadowed Python's built-ins; kept for one release (0.x → removed in the next)."""
+
+
+def deprecated_alias(name: str) -> type[ProviderError] | None:
+    """The class an old error name stands for, with a :class:`DeprecationWarning`; ``None`` if not an old name."""
+    new = _DEPRECATED.get(name)
+    if new is None:
+        return None
+    import warnings
+
+    warnings.warn(f"evalkit.{name} is deprecated (it shadowed the built-in {name}); use evalkit.{new}",
+                  DeprecationWarning, stacklevel=3)
+    cls: type[ProviderError] = globals()[new]
+    return cls
+
+
+def __getattr__(name: str) -> type[ProviderError]:
+    cls = deprecated_alias(name)
+    if cls is None:
+        raise AttributeError(f"module 'evalkit.errors' has no attribute {name!r}")
+    return cls
 
 
 def provider_error(kind: ErrorKind | str, message: str, **fields: object) -> ProviderError:

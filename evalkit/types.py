@@ -114,7 +114,7 @@ class Deadlines:
     A target's deadlines (``get_provider(..., deadlines=)``) apply to every
     call; a call's own (``ChatRequest.deadlines``) win field by field
     (:meth:`merged`). A deadline that passes is a
-    :class:`~evalkit.errors.TimeoutError` naming it; routers move on to the
+    :class:`~evalkit.errors.ProviderTimeoutError` naming it; routers move on to the
     next target rather than retry the same silence.
     """
 

@@ -22,10 +22,9 @@ extension, which aiohttp and httpx both honour); the others are here:
 from __future__ import annotations
 
 import asyncio
-import builtins
 from typing import Any
 
-from ..errors import TimeoutError
+from ..errors import ProviderTimeoutError
 from ..types import Deadlines
 
 __all__ = ["Watchdog", "watchdog"]
@@ -34,11 +33,11 @@ _NEVER = float("inf")
 
 
 class Watchdog:
-    """``async with Watchdog(deadlines, streamed=...)`` around one call; a passed deadline raises TimeoutError.
+    """``async with Watchdog(deadlines, streamed=...)`` around one call; a passed deadline raises ProviderTimeoutError.
 
     The owner reports progress: :meth:`headers` when the response began,
     :meth:`first_token` when the first token arrived, :meth:`tick` on every
-    later chunk. The :class:`~evalkit.errors.TimeoutError` raised names the
+    later chunk. The :class:`~evalkit.errors.ProviderTimeoutError` raised names the
     deadline that passed and the field that sets it.
     """
 
@@ -68,8 +67,8 @@ class Watchdog:
             self._handle.cancel()
         try:
             return await self._scope.__aexit__(exc_type, exc, tb)
-        except builtins.TimeoutError:
-            raise TimeoutError(self._message()) from None
+        except TimeoutError:
+            raise ProviderTimeoutError(self._message()) from None
 
     def headers(self) -> None:
         """The response's status and headers arrived."""

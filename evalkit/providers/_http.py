@@ -27,7 +27,7 @@ from .._json import loads
 from .._relay import relay
 from .._secret import Secret, SecretHeaders, redact, scrub, scrub_bytes
 from .._version import __version__
-from ..errors import InvalidResponseError, ProviderError, StreamInterruptedError, TimeoutError
+from ..errors import InvalidResponseError, ProviderError, StreamInterruptedError, ProviderTimeoutError
 from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse, Cost, Deadlines, Usage
 from ._answers import estimate_usage, partial_usage, scrub_reply, unusable
@@ -257,7 +257,7 @@ class HTTPProvider:
         parser = self.wire.stream_parser(request)
         try:
             return await self._streamed(request, parser, on_delta)
-        except TimeoutError as exc:  # a deadline passed (Watchdog): billed for what arrived
+        except ProviderTimeoutError as exc:  # a deadline passed (Watchdog): billed for what arrived
             raise self._broken(self._tag(exc), request, parser) from None
 
     async def _streamed(self, request: ChatRequest, parser: Any,

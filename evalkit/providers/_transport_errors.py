@@ -10,16 +10,15 @@ it generated). The HTTP layer tags the result with its provider and model.
 
 from __future__ import annotations
 
-import builtins
 
 import httpx
 
 from ..errors import (
-    ConnectionError,
+    ProviderConnectionError,
     InvalidResponseError,
     ProviderError,
     StreamInterruptedError,
-    TimeoutError,
+    ProviderTimeoutError,
 )
 
 __all__ = ["classify_transport_error"]
@@ -36,18 +35,18 @@ def classify_transport_error(exc: httpx.HTTPError, *, began: bool, received: int
     cause = exc.__cause__
     if (isinstance(exc, httpx.ConnectTimeout) and cause is not None
             and type(cause).__module__.startswith("aiohttp")
-            and not isinstance(cause, builtins.TimeoutError)):
+            and not isinstance(cause, TimeoutError)):
         # httpx-aiohttp reports every aiohttp connection failure (refused, reset, disconnected) as
         # ConnectTimeout; the cause says what really happened, and it decides the retry.
         detail = _cut(f"{type(cause).__name__}: {cause}", received, expected)
-        return StreamInterruptedError(detail) if began else ConnectionError(detail)
+        return StreamInterruptedError(detail) if began else ProviderConnectionError(detail)
     if isinstance(exc, httpx.TimeoutException):
-        return TimeoutError(detail)
+        return ProviderTimeoutError(detail)
     if began and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
         return StreamInterruptedError(_cut(detail, received, expected))
     if isinstance(exc, httpx.DecodingError):
         return InvalidResponseError(detail)
-    return ConnectionError(detail)
+    return ProviderConnectionError(detail)
 
 
 def _cut(detail: str, received: int | None, expected: str | None) -> str:

@@ -11,24 +11,24 @@ base class flattens nested attempts, feeds the monitor and streams deltas.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import math
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, TypeAlias, Callable, Iterable, Mapping, Sequence
 
 from .._relay import relay
-from ..errors import AllTargetsFailed, ErrorKind, ProviderError, TimeoutError
+from ..errors import AllTargetsFailed, ErrorKind, ProviderError, ProviderTimeoutError
 from ..types import Attempt, ChatRequest, ChatResponse, Message, StreamRestart
 from ._call import MidStream, RoutedCall, check_mid_stream
 
 if TYPE_CHECKING:
+    from ..providers import Provider
     from .monitor import Monitor
 
 __all__ = ["Router", "RoutedStream", "Target", "as_target", "close_all", "close_on_exit", "fan_out"]
 
-Target = Any
-"""A provider or a router: anything with ``name``, ``complete`` and ``stream``."""
+Target: TypeAlias = "Provider"
+"""A provider or a router: anything with ``name``, ``complete`` and ``stream`` (:class:`~evalkit.providers.Provider`)."""
 
 
 def as_target(target: Target | str) -> Target:
@@ -250,8 +250,8 @@ class Router:
                 try:
                     async with asyncio.timeout(max(timeout_s, 0.0)):
                         response = await answer
-                except builtins.TimeoutError:
-                    raise TimeoutError(f"deadline reached after {max(timeout_s, 0.0):.3g}s") from None
+                except TimeoutError:
+                    raise ProviderTimeoutError(f"deadline reached after {max(timeout_s, 0.0):.3g}s") from None
         except ProviderError as exc:
             inner = getattr(exc, "attempts", None)
             if inner is not None:  # a nested router's failure: keep its attempts, flattened

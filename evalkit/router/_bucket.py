@@ -7,7 +7,6 @@ Used by :class:`~evalkit.router.limits.LimitedTarget`, and by
 from __future__ import annotations
 
 import asyncio
-import builtins
 
 __all__ = ["TokenBucket", "Waiter"]
 
@@ -65,7 +64,7 @@ class Waiter:
         try:
             await asyncio.wait_for(self.future, timeout_s)
             return True
-        except builtins.TimeoutError:
+        except TimeoutError:
             return False
         finally:
             self.future = None

@@ -214,7 +214,7 @@ def test_rows_without_a_prompt_are_skipped() -> None:
 
 
 def test_judge_recognises_the_graders_own_judge_prompt(det_emu: Any) -> None:
-    graders = pytest.importorskip("evalkit.graders._judge", reason="evalkit's judge grader is not available")
+    from evalkit import graders
     question = ROWS["fx-judge"]["prompt"]
     good = answer(det_emu, "sure", "fx-judge", max_tokens=1000)
     bad = answer(det_emu, "never", "fx-judge", max_tokens=1000)

@@ -140,25 +140,13 @@ def test_parse_rating_accepts_half_points_and_rejects_out_of_range():
     assert parse_rating("no rating") is None
 
 
-def _emulator_available() -> bool:
-    try:
-        from evalkit.emulator import Emulator  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _emulator_available(), reason="evalkit.emulator.Emulator is not available yet")
 @pytest.mark.filterwarnings("ignore::evalkit.pricing.UnpricedModelWarning")  # sim models are unpriced here
 async def test_emulator_as_judge_rates_good_answers_above_off_topic_ones():
     import evalkit
     from evalkit.emulator import Emulator
 
-    try:
-        from evalkit.emulator._answer_text import correct_answer
-        from evalkit.emulator.answers import item_from_row
-    except ImportError:
-        pytest.skip("the emulator's answer renderer moved; only the parsing check below would run")
+    from evalkit.emulator._answer_text import correct_answer
+    from evalkit.emulator.answers import item_from_row
     items = suite_items("mt_bench")[:6]
     with Emulator(seed=0, time_scale=0) as emu:
         judge = evalkit.get_provider("openai:sim-large", base_url=emu.openai_base_url, api_key="test")

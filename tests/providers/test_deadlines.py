@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import evalkit
-from evalkit.errors import TimeoutError as EvalkitTimeout
+from evalkit.errors import ProviderTimeoutError as EvalkitTimeout
 
 # Generous upper bounds on wall time: a deadline of 0.2 s must end the call well before the server's
 # 5 s silence, even on a loaded CI machine.

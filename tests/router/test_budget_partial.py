@@ -15,7 +15,7 @@ import pytest
 import evalkit
 from evalkit import ChatRequest, ChatResponse, Cost, FinishReason, Usage
 from evalkit.emulator import Emulator
-from evalkit.errors import AllTargetsFailed, ErrorKind, ProviderError, StreamInterruptedError, TimeoutError
+from evalkit.errors import AllTargetsFailed, ErrorKind, ProviderError, StreamInterruptedError, ProviderTimeoutError
 from evalkit.pricing import Prices
 from evalkit.router import FallbackChain
 from evalkit.router.budget import BudgetLedger
@@ -56,7 +56,7 @@ def billed(error: ProviderError, usage: Usage | None, cost: str | None) -> Provi
     return error
 
 
-@pytest.mark.parametrize("error", [StreamInterruptedError, TimeoutError])
+@pytest.mark.parametrize("error", [StreamInterruptedError, ProviderTimeoutError])
 async def test_a_cut_stream_settles_its_estimated_cost_and_the_fallback_pays_its_own(error) -> None:
     cut = Failing("cut", billed(error("stream cut after some text"), PARTIAL, "0.00009"))
     ok = Failing("ok", billed(StreamInterruptedError("unused"), None, None))

@@ -70,7 +70,7 @@ async def test_a_first_token_deadline_fires_against_llamacpp_and_the_next_call_i
                                   deadlines=evalkit.Deadlines(ttft_timeout_s=0.001))
     async with strict:
         request = ChatRequest.from_prompt("Name a primary colour.", max_tokens=16, stream=True)
-        with pytest.raises(evalkit.TimeoutError, match="ttft_timeout_s"):
+        with pytest.raises(evalkit.ProviderTimeoutError, match="ttft_timeout_s"):
             await strict.complete(request)
         relaxed = request.replace(deadlines=evalkit.Deadlines(ttft_timeout_s=60, stall_timeout_s=60))
         response = await strict.complete(relaxed)  # the call's own deadlines win field by field
