@@ -9,6 +9,10 @@ latency model and injects faults on demand::
         emu.openai_base_url, emu.anthropic_base_url, emu.gemini_base_url
         emu.base_url_for("llamacpp")  # .../llamacpp/v1: llama-cpp-python's server (also vllm, ollama, fastapi)
 
+Inside an event loop, ``async with Emulator(...) as emu`` starts it without blocking the loop.
+:class:`WireURLs` derives those per-wire URLs from a ``base_url``, for anything else that stands in
+for an emulator (a replay of recorded answers).
+
 It is as strict as the real servers: a body not sent as JSON, a missing or
 misplaced key, a missing ``anthropic-version``, a field of the wrong type are
 refused with the vendor's status and error body (``_request_checks``). The
@@ -26,6 +30,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._urls import WireURLs
     from .answers import AnswerBook, Registration
     from .faults import FAULT_KINDS
     from .fleet import Fleet, ModelSpec, Price, default_fleet, load_fleet
@@ -39,6 +44,7 @@ __all__ = [
     "ModelSpec",
     "Price",
     "Registration",
+    "WireURLs",
     "default_fleet",
     "load_fleet",
 ]
@@ -47,6 +53,7 @@ _LAZY = {
     "Emulator": ".server",
     "AnswerBook": ".answers",
     "Registration": ".answers",
+    "WireURLs": "._urls",
     "FAULT_KINDS": ".faults",
     "Fleet": ".fleet",
     "ModelSpec": ".fleet",

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
-from types import ModuleType
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,7 +35,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .._json import loads_checked
-from . import _wire_anthropic, _wire_openai
 from ._plans import error_plan
 from ._rate_limits import metered_tokens
 from ._reply import answer_plan, rate_limited_plan
@@ -47,7 +44,8 @@ from ._simulate import ChatCall
 from ._specs import ModelSpec, RateLimits
 from ._state import EmulatorState
 from ._stats import RequestRecord, redact_headers, redact_query, summarise_body
-from ._wire_common import RateSnapshot, ReplyContext, WireError, base62
+from ._wire_common import RateSnapshot, ReplyContext, WireError
+from ._wire_openai import WIRE as OPENAI
 from .faults import parse_steps
 
 __all__ = ["build_app"]
@@ -135,11 +133,6 @@ async def _gemini_post(request: Request) -> Any:
     return _refusal(request, server, WireError("", kind="not_found"), model or target)
 
 
-def _request_id(wire: ModuleType) -> str:
-    token = uuid.uuid4().hex
-    return "req_011C" + base62(token, 20) if wire is _wire_anthropic else "req_" + token
-
-
 def _idle_rate(limits: RateLimits = _IDLE_LIMITS) -> RateSnapshot:
     return RateSnapshot(
         limits.requests_per_minute,
@@ -154,13 +147,13 @@ def _idle_rate(limits: RateLimits = _IDLE_LIMITS) -> RateSnapshot:
 def _refusal(request: Request, server: Server, exc: WireError, model: str = "") -> PlannedResponse:
     """``server``'s answer to a request it turns away (not recorded in the stats: no call was made)."""
     state = _state(request)
-    reply = server.refuse(exc, ReplyContext(model, _request_id(server.wire), _idle_rate()))
+    reply = server.refuse(exc, ReplyContext(model, server.wire.new_request_id(), _idle_rate()))
     return PlannedResponse(error_plan(reply), state.registry, state.interrupts)
 
 
 def _default_model(state: EmulatorState) -> str | None:
     """The model a server answers with when it picks one itself: the fleet's first on the OpenAI wire."""
-    serving = state.fleet.serving(_wire_openai.NAME)
+    serving = state.fleet.serving(OPENAI.name)
     return serving[0].name if serving else None
 
 
@@ -182,7 +175,7 @@ async def _handle_chat(
         model=model or "",
         stream=bool(stream),
     )
-    request_id = _request_id(server.wire)
+    request_id = server.wire.new_request_id()
 
     def refuse(exc: WireError) -> PlannedResponse:
         if rec.body is None:
@@ -228,12 +221,12 @@ def _admit(request: Request, server: Server, state: EmulatorState, rec: RequestR
         call = dataclasses.replace(call, include_usage=False)
     rec.model, rec.stream = call.model, call.stream
     spec = state.fleet.get(call.model)
-    if (spec is None or not spec.serves(wire.NAME)) and server.default_model == "any":
+    if (spec is None or not spec.serves(wire.name)) and server.default_model == "any":
         spec = state.fleet.get(_default_model(state) or "")
         if spec is not None:
             call = dataclasses.replace(call, model=spec.name)
             rec.model = spec.name
-    if spec is None or not spec.serves(wire.NAME):
+    if spec is None or not spec.serves(wire.name):
         raise WireError("", kind="not_found")
     wire.check_call(call, spec)  # what the vendor refuses only once it knows the model
     return call, spec
@@ -250,16 +243,14 @@ async def _count_tokens(request: Request, server: Server, model: str | None = No
         raw = await _read_body(request)
         assert server.read_count is not None
         body = server.read_count(request.headers, raw)
-        if server.wire is _wire_anthropic:
-            # count_tokens takes no max_tokens; a thinking budget must not be checked against this stand-in.
-            body = {"max_tokens": 1, **{k: v for k, v in body.items() if k != "thinking"}}
+        body = server.wire.count_request(body)
         call = server.wire.parse_request(body, model=model, stream=False, query=request.query_params)
     except BodyError as exc:
         return _refusal(request, server, WireError(str(exc)), model or "")
     except WireError as exc:
         return _refusal(request, server, exc, model or "")
     spec = state.fleet.get(call.model)
-    if spec is None or not spec.serves(server.wire.NAME):
+    if spec is None or not spec.serves(server.wire.name):
         return _refusal(request, server, WireError("", kind="not_found"), call.model)
     return JSONResponse(server.wire.count_tokens_payload(state.simulator.prompt_tokens(call)))
 
@@ -291,9 +282,9 @@ async def _get_model(request: Request) -> Any:
     if refused := _turned_away(request, server, name):
         return refused
     spec = _state(request).fleet.get(name)
-    if spec is None or (server.wire is _wire_anthropic and not spec.serves(server.wire.NAME)):
+    if spec is None or not server.wire.lists(spec):
         return _refusal(request, server, WireError("", kind="not_found"), name)
-    return JSONResponse(server.wire.model_payload(name, int(time.time())))
+    return JSONResponse(server.wire.model_payload(spec, int(time.time())))
 
 
 async def _gemini_models(request: Request) -> Any:
@@ -305,7 +296,7 @@ async def _gemini_models(request: Request) -> Any:
 async def _compat_models(request: Request) -> Any:
     if request.path_params["server"] not in COMPAT_SERVERS:
         return PlainTextResponse("Not Found", status_code=404)
-    return JSONResponse(_wire_openai.models_payload(_state(request).fleet, int(time.time())))
+    return JSONResponse(OPENAI.models_payload(_state(request).fleet, int(time.time())))
 
 
 async def _stats(request: Request) -> JSONResponse:

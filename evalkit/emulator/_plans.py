@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from types import ModuleType
 
 from ._responses import ReplyPlan
 from ._simulate import Generation
 from ._tokens import split_chunks_at
+from ._wire_base import WireRenderer
 from ._wire_common import HttpReply, ReplyContext, StreamEvent
 from .faults import AFTER_TOKENS_KINDS
 
@@ -36,14 +36,14 @@ def error_plan(reply: HttpReply) -> ReplyPlan:
     return ReplyPlan(reply.status, headers, [(0.0, reply.body)])
 
 
-def _headers(wire: ModuleType, ctx: ReplyContext, stream: bool, total_s: float) -> list[tuple[str, str]]:
+def _headers(wire: WireRenderer, ctx: ReplyContext, stream: bool, total_s: float) -> list[tuple[str, str]]:
     return [
         ("content-type", wire.content_type(stream, ctx)),
         *wire.success_headers(ctx, round(total_s * 1000)),
     ]
 
 
-def json_plan(gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: BodyFault) -> ReplyPlan:
+def json_plan(gen: Generation, wire: WireRenderer, ctx: ReplyContext, fault: BodyFault) -> ReplyPlan:
     """A non-streamed 200: the body after the whole generation time, shaped by ``fault``.
 
     ``stall`` sends the headers and then holds the body; ``timeout`` holds
@@ -62,7 +62,7 @@ def json_plan(gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: BodyF
     return ReplyPlan(200, headers, [(0.0, body)], pre_delay_s=pre_delay)
 
 
-def stream_plan(gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: BodyFault) -> ReplyPlan:
+def stream_plan(gen: Generation, wire: WireRenderer, ctx: ReplyContext, fault: BodyFault) -> ReplyPlan:
     """A streamed 200: headers at once, then events paced by the generation's timing.
 
     ``timeout`` holds the headers too. Without ``after_tokens``, ``stall``
@@ -94,7 +94,7 @@ def stream_plan(gen: Generation, wire: ModuleType, ctx: ReplyContext, fault: Bod
         _hold(parts, _default_stall_at(events) if at is None else at, fault.stall_s)
     pre_delay = fault.stall_s if kind == "timeout" else 0.0
     headers = _headers(wire, ctx, True, gen.total_s) + [("cache-control", "no-cache")]
-    return ReplyPlan(200, headers, parts, pre_delay_s=pre_delay, ending=ending)  # type: ignore[arg-type]
+    return ReplyPlan(200, headers, parts, pre_delay_s=pre_delay, ending=ending)
 
 
 def _after_tokens(events: list[StreamEvent], n: int) -> int:

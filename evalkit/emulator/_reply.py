@@ -10,7 +10,6 @@ its body, the way it ends).
 from __future__ import annotations
 
 import dataclasses
-from types import ModuleType
 
 from ._plans import BodyFault, error_plan, json_plan, stream_plan
 from ._prefill import prefill_of, refusal
@@ -20,6 +19,7 @@ from ._simulate import ChatCall, Timing
 from ._specs import ModelSpec
 from ._state import EmulatorState
 from ._stats import RequestRecord
+from ._wire_base import WireRenderer
 from ._wire_common import ErrorInfo, HttpReply, RateSnapshot, ReplyContext
 from .faults import FaultStep
 
@@ -36,7 +36,7 @@ _HTTP_ERROR_FAULTS = {
 
 def answer_plan(
     state: EmulatorState,
-    wire: ModuleType,
+    wire: WireRenderer,
     rec: RequestRecord,
     call: ChatCall,
     spec: ModelSpec,
@@ -77,7 +77,7 @@ def answer_plan(
 
 
 def rate_limited_plan(
-    wire: ModuleType, rec: RequestRecord, call: ChatCall, spec: ModelSpec, admission: Admission, request_id: str
+    wire: WireRenderer, rec: RequestRecord, call: ChatCall, spec: ModelSpec, admission: Admission, request_id: str
 ) -> ReplyPlan:
     """The vendor's 429 for a call the model's enforced rate limits had no room for.
 
@@ -93,7 +93,7 @@ def rate_limited_plan(
 
 def _error_reply(
     state: EmulatorState,
-    wire: ModuleType,
+    wire: WireRenderer,
     ctx: ReplyContext,
     rec: RequestRecord,
     spec: ModelSpec,
@@ -115,6 +115,6 @@ def _error_reply(
             ctx = dataclasses.replace(ctx, rate=ctx.rate.exhausted(info.retry_after or 0.0))
         return wire.error(error_kind, ctx, info)
     if prefilled and step is not None and step.prefill == "reject":
-        message, param = refusal(wire.NAME)
+        message, param = refusal(wire.name)
         return wire.error("bad_request", ctx, ErrorInfo(message=message, param=param))
     return None

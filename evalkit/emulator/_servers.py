@@ -14,10 +14,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Literal
 
-from . import _wire_anthropic, _wire_gemini, _wire_openai
 from ._compat import FLAVOURS, Flavour
 from ._request_checks import (
     anthropic_body,
@@ -27,7 +25,11 @@ from ._request_checks import (
     openai_body,
     openai_credentials,
 )
+from ._wire_anthropic import WIRE as ANTHROPIC
+from ._wire_base import WireRenderer
 from ._wire_common import HttpReply, ReplyContext, WireError
+from ._wire_gemini import WIRE as GEMINI
+from ._wire_openai import WIRE as OPENAI
 
 __all__ = ["COMPAT_SERVERS", "SERVERS", "Server"]
 
@@ -39,7 +41,7 @@ class Server:
     """One kind of server: its checks, the wire of its answers, and how it renders a refusal."""
 
     name: str
-    wire: ModuleType
+    wire: WireRenderer
     credentials: Callable[[Mapping[str, str], Mapping[str, str]], None]
     """Raises :class:`WireError` (``auth``, or a 400 for a missing header) for what it turns away."""
     read: Reader
@@ -53,7 +55,7 @@ class Server:
     """Whether a stream that asks for usage (``stream_options.include_usage``) gets it."""
 
 
-def _vendor_refusal(wire: ModuleType) -> Callable[[WireError, ReplyContext], HttpReply]:
+def _vendor_refusal(wire: WireRenderer) -> Callable[[WireError, ReplyContext], HttpReply]:
     return lambda exc, ctx: wire.error(exc.kind, ctx, exc.info())
 
 
@@ -61,7 +63,7 @@ def _compat_refusal(flavour: Flavour) -> Callable[[WireError, ReplyContext], Htt
     def refuse(exc: WireError, ctx: ReplyContext) -> HttpReply:
         if exc.kind in ("bad_request", "not_found", "unhandled"):
             return flavour.render(exc, ctx)
-        return _wire_openai.error(exc.kind, ctx, exc.info())  # injected faults: OpenAI's shape
+        return OPENAI.error(exc.kind, ctx, exc.info())  # injected faults: OpenAI's shape
 
     return refuse
 
@@ -71,18 +73,17 @@ def _no_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> Non
 
 
 COMPAT_SERVERS: Mapping[str, Server] = {
-    name: Server(name, _wire_openai, _no_credentials, flavour.read, _compat_refusal(flavour),
+    name: Server(name, OPENAI, _no_credentials, flavour.read, _compat_refusal(flavour),
                  default_model=flavour.default_model, streams_usage=flavour.streams_usage)
     for name, flavour in FLAVOURS.items()
 }
 """The OpenAI-compatible self-hosted servers, by name (= path prefix)."""
 
 SERVERS: Mapping[str, Server] = {
-    "openai": Server("openai", _wire_openai, openai_credentials, openai_body, _vendor_refusal(_wire_openai)),
-    "anthropic": Server("anthropic", _wire_anthropic, anthropic_credentials, anthropic_body,
-                        _vendor_refusal(_wire_anthropic),
+    "openai": Server("openai", OPENAI, openai_credentials, openai_body, _vendor_refusal(OPENAI)),
+    "anthropic": Server("anthropic", ANTHROPIC, anthropic_credentials, anthropic_body, _vendor_refusal(ANTHROPIC),
                         read_count=functools.partial(anthropic_body, required=("model",))),
-    "gemini": Server("gemini", _wire_gemini, gemini_credentials, gemini_body, _vendor_refusal(_wire_gemini),
+    "gemini": Server("gemini", GEMINI, gemini_credentials, gemini_body, _vendor_refusal(GEMINI),
                      read_count=gemini_body),
     **COMPAT_SERVERS,
 }

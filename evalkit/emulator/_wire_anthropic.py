@@ -15,17 +15,17 @@ and ``output_tokens`` bills thinking and text together.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from ._simulate import CHUNK_TOKENS, ChatCall, Generation
 from ._specs import Fleet, ModelSpec
 from ._tokens import chunk_tokens, split_tokens
+from ._wire_base import ErrorShape, WireRenderer
 from ._wire_common import (
-    BAD_GATEWAY_HTML,
     ErrorInfo,
-    HttpReply,
     ReplyContext,
     StreamEvent,
     WireError,
@@ -33,69 +33,247 @@ from ._wire_common import (
     compact_json,
     float_or_none,
     int_or_none,
-    retry_after_text,
     rfc3339,
 )
 from .answers import content_text
 
-NAME = "anthropic"
-_STOP = {
-    "stop": "end_turn",
-    "stop_sequence": "stop_sequence",
-    "length": "max_tokens",
-    "content_filter": "refusal",
-}
-
-
-def parse_request(
-    body: Any, *, model: str | None = None, stream: bool | None = None, query: Mapping[str, str] | None = None
-) -> ChatCall:
-    """A :class:`ChatCall` from a Messages body whose field types are checked already
-    (``_request_checks.anthropic_body``); :class:`WireError` for the values Anthropic rejects."""
-    if not isinstance(body, Mapping):
-        raise WireError("Request body must be a JSON object")
-    name = body.get("model")
-    if not isinstance(name, str) or not name:
-        raise WireError("model: Field required", "model")
-    max_tokens = body.get("max_tokens")
-    if max_tokens is None:
-        raise WireError("max_tokens: Field required", "max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise WireError("max_tokens: Input should be greater than or equal to 1", "max_tokens")
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise WireError("messages: Field required", "messages")
-    messages = []
-    system = body.get("system")
-    if system:
-        messages.append(("system", content_text(system)))
-    for i, message in enumerate(raw):
-        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
-            raise WireError(f"messages.{i}.role: Input should be 'user' or 'assistant'", f"messages.{i}.role")
-        messages.append((str(message["role"]), _block_text(message.get("content"))))
-    temperature = float_or_none(body.get("temperature"))
-    if temperature is not None and not 0 <= temperature <= 1:
-        bound = "less than or equal to 1" if temperature > 1 else "greater than or equal to 0"
-        raise WireError(f"temperature: Input should be {bound}", "temperature")
-    stop = body.get("stop_sequences") or ()
-    return ChatCall(
-        wire=NAME,
-        model=name,
-        messages=tuple(messages),
-        max_tokens=max_tokens,
-        stop=tuple(str(s) for s in stop) if isinstance(stop, list) else (),
-        stream=bool(body.get("stream")),
-        cache_control=_mentions_cache_control(body.get("system")) or _mentions_cache_control(raw),
-        temperature=temperature,  # Messages has no seed: samples agree
-        thinking_budget=_thinking_budget(body.get("thinking"), max_tokens),
-        cap_includes_thinking=True,
-    )
-
+__all__ = ["WIRE", "AnthropicWire"]
 
 _MIN_THINKING_BUDGET = 1024
 _THINKING_DOCS = (
     "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"
 )
+_FINAL_USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+"""What ``message_delta`` reports of the usage."""
+
+
+class AnthropicWire(WireRenderer):
+    """Anthropic's Messages: compact JSON, named SSE events ending ``message_stop``, ``anthropic-ratelimit-*``."""
+
+    name = "anthropic"
+    finish_reasons: ClassVar[Mapping[str, str]] = {
+        "stop": "end_turn",
+        "stop_sequence": "stop_sequence",
+        "length": "max_tokens",
+        "content_filter": "refusal",
+    }
+    not_an_object = "Request body must be a JSON object"
+    missing_model = ("model: Field required", "model")
+    default_error_message = "Invalid request"
+    malformed_cut = (b'"content"', 13)
+    broken_event_name = "content_block_delta"
+    request_id_header = "request-id"
+    errors: ClassVar[Mapping[str, ErrorShape]] = {
+        "rate_limit": ErrorShape(429, "rate_limit_error"),
+        "server": ErrorShape(500, "api_error", "Internal server error"),
+        "unavailable": ErrorShape(503, "overloaded_error", "Service unavailable"),
+        "overloaded": ErrorShape(529, "overloaded_error", "Overloaded"),
+        "context_length": ErrorShape(
+            400, "invalid_request_error", "prompt is too long: {prompt_tokens} tokens > {window} maximum"
+        ),
+        "auth": ErrorShape(401, "authentication_error", "x-api-key header is required"),
+        "not_found": ErrorShape(404, "not_found_error", "model: {model}"),
+        "bad_request": ErrorShape(400, "invalid_request_error"),
+    }
+
+    def read_request(
+        self, body: Mapping[str, Any], *, model: str, stream: bool | None, query: Mapping[str, str]
+    ) -> ChatCall:
+        """Values Anthropic rejects, in its words (field types are ``_request_checks.anthropic_body``'s)."""
+        max_tokens = body.get("max_tokens")
+        if max_tokens is None:
+            raise WireError("max_tokens: Field required", "max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise WireError("max_tokens: Input should be greater than or equal to 1", "max_tokens")
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise WireError("messages: Field required", "messages")
+        messages = _messages(body.get("system"), raw)
+        temperature = float_or_none(body.get("temperature"))
+        if temperature is not None and not 0 <= temperature <= 1:
+            bound = "less than or equal to 1" if temperature > 1 else "greater than or equal to 0"
+            raise WireError(f"temperature: Input should be {bound}", "temperature")
+        return self.chat_call(
+            model,
+            messages,
+            max_tokens=max_tokens,
+            stop=body.get("stop_sequences"),
+            stream=bool(body.get("stream")),
+            cache_control=_mentions_cache_control(body.get("system")) or _mentions_cache_control(raw),
+            temperature=temperature,  # Messages has no seed: samples agree
+            thinking_budget=_thinking_budget(body.get("thinking"), max_tokens),
+            cap_includes_thinking=True,
+        )
+
+    def check_call(self, call: ChatCall, spec: ModelSpec) -> None:
+        """Thinking on a model that cannot think."""
+        if call.thinking_budget and not spec.thinks:
+            raise WireError(f"thinking: extended thinking is not supported by {spec.name}", "thinking")
+
+    def count_request(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """count_tokens takes no ``max_tokens``; a thinking budget must not be checked against this stand-in."""
+        return {"max_tokens": 1, **{k: v for k, v in body.items() if k != "thinking"}}
+
+    def new_request_id(self) -> str:
+        """``req_011C`` and 20 base-62 characters, as Anthropic's ids look."""
+        return "req_011C" + base62(uuid.uuid4().hex, 20)
+
+    # -- a whole body: ``message``
+
+    def body(self, gen: Generation, ctx: ReplyContext) -> dict[str, Any]:
+        """The non-streamed ``message``."""
+        return {
+            "content": _content(gen),
+            "id": _message_id(gen),
+            "model": ctx.model,
+            "role": "assistant",
+            "stop_reason": self.finish_reason(gen),
+            "stop_sequence": gen.stop_sequence,
+            "type": "message",
+            "usage": _usage(gen),
+        }
+
+    # -- a stream: message_start, blocks (ping after the first block's start), message_delta, message_stop
+
+    def event_name(self, payload: Any) -> str | None:
+        """Every Messages event is named by its ``type``."""
+        return str(payload["type"])
+
+    def answer_events(self, gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
+        """Events up to ``message_delta``, as recorded."""
+        start_usage = {**_usage(gen, output_tokens=1), "inference_geo": "not_available"}  # as recorded in streams
+        start = {
+            "type": "message_start",
+            "message": {
+                "model": ctx.model,
+                "id": _message_id(gen),
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": start_usage,
+            },
+        }
+        events = [self.event(start, ctx, "head")]
+        for index, block in enumerate(_content(gen)):
+            events += self._block_events(gen, ctx, block, index)
+            if index == 0:
+                # After the first block's start, as recorded.
+                events.insert(2, self.event({"type": "ping"}, ctx, "head"))
+        final_usage = {k: v for k, v in _usage(gen).items() if k in _FINAL_USAGE}
+        delta = {"stop_reason": self.finish_reason(gen), "stop_sequence": gen.stop_sequence}
+        events.append(self.event({"type": "message_delta", "delta": delta, "usage": final_usage}, ctx, "tail"))
+        return events
+
+    def _block_events(
+        self, gen: Generation, ctx: ReplyContext, block: dict[str, Any], index: int
+    ) -> list[StreamEvent]:
+        """One content block's start, deltas and stop.
+
+        Thinking streams as ``test_anthropic_model_thinking_part_stream.yaml`` does:
+        ``thinking_delta`` pieces, an empty one, then one ``signature_delta``. It all
+        goes out at the first token's time (the hidden reasoning is inside the TTFT).
+        """
+        kind = block["type"]
+        empty: dict[str, Any] = {"type": kind, "text": ""}
+        if kind == "thinking":
+            empty = {"type": "thinking", "thinking": "", "signature": ""}
+        start = {"type": "content_block_start", "index": index, "content_block": empty}
+        events = [self.event(start, ctx, "head" if index == 0 else "content")]
+        if kind == "thinking":
+            pieces = [text for text, _ in chunk_tokens(split_tokens(block["thinking"]), CHUNK_TOKENS)] + [""]
+            deltas = [({"type": "thinking_delta", "thinking": p}, int(i == 0)) for i, p in enumerate(pieces)]
+            deltas.append(({"type": "signature_delta", "signature": block["signature"]}, 0))
+        else:
+            deltas = [({"type": "text_delta", "text": text}, tokens) for text, tokens in gen.chunks]
+        for delta, tokens in deltas:
+            payload = {"type": "content_block_delta", "index": index, "delta": delta}
+            events.append(self.event(payload, ctx, "content", tokens, visible=kind == "text"))
+        # The text block's stop starts the ending a cut drops; a thinking block before it is body.
+        stop = {"type": "content_block_stop", "index": index}
+        events.append(self.event(stop, ctx, "tail" if kind == "text" else "content"))
+        return events
+
+    def end_of_stream(self, ctx: ReplyContext) -> bytes | None:
+        """The ``message_stop`` event."""
+        return self.event({"type": "message_stop"}, ctx, "tail").data
+
+    def broken_json(self, gen: Generation) -> bytes:
+        """A ``content_block_delta`` cut inside its delta."""
+        return b'{"type":"content_block_delta","index":0,"delta":{"type'
+
+    # -- headers
+
+    def rate_headers(self, ctx: ReplyContext) -> list[tuple[str, str]]:
+        """The ``anthropic-ratelimit-*`` set; resets as RFC 3339 instants."""
+        r = ctx.rate
+        headers = [
+            ("anthropic-ratelimit-requests-limit", str(r.limit_requests)),
+            ("anthropic-ratelimit-requests-remaining", str(r.remaining_requests)),
+            ("anthropic-ratelimit-requests-reset", rfc3339(r.reset_requests_s)),
+        ]
+        for budget in ("tokens", "input-tokens", "output-tokens"):
+            headers += [
+                (f"anthropic-ratelimit-{budget}-limit", str(r.limit_tokens)),
+                (f"anthropic-ratelimit-{budget}-remaining", str(r.remaining_tokens)),
+                (f"anthropic-ratelimit-{budget}-reset", rfc3339(r.reset_tokens_s)),
+            ]
+        return headers
+
+    # -- errors: ``{"type": "error", "error": {"type", "message"}, "request_id"}``
+
+    def rate_limit_message(self, ctx: ReplyContext, info: ErrorInfo) -> str:
+        """Anthropic's 429 message ("This request would exceed your organization's rate limit of 30,000 input
+        tokens per minute (org: ..., model: ...). For details, ..."), for the budget that ran out."""
+        r = ctx.rate
+        budget = f"{r.limit_requests:,} requests" if info.rate_budget in (None, "requests") else \
+            f"{r.limit_tokens:,} tokens"
+        return (
+            f"This request would exceed your organization's rate limit of {budget} per minute (org: emulator, "
+            f"model: {ctx.model}). For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see "
+            "the response headers for current usage. Please reduce the prompt length or the maximum tokens "
+            "requested, or try again later. You may also contact sales at https://claude.com/contact-sales to "
+            "discuss your options for a rate limit increase."
+        )
+
+    def error_body(self, kind: str, shape: ErrorShape, message: str, ctx: ReplyContext, info: ErrorInfo) -> bytes:
+        """The error type and message, and the request id again."""
+        error = {"type": shape.type, "message": message}
+        return compact_json({"type": "error", "error": error, "request_id": ctx.request_id})
+
+    # -- models and token counts
+
+    def models_payload(self, fleet: Fleet, created: int) -> dict[str, Any]:
+        """``GET /v1/models`` as Anthropic lists models (only those served on this wire)."""
+        data = [self.model_payload(m, created) for m in self.listed(fleet)]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+    def model_payload(self, spec: ModelSpec, created: int) -> dict[str, Any]:
+        """``GET /v1/models/{id}`` as Anthropic describes a model."""
+        stamp = datetime.fromtimestamp(created, tz=UTC).isoformat().replace("+00:00", "Z")
+        return {"type": "model", "id": spec.name, "display_name": spec.name, "created_at": stamp}
+
+    def count_tokens_payload(self, prompt_tokens: int) -> dict[str, Any]:
+        """``POST /v1/messages/count_tokens``."""
+        return {"input_tokens": prompt_tokens}
+
+
+WIRE = AnthropicWire()
+
+
+def _messages(system: Any, raw: list[Any]) -> tuple[tuple[str, str], ...]:
+    messages = [("system", content_text(system))] if system else []
+    for i, message in enumerate(raw):
+        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
+            raise WireError(f"messages.{i}.role: Input should be 'user' or 'assistant'", f"messages.{i}.role")
+        messages.append((str(message["role"]), _block_text(message.get("content"))))
+    return tuple(messages)
 
 
 def _thinking_budget(thinking: Any, max_tokens: int) -> int:
@@ -129,12 +307,6 @@ def _thinking_budget(thinking: Any, max_tokens: int) -> int:
             "max_tokens",
         )
     return budget
-
-
-def check_call(call: ChatCall, spec: ModelSpec) -> None:
-    """What Anthropic refuses once it knows the model: thinking on a model that cannot think."""
-    if call.thinking_budget and not spec.thinks:
-        raise WireError(f"thinking: extended thinking is not supported by {spec.name}", "thinking")
 
 
 def _block_text(content: Any) -> str:
@@ -186,213 +358,3 @@ def _content(gen: Generation) -> list[dict[str, Any]]:
 
 def _signature(gen: Generation) -> str:
     return "Eq" + base62(gen.response_id, 40)
-
-
-def render(gen: Generation, ctx: ReplyContext) -> bytes:
-    """The non-streamed ``message`` body."""
-    return compact_json(
-        {
-            "content": _content(gen),
-            "id": _message_id(gen),
-            "model": ctx.model,
-            "role": "assistant",
-            "stop_reason": _STOP[gen.finish],
-            "stop_sequence": gen.stop_sequence,
-            "type": "message",
-            "usage": _usage(gen),
-        }
-    )
-
-
-def _event(name: str, payload: Any, part: str, tokens: int = 0) -> StreamEvent:
-    return StreamEvent(
-        b"event: " + name.encode() + b"\ndata: " + compact_json(payload) + b"\n\n", part, tokens
-    )  # type: ignore[arg-type]
-
-
-def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
-    """The SSE events of a streamed answer, in order."""
-    start_usage = {**_usage(gen, output_tokens=1), "inference_geo": "not_available"}  # as recorded in streams
-    start = {
-        "type": "message_start",
-        "message": {
-            "model": ctx.model,
-            "id": _message_id(gen),
-            "type": "message",
-            "role": "assistant",
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": start_usage,
-        },
-    }
-    events = [_event("message_start", start, "head")]
-    blocks = _content(gen)
-    for index, block in enumerate(blocks):
-        events += _block_events(gen, block, index)
-        if index == 0:
-            # After the first block's start, as recorded.
-            events.insert(2, _event("ping", {"type": "ping"}, "head"))
-    final_usage = {
-        k: v
-        for k, v in _usage(gen).items()
-        if k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
-    }
-    events.append(
-        _event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": _STOP[gen.finish], "stop_sequence": gen.stop_sequence},
-                "usage": final_usage,
-            },
-            "tail",
-        )
-    )
-    stop = _event("message_stop", {"type": "message_stop"}, "tail")
-    events.append(StreamEvent(stop.data, stop.part, terminator=True))
-    return events
-
-
-def _block_events(gen: Generation, block: dict[str, Any], index: int) -> list[StreamEvent]:
-    """One content block's start, deltas and stop.
-
-    Thinking streams as ``test_anthropic_model_thinking_part_stream.yaml`` does:
-    ``thinking_delta`` pieces, an empty one, then one ``signature_delta``. It all
-    goes out at the first token's time (the hidden reasoning is inside the TTFT).
-    """
-    kind = block["type"]
-    empty: dict[str, Any] = {"type": kind, "text": ""}
-    if kind == "thinking":
-        empty = {"type": "thinking", "thinking": "", "signature": ""}
-    start = {"type": "content_block_start", "index": index, "content_block": empty}
-    events = [_event("content_block_start", start, "head" if index == 0 else "content")]
-    if kind == "thinking":
-        pieces = [text for text, _ in chunk_tokens(split_tokens(block["thinking"]), CHUNK_TOKENS)] + [""]
-        deltas = [({"type": "thinking_delta", "thinking": p}, int(i == 0)) for i, p in enumerate(pieces)]
-        deltas.append(({"type": "signature_delta", "signature": block["signature"]}, 0))
-    else:
-        deltas = [({"type": "text_delta", "text": text}, tokens) for text, tokens in gen.chunks]
-    for delta, tokens in deltas:
-        payload = {"type": "content_block_delta", "index": index, "delta": delta}
-        event = _event("content_block_delta", payload, "content", tokens)
-        events.append(event if kind == "text" else StreamEvent(event.data, event.part, tokens, visible=False))
-    stop = {"type": "content_block_stop", "index": index}
-    # The text block's stop starts the ending a cut drops; a thinking block before it is body.
-    events.append(_event("content_block_stop", stop, "tail" if kind == "text" else "content"))
-    return events
-
-
-def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
-    """A 200 body that is not valid JSON."""
-    body = render(gen, ctx)
-    return body[: body.find(b'"content"') + 13]
-
-
-def malformed_event(gen: Generation, ctx: ReplyContext, first: bool = False) -> StreamEvent:
-    """An SSE event whose data is not valid JSON (the same wherever it goes: SSE has no opening)."""
-    return StreamEvent(
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type\n\n',
-        "content",
-    )
-
-
-def content_type(stream: bool, ctx: ReplyContext | None = None) -> str:
-    """The Content-Type of a 200 response."""
-    return "text/event-stream; charset=utf-8" if stream else "application/json"
-
-
-def success_headers(ctx: ReplyContext, processing_ms: int) -> list[tuple[str, str]]:
-    """Response headers of a 200: ``request-id`` and the ``anthropic-ratelimit-*`` set."""
-    return [("request-id", ctx.request_id), *_rate_headers(ctx)]
-
-
-def _rate_headers(ctx: ReplyContext) -> list[tuple[str, str]]:
-    r = ctx.rate
-    headers = [
-        ("anthropic-ratelimit-requests-limit", str(r.limit_requests)),
-        ("anthropic-ratelimit-requests-remaining", str(r.remaining_requests)),
-        ("anthropic-ratelimit-requests-reset", rfc3339(r.reset_requests_s)),
-    ]
-    for budget in ("tokens", "input-tokens", "output-tokens"):
-        headers += [
-            (f"anthropic-ratelimit-{budget}-limit", str(r.limit_tokens)),
-            (f"anthropic-ratelimit-{budget}-remaining", str(r.remaining_tokens)),
-            (f"anthropic-ratelimit-{budget}-reset", rfc3339(r.reset_tokens_s)),
-        ]
-    return headers
-
-
-# kind -> (status, error type, message template)
-_ERRORS: dict[str, tuple[int, str, str]] = {
-    "server": (500, "api_error", "Internal server error"),
-    "unavailable": (503, "overloaded_error", "Service unavailable"),
-    "overloaded": (529, "overloaded_error", "Overloaded"),
-    "context_length": (
-        400,
-        "invalid_request_error",
-        "prompt is too long: {prompt_tokens} tokens > {window} maximum",
-    ),
-    "auth": (401, "authentication_error", "x-api-key header is required"),
-    "not_found": (404, "not_found_error", "model: {model}"),
-    "bad_request": (400, "invalid_request_error", "{message}"),
-}
-
-
-def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
-    """The error response Anthropic sends for ``kind``."""
-    headers = [("request-id", ctx.request_id)]
-    if kind == "bad_gateway":
-        return HttpReply(502, [("content-type", "text/html"), *headers], BAD_GATEWAY_HTML)
-    if kind == "rate_limit":
-        status, err_type, message = 429, "rate_limit_error", _rate_limit_message(ctx, info)
-        if info.retry_after is not None:
-            headers.append(("retry-after", retry_after_text(info.retry_after)))
-        headers += _rate_headers(ctx)  # the budget as it stands (ctx.rate)
-    else:
-        status, err_type, template = _ERRORS[kind]
-        message = template.format(
-            model=ctx.model,
-            window=info.context_window,
-            prompt_tokens=info.prompt_tokens,
-            message=info.message or "Invalid request",
-        )
-    body = {"type": "error", "error": {"type": err_type, "message": message}, "request_id": ctx.request_id}
-    return HttpReply(status, [("content-type", "application/json"), *headers], compact_json(body))
-
-
-def _rate_limit_message(ctx: ReplyContext, info: ErrorInfo) -> str:
-    """Anthropic's 429 message ("This request would exceed your organization's rate limit of 30,000 input
-    tokens per minute (org: ..., model: ...). For details, ..."), for the budget that ran out."""
-    r = ctx.rate
-    budget = f"{r.limit_requests:,} requests" if info.rate_budget in (None, "requests") else \
-        f"{r.limit_tokens:,} tokens"
-    return (
-        f"This request would exceed your organization's rate limit of {budget} per minute (org: emulator, "
-        f"model: {ctx.model}). For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see "
-        "the response headers for current usage. Please reduce the prompt length or the maximum tokens "
-        "requested, or try again later. You may also contact sales at https://claude.com/contact-sales to "
-        "discuss your options for a rate limit increase."
-    )
-
-
-def count_tokens_payload(prompt_tokens: int) -> dict[str, Any]:
-    """``POST /v1/messages/count_tokens``."""
-    return {"input_tokens": prompt_tokens}
-
-
-def models_payload(fleet: Fleet, created: int) -> dict[str, Any]:
-    """``GET /v1/models`` as Anthropic lists models (only those served on this wire)."""
-    data = [model_payload(m.name, created) for m in fleet.serving(NAME)]
-    return {
-        "data": data,
-        "has_more": False,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-    }
-
-
-def model_payload(name: str, created: int) -> dict[str, Any]:
-    """``GET /v1/models/{id}`` as Anthropic describes a model."""
-    stamp = datetime.fromtimestamp(created, tz=UTC).isoformat().replace("+00:00", "Z")
-    return {"type": "model", "id": name, "display_name": name, "created_at": stamp}

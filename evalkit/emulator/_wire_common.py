@@ -1,13 +1,7 @@
-"""What the three wire modules share: reply contexts, errors, ids, headers and framing helpers.
+"""What the three wire modules share as data: reply contexts, errors, ids, header values and JSON.
 
-Each wire module (``_wire_openai``, ``_wire_anthropic``, ``_wire_gemini``) has the
-same face, which the app and the reply plans call without asking which wire it is:
-``NAME``, ``parse_request`` (what the vendor refuses for any model), ``check_call``
-(what it refuses once it knows the model), ``render``, ``stream_events``,
-``malformed_body``, ``malformed_event`` (``first=True``: it opens the stream),
-``content_type``, ``success_headers``,
-``error``, ``models_payload`` and ``model_payload``; Anthropic and Gemini also
-``count_tokens_payload`` (OpenAI has no such route).
+The steps they share (parse, render a body or a stream, headers, errors, models)
+are :class:`~._wire_base.WireRenderer`, which each wire module subclasses.
 """
 
 from __future__ import annotations
@@ -28,6 +22,7 @@ __all__ = [
     "RateSnapshot",
     "ReplyContext",
     "StreamEvent",
+    "StreamPart",
     "WireError",
     "base62",
     "compact_json",
@@ -57,6 +52,9 @@ BAD_GATEWAY_HTML = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>evalkit-emulator</center>\r\n</body>\r\n</html>\r\n"
 )
+StreamPart = Literal["head", "content", "tail"]
+"""Where a stream event stands: the opening, the answer, or the ending a cut drops."""
+
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -157,7 +155,7 @@ class StreamEvent:
     """
 
     data: bytes
-    part: Literal["head", "content", "tail"]
+    part: StreamPart
     tokens: int = 0
     visible: bool = True
     terminator: bool = False

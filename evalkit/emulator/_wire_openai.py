@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from ._simulate import ChatCall, Generation
 from ._specs import Fleet, ModelSpec
+from ._wire_base import ErrorShape, WireRenderer
 from ._wire_common import (
-    BAD_GATEWAY_HTML,
     ErrorInfo,
-    HttpReply,
     ReplyContext,
     StreamEvent,
     WireError,
@@ -30,34 +29,212 @@ from ._wire_common import (
     float_or_none,
     go_duration,
     int_or_none,
-    retry_after_text,
 )
 from .answers import content_text
 
-NAME = "openai"
-_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+__all__ = ["WIRE", "OpenAIWire"]
+
 _FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "content_filter": "content_filter"}
+_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _FINGERPRINT = "fp_evalkit0"
+_RATE_LIMITS_URL = "Visit https://platform.openai.com/account/rate-limits to learn more."
 
 
-def parse_request(
-    body: Any, *, model: str | None = None, stream: bool | None = None, query: Mapping[str, str] | None = None
-) -> ChatCall:
-    """A :class:`ChatCall` from a Chat Completions body whose field types are checked already
-    (``_request_checks.openai_body``); :class:`WireError` for the values OpenAI rejects."""
-    if not isinstance(body, Mapping):
-        raise WireError("We could not parse the JSON body of your request.")
-    name = body.get("model")
-    if not isinstance(name, str) or not name:
-        raise WireError("you must provide a model parameter")
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise WireError(
-            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty "
-            "array instead.",
-            "messages",
-            code="empty_array",
+class OpenAIWire(WireRenderer):
+    """OpenAI's Chat Completions: compact JSON, ``data:`` events, ``data: [DONE]``, ``x-ratelimit-*``."""
+
+    name = "openai"
+    finish_reasons = _FINISH
+    not_an_object = "We could not parse the JSON body of your request."
+    missing_model = ("you must provide a model parameter", None)
+    default_error_message = "Invalid request."
+    malformed_cut = (b'"choices"', 14)
+    error_content_type = "application/json; charset=utf-8"
+    lists_every_model = True
+    errors: ClassVar[Mapping[str, ErrorShape]] = {
+        "rate_limit": ErrorShape(429, "requests", code="rate_limit_exceeded"),
+        "server": ErrorShape(
+            500, "server_error", "The server had an error while processing your request. Sorry about that!"
+        ),
+        "unavailable": ErrorShape(503, "server_error", "The engine is currently overloaded, please try again later."),
+        "overloaded": ErrorShape(529, "server_error", "The server is overloaded, please try again later.",
+                                 "overloaded"),
+        "context_length": ErrorShape(
+            400,
+            "invalid_request_error",
+            "This model's maximum context length is {window} tokens. However, your messages resulted in "
+            "{prompt_tokens} tokens. Please reduce the length of the messages.",
+            "context_length_exceeded",
+        ),
+        "auth": ErrorShape(
+            401,
+            "invalid_request_error",
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
+            "username) if you're accessing the API from your browser and are prompted for a username and "
+            "password. You can obtain an API key from https://platform.openai.com/account/api-keys.",
+        ),
+        "not_found": ErrorShape(
+            404,
+            "invalid_request_error",
+            "The model `{model}` does not exist or you do not have access to it.",
+            "model_not_found",
+        ),
+        "bad_request": ErrorShape(400, "invalid_request_error"),
+    }
+
+    def read_request(
+        self, body: Mapping[str, Any], *, model: str, stream: bool | None, query: Mapping[str, str]
+    ) -> ChatCall:
+        """Values OpenAI rejects, in its words (field types are ``_request_checks.openai_body``'s)."""
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise WireError(
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty "
+                "array instead.",
+                "messages",
+                code="empty_array",
+            )
+        messages = _messages(raw)
+        max_tokens = _max_tokens(body)
+        temperature = _temperature(body)
+        stop = body.get("stop") or ()  # one string, or a list of them
+        options = body.get("stream_options") if isinstance(body.get("stream_options"), Mapping) else {}
+        response_format = body.get("response_format") if isinstance(body.get("response_format"), Mapping) else {}
+        return self.chat_call(
+            model,
+            messages,
+            max_tokens=max_tokens,
+            stop=[stop] if isinstance(stop, str) else stop,
+            stream=bool(body.get("stream")),
+            include_usage=bool(options.get("include_usage")),
+            json_mode=response_format.get("type") in ("json_object", "json_schema"),
+            seed=int_or_none(body.get("seed")),
+            temperature=temperature,
+            thinking_budget=-1,  # dynamic: reasoning models decide, bounded by the cap itself
+            cap_includes_thinking=True,
         )
+
+    # -- a whole body: ``chat.completion``
+
+    def body(self, gen: Generation, ctx: ReplyContext) -> dict[str, Any]:
+        """The non-streamed ``chat.completion``."""
+        choices = [] if gen.empty else [{
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": gen.text if gen.finish != "content_filter" else None,
+                "refusal": None,
+            },
+            "logprobs": None,
+            "finish_reason": self.finish_reason(gen),
+        }]
+        return {
+            "id": _completion_id(gen),
+            "object": "chat.completion",
+            "created": ctx.created,
+            "model": ctx.model,
+            "choices": choices,
+            "usage": _usage(gen),
+            "system_fingerprint": _FINGERPRINT,
+        }
+
+    # -- a stream: role chunk, content chunks, finish chunk, usage chunk, ``data: [DONE]``
+
+    def answer_events(self, gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
+        """As recorded: the usage chunk (``choices: []``) only with ``stream_options.include_usage``."""
+        events: list[StreamEvent] = []
+        if not gen.empty:
+            opening = _choice({"role": "assistant", "content": "", "refusal": None})
+            events.append(self.event(_chunk(gen, ctx, opening), ctx, "head"))
+            for text, tokens in gen.chunks:
+                events.append(self.event(_chunk(gen, ctx, _choice({"content": text})), ctx, "content", tokens))
+            events.append(self.event(_chunk(gen, ctx, _choice({}, self.finish_reason(gen))), ctx, "tail"))
+        if ctx.call is not None and ctx.call.include_usage:
+            events.append(self.event(_chunk(gen, ctx, [], _usage(gen)), ctx, "tail"))
+        return events
+
+    def end_of_stream(self, ctx: ReplyContext) -> bytes | None:
+        """``data: [DONE]``."""
+        return self.frame(b"[DONE]", ctx)
+
+    def broken_json(self, gen: Generation) -> bytes:
+        """A chunk cut inside its first delta."""
+        return b'{"id":"' + _completion_id(gen).encode() + b'","choices":[{"delta":{"content":"'
+
+    # -- headers
+
+    def leading_headers(self, processing_ms: int) -> list[tuple[str, str]]:
+        """The API version and the processing time."""
+        return [("openai-version", "2020-10-01"), ("openai-processing-ms", str(processing_ms))]
+
+    def rate_headers(self, ctx: ReplyContext) -> list[tuple[str, str]]:
+        """The ``x-ratelimit-*`` set; resets in Go's duration format."""
+        r = ctx.rate
+        return [
+            ("x-ratelimit-limit-requests", str(r.limit_requests)),
+            ("x-ratelimit-limit-tokens", str(r.limit_tokens)),
+            ("x-ratelimit-remaining-requests", str(r.remaining_requests)),
+            ("x-ratelimit-remaining-tokens", str(r.remaining_tokens)),
+            ("x-ratelimit-reset-requests", go_duration(r.reset_requests_s)),
+            ("x-ratelimit-reset-tokens", go_duration(r.reset_tokens_s)),
+        ]
+
+    # -- errors: ``{"error": {"message", "type", "param", "code"}}``
+
+    def retry_headers(self, seconds: float) -> list[tuple[str, str]]:
+        """``retry-after`` and ``retry-after-ms`` (what OpenAI's SDK reads first)."""
+        millis = str(math.ceil(round(seconds * 1000, 6)))
+        return [*super().retry_headers(seconds), ("retry-after-ms", millis)]
+
+    def rate_limit_message(self, ctx: ReplyContext, info: ErrorInfo) -> str:
+        """OpenAI's 429 message, for the budget that ran out.
+
+        ("Rate limit reached for gpt-4o in organization org-... on tokens per min (TPM): Limit 30000, Used
+        29937, Requested 385. Please try again in 644ms."; "Request too large for ... The input or output
+        tokens must be reduced in order to run successfully.")
+        """
+        r, budget = ctx.rate, info.rate_budget or "requests"
+        org = f"for {ctx.model} in organization org-emulator"
+        if budget == "too_large":
+            return (f"Request too large {org} on tokens per min (TPM): Limit {r.limit_tokens}, Requested "
+                    f"{info.requested_tokens}. The input or output tokens must be reduced in order to run "
+                    f"successfully. {_RATE_LIMITS_URL}")
+        if budget == "tokens":
+            what, limit, used, asked = ("tokens per min (TPM)", r.limit_tokens, r.limit_tokens - r.remaining_tokens,
+                                        info.requested_tokens)
+        else:
+            what, limit, used, asked = ("requests per min (RPM)", r.limit_requests,
+                                        r.limit_requests - r.remaining_requests, 1)
+        return (f"Rate limit reached {org} on {what}: Limit {limit}, Used {used}, Requested {asked}. "
+                f"Please try again in {_wait_text(info.retry_after or 0.0)}. {_RATE_LIMITS_URL}")
+
+    def error_body(self, kind: str, shape: ErrorShape, message: str, ctx: ReplyContext, info: ErrorInfo) -> bytes:
+        """A 429's ``type`` names the budget (``requests``/``tokens``); a context-length error's ``param`` is
+        ``messages``."""
+        err_type, param = shape.type, info.param
+        if kind == "rate_limit":
+            err_type, param = ("tokens" if info.rate_budget in ("tokens", "too_large") else "requests"), None
+        elif kind == "context_length":
+            param = "messages"
+        error = {"message": message, "type": err_type, "param": param, "code": shape.code or info.code}
+        return compact_json({"error": error})
+
+    # -- models
+
+    def models_payload(self, fleet: Fleet, created: int) -> dict[str, Any]:
+        """``GET /v1/models``: every model of the fleet."""
+        return {"object": "list", "data": [self.model_payload(m, created) for m in self.listed(fleet)]}
+
+    def model_payload(self, spec: ModelSpec, created: int) -> dict[str, Any]:
+        """``GET /v1/models/{id}``."""
+        return {"id": spec.name, "object": "model", "created": created, "owned_by": "evalkit-emulator"}
+
+
+WIRE = OpenAIWire()
+
+
+def _messages(raw: list[Any]) -> tuple[tuple[str, str], ...]:
     messages = []
     for i, message in enumerate(raw):
         role = message.get("role") if isinstance(message, Mapping) else None
@@ -70,6 +247,10 @@ def parse_request(
             )
         role = "system" if role == "developer" else str(role)
         messages.append((role, content_text(message.get("content"))))
+    return tuple(messages)
+
+
+def _max_tokens(body: Mapping[str, Any]) -> int | None:
     field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = int_or_none(body.get(field))
     if max_tokens is not None and max_tokens < 1:
@@ -79,6 +260,10 @@ def parse_request(
             field,
             code="integer_below_min_value",
         )
+    return max_tokens
+
+
+def _temperature(body: Mapping[str, Any]) -> float | None:
     temperature = float_or_none(body.get("temperature"))
     if temperature is not None and not 0 <= temperature <= 2:
         side, bound, code = (("above maximum", "<= 2", "decimal_above_max_value") if temperature > 2
@@ -89,27 +274,7 @@ def parse_request(
             "temperature",
             code=code,
         )
-    stop = body.get("stop") or ()
-    options = body.get("stream_options") if isinstance(body.get("stream_options"), Mapping) else {}
-    response_format = body.get("response_format") if isinstance(body.get("response_format"), Mapping) else {}
-    return ChatCall(
-        wire=NAME,
-        model=name,
-        messages=tuple(messages),
-        max_tokens=max_tokens,
-        stop=(stop,) if isinstance(stop, str) else tuple(str(s) for s in stop),
-        stream=bool(body.get("stream")),
-        include_usage=bool(options.get("include_usage")),
-        json_mode=response_format.get("type") in ("json_object", "json_schema"),
-        seed=int_or_none(body.get("seed")),
-        temperature=temperature,
-        thinking_budget=-1,  # dynamic: reasoning models decide, bounded by the cap itself
-        cap_includes_thinking=True,
-    )
-
-
-def check_call(call: ChatCall, spec: ModelSpec) -> None:
-    """What OpenAI refuses once it knows the model: nothing modelled (reasoning lives inside the cap)."""
+    return temperature
 
 
 def _usage(gen: Generation) -> dict[str, Any]:
@@ -132,37 +297,6 @@ def _completion_id(gen: Generation) -> str:
     return "chatcmpl-emu" + gen.response_id[:26]
 
 
-def render(gen: Generation, ctx: ReplyContext) -> bytes:
-    """The non-streamed ``chat.completion`` body."""
-    choices = (
-        []
-        if gen.empty
-        else [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": gen.text if gen.finish != "content_filter" else None,
-                    "refusal": None,
-                },
-                "logprobs": None,
-                "finish_reason": _FINISH[gen.finish],
-            }
-        ]
-    )
-    return compact_json(
-        {
-            "id": _completion_id(gen),
-            "object": "chat.completion",
-            "created": ctx.created,
-            "model": ctx.model,
-            "choices": choices,
-            "usage": _usage(gen),
-            "system_fingerprint": _FINGERPRINT,
-        }
-    )
-
-
 def _chunk(gen: Generation, ctx: ReplyContext, choices: list[Any], usage: Any = None) -> dict[str, Any]:
     chunk = {
         "id": _completion_id(gen),
@@ -177,174 +311,8 @@ def _chunk(gen: Generation, ctx: ReplyContext, choices: list[Any], usage: Any = 
     return chunk
 
 
-def _event(payload: Any, part: str, tokens: int = 0) -> StreamEvent:
-    return StreamEvent(b"data: " + compact_json(payload) + b"\n\n", part, tokens)  # type: ignore[arg-type]
-
-
 def _choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
     return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-
-
-def stream_events(gen: Generation, ctx: ReplyContext) -> list[StreamEvent]:
-    """The SSE events of a streamed answer, in order."""
-    events: list[StreamEvent] = []
-    if not gen.empty:
-        events.append(
-            _event(_chunk(gen, ctx, _choice({"role": "assistant", "content": "", "refusal": None})), "head")
-        )
-        for text, tokens in gen.chunks:
-            events.append(_event(_chunk(gen, ctx, _choice({"content": text})), "content", tokens))
-        events.append(_event(_chunk(gen, ctx, _choice({}, _FINISH[gen.finish])), "tail"))
-    if ctx.call is not None and ctx.call.include_usage:
-        events.append(_event(_chunk(gen, ctx, [], _usage(gen)), "tail"))
-    events.append(StreamEvent(b"data: [DONE]\n\n", "tail", terminator=True))
-    return events
-
-
-def malformed_body(gen: Generation, ctx: ReplyContext) -> bytes:
-    """A 200 body that is not valid JSON (cut inside the first choice)."""
-    body = render(gen, ctx)
-    return body[: body.find(b'"choices"') + 14]
-
-
-def malformed_event(gen: Generation, ctx: ReplyContext, first: bool = False) -> StreamEvent:
-    """An SSE event whose data is not valid JSON (the same wherever it goes: SSE has no opening)."""
-    return StreamEvent(
-        b'data: {"id":"' + _completion_id(gen).encode() + b'","choices":[{"delta":{"content":"\n\n', "content"
-    )
-
-
-def content_type(stream: bool, ctx: ReplyContext | None = None) -> str:
-    """The Content-Type of a 200 response."""
-    return "text/event-stream; charset=utf-8" if stream else "application/json"
-
-
-def success_headers(ctx: ReplyContext, processing_ms: int) -> list[tuple[str, str]]:
-    """Response headers of a 200: request id, processing time and the ``x-ratelimit-*`` set."""
-    return [
-        ("openai-version", "2020-10-01"),
-        ("openai-processing-ms", str(processing_ms)),
-        ("x-request-id", ctx.request_id),
-        *_rate_headers(ctx),
-    ]
-
-
-def _rate_headers(ctx: ReplyContext) -> list[tuple[str, str]]:
-    r = ctx.rate
-    return [
-        ("x-ratelimit-limit-requests", str(r.limit_requests)),
-        ("x-ratelimit-limit-tokens", str(r.limit_tokens)),
-        ("x-ratelimit-remaining-requests", str(r.remaining_requests)),
-        ("x-ratelimit-remaining-tokens", str(r.remaining_tokens)),
-        ("x-ratelimit-reset-requests", go_duration(r.reset_requests_s)),
-        ("x-ratelimit-reset-tokens", go_duration(r.reset_tokens_s)),
-    ]
-
-
-def _error_body(message: str, err_type: str, code: str | None, param: str | None = None) -> bytes:
-    return compact_json({"error": {"message": message, "type": err_type, "param": param, "code": code}})
-
-
-# kind -> (status, error type, error code, message template)
-_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
-    "server": (
-        500,
-        "server_error",
-        None,
-        "The server had an error while processing your request. Sorry about that!",
-    ),
-    "unavailable": (503, "server_error", None, "The engine is currently overloaded, please try again later."),
-    "overloaded": (529, "server_error", "overloaded", "The server is overloaded, please try again later."),
-    "context_length": (
-        400,
-        "invalid_request_error",
-        "context_length_exceeded",
-        (
-            "This model's maximum context length is {window} tokens. However, your messages resulted in "
-            "{prompt_tokens} tokens. Please reduce the length of the messages."
-        ),
-    ),
-    "auth": (
-        401,
-        "invalid_request_error",
-        None,
-        (
-            "You didn't provide an API key. You need to provide your API key in an Authorization header "
-            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
-            "username) if you're accessing the API from your browser and are prompted for a username and "
-            "password. You can obtain an API key from https://platform.openai.com/account/api-keys."
-        ),
-    ),
-    "not_found": (
-        404,
-        "invalid_request_error",
-        "model_not_found",
-        "The model `{model}` does not exist or you do not have access to it.",
-    ),
-    "bad_request": (400, "invalid_request_error", None, "{message}"),
-}
-
-
-def error(kind: str, ctx: ReplyContext, info: ErrorInfo) -> HttpReply:
-    """The error response OpenAI sends for ``kind``."""
-    headers = [("x-request-id", ctx.request_id)]
-    if kind == "bad_gateway":
-        return HttpReply(502, [("content-type", "text/html"), *headers], BAD_GATEWAY_HTML)
-    if kind == "rate_limit":
-        return _rate_limited(ctx, info, headers)
-    status, err_type, code, template = _ERRORS[kind]
-    message = template.format(
-        model=ctx.model,
-        window=info.context_window,
-        prompt_tokens=info.prompt_tokens,
-        message=info.message or "Invalid request.",
-    )
-    param = "messages" if kind == "context_length" else info.param
-    return HttpReply(
-        status,
-        [("content-type", "application/json; charset=utf-8"), *headers],
-        _error_body(message, err_type, code or info.code, param),
-    )
-
-
-_RATE_LIMITS_URL = "Visit https://platform.openai.com/account/rate-limits to learn more."
-
-
-def _rate_limited(ctx: ReplyContext, info: ErrorInfo, headers: list[tuple[str, str]]) -> HttpReply:
-    """OpenAI's 429: ``type`` names the budget (``requests``/``tokens``), ``code`` is ``rate_limit_exceeded``.
-
-    The messages are OpenAI's ("Rate limit reached for gpt-4o in organization org-... on tokens per min
-    (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms."; "Request too large for
-    ... The input or output tokens must be reduced in order to run successfully."). The
-    ``x-ratelimit-*`` headers carry the budget as it stands; ``ctx.rate`` says it.
-    """
-    r, budget = ctx.rate, info.rate_budget or "requests"
-    org = f"for {ctx.model} in organization org-emulator"
-    if budget == "too_large":
-        message = (f"Request too large {org} on tokens per min (TPM): Limit {r.limit_tokens}, Requested "
-                   f"{info.requested_tokens}. The input or output tokens must be reduced in order to run "
-                   f"successfully. {_RATE_LIMITS_URL}")
-    else:
-        wait = _wait_text(info.retry_after or 0.0)
-        if budget == "tokens":
-            what, limit, used, asked = "tokens per min (TPM)", r.limit_tokens, r.limit_tokens - r.remaining_tokens, \
-                info.requested_tokens
-        else:
-            what, limit, used, asked = "requests per min (RPM)", r.limit_requests, \
-                r.limit_requests - r.remaining_requests, 1
-        message = (f"Rate limit reached {org} on {what}: Limit {limit}, Used {used}, Requested {asked}. "
-                   f"Please try again in {wait}. {_RATE_LIMITS_URL}")
-    if info.retry_after is not None:
-        # retry-after-ms first: what OpenAI's SDK reads before retry-after.
-        millis = str(math.ceil(round(info.retry_after * 1000, 6)))
-        headers += [("retry-after", retry_after_text(info.retry_after)), ("retry-after-ms", millis)]
-    headers += _rate_headers(ctx)
-    err_type = "tokens" if budget in ("tokens", "too_large") else "requests"
-    return HttpReply(
-        429,
-        [("content-type", "application/json; charset=utf-8"), *headers],
-        _error_body(message, err_type, "rate_limit_exceeded"),
-    )
 
 
 def _wait_text(seconds: float) -> str:
@@ -352,13 +320,3 @@ def _wait_text(seconds: float) -> str:
     if seconds < 1:
         return f"{math.ceil(round(seconds * 1000, 6))}ms"
     return f"{math.ceil(round(seconds * 1000, 6)) / 1000:g}s"
-
-
-def models_payload(fleet: Fleet, created: int) -> dict[str, Any]:
-    """``GET /v1/models``: every model of the fleet."""
-    return {"object": "list", "data": [model_payload(m.name, created) for m in fleet]}
-
-
-def model_payload(name: str, created: int) -> dict[str, Any]:
-    """``GET /v1/models/{id}``."""
-    return {"id": name, "object": "model", "created": created, "owned_by": "evalkit-emulator"}

@@ -1,29 +1,22 @@
 """The answer book: dataset items indexed by their prompt, so known prompts get gradable answers.
 
-Rows are read straight from dataset JSONL files (the schema of
-:mod:`evalkit.datasets`: ``id``, ``task_type``, ``messages`` or ``prompt``,
-``reference``, ``grader``, ``metadata``) without depending on its loader, and
-indexed by a hash of the normalised last user message. The emulator looks up
-the last user message of every chat request here.
+Suites are read by :func:`evalkit.datasets.load_dataset` (the same reader, checks
+and error messages as a benchmark run's), and their items indexed by a hash of
+the normalised last user message. The emulator looks up the last user message of
+every chat request here.
 """
 
 from __future__ import annotations
 
-import gzip
+import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .._json import loads_checked
-from ..errors import ConfigError
+from ..datasets import bundled_suite_path, bundled_suites, load_dataset
 from ._seeding import stable_digest
-
-try:  # the bundled-suite locator belongs to evalkit.datasets; fall back to the checkout layout
-    from ..datasets import bundled_suite_path, bundled_suites
-except ImportError:  # pragma: no cover - only while evalkit.datasets is absent
-    bundled_suite_path = bundled_suites = None  # type: ignore[assignment]
 
 __all__ = [
     "AnswerBook",
@@ -94,11 +87,12 @@ class AnswerBook:
             self.add(item)
 
     @classmethod
-    def from_files(cls, paths: Iterable[str | Path]) -> AnswerBook:
-        """A book of every row of ``paths`` (JSONL, optionally ``.gz``)."""
+    def from_files(cls, paths: Iterable[str | os.PathLike[str]]) -> AnswerBook:
+        """A book of every item of ``paths``: dataset files (JSONL, CSV, Parquet) or bundled suite names,
+        as :func:`evalkit.datasets.load_dataset` takes them; its ``ConfigError`` for a bad file."""
         book = cls()
         for path in paths:
-            for item in _cached_items(Path(path)):
+            for item in _cached_items(path):
                 book.add(item)
         return book
 
@@ -168,51 +162,34 @@ def _same_answers(a: BookItem, b: BookItem) -> bool:
 
 
 def bundled_dataset_files() -> list[Path]:
-    """The bundled suites' JSONL files (``datasets/*.jsonl`` in a checkout), possibly none."""
-    if bundled_suites is not None:
-        try:
-            return [bundled_suite_path(name) for name in bundled_suites()]
-        except ConfigError:
-            return []
-    checkout = Path(__file__).resolve().parents[2] / "datasets"
-    return sorted(checkout.glob("*.jsonl"))
+    """The bundled suites' files (:func:`evalkit.datasets.bundled_suites`), possibly none."""
+    return [bundled_suite_path(name) for name in bundled_suites()]
 
 
 _cache_lock = threading.Lock()
 _file_cache: dict[tuple[str, float, int], tuple[BookItem, ...]] = {}
 
 
-def _cached_items(path: Path) -> tuple[BookItem, ...]:
-    # Tests start many emulators over the same suites: parse each file version once.
+def _cached_items(path: str | os.PathLike[str]) -> tuple[BookItem, ...]:
+    """The items of one dataset file, loaded once per version of the file.
+
+    Tests start many emulators over the same suites; a name that is no file (a bundled suite's
+    name, a missing file) goes to the loader every time, which resolves it or says what is wrong.
+    """
     try:
-        stat = path.stat()
-    except OSError as exc:
-        raise ConfigError(f"cannot read dataset: {exc.strerror or exc}", file=str(path)) from None
-    key = (str(path.resolve()), stat.st_mtime, stat.st_size)
+        stat = os.stat(path)
+    except OSError:
+        return _load_items(path)
+    key = (os.path.realpath(path), stat.st_mtime, stat.st_size)
     with _cache_lock:
         if key not in _file_cache:
-            _file_cache[key] = tuple(_read_items(path))
+            _file_cache[key] = _load_items(path)
         return _file_cache[key]
 
 
-def _read_items(path: Path) -> Iterable[BookItem]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ConfigError(f"not valid UTF-8 (byte {exc.start} of the line)", file=str(path),
-                                  line=line_no) from None
-            if not line.strip():
-                continue
-            try:
-                row = loads_checked(line)  # bounded: a 100k-deep row must not take the emulator down
-            except ValueError as exc:
-                raise ConfigError(f"not valid JSON: {exc}", file=str(path), line=line_no) from None
-            item = item_from_row(row)
-            if item is not None:
-                yield item
+def _load_items(path: str | os.PathLike[str]) -> tuple[BookItem, ...]:
+    items = (book_item(item) for item in load_dataset(path).items)
+    return tuple(item for item in items if item is not None)
 
 
 def item_from_row(row: Any) -> BookItem | None:

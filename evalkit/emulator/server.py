@@ -7,6 +7,9 @@
         emu.script("sim-large", ["429", "ok"])
         ...
         emu.stats()["models"]["sim-large"]["by_status"]
+
+Inside an event loop (async code, a notebook), ``async with Emulator(...) as emu`` (or
+``await emu.astart()`` / ``await emu.astop()``) starts and stops it without holding up the loop.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import asyncio
 import math
 import socket
 import threading
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
@@ -36,6 +38,19 @@ __all__ = ["Emulator"]
 
 _HOST = "127.0.0.1"
 _START_TIMEOUT_S = 10.0
+
+
+class _ListeningServer(uvicorn.Server):
+    """A uvicorn server that sets ``listening`` once it accepts connections (instead of being polled for it)."""
+
+    def __init__(self, config: uvicorn.Config, listening: threading.Event) -> None:
+        super().__init__(config)
+        self.listening = listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
 
 
 class Emulator(WireURLs):
@@ -94,16 +109,46 @@ class Emulator(WireURLs):
         )
         self._requested_port = port
         self.port: int | None = None
-        self._server: uvicorn.Server | None = None
+        self._server: _ListeningServer | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: socket.socket | None = None
         self._error: BaseException | None = None
+        self._settled = threading.Event()
+        """Set by the server thread once it listens, or once it has given up (``_error`` says why)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Emulator:
-        """Start serving on a background thread; returns once the port accepts connections."""
+        """Start serving on a background thread; returns once the port accepts connections.
+
+        It waits on the server thread's signal, not in a poll; in async code, :meth:`astart`
+        waits without blocking the event loop.
+        """
+        self._launch()
+        self._check_started(self._settled.wait(_START_TIMEOUT_S))
+        return self
+
+    async def astart(self) -> Emulator:
+        """:meth:`start` for code running in an event loop: the loop runs other tasks while the server starts."""
+        self._launch()
+        settled = await asyncio.to_thread(self._settled.wait, _START_TIMEOUT_S)
+        if not self._listening(settled):
+            await asyncio.to_thread(self._check_started, settled)  # stop() joins the thread: not on the loop
+        return self
+
+    def _listening(self, settled: bool) -> bool:
+        return settled and self._server is not None and self._server.started
+
+    def _check_started(self, settled: bool) -> None:
+        """Stop and raise unless the server thread said it listens (``settled``: it listens, or gave up)."""
+        if not self._listening(settled):
+            error = self._error
+            self.stop()
+            raise RuntimeError(f"the emulator did not start: {error!r}")
+
+    def _launch(self) -> None:
+        """Bind the port and start the server thread (which sets ``_settled``)."""
         if self._thread is not None:
             raise RuntimeError("this emulator is already started")
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
@@ -116,16 +161,11 @@ class Emulator(WireURLs):
             sock.close()
             raise
         self._sock, self.port = sock, sock.getsockname()[1]
-        self._server = uvicorn.Server(self._config())
+        self._settled.clear()
+        self._error = None
+        self._server = _ListeningServer(self._config(), self._settled)
         self._thread = threading.Thread(target=self._run, name=f"evalkit-emulator-{self.port}", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the emulator did not start: {self._error!r}")
-            time.sleep(0.005)
-        return self
 
     def _config(self) -> uvicorn.Config:
         return uvicorn.Config(
@@ -151,6 +191,8 @@ class Emulator(WireURLs):
             asyncio.run(self._serve())
         except BaseException as exc:  # noqa: BLE001 - reported by start()
             self._error = exc
+        finally:
+            self._settled.set()  # a thread that ends before it listens wakes start() at once
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -174,12 +216,23 @@ class Emulator(WireURLs):
             self._sock.close()
         self._thread = self._server = self._loop = self._sock = None
 
+    async def astop(self) -> None:
+        """:meth:`stop` for code running in an event loop: the wait for the server thread leaves the loop free."""
+        await asyncio.to_thread(self.stop)
+
     def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.astart()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.astop()
 
     @property
     def running(self) -> bool:

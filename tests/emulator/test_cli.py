@@ -81,13 +81,17 @@ def test_bad_flags_exit_2_before_serving(capsys: pytest.CaptureFixture[str], fla
     assert message in err and "Traceback" not in err
 
 
+_ROW = b'{"id": "a", "task_type": "math", "reference": 1, "grader": "numeric", "prompt": "x"'
+"""A valid dataset row, left open for a hostile field."""
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b'{"id": "a", "prompt": "x", "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
-         ":1: not valid JSON: nested deeper than 100 levels"),
-        (b'{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "\xff"}\n', ":2: not valid UTF-8 (byte 23 of the line)"),
-        (b'{"id": "a", "prompt": "x", "n": ' + b"9" * 5000 + b"}\n", ":1: not valid JSON: an integer of 5000 digits"),
+        (_ROW + b', "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+         ":1: invalid JSON: nested deeper than 100 levels"),
+        (_ROW + b"}\n" + _ROW.replace(b'"x"', b'"\xff"') + b"}\n", ":2: not valid UTF-8 (invalid start byte at byte"),
+        (_ROW + b', "n": ' + b"9" * 5000 + b"}\n", ":1: invalid JSON: an integer of 5000 digits"),
     ],
     ids=["deep", "not-utf8", "huge-int"],
 )

@@ -216,14 +216,14 @@ def test_time_scale_zero_schedules_no_delay_and_one_scales_the_model() -> None:
     half = Simulator(seed=1, time_scale=0.5, book=book).generate(call, spec)
     assert (still.timing.ttft_s, still.timing.per_token_s, still.total_s) == (0.0, 0.0, 0.0)
     ctx = ReplyContext(spec.name, "req", RateSnapshot(1, 1, 1, 1, 0, 0), call)
-    assert all(delay == 0 for delay, _ in stream_plan(still, _wire_openai, ctx, BodyFault(None, 30)).parts)
+    assert all(delay == 0 for delay, _ in stream_plan(still, _wire_openai.WIRE, ctx, BodyFault(None, 30)).parts)
     assert 0.1 < real.timing.ttft_s < 10 and real.total_s > real.timing.ttft_s
     assert half.total_s == pytest.approx(real.total_s / 2)
-    delays = [d for d, _ in stream_plan(real, _wire_openai, ctx, BodyFault(None, 30)).parts]
+    delays = [d for d, _ in stream_plan(real, _wire_openai.WIRE, ctx, BodyFault(None, 30)).parts]
     first_chunk = real.chunks[0][1]
     assert delays[1] == pytest.approx(real.timing.ttft_s + (first_chunk - 1) * real.timing.per_token_s)
     assert sum(delays) == pytest.approx(real.total_s)
-    stalled = [d for d, _ in stream_plan(still, _wire_openai, ctx, BodyFault("stall", 30)).parts]
+    stalled = [d for d, _ in stream_plan(still, _wire_openai.WIRE, ctx, BodyFault("stall", 30)).parts]
     assert stalled[2] == 30  # the stall fault is never scaled
 
 

@@ -193,13 +193,13 @@ def test_model_dependent_refusals_are_the_vendors(caps_emu: Emulator) -> None:
                         thinking_budget=budget)
 
     with pytest.raises(WireError, match="only works in thinking mode"):
-        _wire_gemini.check_call(call("gemini", 0), FLEET.model("always-thinks"))
+        _wire_gemini.WIRE.check_call(call("gemini", 0), FLEET.model("always-thinks"))
     with pytest.raises(WireError, match="between 128 and 32768"):
-        _wire_gemini.check_call(call("gemini", 64), FLEET.model("always-thinks"))
+        _wire_gemini.WIRE.check_call(call("gemini", 64), FLEET.model("always-thinks"))
     with pytest.raises(WireError, match="not enabled"):
-        _wire_gemini.check_call(call("gemini", 1024), FLEET.model("sim-small"))
+        _wire_gemini.WIRE.check_call(call("gemini", 1024), FLEET.model("sim-small"))
     with pytest.raises(WireError, match="not supported"):
-        _wire_anthropic.check_call(call("anthropic", 1024, 2048), FLEET.model("sim-small"))
-    _wire_gemini.check_call(call("gemini", -1), FLEET.model("always-thinks"))  # accepted
-    _wire_gemini.check_call(call("gemini", 0), FLEET.model("thinks-if-asked"))
-    _wire_anthropic.check_call(call("anthropic", 0), FLEET.model("sim-small"))
+        _wire_anthropic.WIRE.check_call(call("anthropic", 1024, 2048), FLEET.model("sim-small"))
+    _wire_gemini.WIRE.check_call(call("gemini", -1), FLEET.model("always-thinks"))  # accepted
+    _wire_gemini.WIRE.check_call(call("gemini", 0), FLEET.model("thinks-if-asked"))
+    _wire_anthropic.WIRE.check_call(call("anthropic", 0), FLEET.model("sim-small"))
