@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,9 @@ from typing import Any
 from .._flags import fraction, latency_ms, number, usd
 from ..errors import ConfigError
 
-__all__ = ["add_export_parser", "add_recommend_parser", "add_replay_parser", "emulated_target_specs"]
+from .emulated_targets import emulated_targets
 
-EMULATOR_URL_ENV = "EVALKIT_EMULATOR_URL"
-EMULATOR_KEY_ENV = "EVALKIT_EMULATOR_KEY"
+__all__ = ["add_export_parser", "add_recommend_parser", "add_replay_parser"]
 
 
 def add_recommend_parser(subparsers: Any) -> None:
@@ -77,72 +75,35 @@ def add_replay_parser(subparsers: Any) -> None:
     p.set_defaults(run=_replay)
 
 
-def emulated_target_specs(run_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """How a routing config reaches the emulated targets of a run, and their context windows.
-
-    Emulated targets are named like real ones (``openai:sim-large``) but live
-    on an emulator: their config entries read its address from
-    ``EVALKIT_EMULATOR_URL`` (what ``evalkit emulate`` prints) and carry the
-    fleet's prices and windows.
-    """
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise ConfigError("not a run directory (no manifest.json)", file=str(run_dir))
-    simulated = json.loads(manifest_path.read_text()).get("simulated_targets") or []
-    if not simulated:
-        return {}, {}
-    from ..emulator.fleet import default_fleet
-
-    fleet = default_fleet()
-    specs: dict[str, dict[str, Any]] = {}
-    windows: dict[str, int] = {}
-    for name in simulated:
-        provider, _, model = name.partition(":")
-        spec = fleet.get(model)
-        if spec is None:
-            continue
-        specs[name] = {
-            "model": name,
-            "base_url_env": EMULATOR_URL_ENV + ("_OPENAI" if provider == "openai" else ""),
-            "api_key_env": EMULATOR_KEY_ENV,
-            "prices": {"input": float(spec.price.input), "cached_input": float(spec.price.cached_input),
-                       "output": float(spec.price.output)},
-        }
-        windows[name] = spec.context_window
-    return specs, windows
-
-
 def _recommend(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .recommend import recommend
 
     run_dir = Path(args.run_dir)
-    targets, windows = emulated_target_specs(run_dir)
+    emulated = emulated_targets(run_dir)  # priced and sized by the fleet the run used, from its manifest
     if args.classifier == "learned" and not args.output:
         raise ConfigError("the learned classifier is written beside the routing YAML: give -o FILE "
                           "(or --classifier keywords to print a YAML that needs no other file)", field="--output")
     table = recommend(run_dir, min_quality=args.min_quality,
                       max_p95_latency_ms=args.max_p95_latency, min_success=args.min_success,
                       budget_per_1k_requests=args.budget_per_1k_requests, metric=args.metric,
-                      context_windows=windows or None, classifier=args.classifier, seed=args.seed)
+                      context_windows=dict(emulated.windows) or None, classifier=args.classifier, seed=args.seed)
     console = Console(stderr=True, width=150)
     console.print(table.render())
     if table.classifier_report is not None:
         print(table.classifier_report.to_text(), file=sys.stderr)
     elif args.classifier == "learned":
         print(f"warning: unlabelled requests keep the keyword rules: {table.classifier_note}", file=sys.stderr)
-    for warning in table.warnings:
+    for warning in (*emulated.problems, *table.warnings):
         print(f"warning: {warning}", file=sys.stderr)
-    preface = ""
-    if targets:
-        preface = (f"# Emulated targets: run `evalkit emulate`, then export {EMULATOR_URL_ENV}=<its URL>,\n"
-                   f"# {EMULATOR_URL_ENV}_OPENAI=<its URL>/v1 and {EMULATOR_KEY_ENV}=<any value>.\n")
+    targets = dict(emulated.configs) or None
+    preface = emulated.setup_comment()
     if not args.output:
-        _write(preface + table.to_yaml(targets or None), None)
+        _write(preface + table.to_yaml(targets), None)
         return 0
     try:
-        written = table.write(args.output, targets or None, preface=preface)
+        written = table.write(args.output, targets, preface=preface)
     except OSError as exc:
         raise ConfigError(f"cannot write: {exc.strerror or exc}", file=args.output, field="--output") from None
     for path in written:

@@ -62,7 +62,8 @@ def render_html(run_dir: str | Path, *, baseline: str | Path | None = None,
     targets = sorted(results.get_column("target").unique().to_list())
     dataset, dataset_problem = drilldown.run_dataset(manifest)
     prompts, prompt_note = drilldown.prompts_of(dataset, dataset_problem)
-    routing = sections.routing(results, run_dir)
+    emulated = sections.emulated_targets_of(run_dir)  # priced and sized by the fleet the run used
+    routing = sections.routing(results, emulated)
     ctx: dict[str, Any] = {
         "header": sections.header(manifest, results, run_dir),
         "leaderboard": sections.leaderboard(summary),
@@ -70,7 +71,7 @@ def render_html(run_dir: str | Path, *, baseline: str | Path | None = None,
         "routing": routing,
         "classifier": learned.task_classifier(dataset, dataset_problem, manifest, sections.routed_tasks(routing))
         if classifier else {"absent": learned.NOT_ASKED},
-        "prompt_router": learned.prompt_router(run_dir, results, sections.context_windows(run_dir))
+        "prompt_router": learned.prompt_router(run_dir, results, dict(emulated.windows))
         if prompt_router else None,
         "drill": drilldown.drilldown(results, prompts, max_drilldown),
         "prompt_note": prompt_note,

@@ -32,9 +32,9 @@ def add_report_parser(subparsers: Any) -> None:
 
 def latest_run(runs_dir: str | Path) -> Path:
     """The run under ``runs_dir`` that started last (by its manifest), for ``evalkit report`` with no run."""
-    from ..errors import ConfigError
-
     import json
+
+    from ..errors import ConfigError
 
     def started(manifest: Path) -> tuple[str, float]:
         # The manifest is rewritten when a run ends or resumes, so its mtime is not when it started.

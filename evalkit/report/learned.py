@@ -20,7 +20,8 @@ target) or fail; the section then says why instead of failing the report.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["NOT_ASKED", "prompt_router", "routing_outcome", "task_classifier"]
 

@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["context_windows", "error_counts", "header", "latency_stats", "leaderboard", "read_manifest",
+from ..analysis.emulated_targets import EmulatedTargets, emulated_targets
+
+__all__ = ["emulated_targets_of", "error_counts", "header", "latency_stats", "leaderboard", "read_manifest",
            "routed_tasks", "routing"]
 
 
@@ -93,25 +95,28 @@ def error_counts(results: Any) -> dict[str, dict[str, int]]:
     return counts
 
 
-def routing(results: Any, run_dir: Path) -> dict[str, Any]:
+def routing(results: Any, emulated: EmulatedTargets) -> dict[str, Any]:
     """``recommend`` with its defaults, and the replay of its table against the baselines.
 
-    Either half may fail on an odd run (one target, nothing graded, unpriced
-    targets): the error text goes into the page instead of failing the report.
+    ``emulated`` (:func:`emulated_targets_of`) gives the emulated targets' windows
+    and how the replayed config reaches them; what the run's fleet cannot tell
+    about them is listed in ``fleet_problems``. Either half may fail on an odd
+    run (one target, nothing graded, unpriced targets): the error text goes
+    into the page instead of failing the report.
     """
     from ..analysis import recommend
 
-    out: dict[str, Any] = {"table": None, "error": None, "replay": None, "replay_error": None}
+    out: dict[str, Any] = {"table": None, "error": None, "replay": None, "replay_error": None,
+                           "fleet_problems": list(emulated.problems)}
     try:
-        windows = _emulated(run_dir)[1]
-        table = recommend(results, context_windows=windows or None)
+        table = recommend(results, context_windows=dict(emulated.windows) or None)
     except Exception as exc:  # noqa: BLE001 - shown in the page: a report of a run must not die on it
         out["error"] = f"{type(exc).__name__}: {exc}"
         return out
     out["table"] = table
     out["rows"] = [*table.rows, table.default]
     try:
-        out["replay"] = _replay(results, run_dir, table)
+        out["replay"] = _replay(results, emulated, table)
     except Exception as exc:  # noqa: BLE001 - same: the replay section shows why instead
         out["replay_error"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -123,23 +128,16 @@ def routed_tasks(routing_section: dict[str, Any]) -> list[str] | None:
     return None if table is None else [row.task_type for row in table.rows]
 
 
-def context_windows(run_dir: Path) -> dict[str, int]:
-    """The context windows of the run's emulated targets (empty for real targets and hand-made runs)."""
-    return _emulated(run_dir)[1]
-
-
-def _emulated(run_dir: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    from ..analysis.cli import emulated_target_specs
-
+def emulated_targets_of(run_dir: Path) -> EmulatedTargets:
+    """The run's emulated targets as the fleet it used describes them (none for a table without a manifest)."""
     if not (run_dir / "manifest.json").is_file():
-        return {}, {}
-    return emulated_target_specs(run_dir)
+        return EmulatedTargets()
+    return emulated_targets(run_dir)
 
 
-def _replay(results: Any, run_dir: Path, table: Any) -> Any:
+def _replay(results: Any, emulated: EmulatedTargets, table: Any) -> Any:
     from ..analysis import policy_from_config, replay_policy
 
-    specs = _emulated(run_dir)[0]
     # Emulated targets are named like real ones; the config must say they live on the emulator.
-    policy = policy_from_config(table.to_config(specs or None))
+    policy = policy_from_config(table.to_config(dict(emulated.configs) or None))
     return replay_policy(results, policy)
