@@ -25,9 +25,12 @@ value are dropped: the model has no result for that item.
 
 Loaders for published multi-model data (``shared_data_dir`` is a folder laid
 out like the team's ``shared/data``): :func:`load_routellm` (RouteLLM's
-GPT-4-1106 vs Mixtral per-prompt results) and :func:`load_alpaca_eval`
-(AlpacaEval 2.0 per-instruction preferences; instance data is CC BY-NC 4.0 —
-read it, do not redistribute it).
+GPT-4-1106 vs Mixtral per-prompt results), :func:`load_routellm_routers`
+(the commercial Martian and Unify routers RouteLLM ran on MT-Bench),
+:func:`load_alpaca_eval` (AlpacaEval 2.0 per-instruction preferences; instance
+data is CC BY-NC 4.0 — read it, do not redistribute it) and
+:func:`load_wildbench` (WildBench v2 per-prompt judge scores). The publishers'
+own aggregate metrics over these tables are in :mod:`evalkit.analysis.leaderboards`.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_alpaca_eval", "load_results_table", "load_routellm"]
+__all__ = ["load_alpaca_eval", "load_results_table", "load_routellm", "load_routellm_routers",
+           "load_wildbench"]
 
 _ROUTELLM_BENCHMARKS = ("mmlu", "gsm8k", "mt_bench")
 
@@ -180,9 +184,18 @@ def _routellm_correctness(root: Path, benchmark: str, contaminated: list[str], b
 
 
 def _routellm_mt_bench(shared: Path, contaminated: list[str], by_subject: bool) -> Any:
+    judgements = shared / "routellm" / "mt_bench" / "judgements.jsonl.gz"
+    return _mt_bench_judgements(judgements, shared, contaminated, by_subject, run_id="routellm-mt_bench")
+
+
+def _mt_bench_judgements(path: Path, shared: Path, contaminated: list[str], by_subject: bool, *,
+                         run_id: str) -> Any:
+    """FastChat single-answer judgments (one row per question × turn × model) as a results table."""
     import polars as pl
 
-    judgements = pl.read_ndjson(_read_bytes(shared / "routellm" / "mt_bench" / "judgements.jsonl.gz"))
+    # The score column is an int in some files and a float in others (and -1 = "the judge gave no rating").
+    judgements = pl.read_ndjson(_read_bytes(path), schema_overrides={"score": pl.Float64},
+                                infer_schema_length=None)
     questions = pl.read_ndjson(shared / "mt_bench" / "question.jsonl").select(
         "question_id", "category", pl.col("turns").list.get(0).alias("t1"),
         pl.col("turns").list.get(1).alias("t2"))
@@ -193,7 +206,23 @@ def _routellm_mt_bench(shared: Path, contaminated: list[str], by_subject: bool) 
              .select(pl.format("mt_bench/{}/turn{}", "question_id", "turn").alias("item"),
                      (pl.col("category") if by_subject else pl.lit("mt_bench")).alias("task_type"),
                      "model", (pl.col("score") / 10).alias("score")))
-    return load_results_table(frame, score="score", run_id="routellm-mt_bench")
+    return load_results_table(frame, score="score", run_id=run_id)
+
+
+def load_routellm_routers(shared_data_dir: str | Path, *, by_subject: bool = False) -> Any:
+    """MT-Bench answers of the commercial routers RouteLLM benchmarked (``martian``, ``unify``).
+
+    From ``routellm/benchmarks_mt-bench/gpt-4_single.jsonl.gz``: GPT-4
+    single-answer judgments of every turn of the 80 MT-Bench questions,
+    ``score`` = judgment / 10 as in :func:`load_routellm`'s ``mt_bench``. A
+    judgment of -1 (the judge gave no rating; one Unify turn) is dropped, as
+    MT-Bench's own scoring does. Nothing is decontaminated: RouteLLM's
+    ``benchmarks/README.md`` scores the routers on all 80 questions. The mean
+    ``score`` × 10 is the MT-Bench score that README publishes.
+    """
+    shared = Path(shared_data_dir)
+    path = shared / "routellm" / "benchmarks_mt-bench" / "gpt-4_single.jsonl.gz"
+    return _mt_bench_judgements(path, shared, [], by_subject, run_id="routellm-benchmarks-mt_bench")
 
 
 def load_alpaca_eval(shared_data_dir: str | Path, *, by_subject: bool = False) -> Any:
@@ -222,3 +251,25 @@ def load_alpaca_eval(shared_data_dir: str | Path, *, by_subject: bool = False) -
                         "model", (pl.col("preference").cast(pl.Float64) - 1).alias("score"))
     results = load_results_table(frame, score="score", run_id="alpaca_eval")
     return results.with_columns((pl.col("score") > 0.5).alias("passed"))
+
+
+def load_wildbench(shared_data_dir: str | Path) -> Any:
+    """WildBench v2 per-prompt scores (8 models × 1,024 sessions) as a results table.
+
+    From ``wildbench/wb_v2.0625_scores_gpt4o_judge_8models.csv``: the GPT-4o
+    judge's 1–10 score of each model's answer to each session, ``score`` =
+    judgment / 10 (the MT-Bench convention above); a blank (the model has no
+    scored answer for that session) is no row. ``item_id`` is the session id;
+    the task category is not in the shared data, so ``task_type`` is
+    ``"wildbench"``. WildBench's ``WB_score`` of a model is
+    :func:`evalkit.analysis.leaderboards.wildbench_scores`.
+    """
+    import polars as pl
+
+    path = Path(shared_data_dir) / "wildbench" / "wb_v2.0625_scores_gpt4o_judge_8models.csv"
+    wide = pl.read_csv(path, infer_schema_length=None)
+    models = [c for c in wide.columns if c != "session_id"]
+    long = wide.unpivot(index="session_id", on=models, variable_name="model", value_name="judgment")
+    frame = long.select(pl.col("session_id").alias("item"), pl.lit("wildbench").alias("task_type"), "model",
+                        (pl.col("judgment").cast(pl.Float64) / 10).alias("score"))
+    return load_results_table(frame, score="score", run_id="wildbench")
