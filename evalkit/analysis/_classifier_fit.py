@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..router._task_features import ROLE_MARK, TURN_SEPARATOR
+from ..router import ROLE_MARK, TURN_SEPARATOR
 
 __all__ = ["Fitted", "choose_threshold", "fit_logistic", "fit_temperature", "lbfgs", "softmax", "stratified_folds",
            "template_free_copies"]

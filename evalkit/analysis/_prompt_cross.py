@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..router._task_features import FeatureSpec
+from ..router import FeatureSpec
 from ._prompt_data import PromptData, prompt_data, run_prompts
 from ._prompt_fit import DEFAULT_L2, Features, PassModels, featurize_all, fit_pass_models, fit_platt
 from ._prompt_rule import Goal

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..router._task_features import request_text
+from ..router import request_text
 from ..types import ChatRequest
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def run_prompts(run_dir: str | Path) -> dict[str, str]:
     are not the ones the results were recorded on.
     """
     from ..datasets import load_dataset
-    from ..runner._cells import Cell
+    from ..runner import Cell
     from ..runner.run import RunOptions, build_request
 
     manifest_path = Path(run_dir) / "manifest.json"
@@ -208,7 +208,7 @@ def routellm_priced(shared_data_dir: str | Path, benchmark: str) -> tuple[dict[s
 
 
 def _plain(text: str) -> str:
-    from ..router._task_features import ROLE_MARK
+    from ..router import ROLE_MARK
 
     return text.replace(f"{ROLE_MARK}user\n", "")
 

@@ -1,7 +1,7 @@
 """The numerical parts of the per-prompt router: features, one logistic model per target, Platt scaling.
 
 * :func:`featurize_all`: every text's hashed n-grams (a CSR matrix) and size
-  features, with :func:`evalkit.router._task_features.featurize` and
+  features, with :func:`evalkit.router.featurize` and
   :func:`evalkit.router.prompt.dense_features`, exactly what the router computes.
 * :func:`fit_pass_models`: per target, logistic regression of the item's mean
   score (a pass rate: soft labels are fine for the log loss) on the features,
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..router._task_features import FeatureSpec, featurize
+from ..router import FeatureSpec, featurize
 from ..router.prompt import dense_features
 
 __all__ = ["DEFAULT_L2", "Features", "PassModels", "featurize_all", "fit_pass_models", "fit_platt"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
-from ..router._task_features import FeatureSpec, featurize, request_text
+from ..router import FeatureSpec, featurize, request_text
 from ..router.classifier import LearnedClassifier, calibrated
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class TrainingExamples(NamedTuple):
 
 def examples_from_dataset(dataset: Any) -> TrainingExamples:
     """Each item's routing-time text (its request as the runner builds it), task type and id."""
-    from ..runner._cells import Cell
+    from ..runner import Cell
     from ..runner.run import RunOptions, build_request
 
     options = RunOptions()

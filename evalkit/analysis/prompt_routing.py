@@ -58,7 +58,7 @@ def train_prompt_router(prompts: Mapping[str, Any] | str | Path, results: Any, *
     item id) keeps related items in one fold, e.g. the turns of a conversation;
     identical prompts always share one. ``l2``: the logistic models' penalty
     (default :data:`~evalkit.analysis._prompt_fit.DEFAULT_L2`); ``spec``: a
-    :class:`~evalkit.router._task_features.FeatureSpec`.
+    :class:`~evalkit.router.FeatureSpec`.
     """
     import numpy as np
 

@@ -60,7 +60,7 @@ def parse_latency_ms(value: float | str | None) -> float | None:
     """Milliseconds from a number of ms or a duration string (``"5s"``, ``"800ms"``, ``"1m"``)."""
     if value is None or isinstance(value, (int, float)):
         return None if value is None else float(value)
-    from ..providers._headers import parse_duration
+    from ..providers import parse_duration
 
     text = value.strip()
     seconds = parse_duration(text) if not text.replace(".", "", 1).isdigit() else float(text) / 1000.0

@@ -13,12 +13,12 @@ file. Loading is all or nothing: every problem in the file is reported in one
 :class:`DatasetError` (a :class:`~evalkit.errors.ConfigError`).
 """
 
-from evalkit.datasets._bundled import bundled_suite_path, bundled_suites
-from evalkit.datasets._graders import GRADER_TYPES, JUDGE_MODES
-from evalkit.datasets._loader import load_dataset
-from evalkit.datasets._model import Dataset, Item
-from evalkit.datasets._problems import DatasetError, Problem
-from evalkit.datasets._rows import ITEM_FIELDS, MESSAGE_ROLES
+from ._bundled import bundled_suite_path, bundled_suites
+from ._graders import GRADER_TYPES, JUDGE_MODES, parse_grader
+from ._loader import load_dataset
+from ._model import Dataset, Item
+from ._problems import DatasetError, Problem
+from ._rows import ITEM_FIELDS, MESSAGE_ROLES
 
 __all__ = [
     "GRADER_TYPES",
@@ -32,4 +32,5 @@ __all__ = [
     "bundled_suite_path",
     "bundled_suites",
     "load_dataset",
+    "parse_grader",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from evalkit.errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["SUITE_NAME", "bundled_suite_path", "bundled_suites"]
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evalkit.datasets._problems import json_type_name
+from ._problems import json_type_name
 
 __all__ = ["GRADER_TYPES", "JUDGE_MODES", "parse_grader"]
 
@@ -146,7 +146,11 @@ GRADER_TYPES: tuple[str, ...] = tuple(_SPEC_CHECKS)
 
 
 def parse_grader(raw: Any) -> tuple[dict[str, Any] | None, Issues]:
-    """Normalise a grader spec to a dict and check it; ``None`` if unusable."""
+    """Normalise a grader spec (a type name or a mapping) to a dict and check it the way the loader does.
+
+    Returns the spec (``None`` if unusable) and the problems found, each ``(field, message)``
+    with the field as a dataset row names it (``grader.type``, ``grader.labels``, ...).
+    """
     if raw is None:
         return None, [("grader", "is required (a grader type name or an object with 'type')")]
     if isinstance(raw, str):

@@ -8,12 +8,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from evalkit.datasets._bundled import SUITE_NAME, bundled_suite_path, bundled_suites
-from evalkit.datasets._model import Dataset, Item
-from evalkit.datasets._problems import ProblemLog
-from evalkit.datasets._readers import READERS, RawRow
-from evalkit.datasets._rows import build_item
-from evalkit.errors import ConfigError
+from ..errors import ConfigError
+from ._bundled import SUITE_NAME, bundled_suite_path, bundled_suites
+from ._model import Dataset, Item
+from ._problems import ProblemLog
+from ._readers import READERS, RawRow
+from ._rows import build_item
 
 __all__ = ["load_dataset"]
 

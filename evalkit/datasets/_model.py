@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.types import Message
+from ..types import Message
 
 __all__ = ["Dataset", "Item"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["DatasetError", "Problem", "ProblemLog", "json_type_name"]
 

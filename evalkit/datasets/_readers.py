@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit._json import JSONLimitError, check_depth, loads_checked
-from evalkit.datasets._problems import ProblemLog, json_type_name
-from evalkit.datasets._rows import ITEM_FIELDS
+from .._json import JSONLimitError, check_depth, loads_checked
+from ._problems import ProblemLog, json_type_name
+from ._rows import ITEM_FIELDS
 
 __all__ = ["READERS", "RawRow", "read_csv", "read_jsonl", "read_parquet"]
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evalkit.datasets._problems import json_type_name
+from ._problems import json_type_name
 
 __all__ = ["check_reference"]
 

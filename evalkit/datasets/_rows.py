@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evalkit.datasets._graders import parse_grader
-from evalkit.datasets._model import Item
-from evalkit.datasets._problems import json_type_name
-from evalkit.datasets._references import check_reference
-from evalkit.types import Message
+from ..types import Message
+from ._graders import parse_grader
+from ._model import Item
+from ._problems import json_type_name
+from ._references import check_reference
 
 __all__ = ["ITEM_FIELDS", "MESSAGE_ROLES", "build_item"]
 

@@ -26,11 +26,11 @@ which, where it is in the config, and what applies instead:
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Iterator
 
 from ..errors import ErrorKind
-from ..router._config_blocks import DEADLINE_KEYS
-from ..router._retry import Action
+from ..router import Action
 from ..router.config import BalanceSpec, FallbackSpec, NodeSpec, RoutingSpec, TargetSpec, TaskSpec
 
 __all__ = ["EXPORTED_DEADLINES", "failover_notes"]
@@ -96,8 +96,9 @@ def _deadlines_left(targets: list[TargetSpec], fmt: str) -> list[str]:
     for target in targets:
         if target.deadlines is None:
             continue
-        left += [f"{target.path}.{key}" for key in DEADLINE_KEYS
-                 if getattr(target.deadlines, key) is not None and key not in EXPORTED_DEADLINES[fmt]]
+        # Each field of evalkit.Deadlines is a YAML key of its own on a target.
+        left += [f"{target.path}.{f.name}" for f in fields(target.deadlines)
+                 if getattr(target.deadlines, f.name) is not None and f.name not in EXPORTED_DEADLINES[fmt]]
         if target.timeout_s is not None and target.deadlines.total_timeout_s is not None:
             left.append(f"{target.path}.timeout_s (total_timeout_s is exported in its place)")
     return left

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..router._retry import RetryPolicy
+from ..router import RetryPolicy
 from ..router.config import BalanceSpec, FallbackSpec, NodeSpec, RoutingSpec, StateSpec, TargetSpec, TaskSpec
 
 __all__ = ["Chain", "Leaf", "Mix", "Node", "Plan", "chain_members", "plan_of", "retry_of"]

@@ -31,13 +31,13 @@ when it can), and its graders raise :class:`SandboxUnavailable` there unless bui
 Nothing here imports more than the standard library until a grader needs it.
 """
 
-from evalkit.graders._base import Grade, Grader
-from evalkit.graders._classify import LabelGrader, SlotF1Grader, find_label, slot_f1
-from evalkit.graders._code_exec import CodeExecGrader, build_program, extract_code
-from evalkit.graders._extract import extract_choice, extract_number
-from evalkit.graders._json import JSONGrader, JSONSchemaGrader
-from evalkit.graders._judge import JudgeGrader, build_judge_prompt, parse_rating
-from evalkit.graders._match import (
+from ._base import Grade, Grader
+from ._classify import LabelGrader, SlotF1Grader, find_label, slot_f1
+from ._code_exec import CodeExecGrader, build_program, extract_code
+from ._extract import extract_choice, extract_number
+from ._json import JSONGrader, JSONSchemaGrader
+from ._judge import JudgeGrader, build_judge_prompt, parse_rating
+from ._match import (
     AliasGrader,
     ExactGrader,
     MCQGrader,
@@ -45,9 +45,9 @@ from evalkit.graders._match import (
     NumericGrader,
     RegexGrader,
 )
-from evalkit.graders._registry import GRADER_CLASSES, grader_for
-from evalkit.graders._sandbox import SandboxUnavailable, sandbox_problem
-from evalkit.graders._text import squad_normalize
+from ._registry import GRADER_CLASSES, grader_for
+from ._sandbox import SandboxUnavailable, sandbox_problem
+from ._text import squad_normalize
 
 __all__ = [
     "GRADER_CLASSES",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from evalkit.datasets import Item
+    from ..datasets import Item
 
 __all__ = ["Grade", "Grader", "short"]
 

@@ -6,12 +6,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from evalkit.errors import ConfigError
-from evalkit.graders._base import Grade, short
-from evalkit.graders._text import first_json_object, squad_normalize, token_key
+from ..errors import ConfigError
+from ._base import Grade, short
+from ._text import first_json_object, squad_normalize, token_key
 
 if TYPE_CHECKING:
-    from evalkit.datasets import Item
+    from ..datasets import Item
 
 __all__ = ["LabelGrader", "SlotF1Grader", "find_label", "slot_f1"]
 

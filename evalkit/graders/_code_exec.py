@@ -7,13 +7,13 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from evalkit.errors import ConfigError
-from evalkit.graders._base import Grade, short
-from evalkit.graders._sandbox import RunResult, run_tests
-from evalkit.graders._text import code_blocks, last_line
+from ..errors import ConfigError
+from ._base import Grade, short
+from ._sandbox import RunResult, run_tests
+from ._text import code_blocks, last_line
 
 if TYPE_CHECKING:
-    from evalkit.datasets import Item
+    from ..datasets import Item
 
 __all__ = ["CodeExecGrader", "build_program", "candidate_program", "extract_code"]
 

@@ -6,12 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from evalkit.errors import ConfigError
-from evalkit.graders._base import Grade, short
-from evalkit.graders._text import json_document
+from ..errors import ConfigError
+from ._base import Grade, short
+from ._text import json_document
 
 if TYPE_CHECKING:
-    from evalkit.datasets import Item
+    from ..datasets import Item
 
 __all__ = ["JSONGrader", "JSONSchemaGrader", "parse_json_output"]
 

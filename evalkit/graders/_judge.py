@@ -16,12 +16,12 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from evalkit.errors import ConfigError
-from evalkit.graders._base import Grade
-from evalkit.types import ChatRequest, Message
+from ..errors import ConfigError
+from ..types import ChatRequest, Message
+from ._base import Grade
 
 if TYPE_CHECKING:
-    from evalkit.datasets import Item
+    from ..datasets import Item
 
 __all__ = ["JudgeGrader", "build_judge_prompt", "parse_rating"]
 

@@ -11,13 +11,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from evalkit.errors import ConfigError
-from evalkit.graders._base import Grade, short
-from evalkit.graders._extract import DEFAULT_CHOICES, extract_choice, extract_number, parse_number
-from evalkit.graders._text import contains_phrase, last_line, loose_normalize, squad_normalize, text_after
+from ..errors import ConfigError
+from ._base import Grade, short
+from ._extract import DEFAULT_CHOICES, extract_choice, extract_number, parse_number
+from ._text import contains_phrase, last_line, loose_normalize, squad_normalize, text_after
 
 if TYPE_CHECKING:
-    from evalkit.datasets import Item
+    from ..datasets import Item
 
 __all__ = ["AliasGrader", "ExactGrader", "MCQGrader", "NormalizedGrader", "NumericGrader", "RegexGrader"]
 

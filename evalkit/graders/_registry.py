@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evalkit.errors import ConfigError
-from evalkit.graders._base import Grader
-from evalkit.graders._classify import LabelGrader, SlotF1Grader
-from evalkit.graders._code_exec import CodeExecGrader
-from evalkit.graders._json import JSONGrader, JSONSchemaGrader
-from evalkit.graders._judge import JudgeGrader
-from evalkit.graders._match import (
+from ..errors import ConfigError
+from ._base import Grader
+from ._classify import LabelGrader, SlotF1Grader
+from ._code_exec import CodeExecGrader
+from ._json import JSONGrader, JSONSchemaGrader
+from ._judge import JudgeGrader
+from ._match import (
     AliasGrader,
     ExactGrader,
     MCQGrader,
@@ -51,7 +51,7 @@ def grader_for(spec: Mapping[str, Any] | str, *, judge: Any = None, unsafe_code_
     without isolation where no sandbox works (see :class:`CodeExecGrader`);
     without it they raise :class:`~evalkit.graders.SandboxUnavailable` there.
     """
-    from evalkit.datasets._graders import parse_grader  # the loader's checks are the one definition
+    from ..datasets import parse_grader  # the loader's checks are the one definition
 
     checked, issues = parse_grader(spec)
     if checked is None:

@@ -51,9 +51,9 @@ import threading
 import weakref
 from typing import Self
 
-from evalkit.errors import EvalkitError
-from evalkit.graders._bwrap import SANDBOX_UID, Bwrap, bwrap_environment, locate, probe
-from evalkit.graders._sandbox_io import Channels, Job, RunResult
+from ..errors import EvalkitError
+from ._bwrap import SANDBOX_UID, Bwrap, bwrap_environment, locate, probe
+from ._sandbox_io import Channels, Job, RunResult
 
 __all__ = ["RunResult", "SandboxUnavailable", "run_tests", "sandbox_problem"]
 
@@ -108,7 +108,7 @@ async def run_tests(
     async with _process_slots():
         if isinstance(checked, Bwrap):
             return await _run_in_bwrap(checked, job)
-        from evalkit.graders._unsafe import run_unsafe
+        from ._unsafe import run_unsafe
 
         return await run_unsafe(job)
 

@@ -22,8 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from evalkit.graders._bwrap import bwrap_environment, harness_command
-from evalkit.graders._sandbox_io import Channels, Job, RunResult
+from ._bwrap import bwrap_environment, harness_command
+from ._sandbox_io import Channels, Job, RunResult
 
 __all__ = ["run_unsafe"]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._base import RoutedStream, Router
 from ._retry import Action, RetryPolicy
+from ._task_features import ROLE_MARK, TURN_SEPARATOR, FeatureSpec, featurize, request_text
 from .balance import WeightedBalancer
 from .budget import BudgetLedger, Reservation
 from .cost import QUALITY_TIERS, Candidate, CostAwareRouter, Quote
@@ -35,6 +36,7 @@ __all__ = [
     "CircuitBreaker",
     "CostAwareRouter",
     "FallbackChain",
+    "FeatureSpec",
     "HedgedRouter",
     "KeywordClassifier",
     "LOCAL_LIMIT",
@@ -46,12 +48,16 @@ __all__ = [
     "PromptRouter",
     "QUALITY_TIERS",
     "Quote",
+    "ROLE_MARK",
     "RedisState",
     "Reservation",
     "RetryPolicy",
     "RoutedStream",
     "Router",
+    "TURN_SEPARATOR",
     "TaskRouter",
     "WeightedBalancer",
+    "featurize",
     "parse_window",
+    "request_text",
 ]
