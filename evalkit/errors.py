@@ -43,10 +43,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from decimal import Decimal
+from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 if TYPE_CHECKING:
-    from .types import Cost, Usage
+    from typing import Unpack
+
+    from .types import Attempt, Cost, Usage
 
 __all__ = [
     "AllTargetsFailed",
@@ -124,6 +127,20 @@ class ConfigError(EvalkitError):
         super().__init__(prefix + message)
 
 
+class ProviderErrorFields(TypedDict, total=False):
+    """The keyword fields of every :class:`ProviderError` (for code that builds one from a kind)."""
+
+    provider: str | None
+    model: str | None
+    status: int | None
+    code: str | None
+    retry_after: float | None
+    request_id: str | None
+    retryable: bool | None
+    usage: Usage | None
+    cost: Cost | None
+
+
 class ProviderError(EvalkitError):
     """A call to a provider failed.
 
@@ -139,8 +156,13 @@ class ProviderError(EvalkitError):
     record them on the attempt and budgets settle them instead of releasing.
     """
 
-    kind: ClassVar[ErrorKind]
+    kind: ErrorKind
+    """Set by each subclass; an :class:`AllTargetsFailed` takes its last error's, per instance."""
     default_retryable: ClassVar[bool] = False
+    attempts: tuple[Attempt, ...] | None = None
+    """Set when a router raised it: every attempt of the routed call, in order (``None``: one target's own)."""
+    errors: tuple[ProviderError, ...] = ()
+    """Set when a router raised it: the errors that made it give up."""
 
     def __init__(
         self,
@@ -265,9 +287,22 @@ class InvalidResponseError(ProviderError):
 
 
 class BudgetExceeded(ProviderError):
-    """A budget cannot cover the worst-case cost of the request; nothing was sent."""
+    """A budget cannot cover the worst-case cost of the request; nothing was sent.
+
+    A :class:`~evalkit.router.BudgetLedger`'s refusal says why: the ``cap`` of
+    ``period`` (``scope`` ``"shared"``, ``"target"`` or ``"share"``), what was
+    ``spent`` and ``reserved`` then, and the ``requested`` worst case for ``target``
+    (USD). ``None`` where the refusal did not come from a ledger.
+    """
 
     kind = ErrorKind.BUDGET_EXCEEDED
+    cap: Decimal | None = None
+    spent: Decimal | None = None
+    reserved: Decimal | None = None
+    requested: Decimal | None = None
+    period: str | None = None
+    scope: str | None = None
+    target: str | None = None
 
 
 class StateUnavailableError(ProviderError):
@@ -300,14 +335,15 @@ class AllTargetsFailed(ProviderError):
 
     kind = ErrorKind.OVERLOADED
 
-    def __init__(self, message: str, *, attempts: tuple = (), errors: tuple = (), **fields: object) -> None:
+    def __init__(self, message: str, *, attempts: tuple[Attempt, ...] = (),
+                 errors: tuple[ProviderError, ...] = (), **fields: Unpack[ProviderErrorFields]) -> None:
         fields.setdefault("retryable", False)
-        super().__init__(message, **fields)  # type: ignore[arg-type]
+        super().__init__(message, **fields)
         self.attempts = attempts
         self.errors = errors
         if errors:
             last = errors[-1]
-            self.kind = last.kind  # type: ignore[misc]
+            self.kind = last.kind
             self.status = self.status or last.status
             self.code = self.code or last.code
 
@@ -358,9 +394,9 @@ def __getattr__(name: str) -> type[ProviderError]:
     return cls
 
 
-def provider_error(kind: ErrorKind | str, message: str, **fields: object) -> ProviderError:
+def provider_error(kind: ErrorKind | str, message: str, **fields: Unpack[ProviderErrorFields]) -> ProviderError:
     """The :class:`ProviderError` subclass for ``kind``, built with ``fields``."""
-    return _CLASS_BY_KIND[ErrorKind(kind)](message, **fields)  # type: ignore[arg-type]
+    return _CLASS_BY_KIND[ErrorKind(kind)](message, **fields)
 
 
 def kind_for_status(status: int) -> ErrorKind:

@@ -13,11 +13,11 @@ import functools
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .types import Message
 
-__all__ = ["TokenCount", "count_tokens"]
+__all__ = ["TokenCount", "count_tokens", "encoding_for"]
 
 # Per-message framing tokens in OpenAI's chat format (cookbook: "How to count tokens").
 _TOKENS_PER_MESSAGE = 3
@@ -52,14 +52,20 @@ def count_tokens(messages: Iterable[Message | Mapping[str, Any]] | str, model: s
         items = list(messages)
         texts = [m.content if isinstance(m, Message) else str(m.get("content") or "") for m in items]
         framing = _TOKENS_PER_MESSAGE * len(items) + _TOKENS_PER_REPLY
-    encoding_name, exact = _encoding_for(model)
+    encoding_name, exact = encoding_for(model)
     encode = _encoder(encoding_name)
     if encode is None:
         return TokenCount(framing + sum((len(t) + 3) // 4 for t in texts), False, "chars/4")
     return TokenCount(framing + sum(len(encode(t)) for t in texts), exact, encoding_name)
 
 
-def _encoding_for(model: str) -> tuple[str, bool]:
+def encoding_for(model: str) -> tuple[str, bool]:
+    """The tokenizer that counts ``model``'s prompts and whether its count is exact: ``("o200k_base", True)``.
+
+    Two models with the same answer get the same count for a prompt, so a
+    caller counting for several models (a router's candidates) counts once per
+    tokenizer. Everything but OpenAI's own families is ``cl100k_base``, inexact.
+    """
     provider, _, name = model.rpartition(":")
     openai_family = provider in ("", "openai", "azure")
     if openai_family and name.startswith(_O200K_PREFIXES):
@@ -80,7 +86,7 @@ def _o200k_cached() -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _encoder(name: str):  # -> Callable[[str], list[int]] | None
+def _encoder(name: str) -> Callable[[str], list[int]] | None:
     try:
         import tiktoken
     except ImportError:

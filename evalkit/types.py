@@ -22,7 +22,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, TypeVar
 
 __all__ = [
     "Attempt",
@@ -347,7 +347,10 @@ class StreamRestart:
     reason: str
 
 
-def _copy_with(value: Any, fields: tuple[str, ...], changes: dict[str, Any]) -> Any:
+_Frozen = TypeVar("_Frozen")
+
+
+def _copy_with(value: _Frozen, fields: tuple[str, ...], changes: dict[str, Any]) -> _Frozen:
     """A copy of a frozen dataclass with ``changes``, skipping ``__init__``: for fields that need no check.
 
     Routers copy every request and response they pass on (a task type recorded, attempts attached);

@@ -1,40 +1,34 @@
-"""Providers: ``get_provider("provider:model")`` and the vendor catalogue.
+"""Providers: ``get_provider("provider:model")``, the vendor catalogue and the provider interface.
 
-A provider is anything with ``await complete(request, on_delta=None) ->
-ChatResponse`` (a streamed request passes each text delta to ``on_delta`` as it
-arrives) and ``stream(request)`` (an async iterator of text deltas whose
-``.response`` is the whole answer once exhausted). :class:`Provider` states that contract; routers
-(later) implement it too, so they nest.
+A provider is anything with a ``name``, ``await complete(request, on_delta=None)
+-> ChatResponse`` (a streamed request passes each text delta to ``on_delta`` as
+it arrives) and ``stream(request)`` (an async iterator of text deltas whose
+``.response`` is the whole answer once exhausted). :class:`Provider` states that
+contract; routers implement it too, so they nest. :class:`Closeable`,
+:class:`Priced`, :class:`Windowed` and :class:`Prefillable` are the optional
+capabilities routers use when a target has them.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
+from typing import Any
 
 from .._secret import Secret
 from ..errors import ConfigError
 from ..pricing import PriceTable, Prices
-from ..types import ChatRequest, ChatResponse
-from ._headers import RequestBudget, remaining_fraction, request_budget, retry_after_seconds
-from ._http import ChatStream, HTTPProvider
+from ._billing import OutputBound, max_billed_output_tokens, output_bound
+from ._headers import RequestBudget, parse_duration, remaining_fraction, request_budget, retry_after_seconds
+from ._http import TIMING_EXTENSION, ChatStream, HTTPProvider
 from ._prefill import accepts_prefill
+from ._protocols import Closeable, OnDelta, Prefillable, Priced, Provider, ResponseStream, Windowed
+from ._wire import Wire
 from .vendors import OPTIONAL_KEY_ENV, VENDORS, Vendor
 
-__all__ = ["ChatStream", "HTTPProvider", "Provider", "VENDORS", "Vendor", "get_provider", "parse_target",
-           "RequestBudget", "remaining_fraction", "request_budget", "retry_after_seconds"]
-
-
-@runtime_checkable
-class Provider(Protocol):
-    """The provider interface every adapter and every router offers."""
-
-    name: str
-
-    async def complete(self, request: ChatRequest, on_delta: Callable[[str], None] | None = None
-                       ) -> ChatResponse: ...
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[str]: ...
+__all__ = ["ChatStream", "Closeable", "HTTPProvider", "OnDelta", "OutputBound", "Prefillable", "Priced",
+           "Provider", "RequestBudget", "ResponseStream", "TIMING_EXTENSION", "VENDORS", "Vendor", "Windowed",
+           "get_provider", "max_billed_output_tokens", "output_bound", "parse_duration", "parse_target",
+           "remaining_fraction", "request_budget", "retry_after_seconds"]
 
 
 def parse_target(target: str) -> tuple[Vendor, str]:
@@ -115,7 +109,7 @@ def _resolve_key(vendor: Vendor, api_key: str | Secret | None) -> Secret | None:
     return key
 
 
-def _wire_for(vendor: Vendor, api: str, stream_format: str = "sse") -> Any:
+def _wire_for(vendor: Vendor, api: str, stream_format: str = "sse") -> Wire:
     if api == "responses":
         from .openai_responses import OpenAIResponsesWire
 

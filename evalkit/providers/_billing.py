@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from ..types import ChatRequest
 
@@ -52,6 +52,7 @@ __all__ = [
     "UNKNOWN_GEMINI",
     "OutputBound",
     "ThinkingCaps",
+    "ThinkingWire",
     "max_billed_output_tokens",
     "output_bound",
     "set_thinking_caps",
@@ -147,6 +148,12 @@ def thinking_caps(model: str, *, vendor: str | None = None, wire: str | None = N
         return _WIRE_DEFAULTS.get(wire or "") or _WIRE_DEFAULTS.get(vendor or "")
 
 
+class ThinkingWire(Protocol):
+    """A wire whose requests carry a thinking budget (Gemini's)."""
+
+    def thinking_budget(self, request: ChatRequest) -> int | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class OutputBound:
     """The most output tokens one request to a target can bill; build it with :func:`output_bound`.
@@ -158,8 +165,8 @@ class OutputBound:
     """
 
     beyond: int = 0
-    gemini_leaves: tuple[tuple[ThinkingCaps, Any], ...] = ()
-    """(caps, provider) of each Gemini-wire leaf, whose thinking depends on the request's budget."""
+    gemini_leaves: tuple[tuple[ThinkingCaps, ThinkingWire], ...] = ()
+    """(caps, wire) of each Gemini-wire leaf, whose thinking depends on the request's budget."""
 
     @property
     def beyond_cap(self) -> bool:
@@ -172,15 +179,15 @@ class OutputBound:
             raise ValueError("the billable output of a request without max_tokens is unbounded; "
                              "set max_tokens")
         extra = self.beyond
-        for caps, provider in self.gemini_leaves:
-            extra = max(extra, caps.budget(provider.wire.thinking_budget(request)))
+        for caps, wire in self.gemini_leaves:
+            extra = max(extra, caps.budget(wire.thinking_budget(request)))
         return request.max_tokens + extra
 
 
 _CAP_ONLY = OutputBound()
 
 
-def output_bound(target: Any) -> OutputBound:
+def output_bound(target: object) -> OutputBound:
     """How ``target`` bills output, resolved once.
 
     A provider by its vendor, wire and model; a wrapper by its inner target; a
@@ -196,16 +203,17 @@ def output_bound(target: Any) -> OutputBound:
     model = getattr(target, "model", None)
     if not isinstance(model, str):
         return _CAP_ONLY
-    wire = getattr(getattr(target, "wire", None), "name", None)
-    wire = wire if isinstance(wire, str) else None
-    caps = thinking_caps(model, vendor=getattr(target, "vendor", None), wire=wire)
+    wire = getattr(target, "wire", None)
+    wire_name = getattr(wire, "name", None)
+    wire_name = wire_name if isinstance(wire_name, str) else None
+    caps = thinking_caps(model, vendor=getattr(target, "vendor", None), wire=wire_name)
     if caps is None or caps.maximum <= 0:
         return _CAP_ONLY
-    if wire == "gemini":  # the one wire whose requests carry a thinking budget
-        return OutputBound(gemini_leaves=((caps, target),))
+    if wire_name == "gemini" and wire is not None:  # the one wire whose requests carry a thinking budget
+        return OutputBound(gemini_leaves=((caps, wire),))
     return OutputBound(caps.budget(None))
 
 
-def max_billed_output_tokens(target: Any, request: ChatRequest) -> int:
+def max_billed_output_tokens(target: object, request: ChatRequest) -> int:
     """The most output tokens ``target`` can bill for ``request`` (see the module docstring)."""
     return output_bound(target).tokens(request)

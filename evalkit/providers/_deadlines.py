@@ -22,12 +22,12 @@ extension, which aiohttp and httpx both honour); the others are here:
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from types import TracebackType
 
 from ..errors import ProviderTimeoutError
 from ..types import Deadlines
 
-__all__ = ["Watchdog", "watchdog"]
+__all__ = ["Unwatched", "Watchdog", "watchdog"]
 
 _NEVER = float("inf")
 
@@ -62,11 +62,12 @@ class Watchdog:
         self._arm()
         return self
 
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
         if self._handle is not None:
             self._handle.cancel()
         try:
-            return await self._scope.__aexit__(exc_type, exc, tb)
+            await self._scope.__aexit__(exc_type, exc, tb)  # asyncio.Timeout never suppresses an exception
         except TimeoutError:
             raise ProviderTimeoutError(self._message()) from None
 
@@ -130,12 +131,12 @@ class Watchdog:
         return f"{what} ({which})"
 
 
-class _Unwatched:
+class Unwatched:
     """The watchdog of a call without deadlines: nothing armed, nothing paid per chunk but a no-op call."""
 
     __slots__ = ()
 
-    async def __aenter__(self) -> _Unwatched:
+    async def __aenter__(self) -> Unwatched:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -151,10 +152,10 @@ class _Unwatched:
         return None
 
 
-_UNWATCHED = _Unwatched()
+_UNWATCHED = Unwatched()
 
 
-def watchdog(deadlines: Deadlines, *, streamed: bool) -> Watchdog | _Unwatched:
+def watchdog(deadlines: Deadlines, *, streamed: bool) -> Watchdog | Unwatched:
     """A :class:`Watchdog` for the deadlines this transport does not enforce itself, or a no-op."""
     armed = (deadlines.total_timeout_s is not None or deadlines.headers_timeout_s is not None
              or (streamed and (deadlines.ttft_timeout_s is not None or deadlines.stall_timeout_s is not None)))

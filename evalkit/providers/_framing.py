@@ -64,7 +64,10 @@ class SSEDecoder:
 
     def _line(self, line: str) -> tuple[str | None, str] | None:
         if not line:
-            return self._dispatch() if self._data else self._reset()
+            if self._data:
+                return self._dispatch()
+            self._reset()
+            return None
         if line.startswith(":"):
             return None
         name, _, value = line.partition(":")
@@ -83,7 +86,6 @@ class SSEDecoder:
 
     def _reset(self) -> None:
         self._event, self._data = None, []
-        return None
 
 
 def _line_end(text: str) -> tuple[int, int] | None:

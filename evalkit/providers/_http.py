@@ -32,11 +32,11 @@ from ..pricing import PriceTable, Prices
 from ..types import ChatRequest, ChatResponse, Cost, Deadlines, Usage
 from ._answers import estimate_usage, partial_usage, scrub_reply, unusable
 from ._framing import events
-from ._deadlines import watchdog
+from ._deadlines import Unwatched, Watchdog, watchdog
 from ._cookies import AnswerCookieJar
 from ._headers import rate_limit_headers
 from ._transport_errors import classify_transport_error
-from ._wire import HttpCall, Reply, Wire
+from ._wire import HttpCall, Reply, StreamParser, Wire
 
 __all__ = ["ACCEPT", "ChatStream", "HTTPProvider", "DEFAULT_TIMEOUT", "REQUEST_HEADERS", "TIMING_EXTENSION"]
 
@@ -52,7 +52,6 @@ ones, so a replayed run reports the original latencies
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 _DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0)
 _SHARED_PRICES = PriceTable()
-_UNSEEN = object()
 _NO_DEADLINES = Deadlines()
 _TIERED_FROM = 128_000  # long-context price tiers start at 128k+ prompt tokens: look those up each time
 
@@ -120,8 +119,8 @@ class HTTPProvider:
         self._client = client
         self._owns_client = client is None
         self._transport = transport
-        self._urls: dict[Any, httpx.URL] = {}
-        self._price_of: dict[str, Any] = {}
+        self._urls: dict[str | tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
+        self._price_of: dict[str, Prices | None] = {}
         # The user's headers may replace evalkit's defaults; the wire's auth headers win over both.
         self._headers = SecretHeaders({**REQUEST_HEADERS, **(headers or {}),
                                        **(wire.auth_headers(api_key.reveal()) if api_key else {})})
@@ -209,7 +208,7 @@ class HTTPProvider:
         """
         return (self.vendor, self.base_url, hash(tuple(sorted(self._headers.items()))))
 
-    async def _open(self, call: HttpCall, deadlines: Deadlines, watch: Any) -> httpx.Response:
+    async def _open(self, call: HttpCall, deadlines: Deadlines, watch: Watchdog | Unwatched) -> httpx.Response:
         """Send ``call`` and return the response once its status and headers arrived (the body still unread)."""
         try:
             response = await self.client.send(self._http_request(call, deadlines), stream=True)
@@ -260,7 +259,7 @@ class HTTPProvider:
         except ProviderTimeoutError as exc:  # a deadline passed (Watchdog): billed for what arrived
             raise self._broken(self._tag(exc), request, parser) from None
 
-    async def _streamed(self, request: ChatRequest, parser: Any,
+    async def _streamed(self, request: ChatRequest, parser: StreamParser,
                         on_delta: Callable[[str], None] | None) -> ChatResponse:
         call = self.wire.build(request, self.model, stream=True)
         deadlines = self._deadlines(request)
@@ -336,7 +335,7 @@ class HTTPProvider:
             cost=cost,
         )
 
-    def _broken(self, error: ProviderError, request: ChatRequest, parser: Any) -> ProviderError:
+    def _broken(self, error: ProviderError, request: ChatRequest, parser: StreamParser) -> ProviderError:
         """``error``, raised once a 200 stream had begun, billed for the output that arrived."""
         if error.usage is not None:  # the wire knew the bill (an empty stream that did end)
             return self._priced(error)
@@ -355,8 +354,9 @@ class HTTPProvider:
             # The vendor billed this call itself (OpenRouter): its number is the truth.
             return Cost.reported(Decimal(str(reported)))
         # Prices per served model are looked up once: the table's lookups cost more than the arithmetic.
-        prices = self._price_of.get(served, _UNSEEN)
-        if prices is _UNSEEN:
+        try:
+            prices = self._price_of[served]
+        except KeyError:
             lookup = self._prices.lookup
             prices = lookup(self._price_provider, served, 0) or lookup(self._price_provider, self.model, 0)
             self._price_of[served] = prices

@@ -358,7 +358,7 @@ def anthropic_usage(usage: Mapping[str, Any] | None) -> Usage | None:
     iterations = usage.get("iterations")
     passes = [p for p in iterations if isinstance(p, dict)] if isinstance(iterations, list) else []
     # Compaction: the top level is the last pass only; every pass was billed.
-    parts = passes or [usage]
+    parts: list[Mapping[str, Any]] = [*passes] or [usage]
     fresh, read, written, output = (sum(_count(p, name) for p in parts) for name in _USAGE_FIELDS)
     details = usage.get("output_tokens_details")
     thinking = _count(details, "thinking_tokens") if isinstance(details, dict) else 0

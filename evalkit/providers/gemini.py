@@ -54,15 +54,19 @@ _FINISH = {
 }
 
 
+_STREAM_FORMATS: dict[str, StreamFormat] = {"sse": "sse", "json-array": "json-array"}
+
+
 class GeminiWire:
     """Gemini ``generateContent`` / ``streamGenerateContent`` on the Gemini API (v1beta)."""
 
     name = "gemini"
 
-    def __init__(self, stream_format: StreamFormat = "sse") -> None:
-        if stream_format not in ("sse", "json-array"):
+    def __init__(self, stream_format: str = "sse") -> None:
+        checked = _STREAM_FORMATS.get(stream_format)
+        if checked is None:
             raise ValueError(f"stream_format must be 'sse' or 'json-array', not {stream_format!r}")
-        self.stream_format: StreamFormat = stream_format
+        self.stream_format: StreamFormat = checked
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"x-goog-api-key": api_key}
@@ -114,7 +118,9 @@ class GeminiWire:
         candidate = candidates[0]
         if not isinstance(candidate, dict):
             raise InvalidResponseError("candidate is not a JSON object")
-        text, thinking, calls = [], [], []
+        text: list[str] = []
+        thinking: list[str] = []
+        calls: list[ToolCall] = []
         for part in (candidate.get("content") or {}).get("parts") or ():
             _collect(part, text, thinking, calls)
         calls_t = tuple(calls)
@@ -246,8 +252,7 @@ def _reply(body: Mapping[str, Any], text: str, thinking: str, calls: tuple[ToolC
 def _block_reason(body: Mapping[str, Any]) -> str:
     """``"prompt blocked: SAFETY (message)"`` when ``promptFeedback`` blocked the prompt, else ``""``."""
     feedback = body.get("promptFeedback")
-    reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
-    if not reason:
+    if not isinstance(feedback, dict) or not (reason := feedback.get("blockReason")):
         return ""
     message = feedback.get("blockReasonMessage")
     return f"prompt blocked: {reason}" + (f" ({message})" if message else "")

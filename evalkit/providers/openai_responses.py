@@ -236,8 +236,9 @@ def _finish(body: Mapping[str, Any], calls: tuple[ToolCall, ...]) -> FinishReaso
     if status in ("completed", None):
         return FinishReason.TOOL_CALLS if calls else FinishReason.STOP
     if status == "incomplete":
-        reason = (body.get("incomplete_details") or {}).get("reason")
-        return _INCOMPLETE_FINISH.get(reason, FinishReason.ERROR)
+        details = body.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return _INCOMPLETE_FINISH.get(reason, FinishReason.ERROR) if isinstance(reason, str) else FinishReason.ERROR
     return FinishReason.ERROR  # cancelled, or a background response still queued/in_progress
 
 

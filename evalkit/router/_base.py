@@ -14,21 +14,36 @@ import asyncio
 import math
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, AsyncIterator, TypeAlias, Callable, Iterable, Mapping, Sequence
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Literal, Mapping, Protocol, Sequence,
+                    TypeAlias, TypedDict)
 
 from .._relay import relay
 from ..errors import AllTargetsFailed, ErrorKind, ProviderError, ProviderTimeoutError
+from ..providers import Closeable, Provider
 from ..types import Attempt, ChatRequest, ChatResponse, Message, StreamRestart
 from ._call import MidStream, RoutedCall, check_mid_stream
+from ._window import window_of
 
 if TYPE_CHECKING:
-    from ..providers import Provider
+    from pathlib import Path
+
+    from ..providers import OnDelta
     from .monitor import Monitor
+    from .state import RedisState
 
-__all__ = ["Router", "RoutedStream", "Target", "as_target", "close_all", "close_on_exit", "fan_out"]
+__all__ = ["Router", "RouterOptions", "RoutedStream", "Target", "as_target", "close_all", "close_on_exit",
+           "fan_out"]
 
-Target: TypeAlias = "Provider"
+Target: TypeAlias = Provider
 """A provider or a router: anything with ``name``, ``complete`` and ``stream`` (:class:`~evalkit.providers.Provider`)."""
+
+
+class RouterOptions(TypedDict, total=False):
+    """The keyword options every policy passes on to :class:`Router` (``**router_options``)."""
+
+    name: str | None
+    monitor: Monitor | None
+    mid_stream: MidStream
 
 
 def as_target(target: Target | str) -> Target:
@@ -68,7 +83,7 @@ class Router:
     """
 
     kind = "router"
-    state: Any = None
+    state: RedisState | None = None
     """The :class:`~evalkit.router.state.RedisState` this router shares with other replicas (``None``: none);
     policies that keep shared state (breakers) set it, and ``Router.from_config`` sets it on the root."""
     owns_state = False
@@ -89,7 +104,8 @@ class Router:
         return f"{type(self).__name__}({self.name!r})"
 
     @staticmethod
-    def from_config(source: Any, *, provider_options: Mapping[str, Any] | None = None) -> Router:
+    def from_config(source: str | Path | Mapping[str, Any], *,
+                    provider_options: Mapping[str, Any] | None = None) -> Router:
         """The router tree a YAML routing config describes (a path, or an already-parsed mapping).
 
         See :mod:`evalkit.router.config` for the format; a bad field is a
@@ -99,7 +115,8 @@ class Router:
         """
         from .config import load_router_config
 
-        return load_router_config(source, provider_options=provider_options)
+        root: Router = load_router_config(source, provider_options=provider_options)
+        return root
 
     @property
     def fan_out(self) -> int:
@@ -114,10 +131,10 @@ class Router:
     @property
     def context_window(self) -> int | None:
         """The largest window among the targets (``None`` when any target's is unknown)."""
-        windows = [getattr(t, "context_window", None) for t in self.targets]
-        return None if any(w is None for w in windows) else max(windows)
+        windows = [window for t in self.targets if (window := window_of(t)) is not None]
+        return max(windows) if len(windows) == len(self.targets) else None
 
-    async def complete(self, request: ChatRequest, on_delta: Callable[[Any], None] | None = None) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResponse:
         """Route ``request``; the response lists every attempt, the serving one last.
 
         With ``request.stream`` and ``on_delta``, each text delta (and any
@@ -158,9 +175,8 @@ class Router:
         try:
             await close_all(self.targets)
         finally:
-            state = getattr(self, "state", None)
-            if self.owns_state and state is not None:
-                await state.aclose()
+            if self.owns_state and self.state is not None:
+                await self.state.aclose()
 
     async def __aenter__(self) -> Router:
         return self
@@ -232,7 +248,7 @@ class Router:
         return getattr(target, "accepts_prefill", False) is True and target.name not in self._refused_prefill
 
     async def _send(self, target: Target, request: ChatRequest, attempts: list[Attempt], call: RoutedCall,
-                    retry: int, timeout_s: float | None, recovery: str | None = None,
+                    retry: int, timeout_s: float | None, recovery: Literal["continue", "restart"] | None = None,
                     join_at: int | None = None) -> ChatResponse:
         depth = _distinct_targets(attempts, target.name)
         if call.deadline is not None:
@@ -253,7 +269,7 @@ class Router:
                 except TimeoutError:
                     raise ProviderTimeoutError(f"deadline reached after {max(timeout_s, 0.0):.3g}s") from None
         except ProviderError as exc:
-            inner = getattr(exc, "attempts", None)
+            inner = exc.attempts
             if inner is not None:  # a nested router's failure: keep its attempts, flattened
                 attempts.extend(_shift(inner, depth))
                 raise
@@ -306,16 +322,21 @@ async def close_all(targets: Iterable[Target]) -> None:
             pending.extend(target.targets)
         elif isinstance(target, LimitedTarget):
             pending.append(target.target)
-        elif (close := getattr(target, "aclose", None)) is not None:
+        elif isinstance(target, Closeable):
             try:
-                await close()
+                await target.aclose()
             except Exception as exc:  # close the rest first; report the first failure after
                 failures.append(exc)
     if failures:
         raise failures[0]
 
 
-async def close_on_exit(closable: Any, error: BaseException | None) -> None:
+class _NamedCloseable(Closeable, Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+async def close_on_exit(closable: _NamedCloseable, error: BaseException | None) -> None:
     """``await closable.aclose()`` leaving an ``async with``; ``error`` is what the block raised, if anything.
 
     When the block failed, its error is the one the caller sees: a close

@@ -4,8 +4,45 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Literal, NotRequired, TypedDict
 
+Period = Literal["day", "hour", "month", "total"]
+"""A budget's period: calendar day, hour or month in UTC, or ``total`` (never resets)."""
 _ZERO = Decimal(0)
+
+
+class TargetSpend(TypedDict):
+    """One target's part of a :class:`BudgetSnapshot` (USD; ``cap`` ``None`` when it has none of its own)."""
+
+    cap: Decimal | None
+    spent: Decimal
+    reserved: Decimal
+
+
+class BudgetSnapshot(TypedDict):
+    """What :meth:`~evalkit.router.BudgetLedger.snapshot` returns: the current period's totals, money as ``Decimal``."""
+
+    period: Period
+    period_label: str
+    period_start: str | None
+    """ISO 8601 UTC; ``None`` for the ``total`` period, which has no bounds."""
+    period_end: str | None
+    limit: Decimal
+    spent: Decimal
+    reserved: Decimal
+    remaining: Decimal
+    open_reservations: int
+    overrun: Decimal
+    overruns: int
+    unpriced: int
+    estimated: int
+    refused: int
+    max_share_of_remaining: Decimal | None
+    targets: dict[str, TargetSpend]
+    expired: NotRequired[int]
+    """A shared ledger's only: holds of replicas that died mid-call, kept as spent."""
+    restored: NotRequired[Decimal]
+    backend: NotRequired[str]
 
 
 class _Tally:

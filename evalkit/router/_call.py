@@ -17,21 +17,25 @@ fails (``mid_stream``, see :mod:`evalkit.router`).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..types import ChatRequest, StreamRestart
+
+if TYPE_CHECKING:
+    from ..providers import OnDelta
 
 __all__ = ["MID_STREAM_MODES", "MidStream", "RoutedCall", "check_mid_stream"]
 
 MidStream = Literal["continue", "restart", "fail"]
-MID_STREAM_MODES: tuple[str, ...] = ("continue", "restart", "fail")
+MID_STREAM_MODES: tuple[MidStream, ...] = ("continue", "restart", "fail")
 
 
-def check_mid_stream(value: Any) -> MidStream:
+def check_mid_stream(value: object) -> MidStream:
     """``value`` if it is a mid-stream mode; ``ValueError`` naming the modes otherwise."""
-    if value not in MID_STREAM_MODES:
-        raise ValueError(f"mid_stream must be one of {', '.join(MID_STREAM_MODES)}, got {value!r}")
-    return value
+    for mode in MID_STREAM_MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"mid_stream must be one of {', '.join(MID_STREAM_MODES)}, got {value!r}")
 
 
 class RoutedCall:
@@ -46,7 +50,7 @@ class RoutedCall:
 
     __slots__ = ("_sink", "_parts", "shown", "deadline")
 
-    def __init__(self, sink: Callable[[Any], None] | None = None, deadline: float | None = None) -> None:
+    def __init__(self, sink: OnDelta | None = None, deadline: float | None = None) -> None:
         self._sink = sink
         self._parts: list[str] = []
         self.shown = 0
@@ -54,7 +58,7 @@ class RoutedCall:
         self.deadline = deadline
 
     @classmethod
-    def for_request(cls, request: ChatRequest, sink: Callable[[Any], None] | None = None) -> RoutedCall:
+    def for_request(cls, request: ChatRequest, sink: OnDelta | None = None) -> RoutedCall:
         """A call whose deadline is ``request.deadlines.total_timeout_s`` from now, if set."""
         total = request.deadlines.total_timeout_s if request.deadlines is not None else None
         return cls(sink, None if total is None else time.monotonic() + total)
@@ -75,8 +79,16 @@ class RoutedCall:
         """Seconds left before the call's deadline (``None``: no deadline)."""
         return None if self.deadline is None else self.deadline - time.monotonic()
 
-    def __call__(self, delta: str) -> None:
-        """Deliver one text delta to the caller (the leaf that answers calls this)."""
+    def __call__(self, delta: str | StreamRestart) -> None:
+        """Deliver one text delta to the caller (the leaf that answers calls this).
+
+        A :class:`~evalkit.types.StreamRestart` restarts the answer instead: one
+        reaches a call through a target that wraps a router and forwards its
+        events with a callback of its own (``on_delta`` carries both).
+        """
+        if isinstance(delta, StreamRestart):
+            self.restart(delta.reason)
+            return
         self._parts.append(delta)
         self.shown += len(delta)
         if self._sink is not None:
@@ -119,7 +131,7 @@ class _Buffer:
     __slots__ = ("items",)
 
     def __init__(self) -> None:
-        self.items: list[Any] = []
+        self.items: list[str | StreamRestart] = []
 
-    def __call__(self, item: Any) -> None:
+    def __call__(self, item: str | StreamRestart) -> None:
         self.items.append(item)

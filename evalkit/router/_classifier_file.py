@@ -66,7 +66,7 @@ def feature_spec(where: Where, features: dict[str, Any]) -> FeatureSpec:
     if features.get("hash") != HASH_NAME:
         raise where.fail("features.hash", f"this evalkit hashes with {HASH_NAME!r}, the file says "
                                           f"{features.get('hash')!r}")
-    values = {}
+    values: dict[str, Any] = {}  # the file's JSON values, checked below
     for name in _SPEC_FIELDS:
         value = features.get(name)
         if name.endswith("ngrams"):

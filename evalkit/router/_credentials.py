@@ -13,7 +13,10 @@ never skipped: it may well use another key.
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from typing import TYPE_CHECKING, Hashable
+
+if TYPE_CHECKING:
+    from ._base import Target
 
 __all__ = ["SAME_CREDENTIALS", "FailedCredentials", "credential_of"]
 
@@ -21,7 +24,7 @@ SAME_CREDENTIALS = "same_credentials"
 """The reason recorded on a target skipped because a target with its credentials failed ``auth``."""
 
 
-def credential_of(target: Any) -> Hashable | None:
+def credential_of(target: object) -> Hashable | None:
     """``target.credential_id()``, or ``None`` when the target cannot say."""
     identify = getattr(target, "credential_id", None)
     return identify() if callable(identify) else None
@@ -35,13 +38,13 @@ class FailedCredentials:
     def __init__(self) -> None:
         self._failed: dict[Hashable, str] = {}
 
-    def add(self, target: Any) -> None:
+    def add(self, target: Target) -> None:
         """Remember the credential of ``target``, which failed ``auth`` (unknown credentials are not)."""
         key = credential_of(target)
         if key is not None:
             self._failed.setdefault(key, target.name)
 
-    def why_skip(self, target: Any) -> str | None:
+    def why_skip(self, target: Target) -> str | None:
         """Why ``target`` is not worth sending (its credential failed), or ``None`` when it is."""
         if not self._failed:
             return None

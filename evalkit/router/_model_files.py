@@ -131,7 +131,8 @@ def write_model(path: str | Path, arrays: Mapping[str, np.ndarray], document: Ma
     if weights_path == path:
         raise ValueError(f"{path}: the model file must not end in .npz (its weights go there)")
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    # numpy's stub types **kwds as if a key could be its allow_pickle flag; ours are array names.
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
     data = buffer.getvalue()
     weights = {"file": weights_path.name, "sha256": hashlib.sha256(data).hexdigest(), "rows": len(arrays["rows"])}
     text = json.dumps({**document, "weights": weights}, indent=1, ensure_ascii=False) + "\n"

@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ._classifier_file import feature_spec
 from ._model_files import Where, kind_of, read_header, read_weights
+
+if TYPE_CHECKING:
+    from .prompt import RoutingRule
 
 __all__ = ["read_prompt_model"]
 
@@ -94,14 +97,17 @@ def _numbers(where: Where, values: Any, field: str, size: int, *, positive: bool
     return [float(v) for v in values]
 
 
-def _rule(where: Where, rule: dict[str, Any]) -> Any:
+def _rule(where: Where, rule: dict[str, Any]) -> RoutingRule:
     from .prompt import RoutingRule
 
     calibrated = rule.get("calibrated_to", {})
     if not isinstance(calibrated, dict):
         raise where.fail("rule.calibrated_to", f"expected a mapping, got {kind_of(calibrated)}")
+    # The file's JSON values as they are: RoutingRule checks them, and its errors name the field.
+    kind: Any = rule.get("kind")
+    value: Any = rule.get("value")
     try:
-        return RoutingRule(rule.get("kind"), rule.get("value"), calibrated)
+        return RoutingRule(kind, value, calibrated)
     except ConfigError as exc:
         raise where.fail(exc.field or "rule", str(exc).removeprefix(f"{exc.field}: ")) from None
 
@@ -110,8 +116,8 @@ def _weights(where: Where, weights: dict[str, Any], n_targets: int, n_dense: int
     import numpy as np
 
     npz, arrays = read_weights(where, weights, _ARRAYS)
-    rows = arrays.get("rows")
-    n_rows = len(rows) if rows is not None and rows.ndim == 1 else -1
+    rows = arrays["rows"]  # read_weights returned every array named, or failed
+    n_rows = len(rows) if rows.ndim == 1 else -1
     shapes = {"rows": (n_rows,), "weights": (n_rows, n_targets), "bias": (n_targets,),
               "dense_weights": (n_dense, n_targets)}
     for key, shape in shapes.items():
@@ -121,7 +127,7 @@ def _weights(where: Where, weights: dict[str, Any], n_targets: int, n_dense: int
                                   f"{array.dtype} {array.shape}", npz)
         if kind == "f" and not np.isfinite(array).all():
             raise where.fail(key, "not every value is finite", npz)
-    if n_rows and (rows.min() < 0 or rows.max() >= 1 << hash_bits or (np.diff(rows) <= 0).any()):
+    if n_rows and (rows.min() < 0 or rows.max() >= 1 << hash_bits or np.any(np.diff(rows) <= 0)):
         raise where.fail("rows", f"expected increasing slots from 0 to 2**{hash_bits} - 1", npz)
     if weights.get("rows") != n_rows:
         raise where.fail("weights.rows", f"the file says {weights.get('rows')!r} rows, {npz.name} has {n_rows}")

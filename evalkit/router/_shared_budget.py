@@ -47,17 +47,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any
 
 from ..errors import StateUnavailableError
-from ._budget_period import _iso, _Tally, _Window
+from ._budget_period import BudgetSnapshot, TargetSpend, _iso, _Tally, _Window
 from ._budget_scripts import CLOSE, RESERVE
 from ._nanos import dollars, nanos
 from .budget import BudgetLedger, Reservation, as_money
 from .state import RedisState
-
-if TYPE_CHECKING:
-    from .budget import Period
 
 __all__ = ["SharedLedger", "SharedReservation"]
 
@@ -90,7 +86,7 @@ class SharedReservation(Reservation):
 
     __slots__ = ("hold", "keys", "local", "nanos")
 
-    def __init__(self, ledger: Any, window: _Window, target: str, amount: Decimal, hold: str, nanos: str,
+    def __init__(self, ledger: SharedLedger, window: _Window, target: str, amount: Decimal, hold: str, nanos: str,
                  keys: tuple[str, str, str], local: Reservation | None = None) -> None:
         super().__init__(ledger, window, target, amount)
         self.hold, self.nanos, self.keys, self.local = hold, nanos, keys, local
@@ -247,36 +243,40 @@ class SharedLedger:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> BudgetSnapshot:
         """The current period's totals across every replica, read from Redis (blocking, off the hot path)."""
         ledger = self.ledger
         with ledger._lock:
             window = ledger._current(ledger._clock())
         totals_key = period_keys(self.state, ledger.name, window.label)[0]
         fields = {k.decode(): v for k, v in self.state.read(lambda client: client.hgetall(totals_key)).items()}
-        targets: dict[str, dict[str, Decimal]] = {}
+        targets: dict[str, TargetSpend] = {}
         for field, value in fields.items():
             name, _, what = field[2:].rpartition(":")
             if field.startswith("t:") and what in ("spent", "reserved"):
-                targets.setdefault(name, {"spent": _ZERO, "reserved": _ZERO})[what] = dollars(value)
+                spend = targets.setdefault(name, TargetSpend(cap=ledger.per_target.get(name), spent=_ZERO,
+                                                             reserved=_ZERO))
+                spend["spent" if what == "spent" else "reserved"] = dollars(value)
         money = {name: dollars(fields.get(name, 0)) for name in ("spent", "reserved", "overrun", "restored")}
         counts = {name: int(fields.get(name, 0)) for name in ("open", "overruns", "unpriced", "estimated",
                                                                "refused", "expired")}
         names = sorted(set(targets) | set(ledger.per_target))
-        return {
-            **_period_fields(ledger.period, window, ledger.limit),
-            "spent": money["spent"],
-            "reserved": money["reserved"],
-            "remaining": max(ledger.limit - money["spent"] - money["reserved"], _ZERO),
-            "open_reservations": counts["open"],
-            "overrun": money["overrun"],
-            **{name: counts[name] for name in ("overruns", "unpriced", "estimated", "refused", "expired")},
-            "max_share_of_remaining": ledger.max_share_of_remaining,
-            "targets": {name: {"cap": ledger.per_target.get(name),
-                               **targets.get(name, {"spent": _ZERO, "reserved": _ZERO})} for name in names},
-            "restored": money["restored"],
-            "backend": "redis",
-        }
+        return BudgetSnapshot(
+            period=ledger.period, period_label=window.label, period_start=_iso(window.start),
+            period_end=_iso(window.end), limit=ledger.limit,
+            spent=money["spent"],
+            reserved=money["reserved"],
+            remaining=max(ledger.limit - money["spent"] - money["reserved"], _ZERO),
+            open_reservations=counts["open"],
+            overrun=money["overrun"],
+            overruns=counts["overruns"], unpriced=counts["unpriced"], estimated=counts["estimated"],
+            refused=counts["refused"], expired=counts["expired"],
+            max_share_of_remaining=ledger.max_share_of_remaining,
+            targets={name: targets.get(name) or TargetSpend(cap=ledger.per_target.get(name), spent=_ZERO,
+                                                            reserved=_ZERO) for name in names},
+            restored=money["restored"],
+            backend="redis",
+        )
 
 
 def _unavailable(exc: Exception, state: RedisState) -> StateUnavailableError:
@@ -299,7 +299,3 @@ def _key_ttl_ms(window: _Window, now: float) -> str:
         return ""
     return str(max(int((window.end - now + (window.end - window.start)) * 1000), 1))
 
-
-def _period_fields(period: Period, window: _Window, limit: Decimal) -> dict[str, Any]:
-    return {"period": period, "period_label": window.label, "period_start": _iso(window.start),
-            "period_end": _iso(window.end), "limit": limit}

@@ -11,7 +11,7 @@ times the candidate's fan-out:
   approximations and chat framing differs per vendor; priced at the dearest
   input category (cache writes cost more than input);
 * output: every output token the vendor can bill for the request, visible and
-  reasoning/thinking (:mod:`evalkit.providers._billing`): ``max_tokens`` on
+  reasoning/thinking (:func:`evalkit.providers.output_bound`): ``max_tokens`` on
   OpenAI, Anthropic and most compatible servers, where reasoning is inside the
   cap; plus the thinking budget where the vendor bills thinking beyond it
   (Gemini, DeepSeek's reasoner); priced at the dearest of output and reasoning;
@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from ..pricing import Prices
-from ..providers._billing import output_bound
-from ..tokens import _encoding_for, count_tokens
+from ..providers import Priced, output_bound
+from ..tokens import count_tokens, encoding_for
 from ..types import Attempt, ChatRequest, Message
 from ._base import Target, fan_out
 from .budget import Reservation
@@ -66,15 +66,18 @@ class PricedTarget:
     """A target with what its worst case needs: prices per 1M tokens, output bound, fan-out, tokenizer.
 
     ``explicit`` prices were given by the caller and never change; otherwise
-    :meth:`rates` follows the target's own ``prices()``.
+    :meth:`rates` follows the target's own ``prices()`` (:class:`~evalkit.providers.Priced`).
     """
 
-    __slots__ = ("_rates", "bound", "explicit", "fan_out", "name", "target", "tokenizer")
+    __slots__ = ("_lookup", "_rates", "bound", "explicit", "fan_out", "name", "target", "tokenizer")
 
     def __init__(self, target: Target, prices: Prices, explicit: bool) -> None:
         self.target, self.name, self.explicit = target, target.name, explicit
+        # A target without prices() keeps the ones it was given, as explicit ones.
+        self._lookup: Callable[[], Prices | None] | None = (
+            target.prices if not explicit and isinstance(target, Priced) else None)
         # Which tokenizer counts this target's prompts: candidates sharing one share a count.
-        self.tokenizer = _encoding_for(self.name)
+        self.tokenizer = encoding_for(self.name)
         self._rates = _worst_rates(prices)
         # How the vendor bills output and how many requests one call sends: both fixed by the target tree.
         self.bound = output_bound(target)
@@ -83,8 +86,8 @@ class PricedTarget:
     def rates(self) -> tuple[Prices, Decimal, Decimal]:
         """(prices, input, output) at current prices; a target that lost its price keeps its last one."""
         rates = self._rates
-        if not self.explicit:
-            current = self.target.prices()
+        if self._lookup is not None:
+            current = self._lookup()
             if current is not None and current is not rates[0]:
                 # One tuple swapped in at once, so threads sharing the router see old or new, never a mix.
                 rates = self._rates = _worst_rates(current)

@@ -54,18 +54,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, Self, TypeVar
 
 from ..errors import BudgetExceeded
-from ._budget_period import _iso, _Tally, _Window, _window_at
+from ._budget_period import BudgetSnapshot, Period, TargetSpend, _iso, _Tally, _Window, _window_at
 
 if TYPE_CHECKING:
     from ._shared_budget import SharedLedger
     from .state import RedisState
 
-__all__ = ["BudgetLedger", "Period", "Reservation"]
+__all__ = ["BudgetLedger", "BudgetSnapshot", "Period", "Reservation", "TargetSpend"]
 
-Period = Literal["day", "hour", "month", "total"]
 _PERIODS = ("day", "hour", "month", "total")
 _ZERO = Decimal(0)
 
@@ -102,6 +101,15 @@ def _usd(amount: Decimal) -> str:
     return f"${text}"
 
 
+_Held = TypeVar("_Held", bound="Reservation", contravariant=True)
+
+
+class _Closes(Protocol[_Held]):
+    """What a reservation settles through: its :class:`BudgetLedger`, or a shared ledger's Redis side."""
+
+    def _close(self, reservation: _Held, cost: Decimal | None, *, unpriced: bool, estimated: bool) -> Decimal: ...
+
+
 class Reservation:
     """Money held for one call until it is settled to the actual cost or released.
 
@@ -114,10 +122,10 @@ class Reservation:
 
     __slots__ = ("_ledger", "_window", "actual", "amount", "state", "target")
 
-    def __init__(self, ledger: BudgetLedger, window: _Window, target: str, amount: Decimal) -> None:
+    def __init__(self, ledger: _Closes[Self], window: _Window, target: str, amount: Decimal) -> None:
         self.target = target
         self.amount = amount
-        self._ledger = ledger
+        self._ledger: _Closes[Self] = ledger
         self._window = window
         self.state: Literal["open", "settled", "released"] = "open"
         self.actual: Decimal | None = None  # what was recorded as spent, once settled
@@ -130,7 +138,7 @@ class Reservation:
         """The label of the period this reservation counts in (``2024-05-01 UTC``)."""
         return self._window.label
 
-    def settle(self, actual: Decimal | int | str | None, *, estimated: bool = False) -> Decimal:
+    def settle(self: Self, actual: Decimal | int | str | None, *, estimated: bool = False) -> Decimal:
         """Turn the hold into spend at the call's actual cost; returns what was recorded.
 
         ``actual=None`` means the call was unpriced (the provider gave no cost):
@@ -145,7 +153,7 @@ class Reservation:
         cost = self.amount if actual is None else as_money(actual, "actual cost")
         return self._ledger._close(self, cost, unpriced=actual is None, estimated=estimated)
 
-    def release(self) -> None:
+    def release(self: Self) -> None:
         """Give the held money back (the call failed or was never sent)."""
         self._ledger._close(self, None, unpriced=False, estimated=False)
 
@@ -328,7 +336,7 @@ class BudgetLedger:
             total = self._current(self._clock()).total
             return max(self.limit - total.spent - total.reserved, _ZERO)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> BudgetSnapshot:
         """The current period's totals for a monitor or an export; money stays ``Decimal``.
 
         ``overrun`` is money settled beyond what was reserved (estimates that
@@ -345,9 +353,9 @@ class BudgetLedger:
             window = self._current(self._clock())
             total = window.total
             names = sorted(set(window.targets) | set(self.per_target))
-            targets = {name: {"cap": self.per_target.get(name),
-                              "spent": window.targets[name].spent if name in window.targets else _ZERO,
-                              "reserved": window.targets[name].reserved if name in window.targets else _ZERO}
+            targets = {name: TargetSpend(cap=self.per_target.get(name),
+                                         spent=window.targets[name].spent if name in window.targets else _ZERO,
+                                         reserved=window.targets[name].reserved if name in window.targets else _ZERO)
                        for name in names}
             return {
                 "period": self.period,

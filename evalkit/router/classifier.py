@@ -85,7 +85,7 @@ class LearnedClassifier:
     abstain_below: float
     metrics: Mapping[str, Any] = field(default_factory=dict)
     """The cross-validated report this model was trained with (``ClassifierReport.to_dict()``)."""
-    _table: Any = field(init=False, repr=False)
+    _table: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -128,7 +128,7 @@ class LearnedClassifier:
         import numpy as np
 
         slots, values, length = featurize(text, self.spec)
-        scores = values @ self._table[slots] if slots.size else np.zeros(len(self.labels), np.float32)
+        scores: np.ndarray = values @ self._table[slots] if slots.size else np.zeros(len(self.labels), np.float32)
         length = min(max(length, self.dense_range[0]), self.dense_range[1])
         scores += self.bias  # in place: on ten labels the allocations cost more than the arithmetic
         scores += self.dense_weights * np.float32((length - self.dense_mean) / self.dense_scale)
@@ -181,4 +181,5 @@ def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
 
     scores = np.asarray(logits, np.float32) / np.float32(temperature)
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    return scores / scores.sum(axis=-1, keepdims=True)
+    probabilities: np.ndarray = scores / scores.sum(axis=-1, keepdims=True)
+    return probabilities

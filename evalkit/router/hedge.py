@@ -47,13 +47,16 @@ import math
 import time
 from collections import deque
 from dataclasses import replace
-from typing import Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Literal
 
 from ..errors import ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, _shift, fan_out
+from ._base import Router, RouterOptions, Target, _shift, fan_out
 from ._call import RoutedCall
 from ._window import PromptSize
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = ["HedgedRouter"]
 
@@ -73,7 +76,8 @@ class HedgedRouter(Router):
     def __init__(self, targets: Iterable[Target | str], *, delay_s: float | Literal["p95"] = "p95",
                  min_delay_s: float = 0.05, max_hedges: int = 1, cold_delay_s: float = 1.0,
                  window: int = 200, min_samples: int = 20,
-                 clock: Callable[[], float] = time.perf_counter, **router_options) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 **router_options: Unpack[RouterOptions]) -> None:
         super().__init__(targets, **router_options)
         if delay_s != "p95" and not (isinstance(delay_s, (int, float)) and delay_s >= 0):
             raise ValueError(f"delay_s must be a non-negative number or 'p95', got {delay_s!r}")
@@ -145,15 +149,16 @@ class _Branch:
 
     __slots__ = ("attempts", "call", "cancelled_after", "index", "started", "started_at", "target", "task")
 
-    def __init__(self, target: Target, index: int, call: RoutedCall) -> None:
+    def __init__(self, target: Target, index: int, call: RoutedCall,
+                 run: Callable[[_Branch], Coroutine[Any, Any, ChatResponse]]) -> None:
         self.target = target
         self.index = index
         self.call = call
-        self.task: asyncio.Task[ChatResponse] | None = None
         self.attempts: list[Attempt] = []  # this branch's own, merged in order at the end
         self.started: float | None = None
         self.started_at = 0.0
         self.cancelled_after: float | None = None
+        self.task: asyncio.Task[ChatResponse] = asyncio.ensure_future(run(self))  # starts at the next await
 
 
 class _Race:
@@ -170,9 +175,8 @@ class _Race:
         self.winner: _Branch | None = None
 
     def _start_next(self) -> None:
-        branch = _Branch(self.targets[len(self.branches)], len(self.branches), self.call.branch())
-        branch.task = asyncio.ensure_future(self._run(branch))
-        self.branches.append(branch)
+        index = len(self.branches)
+        self.branches.append(_Branch(self.targets[index], index, self.call.branch(), self._run))
 
     async def _run(self, branch: _Branch) -> ChatResponse:
         router = self.router
@@ -206,8 +210,8 @@ class _Race:
             finished = [b for b in self.branches if b.task in done]  # in target order
             ok = [b for b in finished if b.task.exception() is None]
             for branch in finished:
-                if branch.task.exception() is not None:
-                    self._failed(branch)
+                if (error := branch.task.exception()) is not None:
+                    self._failed(branch, error)
             if ok:
                 self.winner = ok[0]
                 return ok[0].task.result()
@@ -215,8 +219,7 @@ class _Race:
                 self._start_next()  # a failure frees its place at once
                 last_start = loop.time()
 
-    def _failed(self, branch: _Branch) -> None:
-        error = branch.task.exception()
+    def _failed(self, branch: _Branch, error: BaseException) -> None:
         if not isinstance(error, ProviderError):
             raise error  # a bug, not a provider failure: let it through
         self.failed.append(branch)

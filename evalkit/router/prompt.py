@@ -47,13 +47,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, as_target
+from ._base import Router, RouterOptions, Target, as_target
 from ._call import RoutedCall
 from ._retry import stops_call
 from ._task_features import ROLE_MARK, FeatureSpec, featurize, request_text
 from ._window import PromptSize
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     import numpy as np
 
 __all__ = ["DENSE_FEATURES", "FORMAT", "FORMAT_VERSION", "RULES", "PromptDecision", "PromptModel", "PromptRouter",
@@ -141,9 +143,10 @@ def order_one(probs: Sequence[float], costs: Sequence[float | None], kind: str, 
         if kind == "min_quality":
             group = (0 if cost is not None else 1) if p >= value else 2
             primary = cost if group == 0 else -p
+        elif cost is not None:
+            group, primary = 0, -(p - value * cost)
         else:
-            group = 0 if cost is not None else 1
-            primary = -(p - value * cost) if group == 0 else -p
+            group, primary = 1, -p
         keys.append((group, primary, -p, i))
     keys.sort()
     return [k[3] for k in keys]
@@ -187,10 +190,10 @@ class PromptModel:
     platt_shift: np.ndarray
     rule: RoutingRule
     metrics: Mapping[str, Any] = field(default_factory=dict)
-    _table: Any = field(init=False, repr=False)
-    _affine: Any = field(init=False, repr=False)
-    _cost_array: Any = field(init=False, repr=False)
-    _cost_list: Any = field(init=False, repr=False)
+    _table: np.ndarray = field(init=False, repr=False)
+    _affine: np.ndarray = field(init=False, repr=False)
+    _cost_array: np.ndarray = field(init=False, repr=False)
+    _cost_list: list[float | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -236,7 +239,7 @@ class PromptModel:
 
         slots, values, log_length = featurize(text, self.spec)
         turns = math.log1p(text.count(ROLE_MARK))  # = dense_features(text, log_length)[1], inlined: the hot path
-        out = np.array((log_length, turns, 1.0)) @ self._affine
+        out: np.ndarray = np.array((log_length, turns, 1.0)) @ self._affine
         if slots.size:
             out += values @ np.take(self._table, slots, axis=0)
         return out
@@ -318,7 +321,7 @@ class PromptRouter(Router):
     def __init__(self, model: PromptModel | str | Path,
                  targets: Mapping[str, Target | str] | Sequence[Target | str] | None = None, *,
                  min_quality: float | None = None, lambda_: float | None = None, fallback_on_error: bool = True,
-                 max_attempts: int | None = None, **router_options: Any) -> None:
+                 max_attempts: int | None = None, **router_options: Unpack[RouterOptions]) -> None:
         self.model = model if isinstance(model, PromptModel) else PromptModel.load(model)
         resolved = _resolve_targets(self.model.targets, targets)
         super().__init__(resolved, **router_options)

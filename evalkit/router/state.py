@@ -50,7 +50,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import StateUnavailableError
 from ._nanos import as_text
@@ -59,6 +59,7 @@ from ._redis_url import url_from_env
 __all__ = ["RedisState", "SharedScript"]
 
 Op = Callable[[], Awaitable[Any]]
+_Read = TypeVar("_Read")
 """A background operation: a zero-argument coroutine function, retried (called again) when Redis was down."""
 
 
@@ -299,7 +300,7 @@ class RedisState:
                                                     socket_connect_timeout=timeout)
         return self._sync
 
-    def read(self, fetch: Callable[[Any], Any]) -> Any:
+    def read(self, fetch: Callable[[Any], _Read]) -> _Read:
         """``fetch(sync_client)``, with Redis failures as :class:`~evalkit.errors.StateUnavailableError`."""
         try:
             return fetch(self.sync_client())

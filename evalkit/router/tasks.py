@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from ..errors import AllTargetsFailed, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, as_target
+from ._base import Router, RouterOptions, Target, as_target
 from ._call import RoutedCall
+
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from ..providers import OnDelta
 
 __all__ = ["KeywordClassifier", "TaskRouter", "DEFAULT_RULES"]
 
@@ -89,7 +94,8 @@ class TaskRouter(Router):
     kind = "task"
 
     def __init__(self, routes: Mapping[str, Target | str], *, default: Target | str,
-                 classifier: Callable[[ChatRequest], str | None] | None = None, **router_options) -> None:
+                 classifier: Callable[[ChatRequest], str | None] | None = None,
+                 **router_options: Unpack[RouterOptions]) -> None:
         self.routes = {task: as_target(t) for task, t in routes.items()}
         self.default = as_target(default)
         targets = list({id(t): t for t in [*self.routes.values(), self.default]}.values())
@@ -107,7 +113,7 @@ class TaskRouter(Router):
             return request.task_type
         return self.classifier(request)
 
-    async def complete(self, request: ChatRequest, on_delta: Callable[[Any], None] | None = None) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResponse:
         if "task_type" not in request.metadata:
             request = request.replace(metadata={**request.metadata, "task_type": self.classifier(request)})
         return await super().complete(request, on_delta)
