@@ -51,7 +51,8 @@ class CheckedCassetteYAML:
         """Never used by a replay (``record_mode="none"``); vcrpy's own writer, for completeness."""
         from vcr.serializers import yamlserializer
 
-        return yamlserializer.serialize(data)
+        text: str = yamlserializer.serialize(data)
+        return text
 
     def _refused(self, event: Any, why: str) -> Exception:
         return ConfigError(f"refused: the cassette {why}", file=self.path, line=event.start_mark.line + 1,

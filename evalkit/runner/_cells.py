@@ -1,14 +1,19 @@
-"""Cells: one (item, target, repeat) each, in a stable order, optionally one shard of them."""
+"""Cells: one (item, target, repeat) each, in a stable order, optionally one shard of them.
+
+A cell's *position* is its place in that order, ``(repeat * n_items + item) * n_targets + target``:
+shards are taken by position, and a resumed run marks its finished cells by position
+(:class:`~evalkit.runner._done.DoneCells`), so no cell is ever held in a list.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator
 
 from ..errors import ConfigError
 
-__all__ = ["Cell", "Shard", "in_shard", "iter_cells", "parse_shard", "repeat_seed", "shard_size"]
+__all__ = ["Cell", "Plan", "Shard", "iter_cells", "parse_shard", "repeat_seed", "shard_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +57,42 @@ def iter_cells(n_items: int, n_targets: int, repeats: int, shard: Shard = Shard(
     deterministic across machines. ``target`` (an index) yields only that
     target's cells, in the same order and of the same shard.
     """
-    targets = range(n_targets) if target is None else (target,)
+    return _walk(n_items, n_targets, repeats, shard, range(n_targets) if target is None else (target,), ())
+
+
+def _walk(n_items: int, n_targets: int, repeats: int, shard: Shard, targets: Sequence[int],
+          done: Container[int]) -> Iterator[Cell]:
+    """The cells of ``targets`` in the stable order, of ``shard``, whose position is not in ``done``."""
     for repeat in range(repeats):
         for item in range(n_items):
             base = (repeat * n_items + item) * n_targets
             for t in targets:
-                if (base + t) % shard.count == shard.index - 1:
+                position = base + t
+                if position % shard.count == shard.index - 1 and position not in done:
                     yield Cell(item, t, repeat)
 
 
-def in_shard(cell: Cell, n_items: int, n_targets: int, shard: Shard) -> bool:
-    """Whether ``cell`` belongs to ``shard`` of the stable order (see :func:`iter_cells`)."""
-    position = (cell.repeat * n_items + cell.item) * n_targets + cell.target
-    return position % shard.count == shard.index - 1
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The cells a run has: its first ``n_items`` items × ``targets`` (their names) × ``repeats``, one shard.
+
+    Nothing here is held per cell: the cells are walked (:meth:`pending`) and counted
+    (:attr:`size`) from the four numbers.
+    """
+
+    n_items: int
+    targets: tuple[str, ...]
+    repeats: int
+    shard: Shard = Shard()
+
+    @property
+    def size(self) -> int:
+        """How many cells the plan has (its shard's), without walking them."""
+        return shard_size(self.n_items, len(self.targets), self.repeats, self.shard)
+
+    def pending(self, target: int, done: Container[int] = ()) -> Iterator[Cell]:
+        """``target``'s cells (an index), lazily, in the stable order, skipping the positions in ``done``."""
+        return _walk(self.n_items, len(self.targets), self.repeats, self.shard, (target,), done)
 
 
 def shard_size(n_items: int, n_targets: int, repeats: int, shard: Shard = Shard()) -> int:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import ProviderError
 from ._rows import clipped
+
+if TYPE_CHECKING:
+    from ..datasets import Item
+    from ..graders import Grader
+    from ..providers import Provider
 
 __all__ = ["JUDGE_REFUSED", "NO_JUDGE", "UNGRADED", "GraderCache", "needs_judge"]
 
 
 
-def _spec_key(spec: Mapping[str, Any]) -> Any:
+def _spec_key(spec: Mapping[str, Any]) -> tuple[tuple[str, Any], ...] | str:
     """A hashable key for a grader spec; cheap for flat specs, JSON for nested ones (labels, schemas)."""
     try:
         key = tuple(sorted(spec.items()))
@@ -32,7 +37,7 @@ JUDGE_REFUSED = "judge failed: budget_exceeded"
 """The ``grade_reason`` when the spend cap left nothing for the judge: the run stops asking new cells."""
 
 
-def needs_judge(item: Any) -> bool:
+def needs_judge(item: Item) -> bool:
     """Whether ``item`` is graded by an LLM judge."""
     grader = item.grader
     return (grader.get("type") if isinstance(grader, Mapping) else grader) == "judge"
@@ -45,13 +50,14 @@ class GraderCache:
     instead of being sent to a judge.
     """
 
-    def __init__(self, judge: Any, *, unsafe_code_exec: bool = False, no_judge: bool = False) -> None:
+    def __init__(self, judge: Provider | None, *, unsafe_code_exec: bool = False, no_judge: bool = False) -> None:
         self.judge = judge
         self.unsafe_code_exec = unsafe_code_exec
         self.no_judge = no_judge
-        self._graders: dict[Any, Any] = {}
+        self._graders: dict[tuple[tuple[str, Any], ...] | str, Grader] = {}
 
-    async def grade(self, item: Any, output: str) -> dict[str, Any]:
+    async def grade(self, item: Item, output: str) -> dict[str, Any]:
+        """The grade columns of ``item``'s answer ``output``: score, passed, grade_reason, judge_cost_usd."""
         from ..graders import SandboxUnavailable, grader_for
 
         ungraded = {"score": None, "passed": None, "judge_cost_usd": None}

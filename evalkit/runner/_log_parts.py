@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .schema import ATTEMPT_COLUMNS, CELL, RESULT_COLUMNS
+from .schema import ATTEMPT_COLUMNS, CELL, RESULT_COLUMNS, PolarsType
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["frames", "read_log_part", "rows_of"]
 
 
-def read_log_part(part: Path) -> Any:
+def read_log_part(part: Path) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """(results, attempts) of one log part; ``None`` when it holds no complete line.
 
     polars reads clean parts natively (the common case: a run that ended); a
@@ -22,29 +26,31 @@ def read_log_part(part: Path) -> Any:
     from .schema import attempt_schema, result_schema
 
     try:
-        raw = pl.read_ndjson(part, schema=_log_schema(pl))
+        raw = pl.read_ndjson(part, schema=_log_schema())
     except Exception:  # noqa: BLE001 - any parse problem: fall back to the forgiving reader
         rows = list(rows_of(part))
         return frames(rows) if rows else None
     if raw.is_empty():
         return None
-    results = raw.drop("attempts").cast(result_schema())
+    results = raw.drop("attempts").cast(pl.Schema(result_schema()))
     attempts = (
         raw.select(*CELL, pl.col("attempts"))
         .with_columns(pl.int_ranges(pl.col("attempts").list.len()).alias("attempt"))
         .explode("attempts", "attempt")
         .unnest("attempts")
         .select(list(ATTEMPT_COLUMNS))
-        .cast(attempt_schema())
+        .cast(pl.Schema(attempt_schema()))
     )
     return results, attempts
 
 
-def _log_schema(pl: Any) -> dict[str, Any]:
+def _log_schema() -> dict[str, PolarsType]:
     """How log lines are typed on disk: money as text (exact), attempts as a list of structs."""
+    import polars as pl
+
     from .schema import attempt_schema, result_schema
 
-    def on_disk(schema: dict[str, Any]) -> dict[str, Any]:
+    def on_disk(schema: dict[str, PolarsType]) -> dict[str, PolarsType]:
         return {k: (pl.String if isinstance(v, pl.Decimal) else v) for k, v in schema.items()}
 
     attempt_fields = {k: v for k, v in on_disk(attempt_schema()).items()
@@ -63,23 +69,24 @@ def rows_of(part: Path) -> Iterator[dict[str, Any]]:
                     continue
 
 
-def frames(rows: list[Mapping[str, Any]]) -> tuple[Any, Any]:
+def frames(rows: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(results, attempts) polars DataFrames for log rows, with the stored schemas (:mod:`.schema`)."""
-    import polars as pl
-
     from .schema import attempt_schema, result_schema
 
     attempt_rows = [
         {**{k: row.get(k) for k in CELL}, "attempt": i, **a}
         for row in rows for i, a in enumerate(row.get("attempts") or ())
     ]
-    results = _frame(pl, rows, result_schema(), RESULT_COLUMNS)
-    attempts = _frame(pl, attempt_rows, attempt_schema(), ATTEMPT_COLUMNS)
+    results = _frame(rows, result_schema(), RESULT_COLUMNS)
+    attempts = _frame(attempt_rows, attempt_schema(), ATTEMPT_COLUMNS)
     return results, attempts
 
 
-def _frame(pl: Any, rows: list[Mapping[str, Any]], schema: dict[str, Any], columns: Mapping[str, Any]):
+def _frame(rows: Sequence[Mapping[str, Any]], schema: dict[str, PolarsType],
+           columns: Mapping[str, object]) -> pl.DataFrame:
     from decimal import Decimal
+
+    import polars as pl
 
     data = {name: [r.get(name) for r in rows] for name in columns}
     for name, dtype in schema.items():

@@ -31,11 +31,12 @@ by the router's own limits (``on_saturated: skip``) as local 429s.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from ..errors import ConfigError, ErrorKind
+from ..providers import Provider
 from ..router import (Action, BudgetLedger, CostAwareRouter, FallbackChain, LimitedTarget, Limits, RetryPolicy,
                       Router)
 
@@ -67,18 +68,18 @@ retries, and a spend cap that had no room then."""
 class PacedTarget:
     """What a cell calls (``call``), the gate the scheduler checks (``gate``) and the target's own name."""
 
-    call: Any
+    call: Provider
     gate: LimitedTarget | None
     name: str
 
 
-def paced(target: Any, *, retries: int, concurrency: int, ledger: BudgetLedger | None = None) -> PacedTarget:
+def paced(target: Provider, *, retries: int, concurrency: int, ledger: BudgetLedger | None = None) -> PacedTarget:
     """``target`` as a run asks it (see the module docstring)."""
     if isinstance(target, Router):
         room = leaf_capacity(target)
         gate = None if room is None else LimitedTarget(target, Limits(
             max_in_flight=min(room, concurrency), on_saturated="wait", max_wait_s=_SLOT_WAIT_S))
-        inner = target if gate is None else gate
+        inner: Provider = target if gate is None else gate
         return PacedTarget(inner if ledger is None else _capped(inner, ledger), gate, target.name)
     gate = LimitedTarget(target, Limits(max_in_flight=concurrency, adaptive=True, on_saturated="wait",
                                         max_wait_s=_SLOT_WAIT_S))
@@ -87,7 +88,7 @@ def paced(target: Any, *, retries: int, concurrency: int, ledger: BudgetLedger |
     return PacedTarget(chain, gate, target.name)
 
 
-def leaf_capacity(target: Any) -> int | None:
+def leaf_capacity(target: Provider) -> int | None:
     """Calls ``target`` can have in flight before its own in-flight limits refuse one; ``None``: no such bound.
 
     A limited target holds its ``max_in_flight`` (or less, what is under it);
@@ -98,18 +99,18 @@ def leaf_capacity(target: Any) -> int | None:
         own, inner = target.limits.max_in_flight, leaf_capacity(target.target)
         return inner if own is None else own if inner is None else min(own, inner)
     if isinstance(target, Router):
-        rooms = [leaf_capacity(t) for t in target.targets]
-        return None if not rooms or None in rooms else sum(rooms)  # type: ignore[arg-type]
+        rooms = [room for t in target.targets if (room := leaf_capacity(t)) is not None]
+        return None if not rooms or len(rooms) < len(target.targets) else sum(rooms)
     return None
 
 
-def _capped(target: Any, ledger: BudgetLedger) -> CostAwareRouter:
+def _capped(target: Provider, ledger: BudgetLedger) -> CostAwareRouter:
     # One candidate, refused at once when its worst case does not fit: the run stops asking new cells.
     return CostAwareRouter([(target, 1.0)], ledger=ledger, on_over_budget="refuse", fallback_on_error=False,
                            name=target.name)
 
 
-def check_priced(targets: Any, judge: Any = None) -> None:
+def check_priced(targets: Sequence[Provider], judge: Provider | None = None) -> None:
     """A :class:`~evalkit.ConfigError` on ``--max-spend`` naming a target whose worst case has no price.
 
     Checked by building what the run will (:func:`_capped`), before anything is written.

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .._secret import scrub
 from ..errors import ProviderError
-from ..types import Attempt, ChatRequest, ChatResponse
+from ..types import Attempt, ChatRequest, ChatResponse, Usage
+
+if TYPE_CHECKING:
+    from ..datasets import Item
+    from ..providers import Provider
 
 __all__ = ["attempt_record", "carry_attempts", "cell_row", "clipped", "earlier_cost", "leaf_attempt"]
 
 _TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 
 
-def leaf_attempt(response: ChatResponse, target: Any, started_at: float) -> Attempt:
+def leaf_attempt(response: ChatResponse, target: Provider, started_at: float) -> Attempt:
     """The one attempt of a target that answered without listing its attempts (a custom target)."""
     return Attempt(target=response.provider or target.name, latency_ms=response.latency_ms,
                    ttft_ms=response.ttft_ms, usage=response.usage, cost=response.cost, started_at=started_at)
 
 
-def cell_row(run_id: str, item: Any, target: str, repeat: int, request: ChatRequest,
+def cell_row(run_id: str, item: Item, target: str, repeat: int, request: ChatRequest,
              response: ChatResponse | None, error: ProviderError | None, attempts: list[Attempt],
              started_at: float) -> dict[str, Any]:
     """The row of one asked cell (not yet graded: the grade columns are empty)."""
@@ -29,7 +33,6 @@ def cell_row(run_id: str, item: Any, target: str, repeat: int, request: ChatRequ
     # One unpriced attempt that used tokens makes the cell's cost unknown, never a partial sum.
     unpriced = not sent or any(a.cost is None and a.usage is not None for a in sent)
     cost = None if unpriced else sum((a.cost.total for a in sent if a.cost is not None), Decimal(0))
-    total = lambda field: sum(getattr(u, field) for u in usages)  # noqa: E731
     return {
         "run_id": run_id, "item_id": item.id, "task_type": item.task_type, "target": target, "repeat": repeat,
         "status": "ok" if response is not None else "error",
@@ -40,9 +43,7 @@ def cell_row(run_id: str, item: Any, target: str, repeat: int, request: ChatRequ
         "finish_reason": response.finish_reason.value if response is not None else None,
         "latency_ms": sum(a.latency_ms for a in sent),
         "ttft_ms": response.ttft_ms if response is not None else None,
-        "input_tokens": total("input_tokens"), "cached_input_tokens": total("cached_input_tokens"),
-        "cache_write_tokens": total("cache_write_tokens"), "output_tokens": total("output_tokens"),
-        "reasoning_tokens": total("reasoning_tokens"),
+        **{name: _total(usages, name) for name in _TOKEN_FIELDS},
         "tokens_exact": all(u.exact for u in usages) if usages else None,
         "cost_usd": None if cost is None else str(cost),
         "score": None, "passed": None, "grade_reason": None, "judge_cost_usd": None,
@@ -52,6 +53,11 @@ def cell_row(run_id: str, item: Any, target: str, repeat: int, request: ChatRequ
         "started_at": started_at, "ended_at": None,
         "attempts": [attempt_record(a) for a in attempts],
     }
+
+
+def _total(usages: Sequence[Usage], field: str) -> int:
+    """One token count over every usage (``field`` is one of ``_TOKEN_FIELDS``)."""
+    return sum(int(getattr(u, field)) for u in usages)
 
 
 def attempt_record(a: Attempt) -> dict[str, Any]:

@@ -10,8 +10,9 @@ cells left is saturated, a worker waits until a cell finishes.
 from __future__ import annotations
 
 import asyncio
-import itertools
+from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ._cells import Cell
@@ -30,12 +31,29 @@ class Gate(Protocol):
         """Whether a call started now would have to wait."""
 
 
+@dataclass(slots=True)
+class _Stream:
+    """One target's cells still to hand out: those put back first, then its lazy stream."""
+
+    target: int
+    cells: Iterator[Cell]
+    gate: Gate | None
+    put_back: deque[Cell] = field(default_factory=deque)
+
+    def next(self) -> Cell | None:
+        return self.put_back.popleft() if self.put_back else next(self.cells, None)
+
+
 class CellQueue:
-    """The cells still to ask, one stream per target, handed out round-robin to targets with room."""
+    """The cells still to ask, one stream per target, handed out round-robin to targets with room.
+
+    Holds no cell but those put back (at most the cells in flight): each stream is pulled one
+    cell at a time, when a worker is free to ask it.
+    """
 
     def __init__(self, streams: Sequence[Iterator[Cell]], gates: Sequence[Gate | None]) -> None:
-        # [target index, its pending cells, its gate]; a target leaves the list when its cells run out.
-        self._streams: list[list] = [[t, stream, gate] for t, (stream, gate) in enumerate(zip(streams, gates))]
+        # A target leaves the list when its cells run out (and comes back if one is put back).
+        self._streams = [_Stream(t, stream, gate) for t, (stream, gate) in enumerate(zip(streams, gates))]
         self._gates = list(gates)
         self._turn = 0
         self._changed = asyncio.Event()
@@ -66,11 +84,11 @@ class CellQueue:
 
     def put_back(self, cell: Cell) -> None:
         """Hand ``cell`` out again, first of its target's (the spend cap had no room for it just now)."""
-        entry = next((e for e in self._streams if e[0] == cell.target), None)
-        if entry is None:
-            self._streams.append([cell.target, iter((cell,)), self._gates[cell.target]])
-        else:
-            entry[1] = itertools.chain((cell,), entry[1])
+        stream = next((s for s in self._streams if s.target == cell.target), None)
+        if stream is None:
+            stream = _Stream(cell.target, iter(()), self._gates[cell.target])
+            self._streams.append(stream)
+        stream.put_back.appendleft(cell)
 
     async def next_finish(self) -> None:
         """Wait until some cell ends, or the queue stops."""
@@ -88,11 +106,11 @@ class CellQueue:
         tried = 0
         while tried < len(streams):
             index = (self._turn + tried) % len(streams)
-            _, stream, gate = streams[index]
-            if gate is not None and gate.saturated():
+            stream = streams[index]
+            if stream.gate is not None and stream.gate.saturated():
                 tried += 1
                 continue
-            cell = next(stream, None)
+            cell = stream.next()
             if cell is None:  # this target has nothing left: drop it, look at the same position again
                 del streams[index]
                 continue

@@ -50,14 +50,17 @@ import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
-from ..emulator._urls import WireURLs
-from ..providers._http import TIMING_EXTENSION
+from ..emulator import WireURLs
+from ..providers import TIMING_EXTENSION
 from ._cassette_scrub import (REDACTED, SECRET_RESPONSE_HEADERS, as_bytes, scrub_bytes, scrub_request,
                               scrub_text)
+
+if TYPE_CHECKING:
+    from ..emulator import Fleet
 
 __all__ = [
     "LATENCY_HEADER", "MATCH_ON", "PLACEHOLDER_BASE_URL", "REDACTED", "TIMING_EXTENSION", "TTFT_HEADER",
@@ -361,7 +364,7 @@ def same_body(live: Any, recorded: Any) -> None:
 class ReplayEmulator(WireURLs):
     """Stands in for :class:`~evalkit.emulator.Emulator` in a replay: the fleet, but no server."""
 
-    fleet: Any
+    fleet: Fleet
     seed: int = 0
     time_scale: float = 0.02
     base_url: str = PLACEHOLDER_BASE_URL
@@ -374,7 +377,8 @@ class ReplayEmulator(WireURLs):
         return None
 
 
-def replay_emulator(fleet: Any = None, seed: int = 0, time_scale: float = 0.02) -> ReplayEmulator:
+def replay_emulator(fleet: Fleet | str | Path | None = None, seed: int = 0, time_scale: float = 0.02
+                    ) -> ReplayEmulator:
     """What ``emulator:MODEL`` targets resolve against in a replay (``fleet``: a Fleet, a path, or the default)."""
     from ..emulator.fleet import Fleet, load_fleet
 

@@ -19,11 +19,14 @@ import asyncio
 import functools
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .._secret import scrubbed_warnings
 from .._flags import blank_refused, fraction, number, usd
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .regrade import RegradeResult
 
 __all__ = ["EXIT_CODES", "add_merge_parser", "add_regrade_parser", "add_run_parser", "merge_command",
            "regrade_command", "run_command"]
@@ -135,6 +138,7 @@ def add_regrade_parser(subparsers: Any) -> None:
 def regrade_command(args: argparse.Namespace) -> int:
     import json
 
+    from ..providers import Closeable
     from .regrade import regrade
     from .results import results_df
     from .session import _maybe_emulator
@@ -152,14 +156,14 @@ def regrade_command(args: argparse.Namespace) -> int:
             raise ConfigError("only paces an emulated judge, and this regrade has none", field="--time-scale")
         emulator = {**(emulator or {}), "time_scale": args.time_scale}
 
-    async def go() -> int:
+    async def go() -> RegradeResult:
         with _maybe_emulator([], judge_spec, emulator) as emu:
             judge = resolve_targets([judge_spec], emulator=emu)[0] if judge_spec else None
             try:
                 return await regrade(args.run_dir, judge=judge, judge_spec=judge_spec,
                                      unsafe_code_exec=args.unsafe_code_exec)
             finally:
-                if judge is not None and hasattr(judge, "aclose"):
+                if isinstance(judge, Closeable):
                     await judge.aclose()
 
     try:
@@ -188,8 +192,9 @@ def add_merge_parser(subparsers: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..runner import RunOptions, run_suite
-    from ..runner._cells import Shard, parse_shard
+    from ._cells import Shard, parse_shard
+    from .run import RunOptions
+    from .session import run_suite
 
     _fill_defaults(args)
     shard = parse_shard(args.shard) if args.shard else Shard()
@@ -255,7 +260,8 @@ def _resumed_config(run_dir: Path) -> dict[str, Any]:
     manifest = run_dir / "manifest.json"
     if not manifest.is_file():
         raise ConfigError("not a run directory (no manifest.json)", file=str(run_dir), field="--resume")
-    return json.loads(manifest.read_text()).get("config", {})
+    config: dict[str, Any] = json.loads(manifest.read_text()).get("config", {})
+    return config
 
 
 def _write_failed(exc: OSError, run_dir: Path, *, hint: str) -> int:

@@ -85,7 +85,7 @@ def _failed(results: Any) -> int:
     import polars as pl
 
     failed = (pl.col("status") == "error") | pl.col("grade_reason").str.starts_with(JUDGE_FAILED).fill_null(False)
-    return results.filter(failed).height
+    return int(results.filter(failed).height)
 
 
 def report_ungraded(results: Any, run_dir: Path) -> None:

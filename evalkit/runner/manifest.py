@@ -7,7 +7,10 @@ import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from ..datasets import Dataset
 
 __all__ = ["build_manifest", "git_sha", "now_iso"]
 
@@ -25,7 +28,7 @@ def git_sha(cwd: str | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def build_manifest(*, run_id: str, dataset: Any, targets: list[str], config: Mapping[str, Any],
+def build_manifest(*, run_id: str, dataset: Dataset, targets: list[str], config: Mapping[str, Any],
                    simulated: list[str] | None = None) -> dict[str, Any]:
     """The manifest of a new run (``ended_at`` is filled in when it finishes)."""
     from .._version import __version__

@@ -20,7 +20,7 @@ import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
 from ._cells import Shard, parse_shard, shard_size
@@ -121,7 +121,7 @@ def merge_runs(shards: Sequence[Path], output: Path) -> MergeResult:
     return result
 
 
-def _check_same(stores: Sequence[RunStore], manifests: Sequence[dict]) -> None:
+def _check_same(stores: Sequence[RunStore], manifests: Sequence[Mapping[str, Any]]) -> None:
     first = manifests[0]
     for store, manifest in zip(stores[1:], manifests[1:]):
         for key, a, b in (("dataset", first["dataset"]["sha256"], manifest["dataset"]["sha256"]),
@@ -133,7 +133,7 @@ def _check_same(stores: Sequence[RunStore], manifests: Sequence[dict]) -> None:
                 raise ConfigError(f"differs from {stores[0].path}: {a!r} vs {b!r}", file=str(store.path), field=key)
 
 
-def _shard_of(store: RunStore, manifest: dict) -> Shard:
+def _shard_of(store: RunStore, manifest: Mapping[str, Any]) -> Shard:
     text = manifest["config"].get("shard") or "1/1"
     try:
         return parse_shard(text)
@@ -142,7 +142,7 @@ def _shard_of(store: RunStore, manifest: dict) -> Shard:
                           field="shard") from None
 
 
-def _shard_states(stores: Sequence[RunStore], manifests: Sequence[dict], output: Path) -> MergeResult:
+def _shard_states(stores: Sequence[RunStore], manifests: Sequence[Mapping[str, Any]], output: Path) -> MergeResult:
     """Each shard's slice, status and cells; the slices no shard covers."""
     shards = [_shard_of(store, m) for store, m in zip(stores, manifests)]
     seen: dict[int, RunStore] = {}
@@ -166,7 +166,8 @@ def _shard_states(stores: Sequence[RunStore], manifests: Sequence[dict], output:
     return MergeResult(output, states, tuple(str(s) for s in missing), sum(shard_size(*sizes, s) for s in missing))
 
 
-def _merged_manifest(stores: Sequence[RunStore], manifests: Sequence[dict], result: MergeResult) -> dict:
+def _merged_manifest(stores: Sequence[RunStore], manifests: Sequence[Mapping[str, Any]],
+                     result: MergeResult) -> dict[str, Any]:
     merged = {k: v for k, v in manifests[0].items() if k not in _PER_RUN}
     merged.update(run_id=result.output.name, merged_from=[str(s.path) for s in stores], ended_at=now_iso(),
                   started_at=min(m["started_at"] for m in manifests),
@@ -183,7 +184,7 @@ def _merged_manifest(stores: Sequence[RunStore], manifests: Sequence[dict], resu
     return merged
 
 
-def _write_merged(stores: Sequence[RunStore], output: Path, manifest: dict) -> None:
+def _write_merged(stores: Sequence[RunStore], output: Path, manifest: Mapping[str, Any]) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         output.mkdir()  # the atomic claim on the name: a second merge into it gets the error

@@ -8,7 +8,10 @@ numbers go to one output line that is updated in place.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from .run import RunTotals
 
 __all__ = ["NotebookProgress", "RunProgress", "in_notebook"]
 
@@ -45,7 +48,7 @@ class RunProgress:
     def __exit__(self, *exc_info: Any) -> None:
         self._progress.__exit__(*exc_info)
 
-    def update(self, row: Mapping[str, Any], totals: Any) -> None:
+    def update(self, row: Mapping[str, Any], totals: RunTotals) -> None:
         """Advance by one finished cell."""
         task = self._progress.tasks[0]
         elapsed = task.elapsed or 0.0
@@ -63,37 +66,45 @@ def in_notebook() -> bool:
     return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
 
 
+class _DisplayHandle(Protocol):
+    """What IPython's ``display(..., display_id=True)`` returns: an output that can be redrawn."""
+
+    def update(self, obj: object) -> None: ...
+
+
 class NotebookProgress:
     """The progress line of a run in a notebook: one output updated in place, at most 4 times a second."""
 
     def __init__(self, label: str, min_interval_s: float = 0.25) -> None:
         self._label, self._min_interval_s = label, min_interval_s
-        self._handle: Any = None
+        self._handle: _DisplayHandle | None = None
+        self._pretty: Callable[[str], object] = str
         self._shown_at = 0.0
-        self._totals: Any = None
+        self._totals: RunTotals | None = None
 
     def __enter__(self) -> NotebookProgress:
-        from IPython.display import Pretty, display
+        import importlib
 
-        self._pretty = Pretty  # plain text as is: no quotes around it, no Markdown reading "$" as maths
-        self._handle = display(Pretty(f"{self._label}: starting"), display_id=True)
+        shown: Any = importlib.import_module("IPython.display")  # IPython ships no type information
+        self._pretty = shown.Pretty  # plain text as is: no quotes around it, no Markdown reading "$" as maths
+        self._handle = shown.display(self._pretty(f"{self._label}: starting"), display_id=True)
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._totals is not None:
+    def __exit__(self, *exc_info: object) -> None:
+        if self._totals is not None and self._handle is not None:
             self._handle.update(self._pretty(self.line(self._totals)))
 
-    def update(self, row: Mapping[str, Any], totals: Any) -> None:
+    def update(self, row: Mapping[str, Any], totals: RunTotals) -> None:
         """Count one finished cell; redraw when the last redraw is old enough."""
         import time
 
         self._totals = totals
         now = time.monotonic()
-        if now - self._shown_at >= self._min_interval_s:
+        if now - self._shown_at >= self._min_interval_s and self._handle is not None:
             self._shown_at = now
             self._handle.update(self._pretty(self.line(totals)))
 
-    def line(self, totals: Any) -> str:
+    def line(self, totals: RunTotals) -> str:
         """``smoke ████████░░ 164/164 cells · 52.1 cells/s · 9 errors · $0.1234 + judge $0.0456 (+3 unpriced)``."""
         width = 30
         filled = round(width * totals.done / totals.total) if totals.total else 0

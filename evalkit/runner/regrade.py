@@ -18,13 +18,16 @@ import asyncio
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ._grading import GraderCache
 from .lock import RunLock
 from .manifest import now_iso
 from .store import RunStore, write_parquet
+
+if TYPE_CHECKING:
+    from ..providers import Provider
 
 __all__ = ["RegradeResult", "TargetChanges", "regrade"]
 
@@ -94,7 +97,7 @@ class RegradeResult:
         return [scrub(line) for line in out]
 
 
-async def regrade(run_dir: str | Path, *, judge: Any = None, judge_spec: str | None = None,
+async def regrade(run_dir: str | Path, *, judge: Provider | None = None, judge_spec: str | None = None,
                   concurrency: int = 8, unsafe_code_exec: bool = False) -> RegradeResult:
     """Grade every answered cell of ``run_dir`` again; returns what changed, and records it in the manifest.
 

@@ -1,12 +1,17 @@
 """Run a dataset across targets: every (item, target, repeat) cell asked, graded and written to disk.
 
-A cell's failure is a row with a typed error, never a crash of the run. Each
-target has a lazy stream of its pending cells (finished cells are skipped on
-resume); a fixed pool of workers takes cells from targets in turn, skipping a
-target whose adaptive in-flight limit is full (:mod:`._schedule`), and each
-row is written as soon as it is graded, so memory stays flat however many
-cells a run has. How each target is asked (retries, adaptive concurrency, the
-spend cap) is :mod:`._pacing`.
+A cell's failure is a row with a typed error, never a crash of the run. No cell
+is ever held in a list: each target has a lazy stream of its pending cells,
+walked from the plan's counts (:class:`~evalkit.runner._cells.Plan`; the first
+``--limit`` items, the shard's cells); a fixed pool of workers takes cells from
+targets in turn, skipping a target whose adaptive in-flight limit is full
+(:mod:`._schedule`), and each row is written as soon as it is graded. Memory is
+the dataset, the cells in flight and, when resuming, one byte per cell of the
+plan marking those already written (:class:`~evalkit.runner._done.DoneCells`:
+1 MB per million cells, read one store part at a time), plus the earlier asks
+of the cells ``--retry-failed`` asks again; it does not grow as cells are asked.
+Measured by ``benchmarks/runner_memory.py``. How each target is asked (retries,
+adaptive concurrency, the spend cap) is :mod:`._pacing`.
 """
 
 from __future__ import annotations
@@ -18,16 +23,22 @@ import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, ErrorKind, InternalError, ProviderError
-from ..types import Attempt, ChatRequest, ChatResponse
-from ._cells import Cell, Shard, in_shard, iter_cells, repeat_seed, shard_size
+from ..types import Attempt, ChatRequest, ChatResponse, StreamRestart
+from ._cells import Cell, Plan, Shard, repeat_seed
+from ._done import DoneCells
 from ._grading import JUDGE_REFUSED, UNGRADED, GraderCache, _GraderCache  # noqa: F401 - regrade's import
 from ._pacing import PacedTarget, paced
 from ._rows import attempt_record, carry_attempts, cell_row, clipped, earlier_cost, leaf_attempt
 from ._schedule import CellQueue
 from .store import RunStore
+
+if TYPE_CHECKING:
+    from ..datasets import Dataset, Item
+    from ..providers import Provider
+    from ..router import BudgetLedger
 
 __all__ = ["LIMITS", "UNGRADED", "RunOptions", "RunTotals", "attempt_record", "check_number", "run_cells"]
 
@@ -161,28 +172,28 @@ class RunTotals:
             self.judge_spend += Decimal(row["judge_cost_usd"])
 
 
-async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, options: RunOptions, *,
-                    run_id: str, judge: Any = None,
+async def run_cells(dataset: Dataset, targets: Sequence[Provider], store: RunStore, options: RunOptions, *,
+                    run_id: str, judge: Provider | None = None,
                     on_row: Callable[[Mapping[str, Any], RunTotals], None] | None = None,
                     again: Mapping[Key, Sequence[Mapping[str, Any]]] | None = None,
-                    ledger: Any = None) -> RunTotals:
+                    ledger: BudgetLedger | None = None) -> RunTotals:
     """Ask every cell not yet in ``store``; returns the totals of this invocation.
 
     ``again``: cells to ask again, with their earlier asks' attempt records (the new row carries
     them). ``ledger``: the run's :class:`~evalkit.router.BudgetLedger`; a cell it refuses before
     sending is put back while other cells hold reservations, else the run stops asking.
     """
-    names = [t.name for t in targets]
-    items = dataset.items[:options.limit] if options.limit else dataset.items
     again = again or {}
-    done = store.done_keys() - again.keys()
-    totals = _planned(done, items, names, options)
+    plan = Plan(min(len(dataset.items), options.limit or len(dataset.items)), tuple(t.name for t in targets),
+                options.repeats, options.shard)
+    items = dataset.items  # indexed by cell, never copied: --limit is the plan's n_items
+    done = DoneCells.of(store, plan, items, again.keys())
+    totals = RunTotals(total=plan.size - len(done), skipped=len(done))
     asked = [paced(t, retries=options.retries, concurrency=options.concurrency, ledger=ledger) for t in targets]
-    if judge is not None:
-        judge = paced(judge, retries=options.retries, concurrency=options.concurrency, ledger=ledger).call
-    queue = CellQueue([_pending(items, names, t, options, done) for t in range(len(names))],
-                      [a.gate for a in asked])
-    graders = GraderCache(judge, unsafe_code_exec=options.unsafe_code_exec, no_judge=options.no_judge)
+    judge_call = None if judge is None else paced(judge, retries=options.retries,
+                                                  concurrency=options.concurrency, ledger=ledger).call
+    queue = CellQueue([plan.pending(t, done) for t in range(len(asked))], [a.gate for a in asked])
+    graders = GraderCache(judge_call, unsafe_code_exec=options.unsafe_code_exec, no_judge=options.no_judge)
 
     async def worker() -> None:
         while (cell := await queue.take()) is not None:
@@ -201,10 +212,10 @@ async def run_cells(dataset: Any, targets: Sequence[Any], store: RunStore, optio
                 continue
             if row["grade_reason"] == JUDGE_REFUSED:
                 queue.stop()
-            row = store.append(row)
-            totals.add(row, earlier_cost(earlier) if earlier else Decimal(0))
+            written = store.append(row)
+            totals.add(written, earlier_cost(earlier) if earlier else Decimal(0))
             if on_row is not None:
-                on_row(row, totals)
+                on_row(written, totals)
 
     totals.started = time.monotonic()
     try:
@@ -250,38 +261,7 @@ def _long_lived_objects_frozen() -> Iterator[None]:
 _runs_freezing = 0
 
 
-def _planned(done: set[Key], items: Sequence[Any], names: Sequence[str], options: RunOptions) -> RunTotals:
-    """Totals before asking: the plan's cells already done (skipped) and those to ask (total)."""
-    skipped = _done_in_plan(done, items, names, options)
-    planned = shard_size(len(items), len(names), options.repeats, options.shard)
-    return RunTotals(total=planned - skipped, skipped=skipped)
-
-
-def _done_in_plan(done: set[Key], items: Sequence[Any], names: Sequence[str], options: RunOptions) -> int:
-    """How many finished cells belong to this run's plan (its items, targets, repeats and shard)."""
-    if not done:
-        return 0
-    item_index = {item.id: i for i, item in enumerate(items)}
-    target_index = {name: t for t, name in enumerate(names)}
-    count = 0
-    for item_id, target, repeat in done:
-        i, t = item_index.get(item_id), target_index.get(target)
-        if i is not None and t is not None and repeat < options.repeats:
-            count += in_shard(Cell(i, t, repeat), len(items), len(names), options.shard)
-    return count
-
-
-def _pending(items: Sequence[Any], names: Sequence[str], target: int, options: RunOptions,
-             done: set[Key]) -> Iterator[Cell]:
-    """``target``'s cells of the plan not yet in the store, lazily, in the stable order."""
-    cells = iter_cells(len(items), len(names), options.repeats, options.shard, target=target)
-    if not done:
-        return cells
-    name = names[target]
-    return (c for c in cells if (items[c.item].id, name, c.repeat) not in done)
-
-
-def build_request(item: Any, cell: Cell, options: RunOptions) -> ChatRequest:
+def build_request(item: Item, cell: Cell, options: RunOptions) -> ChatRequest:
     """The request one cell sends: the item's messages, the run's sampling settings, a per-repeat seed."""
     max_tokens = item.metadata.get("max_tokens", options.max_tokens) if item.metadata else options.max_tokens
     return ChatRequest(
@@ -294,7 +274,7 @@ def build_request(item: Any, cell: Cell, options: RunOptions) -> ChatRequest:
     )
 
 
-async def _ask(item: Any, target: PacedTarget, cell: Cell, options: RunOptions, run_id: str,
+async def _ask(item: Item, target: PacedTarget, cell: Cell, options: RunOptions, run_id: str,
                graders: GraderCache, earlier: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:
     """The graded row of one cell; ``None`` when the spend cap refused it before anything was sent."""
     request = build_request(item, cell, options)
@@ -330,5 +310,5 @@ async def _ask(item: Any, target: PacedTarget, cell: Cell, options: RunOptions, 
     return row
 
 
-def _read(delta: Any) -> None:
+def _read(delta: str | StreamRestart) -> None:
     """The reader of a streamed cell: the text is in the response at the end; only its arrival matters."""

@@ -12,7 +12,14 @@ as UTC datetimes (null when unknown): :func:`frame_schema`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from polars import DataType
+    from polars.datatypes import DataTypeClass
+
+PolarsType: TypeAlias = "DataType | DataTypeClass"
+"""A polars column type, as polars' own ``cast``/``DataFrame(schema=...)`` take it."""
 
 __all__ = ["ATTEMPT_COLUMNS", "CELL", "KEY", "RESULT_COLUMNS", "attempt_schema", "frame_schema", "result_schema"]
 
@@ -84,27 +91,28 @@ ATTEMPT_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def _dtype(kind: str, *, stored: bool = True, exact_money: bool = True) -> Any:
+def _dtype(kind: str, *, stored: bool = True, exact_money: bool = True) -> PolarsType:
     import polars as pl
 
     if kind == "money":
         return pl.Decimal(38, 12) if stored or exact_money else pl.Float64
     if kind == "time":
         return pl.Float64 if stored else pl.Datetime("us", "UTC")
-    return {"str": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}[kind]
+    plain: dict[str, PolarsType] = {"str": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
+    return plain[kind]
 
 
-def result_schema() -> dict[str, Any]:
+def result_schema() -> dict[str, PolarsType]:
     """Polars schema of the results as a run stores them (money ``Decimal``, times epoch seconds)."""
     return {name: _dtype(kind) for name, (kind, _) in RESULT_COLUMNS.items()}
 
 
-def attempt_schema() -> dict[str, Any]:
+def attempt_schema() -> dict[str, PolarsType]:
     """Polars schema of the attempts as a run stores them (money ``Decimal``, times epoch seconds)."""
     return {name: _dtype(kind) for name, (kind, _) in ATTEMPT_COLUMNS.items()}
 
 
-def frame_schema(table: str, *, exact_money: bool = False) -> dict[str, Any]:
+def frame_schema(table: str, *, exact_money: bool = False) -> dict[str, PolarsType]:
     """Polars schema of ``results_df`` (``table="results"``) or ``attempts_df`` (``"attempts"``).
 
     Money is Float64 (``Decimal(38, 12)`` with ``exact_money``), times ``Datetime("us", "UTC")``.

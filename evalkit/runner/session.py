@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError
+from ..providers import Closeable
 from ._cells import Shard
 from .lock import RunLock
 from .manifest import build_manifest, now_iso
@@ -22,6 +23,14 @@ from ._pacing import TRANSIENT_KINDS, check_priced, spend_ledger
 from .run import RunOptions, RunTotals, run_cells
 from .store import RunStore
 from .targets import EMULATOR_PREFIX, resolve_targets
+
+if TYPE_CHECKING:
+    from ..datasets import Dataset
+    from ..emulator import Emulator
+    from ..providers import Provider
+    from ..router import BudgetLedger
+    from .cassettes import RecordingCassette, ReplayCassette, ReplayEmulator
+    from .store import Key
 
 __all__ = ["RunResult", "check_run_id", "new_run_id", "run_suite"]
 
@@ -43,7 +52,8 @@ async def run_suite(suite: str | Path, target_specs: Sequence[str], *, options: 
                     runs_dir: str | Path = "runs", run_id: str | None = None, resume: str | Path | None = None,
                     judge_spec: str | None = None, emulator: dict[str, Any] | None = None,
                     progress: bool | Callable[[Mapping[str, Any], RunTotals], None] = True,
-                    cassette: Any = None, retry_failed: bool = False) -> RunResult:
+                    cassette: RecordingCassette | ReplayCassette | None = None,
+                    retry_failed: bool = False) -> RunResult:
     """Run (or resume) ``suite`` × ``target_specs`` × ``options.repeats`` and return where it went.
 
     ``emulator`` (``{"seed": 0, "time_scale": 0.02, "fleet": "my_fleet.yaml"}``, fleet
@@ -110,8 +120,9 @@ def _new_store(runs_dir: str | Path, run_id: str | None, retry_failed: bool) -> 
     return store
 
 
-def _held_targets(held: contextlib.AsyncExitStack, specs: Sequence[str], judge_spec: str | None, emu: Any,
-                  cassette: Any) -> tuple[list[Any], Any]:
+def _held_targets(held: contextlib.AsyncExitStack, specs: Sequence[str], judge_spec: str | None,
+                  emu: Emulator | ReplayEmulator | None, cassette: RecordingCassette | ReplayCassette | None,
+                  ) -> tuple[list[Provider], Provider | None]:
     """The run's targets and judge, each closed when ``held`` closes (before the emulator stops)."""
     transport = None
     if cassette is not None:  # one for the whole run; its connections close after every provider has
@@ -120,7 +131,7 @@ def _held_targets(held: contextlib.AsyncExitStack, specs: Sequence[str], judge_s
     targets = resolve_targets(specs, emulator=emu, transport=transport)
     judge = resolve_targets([judge_spec], emulator=emu, transport=transport)[0] if judge_spec else None
     for closable in (*targets, judge):
-        if hasattr(closable, "aclose"):
+        if isinstance(closable, Closeable):
             held.push_async_callback(closable.aclose)
     return targets, judge
 
@@ -136,9 +147,10 @@ def _record_end(store: RunStore, totals: RunTotals) -> None:
     store.write_manifest(manifest)
 
 
-async def _ask_missing_cells(store: RunStore, dataset: Any, targets: Sequence[Any], judge: Any,
-                             options: RunOptions, progress: bool | Callable[..., None],
-                             again: Mapping[Any, Any] | None, ledger: Any) -> RunTotals:
+async def _ask_missing_cells(store: RunStore, dataset: Dataset, targets: Sequence[Provider], judge: Provider | None,
+                             options: RunOptions, progress: bool | Callable[[Mapping[str, Any], RunTotals], None],
+                             again: Mapping[Key, Sequence[Mapping[str, Any]]] | None,
+                             ledger: BudgetLedger | None) -> RunTotals:
     """Ask every cell not yet in ``store``, with Parquet compacted before and after (also after a failure)."""
     store.compact()  # a crashed run may have left log parts behind
     _warn_if_code_cannot_run(dataset, options)
@@ -213,7 +225,8 @@ INVOCATION_OPTIONS = ("concurrency", "retries", "max_spend", "unsafe_code_exec")
 """Options of one invocation: a resume takes them from the caller and records them in the manifest."""
 
 
-def _resumed(path: Path, given: RunOptions) -> tuple:
+def _resumed(path: Path, given: RunOptions
+             ) -> tuple[RunStore, str, list[str], RunOptions, str | None, dict[str, Any] | None]:
     store = RunStore(path)
     if not store.manifest_path.is_file():
         raise ConfigError("not a run directory (no manifest.json)", file=str(path), field="--resume")
@@ -228,7 +241,7 @@ def _resumed(path: Path, given: RunOptions) -> tuple:
     return store, config["suite"], manifest["targets"], options, config.get("judge"), config.get("emulator")
 
 
-def _reopened(store: RunStore, dataset: Any, options: RunOptions, *, retry_failed: bool = False) -> None:
+def _reopened(store: RunStore, dataset: Dataset, options: RunOptions, *, retry_failed: bool = False) -> None:
     """Check a resumed run is of the same dataset; record this invocation's options in its manifest."""
     manifest = store.read_manifest()
     if manifest["dataset"]["sha256"] != dataset.sha256:
@@ -240,7 +253,7 @@ def _reopened(store: RunStore, dataset: Any, options: RunOptions, *, retry_faile
     store.write_manifest(manifest)
 
 
-def _check_judge(dataset: Any, options: RunOptions, judge_spec: str | None) -> None:
+def _check_judge(dataset: Dataset, options: RunOptions, judge_spec: str | None) -> None:
     """Judge-graded items need a judge, or ``--no-judge`` to leave them ungraded on purpose."""
     if options.no_judge and judge_spec:
         raise ConfigError("--no-judge leaves judge-graded items ungraded, so a judge would be unused",
@@ -255,7 +268,7 @@ def _check_judge(dataset: Any, options: RunOptions, judge_spec: str | None) -> N
                           file=str(dataset.path), field="--judge")
 
 
-def _register_suite(emu: Any, dataset: Any) -> None:
+def _register_suite(emu: Emulator | ReplayEmulator, dataset: Dataset) -> None:
     """A suite the emulator does not bundle is registered with it: its prompts get gradable answers.
 
     A replay's emulator (no server) has nothing to register with: the cassette answers.
@@ -269,7 +282,7 @@ def _register_suite(emu: Any, dataset: Any) -> None:
               "models answer them right or wrong by their skill per task type", file=sys.stderr)
 
 
-def _failed_cells(store: RunStore) -> Mapping[Any, Any]:
+def _failed_cells(store: RunStore) -> Mapping[Key, Sequence[Mapping[str, Any]]]:
     """The cells whose last ask failed with a transient error, with the attempt records of their asks."""
     return store.failed_cells(TRANSIENT_KINDS)
 
@@ -286,7 +299,7 @@ def _spent(store: RunStore) -> Decimal:
     return total
 
 
-def _warn_if_code_cannot_run(dataset: Any, options: RunOptions) -> None:
+def _warn_if_code_cannot_run(dataset: Dataset, options: RunOptions) -> None:
     """One line on stderr when code_exec items will stay ungraded: no sandbox, and no permission to run without."""
     if options.unsafe_code_exec or not any((item.grader or {}).get("type") == "code_exec" for item in dataset):
         return
@@ -307,7 +320,7 @@ def _shard(text: str | None) -> Shard | None:
 
 @contextlib.contextmanager
 def _maybe_emulator(specs: Sequence[str], judge: str | None, settings: dict[str, Any] | None, *,
-                    replay: bool = False) -> Iterator[Any]:
+                    replay: bool = False) -> Iterator[Emulator | ReplayEmulator | None]:
     needed = any(s.startswith(EMULATOR_PREFIX) for s in [*specs, judge or ""])
     if not needed:
         yield None
@@ -327,7 +340,8 @@ def _maybe_emulator(specs: Sequence[str], judge: str | None, settings: dict[str,
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool | Callable[..., None], label: str) -> Iterator[Any]:
+def _progress(enabled: bool | Callable[[Mapping[str, Any], RunTotals], None], label: str
+              ) -> Iterator[Callable[[Mapping[str, Any], RunTotals], None] | None]:
     if callable(enabled):  # the caller's own: called with each finished row and the running totals
         yield enabled
         return

@@ -12,7 +12,7 @@ Each finished cell is one line written and flushed at once, so a crash
 (SIGKILL included) loses at most the cell being written, whose torn line is
 ignored. Compaction turns each log part into its two Parquet parts, one part at
 a time, so memory stays flat however large the run. Resume reads the keys of
-every finished cell from both places.
+every finished cell from both places, one part at a time (:meth:`RunStore.key_frames`).
 
 Every Parquet part is named after the log part it was made from and written
 atomically before that log part is removed. A crash between the two leaves
@@ -36,12 +36,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .._json import dumps_line
 from .._secret import mentions_secret, scrub_strings
 from ._log_parts import frames, read_log_part, rows_of
 from .schema import ATTEMPT_COLUMNS, CELL, KEY
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["RunStore", "frames", "latest_attempts", "latest_rows", "part_order", "write_parquet"]
 
@@ -55,7 +58,7 @@ class RunStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._log: Any = None
+        self._log: int | None = None  # the open log part's file descriptor
         self._log_path: Path | None = None
         self._rows_in_part = 0
         self._log_size = 0
@@ -67,7 +70,9 @@ class RunStore:
         return self.path / "manifest.json"
 
     def read_manifest(self) -> dict[str, Any]:
-        return json.loads(self.manifest_path.read_text())
+        """manifest.json as written (:mod:`.manifest`)."""
+        manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
+        return manifest
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
         """Atomically replace manifest.json (secret values scrubbed)."""
@@ -88,15 +93,14 @@ class RunStore:
         if mentions_secret(line):
             row = scrub_strings(dict(row))
             line = dumps_line(row)
-        if self._log is None or self._rows_in_part >= _PART_ROWS:
-            self._open_part()
+        log = self._log if self._log is not None and self._rows_in_part < _PART_ROWS else self._open_part()
         written = 0
         try:
             while written < len(line):  # a write may be short when the disk fills up
-                written += os.write(self._log, line[written:])
+                written += os.write(log, line[written:])
         except OSError as exc:
             if written:  # the next line must not be glued to a torn one
-                os.ftruncate(self._log, self._log_size)
+                os.ftruncate(log, self._log_size)
             self.close()
             exc.filename = exc.filename or str(self._log_path)
             raise
@@ -104,7 +108,8 @@ class RunStore:
         self._rows_in_part += 1
         return row
 
-    def _open_part(self) -> None:
+    def _open_part(self) -> int:
+        """Open the next log part for appending; its file descriptor."""
         self.close()
         log_dir = self.path / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +119,7 @@ class RunStore:
         self._log = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self._rows_in_part = 0
         self._log_size = os.fstat(self._log).st_size
+        return self._log
 
     def _next_part_number(self) -> int:
         numbers = [part_order(p)[0] for d in ("log", "results", "attempts")
@@ -121,6 +127,7 @@ class RunStore:
         return max(numbers, default=-1) + 1
 
     def close(self) -> None:
+        """Close the open log part, if any (the next :meth:`append` opens a new one)."""
         if self._log is not None:
             os.close(self._log)
             self._log = None
@@ -155,7 +162,7 @@ class RunStore:
         """Every complete line of one log part; a torn line (a crash mid-write) is skipped."""
         return list(rows_of(part))
 
-    def read_table(self, table: str, columns: Sequence[str] | None = None) -> Any:
+    def read_table(self, table: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Every row of ``table`` ("results"/"attempts") as stored, in the order written; a polars DataFrame.
 
         Reads the Parquet parts and the log lines not yet compacted (a running or
@@ -167,9 +174,8 @@ class RunStore:
 
         from .schema import attempt_schema, result_schema
 
-        schema = result_schema() if table == "results" else attempt_schema()
-        if columns is not None:
-            schema = {name: schema[name] for name in columns}
+        stored = result_schema() if table == "results" else attempt_schema()
+        schema = pl.Schema(stored if columns is None else {name: stored[name] for name in columns})
         parquet, logs = self.table_parts(table)
         read = []
         for part in sorted([*parquet, *logs], key=part_order):
@@ -199,7 +205,7 @@ class RunStore:
         failed = results.filter((pl.col("status") == "error") & pl.col("error_kind").is_in(list(kinds)))
         if failed.is_empty():
             return {}
-        cells = {key: [] for key in failed.select(KEY).iter_rows()}
+        cells: dict[Key, list[dict[str, Any]]] = {key: [] for key in failed.select(KEY).iter_rows()}
         fields = [name for name in ATTEMPT_COLUMNS if name not in CELL and name != "attempt"]
         attempts = latest_attempts(self.read_table("attempts")).join(failed.select(KEY), on=list(KEY), how="semi")
         attempts = attempts.sort([*KEY, "attempt"])
@@ -211,16 +217,35 @@ class RunStore:
         return cells
 
     def done_keys(self) -> set[Key]:
-        """(item_id, target, repeat) of every finished cell, failed ones included."""
-        parquet, logs = self.table_parts("results")
-        rows = (row for part in logs for row in self.read_log_part(part))
-        keys = {(r["item_id"], r["target"], int(r["repeat"])) for r in rows}
-        if parquet:
-            import polars as pl
+        """(item_id, target, repeat) of every finished cell, failed ones included.
 
-            frame = pl.scan_parquet(parquet).select("item_id", "target", "repeat").collect()
-            keys.update(zip(frame["item_id"], frame["target"], frame["repeat"]))
-        return keys
+        A set of every key: for a look at a small run. A resume reads :meth:`key_frames` instead.
+        """
+        return {key for frame in self.key_frames() for key in frame.iter_rows()}
+
+    def key_frames(self) -> Iterator[pl.DataFrame]:
+        """(item_id, target, repeat) of every row written, one polars frame per part, read as they are used.
+
+        One part at a time (at most ``_PART_ROWS`` rows), so reading the keys of a
+        run of any size holds one part's keys. A cell asked again has a key in each
+        part it was written to. A new run yields nothing and imports nothing.
+        """
+        parquet, logs = self.table_parts("results")
+        if not parquet and not logs:
+            return
+        import polars as pl
+
+        schema = pl.Schema({"item_id": pl.String, "target": pl.String, "repeat": pl.Int64})
+        for part in sorted([*parquet, *logs], key=part_order):
+            try:
+                rows = list(rows_of(part)) if part.suffix == ".jsonl" else None
+            except FileNotFoundError:  # compacted since it was listed: its Parquet part has the same rows
+                part, rows = self.path / "results" / f"{part.stem}.parquet", None
+            if rows is None:
+                yield pl.read_parquet(part, columns=list(schema)).cast(schema)
+            elif rows:
+                yield pl.DataFrame([(r["item_id"], r["target"], int(r["repeat"])) for r in rows],
+                                   schema=schema, orient="row")
 
     # -- compaction -----------------------------------------------------------------------
 
@@ -261,7 +286,7 @@ def part_order(part: Path) -> tuple[int, str]:
     return int(stem.split("-")[1]), stem
 
 
-def latest_rows(results: Any) -> Any:
+def latest_rows(results: pl.DataFrame) -> pl.DataFrame:
     """The last row written for each cell of ``results`` (as :meth:`RunStore.read_table` reads them), unordered.
 
     A cell asked again (``--retry-failed``) has a later row that replaces the
@@ -270,7 +295,7 @@ def latest_rows(results: Any) -> Any:
     return results.unique(subset=list(KEY), keep="last", maintain_order=False)
 
 
-def latest_attempts(attempts: Any) -> Any:
+def latest_attempts(attempts: pl.DataFrame) -> pl.DataFrame:
     """The attempts of the last row written for each cell (the row :func:`latest_rows` keeps), in order.
 
     A row's attempts are stored together, numbered from 0, so each 0 starts the
@@ -287,7 +312,7 @@ def latest_attempts(attempts: Any) -> Any:
     return attempts.with_columns(row).filter(pl.col("_row").is_in(latest["_row"].implode())).drop("_row")
 
 
-def write_parquet(frame: Any, path: Path) -> None:
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     """Write a polars frame to ``path`` atomically (never a half-written part, never a ``.tmp`` left).
 
     The Parquet bytes are made in memory and written by Python: polars reports a

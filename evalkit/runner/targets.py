@@ -12,24 +12,43 @@ Specs are strings so a manifest can store them and a resume can rebuild them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
 
-__all__ = ["EMULATOR_PREFIX", "resolve_targets", "emulator_specs"]
+if TYPE_CHECKING:
+    import httpx
+
+    from ..emulator import Fleet, ModelSpec
+    from ..providers import Provider
+
+__all__ = ["EMULATOR_PREFIX", "EmulatorEndpoints", "emulator_specs", "resolve_targets"]
 
 EMULATOR_PREFIX = "emulator:"
 _WIRE_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini"}
 
 
-def emulator_specs(fleet: Any) -> list[str]:
+class EmulatorEndpoints(Protocol):
+    """What ``emulator:MODEL`` specs resolve against: an :class:`~evalkit.emulator.Emulator`, or a
+    replay's stand-in (:class:`~evalkit.runner.cassettes.ReplayEmulator`: the fleet, no server)."""
+
+    @property
+    def fleet(self) -> Fleet:
+        """The models served, with their prices and context windows."""
+
+    def base_url_for(self, wire: str) -> str:
+        """The base URL of a wire format (``openai``, ``anthropic``, ``gemini``)."""
+
+
+def emulator_specs(fleet: Iterable[ModelSpec]) -> list[str]:
     """One spec per model of an emulator fleet."""
     return [f"{EMULATOR_PREFIX}{spec.name}" for spec in fleet]
 
 
-def resolve_targets(specs: Sequence[str], *, emulator: Any = None, timeout_s: float = 60.0,
-                    transport: Any = None) -> list[Any]:
+def resolve_targets(specs: Sequence[str], *, emulator: EmulatorEndpoints | None = None, timeout_s: float = 60.0,
+                    transport: httpx.AsyncBaseTransport | None = None) -> list[Provider]:
     """Providers/routers for ``specs``; a bad spec is a :class:`~evalkit.ConfigError` on ``--targets``.
 
     ``transport`` (an ``httpx.AsyncBaseTransport``, e.g. a cassette's) is given to
@@ -41,7 +60,7 @@ def resolve_targets(specs: Sequence[str], *, emulator: Any = None, timeout_s: fl
         raise ConfigError("no targets given", field="--targets")
     # Only set when given: a provider given no transport picks its own default.
     options: dict[str, Any] = {} if transport is None else {"transport": transport}
-    targets = []
+    targets: list[Provider] = []
     for spec in specs:
         spec = spec.strip()
         if spec.startswith(EMULATOR_PREFIX):
@@ -65,7 +84,8 @@ def resolve_targets(specs: Sequence[str], *, emulator: Any = None, timeout_s: fl
     return targets
 
 
-def _emulated(model: str, emulator: Any, timeout_s: float, options: dict[str, Any]) -> Any:
+def _emulated(model: str, emulator: EmulatorEndpoints | None, timeout_s: float,
+              options: dict[str, Any]) -> Provider:
     from ..providers import get_provider
 
     if emulator is None:
