@@ -10,7 +10,7 @@ converges on what the vendor sustains instead of storming it with retries.
 The vendor's signals, and only the vendor's:
 
 * a failure of kind ``rate_limit`` or ``overloaded`` that is not a local
-  refusal (``code != "local_limit"``: our own limit saying "busy" says
+  refusal (a :class:`LocalLimitError`: our own limit saying "busy" says
   nothing about the vendor);
 * on a success, the rate-limit headers (:func:`remaining_fraction`): below
   :data:`DECREASE_BELOW` of a budget left counts as throttling, below
@@ -43,10 +43,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..errors import AllTargetsFailed, ErrorKind, ProviderError
+from ..errors import AllTargetsFailed, ErrorKind, ProviderError, RateLimitError
 from ..providers import remaining_fraction, request_budget
 
-__all__ = ["DECREASE_BELOW", "HOLD_BELOW", "LOCAL_LIMIT", "AimdLimit", "checked_floor",
+__all__ = ["DECREASE_BELOW", "HOLD_BELOW", "LOCAL_LIMIT", "AimdLimit", "LocalLimitError", "checked_floor",
            "is_vendor_throttling", "remaining_fraction"]
 
 DECREASE_BELOW = 0.05
@@ -55,11 +55,24 @@ HOLD_BELOW = 0.20
 """A success whose headers say less than this fraction is left holds the limit (no increase)."""
 
 LOCAL_LIMIT = "local_limit"
-"""The ``code`` of a :class:`~evalkit.RateLimitError` raised by a local limit, not by a vendor.
+"""The ``code`` of a :class:`LocalLimitError` (what rows, logs and ``error.code`` show for a local refusal)."""
 
-Defined here, where the controller tells the two apart, and re-exported by
-:mod:`evalkit.router.limits` (which imports this module).
-"""
+
+class LocalLimitError(RateLimitError):
+    """A local limit refused the call before anything was sent: our own "busy", not the vendor's 429.
+
+    Raised by :class:`~evalkit.router.limits.LimitedTarget`. It is a
+    :class:`~evalkit.RateLimitError` (kind ``rate_limit``, retryable, with a
+    ``retry_after`` when a rate bucket says when there is room), so routers
+    retry or move on as after a vendor's 429; what tells the two apart is the
+    type (a breaker and the adaptive limit ignore it: it says nothing about the
+    vendor), never a string. Its ``code`` is :data:`LOCAL_LIMIT`. Defined here,
+    where the controller tells the two apart, and re-exported by
+    :mod:`evalkit.router.limits`.
+    """
+
+    def __init__(self, message: str, *, provider: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, provider=provider, code=LOCAL_LIMIT, retry_after=retry_after)
 
 _SLACK_S = 1e-9
 _THROTTLING = frozenset({ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED})
@@ -97,7 +110,7 @@ def is_vendor_throttling(error: ProviderError) -> bool:
         if not error.errors:
             return False
         error = error.errors[-1]
-    return error.kind in _THROTTLING and error.code != LOCAL_LIMIT
+    return error.kind in _THROTTLING and not isinstance(error, LocalLimitError)
 
 
 class AimdLimit:

@@ -7,8 +7,19 @@ Used by :class:`~evalkit.router.limits.LimitedTarget`, and by
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
-__all__ = ["TokenBucket", "Waiter"]
+__all__ = ["TokenBucket", "TokensTaken", "Waiter"]
+
+
+class TokensTaken(Protocol):
+    """The TPM bucket a call took its estimate from, corrected once the call says what it used.
+
+    A local :class:`TokenBucket`, or the shared one (:class:`~evalkit.router._shared_rate.SharedRate`).
+    """
+
+    def give_back(self, amount: float) -> None:
+        """Return ``amount`` tokens (negative: take the overrun)."""
 
 # Float slack when comparing bucket levels: a waiter that slept exactly the
 # computed shortfall must not find itself a billionth of a token short.

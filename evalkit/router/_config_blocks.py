@@ -20,7 +20,7 @@ from ._config_fields import ConfigFields
 from ._retry import Action, RetryPolicy
 from .config import MonitorSpec, StateSpec
 from .health import BreakerSettings
-from .limits import Limits
+from .limits import ON_SATURATED, Limits
 
 __all__ = ["DEADLINE_KEYS", "ConfigBlocks"]
 
@@ -48,7 +48,7 @@ class ConfigBlocks(ConfigFields):
     def limits(self, spec: Any, path: str) -> Limits:
         spec = self.mapping(spec, path, {"max_in_flight", "rpm", "tpm", "on_saturated", "max_wait_s",
                                          "adaptive", "min_in_flight"})
-        on_saturated = self.choice(spec.get("on_saturated", "skip"), f"{path}.on_saturated", ("skip", "wait"))
+        on_saturated = self.choice(spec.get("on_saturated", "skip"), f"{path}.on_saturated", ON_SATURATED)
         if "max_wait_s" in spec and on_saturated != "wait":
             raise self.fail(f"{path}.max_wait_s", "applies only with on_saturated: wait (skip never waits)")
         numbers: dict[str, Any] = {}
@@ -64,7 +64,7 @@ class ConfigBlocks(ConfigFields):
     def _adaptive(self, spec: Mapping[str, Any], path: str) -> dict[str, Any]:
         """``adaptive`` and ``min_in_flight`` of a limits block, checked against its ``max_in_flight``."""
         adaptive = self.flag(spec["adaptive"], f"{path}.adaptive") if "adaptive" in spec else False
-        ceiling = spec.get("max_in_flight")
+        ceiling: int | None = spec.get("max_in_flight")  # already checked by limits(): a whole number >= 1
         if adaptive and ceiling is None:
             raise self.fail(f"{path}.adaptive", "needs max_in_flight: the in-flight limit starts there, is "
                                                 "lowered on rate limits and recovers to it")
@@ -74,7 +74,7 @@ class ConfigBlocks(ConfigFields):
         if not adaptive:
             raise self.fail(f"{path}.min_in_flight", "applies only with adaptive: true (a fixed limit is "
                                                      "never lowered)")
-        if floor > ceiling:
+        if ceiling is not None and floor > ceiling:  # not None: adaptive needs it (checked above)
             raise self.fail(f"{path}.min_in_flight", f"{floor} is above max_in_flight ({ceiling})")
         return {"adaptive": True, "min_in_flight": floor}
 
@@ -94,7 +94,15 @@ class ConfigBlocks(ConfigFields):
                                                  "could never fire; lower it or remove it")
         return Deadlines(**seconds)
 
-    def retry(self, spec: Any, path: str) -> RetryPolicy:
+    def retry(self, spec: Any, path: str, *, node: str = "fallback") -> RetryPolicy:
+        """A node's ``retry`` block as a :class:`RetryPolicy`.
+
+        A ``fallback`` node takes every field. A ``balance`` or ``cost`` node
+        (``node``) never retries the same target, so only ``actions`` applies
+        there, and only ``next`` or ``stop``: anything else would change nothing.
+        """
+        if node != "fallback":
+            return self._move_on_actions(spec, path, node)
         spec = self.mapping(spec, path, {"actions", "retries_per_target", "max_attempts", "deadline_s",
                                          "backoff_base_s", "backoff_cap_s", "retry_after_cap_s"})
         values: dict[str, Any] = {}
@@ -108,12 +116,33 @@ class ConfigBlocks(ConfigFields):
             if key in spec:
                 values[key] = self.number(spec[key], f"{path}.{key}")
         policy = RetryPolicy(**values)
-        actions = {}
-        kinds, verbs = [k.value for k in ErrorKind], [a.value for a in Action]
-        for kind, action in self.mapping(spec.get("actions") or {}, f"{path}.actions", None).items():
-            self.choice(kind, f"{path}.actions.{kind}", kinds, what="error kind")
-            actions[kind] = self.choice(action, f"{path}.actions.{kind}", verbs)
+        actions = self._actions(spec.get("actions") or {}, f"{path}.actions", tuple(Action))
         return policy.with_actions(actions) if actions else policy
+
+    def _move_on_actions(self, spec: Any, path: str, node: str) -> RetryPolicy:
+        """The ``retry`` block of a node that moves on or stops but never retries a target: ``actions`` only."""
+        raw = spec if isinstance(spec, Mapping) else {}
+        for key in raw:
+            if key != "actions":
+                raise self.fail(f"{path}.{key}", f"applies only to a fallback node: a {node} node never retries "
+                                                 "the same target (only retry.actions applies here)")
+        spec = self.mapping(spec, path, {"actions"}, {"actions"})
+        actions = self._actions(spec["actions"], f"{path}.actions", (Action.NEXT, Action.STOP),
+                                why=f" (a {node} node never retries the same target)")
+        return RetryPolicy().with_actions(actions)
+
+    def _actions(self, spec: Any, path: str, verbs: tuple[Action, ...], why: str = "") -> dict[ErrorKind, Action]:
+        """``{error kind: action}``; each key an :class:`ErrorKind` value and each value one of ``verbs``."""
+        kinds = tuple(ErrorKind)
+        actions: dict[ErrorKind, Action] = {}
+        for kind, action in self.mapping(spec, path, None).items():
+            where = f"{path}.{kind}"
+            kind_value = self.choice(kind, where, tuple(k.value for k in kinds), what="error kind")
+            if isinstance(action, str) and action in {a.value for a in Action} and Action(action) not in verbs:
+                raise self.fail(where, f"{action!r} changes nothing here{why}; expected one of "
+                                       f"{', '.join(v.value for v in verbs)}")
+            actions[ErrorKind(kind_value)] = Action(self.choice(action, where, tuple(v.value for v in verbs)))
+        return actions
 
     def breaker(self, spec: Any, path: str, *, may_be_off: bool = False) -> BreakerSettings | None:
         """Circuit-breaker settings; with ``may_be_off``, ``off`` (YAML's false) is ``None``: no breakers.

@@ -6,21 +6,40 @@ variable) and the providers themselves. A named target is built once and
 shared by every node naming it; a ``state: {backend: redis}`` block is one
 :class:`~evalkit.router.state.RedisState`, given to the budget, every
 breaker-keeping node, every limited target and the monitor.
+
+The ``monitor`` block is one :class:`~evalkit.router.monitor.Monitor` that
+every node reports to, each what only it sees: the root records every call's
+attempts (the base router flattens nested nodes' attempts into the root's,
+so a nested node recording too would count each attempt twice), and every
+breaker-keeping node, at any depth, reports its breakers' openings through
+``on_breaker_open`` (a nested node has no ``monitor`` of its own).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import ConfigError
-from .config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, PromptSpec, RoutingSpec,
-                     TargetSpec, TaskSpec)
+from .config import (BalanceSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec, PromptSpec, RouterSpec,
+                     RoutingSpec, TargetSpec, TaskSpec)
+
+if TYPE_CHECKING:
+    from ._base import Router, RouterOptions, Target
+    from ._shared_breaker import BreakerOpened
+    from .balance import WeightedBalancer
+    from .classifier import LearnedClassifier
+    from .cost import CostAwareRouter
+    from .fallback import FallbackChain
+    from .hedge import HedgedRouter
+    from .prompt import PromptRouter
+    from .state import RedisState
+    from .tasks import TaskRouter
 
 __all__ = ["build"]
 
 
-def build(spec: RoutingSpec, provider_options: Mapping[str, Any] | None = None) -> Any:
+def build(spec: RoutingSpec, provider_options: Mapping[str, Any] | None = None) -> Router:
     """The root router of ``spec`` (a single target at the root becomes a one-target fallback chain).
 
     ``provider_options`` go to every :func:`~evalkit.providers.get_provider`
@@ -31,12 +50,12 @@ def build(spec: RoutingSpec, provider_options: Mapping[str, Any] | None = None) 
 
     builder = _Builder(spec, dict(provider_options or {}))
     node = builder.node(spec.router)
-    if not isinstance(node, Router):
-        node = FallbackChain([node], name=node.name, **builder.shared)
-    node.monitor = builder.monitor
-    node.state = builder.state  # one object for the whole tree
-    node.owns_state = builder.state is not None  # closing the root flushes and closes it
-    return node
+    root = node if isinstance(node, Router) else FallbackChain(
+        [node], name=node.name, on_breaker_open=builder.breaker_opened, **builder.shared)
+    root.monitor = builder.monitor  # the root records every attempt of the tree, once
+    root.state = builder.state  # one object for the whole tree
+    root.owns_state = builder.state is not None  # closing the root flushes and closes it
+    return root
 
 
 class _Builder:
@@ -46,18 +65,20 @@ class _Builder:
 
         self.spec = spec
         self.provider_options = provider_options
-        self.built: dict[int, Any] = {}
+        self.built: dict[int, Target] = {}
         self.state = self.shared_state()
         # ``state=`` only when there is one: a memory config builds exactly what it built before.
         self.shared: dict[str, Any] = {} if self.state is None else {"state": self.state}
         monitor = spec.monitor
         self.monitor = None if monitor is None else Monitor(monitor.window_s, monitor.max_events, **self.shared)
+        # Every breaker-keeping node reports its openings here, nested ones included (they have no monitor).
+        self.breaker_opened: BreakerOpened | None = None if self.monitor is None else self.monitor.breaker_opened
         budget = spec.budget
         self.ledger = None if budget is None else BudgetLedger(
             budget.limit, period=budget.period, per_target=budget.per_target,  # type: ignore[arg-type]
             max_share_of_remaining=budget.max_share_of_remaining, **self.shared)
 
-    def shared_state(self) -> Any:
+    def shared_state(self) -> RedisState | None:
         """The one :class:`~evalkit.router.state.RedisState` of a ``state: {backend: redis}`` config, else None.
 
         The environment is read here, when the router is built (the validator
@@ -78,12 +99,29 @@ class _Builder:
             raise self.spec.error("state.backend", "backend: redis needs the redis package: pip install "
                                                    "'evalkit[redis]'") from None
 
-    def node(self, spec: NodeSpec) -> Any:
-        if id(spec) not in self.built:
-            self.built[id(spec)] = getattr(self, spec.kind)(spec)
-        return self.built[id(spec)]
+    def node(self, spec: NodeSpec) -> Target:
+        """The target or router ``spec`` describes, built once however many nodes name it."""
+        built = self.built.get(id(spec))
+        if built is None:
+            built = self.built[id(spec)] = self._make(spec)
+        return built
 
-    def target(self, spec: TargetSpec) -> Any:
+    def _make(self, spec: NodeSpec) -> Target:
+        if isinstance(spec, TargetSpec):
+            return self.target(spec)
+        if isinstance(spec, FallbackSpec):
+            return self.fallback(spec)
+        if isinstance(spec, BalanceSpec):
+            return self.balance(spec)
+        if isinstance(spec, TaskSpec):
+            return self.task(spec)
+        if isinstance(spec, CostSpec):
+            return self.cost(spec)
+        if isinstance(spec, HedgeSpec):
+            return self.hedge(spec)
+        return self.prompt(spec)
+
+    def target(self, spec: TargetSpec) -> Target:
         from ..providers import get_provider
         from .limits import LimitedTarget
 
@@ -135,25 +173,24 @@ class _Builder:
                                   f"environment variable {spec.api_key_env} is not set")
         return value
 
-    def fallback(self, spec: FallbackSpec) -> Any:
+    def fallback(self, spec: FallbackSpec) -> FallbackChain:
         from .fallback import FallbackChain
 
-        options = _router_options(spec)
-        if spec.breaker_off:
-            options["breaker"] = None
-        elif spec.breaker is not None:
-            options["breaker"] = spec.breaker
-        return FallbackChain([self.node(t) for t in spec.targets], policy=spec.retry, **options, **self.shared)
+        from .health import BreakerSettings
 
-    def balance(self, spec: BalanceSpec) -> Any:
+        breaker = None if spec.breaker_off else spec.breaker or BreakerSettings()  # none given: the defaults
+        return FallbackChain([self.node(t) for t in spec.targets], policy=spec.retry, breaker=breaker,
+                             on_breaker_open=self.breaker_opened, **_router_options(spec), **self.shared)
+
+    def balance(self, spec: BalanceSpec) -> WeightedBalancer:
         from .balance import WeightedBalancer
 
         return WeightedBalancer([self.node(t) for t in spec.targets], weights=spec.weights,
-                                strategy=spec.strategy,  # type: ignore[arg-type]
-                                max_attempts=spec.max_attempts, breaker=spec.breaker, **_router_options(spec),
+                                strategy=spec.strategy, max_attempts=spec.max_attempts, breaker=spec.breaker,
+                                policy=spec.retry, on_breaker_open=self.breaker_opened, **_router_options(spec),
                                 **self.shared)
 
-    def task(self, spec: TaskSpec) -> Any:
+    def task(self, spec: TaskSpec) -> TaskRouter:
         from .tasks import KeywordClassifier, TaskRouter
 
         routes = {task: self.node(node) for task, node in spec.routes.items()}
@@ -163,7 +200,7 @@ class _Builder:
             classifier = KeywordClassifier(**spec.classifier["keywords"])
         return TaskRouter(routes, default=self.node(spec.default), classifier=classifier, **_router_options(spec))
 
-    def prompt(self, spec: PromptSpec) -> Any:
+    def prompt(self, spec: PromptSpec) -> PromptRouter:
         from .prompt import PromptModel, PromptRouter
 
         model = PromptModel.load(spec.model)  # a bad file: a ConfigError naming the file and its field
@@ -173,7 +210,7 @@ class _Builder:
         except ConfigError as exc:  # its target names are not the model's
             raise self.spec.error(f"{spec.path}.{exc.field or 'targets'}", _bare(exc)) from None
 
-    def learned_classifier(self, spec: TaskSpec) -> Any:
+    def learned_classifier(self, spec: TaskSpec) -> LearnedClassifier:
         """The classifier file a task node names, with the config's ``min_confidence`` if it sets one."""
         import dataclasses
 
@@ -191,25 +228,26 @@ class _Builder:
                           f"({', '.join(unknown)}); they take the default route", stacklevel=2)
         return classifier
 
-    def cost(self, spec: CostSpec) -> Any:
+    def cost(self, spec: CostSpec) -> CostAwareRouter:
         from .cost import Candidate, CostAwareRouter
 
         candidates = [Candidate(self.node(c.target), c.quality, c.prices) for c in spec.candidates]
         try:
-            return CostAwareRouter(candidates, ledger=self.ledger, **_router_options(spec), **spec.options)
+            return CostAwareRouter(candidates, ledger=self.ledger, policy=spec.retry, **_router_options(spec),
+                                   **spec.options)
         except (ConfigError, ValueError) as exc:  # e.g. a nested router candidate with no prices
             raise self.spec.error(spec.path, _bare(exc)) from None
 
-    def hedge(self, spec: HedgeSpec) -> Any:
+    def hedge(self, spec: HedgeSpec) -> HedgedRouter:
         from .hedge import HedgedRouter
 
         return HedgedRouter([self.node(t) for t in spec.targets], delay_s=spec.delay_s, **_router_options(spec),
                             **spec.options)
 
 
-def _router_options(spec: Any) -> dict[str, Any]:
+def _router_options(spec: RouterSpec) -> RouterOptions:
     """The keywords every router class takes: its name, and ``mid_stream`` only when the config sets it."""
-    options: dict[str, Any] = {"name": spec.name}
+    options: RouterOptions = {"name": spec.name}
     if spec.mid_stream is not None:
         options["mid_stream"] = spec.mid_stream
     return options

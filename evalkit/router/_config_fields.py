@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, TypeVar
 
 from .._yaml import YamlDocument
 from ..errors import ConfigError
 
 __all__ = ["ConfigFields"]
+
+_Choice = TypeVar("_Choice", bound=str)
 
 
 class ConfigFields:
@@ -97,10 +99,12 @@ class ConfigFields:
             raise self.fail(path, f"expected true or false, got {_shown(value)}")
         return value
 
-    def choice(self, value: Any, path: str, options: tuple[str, ...] | list[str], what: str = "value") -> str:
-        if not isinstance(value, str) or value not in options:
-            raise self.fail(path, f"unknown {what} {value!r}; expected one of {', '.join(options)}")
-        return value
+    def choice(self, value: Any, path: str, options: Sequence[_Choice], what: str = "value") -> _Choice:
+        """The option ``value`` is (typed as the options are: a tuple of Literals gives that Literal)."""
+        for option in options:
+            if isinstance(value, str) and value == option:
+                return option
+        raise self.fail(path, f"unknown {what} {value!r}; expected one of {', '.join(options)}")
 
 
 def _join(path: str, key: Any) -> str:

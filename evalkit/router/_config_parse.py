@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from .._yaml import YamlDocument
 from ._call import MID_STREAM_MODES
 from ._config_blocks import DEADLINE_KEYS, ConfigBlocks
+from .balance import STRATEGIES
 from .config import (BalanceSpec, BudgetSpec, CandidateSpec, CostSpec, FallbackSpec, HedgeSpec, NodeSpec,
-                     PromptSpec, RoutingSpec, TargetSpec, TaskSpec)
+                     PromptSpec, RouterSpec, RoutingSpec, TargetSpec, TaskSpec)
 
 __all__ = ["Parser"]
 
@@ -81,7 +82,10 @@ class Parser(ConfigBlocks):
         if kind not in NODE_TYPES:
             raise self.fail(f"{path}.type", f"expected one of {', '.join(NODE_TYPES)}, got {kind!r}")
         name = self.text(spec["name"], f"{path}.name") if "name" in spec else None
-        node = getattr(self, kind)(spec, path, name)
+        kinds: dict[str, Callable[[Mapping[str, Any], str, str | None], RouterSpec]] = {
+            "fallback": self.fallback, "balance": self.balance, "task": self.task, "cost": self.cost,
+            "hedge": self.hedge, "prompt": self.prompt}
+        node = kinds[kind](spec, path, name)
         if "mid_stream" in spec:  # every kind takes it: read here, once, for the spec its method built
             node = replace(node, mid_stream=self.choice(spec["mid_stream"], f"{path}.mid_stream", MID_STREAM_MODES))
         return node
@@ -150,7 +154,7 @@ class Parser(ConfigBlocks):
         return FallbackSpec(self.members(spec, path), path, retry, name, breaker=breaker, breaker_off=off)
 
     def balance(self, spec: Mapping[str, Any], path: str, name: str | None) -> BalanceSpec:
-        self.mapping(spec, path, {*_NODE_KEYS, "targets", "weights", "strategy", "max_attempts", "breaker"})
+        self.mapping(spec, path, {*_NODE_KEYS, "targets", "weights", "strategy", "max_attempts", "breaker", "retry"})
         targets = self.members(spec, path)
         weights = None
         if "weights" in spec:
@@ -159,12 +163,12 @@ class Parser(ConfigBlocks):
                 raise self.fail(f"{path}.weights", f"expected {len(targets)} weights, one per target")
             weights = tuple(float(self.number(w, f"{path}.weights[{i}]", positive=True))
                             for i, w in enumerate(raw))
-        strategy = self.choice(spec.get("strategy", "weighted"), f"{path}.strategy",
-                               ("weighted", "least_inflight", "latency"))
+        strategy = self.choice(spec.get("strategy", "weighted"), f"{path}.strategy", STRATEGIES)
         max_attempts = self.integer(spec["max_attempts"], f"{path}.max_attempts", low=1) \
             if "max_attempts" in spec else None
         breaker = self.breaker(spec["breaker"], f"{path}.breaker") if "breaker" in spec else None
-        return BalanceSpec(targets, path, weights, strategy, max_attempts, breaker, name)
+        retry = self.retry(spec["retry"], f"{path}.retry", node="balance") if "retry" in spec else None
+        return BalanceSpec(targets, path, weights, strategy, max_attempts, breaker, name, retry=retry)
 
     def task(self, spec: Mapping[str, Any], path: str, name: str | None) -> TaskSpec:
         self.mapping(spec, path, {*_NODE_KEYS, "routes", "default", "classifier"}, {"default"})
@@ -245,7 +249,7 @@ class Parser(ConfigBlocks):
 
     def cost(self, spec: Mapping[str, Any], path: str, name: str | None) -> CostSpec:
         self.mapping(spec, path, {*_NODE_KEYS, "candidates", "min_quality", "on_over_budget",
-                                  "default_max_tokens", "allow_downgrade"})
+                                  "default_max_tokens", "allow_downgrade", "retry"})
         items = spec.get("candidates")
         if not isinstance(items, list) or not items:
             raise self.fail(f"{path}.candidates", "expected a non-empty list of {target, quality}")
@@ -267,7 +271,8 @@ class Parser(ConfigBlocks):
                                                          f"{path}.default_max_tokens", low=1)
         if "allow_downgrade" in spec:
             options["allow_downgrade"] = self.flag(spec["allow_downgrade"], f"{path}.allow_downgrade")
-        node = CostSpec(tuple(candidates), path, options, name)
+        retry = self.retry(spec["retry"], f"{path}.retry", node="cost") if "retry" in spec else None
+        node = CostSpec(tuple(candidates), path, options, name, retry=retry)
         self.cost_nodes.append(node)
         return node
 
@@ -284,9 +289,8 @@ class Parser(ConfigBlocks):
     def hedge(self, spec: Mapping[str, Any], path: str, name: str | None) -> HedgeSpec:
         self.mapping(spec, path, {*_NODE_KEYS, "targets", "delay_s", "max_hedges", "min_delay_s",
                                   "cold_delay_s"})
-        delay = spec.get("delay_s", "p95")
-        if delay != "p95":
-            delay = self.number(delay, f"{path}.delay_s")
+        raw_delay = spec.get("delay_s", "p95")
+        delay: float | Literal["p95"] = "p95" if raw_delay == "p95" else self.number(raw_delay, f"{path}.delay_s")
         options: dict[str, Any] = {}
         if "max_hedges" in spec:
             options["max_hedges"] = self.integer(spec["max_hedges"], f"{path}.max_hedges")
@@ -316,9 +320,9 @@ class Parser(ConfigBlocks):
         limit = self.money(spec["limit_usd"], f"{path}.limit_usd", "USD")
         return BudgetSpec(limit, period, per_target, share)
 
-    def served_name(self, name: Any, path: str) -> str:
+    def served_name(self, key: Any, path: str) -> str:
         """The name the ledger sees for a ``per_target`` key: a config target name means its model."""
-        name = str(name)
+        name = str(key)
         if name in self.targets:
             name = self.targets[name].model
         candidates = {c.target.model if isinstance(c.target, TargetSpec) else c.target.name

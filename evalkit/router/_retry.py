@@ -2,7 +2,14 @@
 
 The router is evalkit's one retry owner: adapters never retry, and a router
 that ran out of targets raises :class:`~evalkit.errors.AllTargetsFailed`, which
-outer routers never retry. :class:`RetryPolicy` holds the whole decision.
+outer routers never retry. :class:`RetryPolicy` holds the whole decision, for
+every policy that gives up or moves on after a failure: a
+:class:`~evalkit.router.FallbackChain` (which also retries a target), a
+:class:`~evalkit.router.WeightedBalancer` and a
+:class:`~evalkit.router.CostAwareRouter` (which move on or stop, never retry
+the same target). What the error itself says about trying again is its
+:class:`~evalkit.errors.RetryDecision` (``error.retry``): the policy reads that,
+never the error's fields one by one.
 """
 
 from __future__ import annotations
@@ -12,9 +19,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..errors import ErrorKind, ProviderError
+from ..errors import ErrorKind, ProviderError, RetryDecision
 
-__all__ = ["Action", "RetryPolicy", "DEFAULT_ACTIONS", "stops_call"]
+__all__ = ["Action", "RetryPolicy", "DEFAULT_ACTIONS", "DEFAULT_POLICY", "stops_call"]
 
 
 class Action(str, enum.Enum):
@@ -78,22 +85,41 @@ class RetryPolicy:
     retry_after_cap_s: float = 10.0
 
     def action_for(self, error: ProviderError) -> Action:
-        """The configured action for ``error``; unretryable errors never get RETRY."""
+        """The configured action for ``error``'s kind, within what its :class:`RetryDecision` allows.
+
+        RETRY becomes NEXT when the error says the same call cannot succeed
+        again (``error.retry.retryable`` false) or asks for a longer wait than
+        ``retry_after_cap_s``.
+        """
         action = self.actions.get(error.kind, Action.NEXT)
-        if action is Action.RETRY and not error.retryable:
-            return Action.NEXT
-        if action is Action.RETRY and error.retry_after is not None and error.retry_after > self.retry_after_cap_s:
+        if action is Action.RETRY and not self.may_retry(error.retry):
             return Action.NEXT
         return action
 
+    def may_retry(self, decision: RetryDecision) -> bool:
+        """Whether a failure with this retry decision may be retried on the same target under this policy."""
+        if not decision.retryable:
+            return False
+        return decision.retry_after is None or decision.retry_after <= self.retry_after_cap_s
+
     def backoff_s(self, retry: int, error: ProviderError, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based) of the same target."""
+        """Seconds to wait before retry number ``retry`` (0-based) of the same target.
+
+        Full jitter, but never less than the wait the error asks for
+        (``error.retry.retry_after``, capped at ``retry_after_cap_s``).
+        """
         jitter = rng.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * (2**retry)))
-        if error.retry_after is not None:
-            return max(jitter, min(error.retry_after, self.retry_after_cap_s))
+        asked = error.retry.retry_after
+        if asked is not None:
+            return max(jitter, min(asked, self.retry_after_cap_s))
         return jitter
 
-    def with_actions(self, overrides: Mapping[ErrorKind | str, Action | str]) -> RetryPolicy:
+    def stops(self, error: ProviderError) -> bool:
+        """Whether ``error`` ends the call under this policy (its action is ``stop``)."""
+        return self.action_for(error) is Action.STOP
+
+    def with_actions(self, overrides: Mapping[ErrorKind, Action] | Mapping[str, str]
+                     | Mapping[ErrorKind | str, Action | str]) -> RetryPolicy:
         """A copy with some kinds' actions changed (``{"content_filter": "stop"}``)."""
         from dataclasses import replace
 
@@ -102,11 +128,15 @@ class RetryPolicy:
         return replace(self, actions=merged)
 
 
-def stops_call(error: ProviderError) -> bool:
-    """Whether ``error`` ends a call under the default actions (a malformed request, a content-filter refusal).
+DEFAULT_POLICY = RetryPolicy()
+"""The policy of a router given none (``policy=None``)."""
 
-    The policies without a :class:`RetryPolicy` of their own (balancer,
-    cost-aware and per-prompt routers) stop on the same kinds a default
-    :class:`~evalkit.router.fallback.FallbackChain` stops on.
+
+def stops_call(error: ProviderError) -> bool:
+    """Whether ``error`` ends a call under :data:`DEFAULT_POLICY` (a malformed request, a content-filter refusal).
+
+    For a policy without a :class:`RetryPolicy` parameter of its own (the
+    per-prompt router); the others take ``policy=`` and ask
+    :meth:`RetryPolicy.stops`.
     """
-    return DEFAULT_ACTIONS.get(error.kind) is Action.STOP
+    return DEFAULT_POLICY.stops(error)

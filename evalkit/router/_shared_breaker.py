@@ -68,16 +68,21 @@ import json
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import StateUnavailableError
-from .health import BreakerSettings, CircuitBreaker
 from ._breaker_scripts import CLOSE, OPEN, PROBE, READ, RELEASE
+from .health import BreakerSettings, CircuitBreaker
 
 if TYPE_CHECKING:
+    from ._base import Router
     from .state import RedisState
 
-__all__ = ["SharedBreaker", "make_breaker"]
+__all__ = ["BreakerOpened", "SharedBreaker", "breaker_opened_hook", "make_breaker"]
+
+BreakerOpened: TypeAlias = Callable[[str], object]
+"""What a breaker-keeping router calls with a target's name when that target's breaker opens
+(:meth:`Monitor.breaker_opened <evalkit.router.monitor.Monitor.breaker_opened>` is one)."""
 
 CHANNEL = "breaker"
 
@@ -259,6 +264,23 @@ class SharedBreaker(CircuitBreaker):
         if self.state == "half_open" and epoch == self._epoch:
             return  # this replica is probing the state Redis holds
         self._apply(epoch, remaining_ms)
+
+
+def breaker_opened_hook(router: Router, target: str, on_breaker_open: BreakerOpened | None) -> Callable[[], None]:
+    """What the breaker of ``target`` in ``router`` calls when it opens.
+
+    ``on_breaker_open`` (given by whoever built the tree: ``Router.from_config``
+    gives every node of a config the config's one monitor) when there is one,
+    else the router's own monitor, looked up when the breaker opens. Only one
+    of the two is told, so an opening is counted once.
+    """
+    if on_breaker_open is None:
+        return router._opened_callback(target)
+
+    def opened() -> None:
+        on_breaker_open(target)
+
+    return opened
 
 
 def make_breaker(target: str, settings: BreakerSettings | None, *, clock: Callable[[], float],

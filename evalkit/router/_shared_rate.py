@@ -45,10 +45,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ..errors import StateUnavailableError
-from ._bucket import TokenBucket
+from ._bucket import TokenBucket, TokensTaken
 from .state import RedisState, SharedScript
 
 __all__ = ["CORRECT", "TAKE", "SharedRate"]
@@ -153,7 +152,7 @@ class SharedRate:
         until = max(self._rpm_until, self._until)
         return until - now if until > now else 0.0
 
-    async def take(self, tokens: int) -> tuple[float | None, Any]:
+    async def take(self, tokens: int) -> tuple[float | None, TokensTaken | None]:
         """Take one request and ``tokens`` now: ``(None, bucket to correct)``, or ``(seconds to wait, None)``.
 
         The bucket to correct is this object (the shared TPM bucket), a local
@@ -235,7 +234,7 @@ class SharedRate:
             self.local_tokens.wait_s(tokens, now)
             self.local_tokens.take(tokens)
 
-    def _take_local(self, tokens: int, now: float) -> tuple[float | None, Any]:
+    def _take_local(self, tokens: int, now: float) -> tuple[float | None, TokensTaken | None]:
         wait = self._local_wait(tokens, now)
         if wait > 0:
             return wait, None

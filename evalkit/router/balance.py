@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Sequence, Unpack
 
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target
+from ._base import Router, RouterOptions, Target
 from ._call import RoutedCall
 from ._credentials import SAME_CREDENTIALS, FailedCredentials
-from ._retry import stops_call
-from ._shared_breaker import make_breaker
+from ._retry import DEFAULT_POLICY, RetryPolicy
+from ._shared_breaker import BreakerOpened, breaker_opened_hook, make_breaker
 from .health import BreakerSettings, TargetHealth
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["WeightedBalancer"]
 
 Strategy = Literal["weighted", "least_inflight", "latency"]
+STRATEGIES: tuple[Strategy, ...] = ("weighted", "least_inflight", "latency")
 
 
 class WeightedBalancer(Router):
@@ -41,6 +42,15 @@ class WeightedBalancer(Router):
     error, targets with the same endpoint and key are skipped for the call
     (``same_credentials``). A call cancelled while it holds the half-open
     probe (``asyncio.wait_for``, an outer deadline) gives the probe back.
+    ``policy`` (a :class:`~evalkit.router.RetryPolicy`, default: the same
+    defaults as a ``FallbackChain``'s) decides which errors end the call: an
+    error whose action is ``stop`` ends it (by default a malformed request or
+    a content-filter refusal), any other moves on to another target (the
+    balancer never retries one; ``retries_per_target``, the backoff and the
+    deadline are a chain's).
+    ``on_breaker_open`` is called with a target's name when its breaker
+    opens (default: this router's ``monitor``, if any); ``Router.from_config``
+    points every node's at the config's one monitor.
     With ``state`` (a :class:`~evalkit.router.state.RedisState`) the breakers
     are shared per target name by every replica using it (one probe across
     them all); in-flight counts and latencies stay per replica.
@@ -52,22 +62,24 @@ class WeightedBalancer(Router):
                  strategy: Strategy = "weighted", max_attempts: int | None = None,
                  breaker: BreakerSettings | None = None, cold_samples: int = 3, seed: int | None = None,
                  clock: Callable[[], float] = time.monotonic, state: RedisState | None = None,
-                 **router_options) -> None:
+                 policy: RetryPolicy | None = None, on_breaker_open: BreakerOpened | None = None,
+                 **router_options: Unpack[RouterOptions]) -> None:
         super().__init__(targets, **router_options)
         n = len(self.targets)
         self.weights = tuple(float(w) for w in (weights or [1.0] * n))
         if len(self.weights) != n or any(w < 0 for w in self.weights) or not any(self.weights):
             raise ValueError("weights: one non-negative weight per target, not all zero")
-        if strategy not in ("weighted", "least_inflight", "latency"):
+        if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
         self.strategy = strategy
         self.max_attempts = max_attempts or n
         self.cold_samples = cold_samples
         self.state = state
+        self.policy = policy or DEFAULT_POLICY
         self._rng = random.Random(seed)
         self.health = tuple(
-            TargetHealth(make_breaker(t.name, breaker, clock=clock, on_open=self._opened_callback(t.name),
-                                      state=state))
+            TargetHealth(make_breaker(t.name, breaker, clock=clock, state=state,
+                                      on_open=breaker_opened_hook(self, t.name, on_breaker_open)))
             for t in self.targets
         )
 
@@ -94,7 +106,7 @@ class WeightedBalancer(Router):
             except ProviderError as exc:
                 health.breaker.record_failure(exc)
                 errors.append(exc)
-                if self._stream_lost(call) or stops_call(exc):
+                if self._stream_lost(call) or self.policy.stops(exc):
                     raise self._exhausted(errors, attempts) from None
                 if exc.kind is ErrorKind.AUTH:
                     self._skip_same_credentials(target, tried, attempts)

@@ -79,7 +79,15 @@ Streams, deadlines and failover (see the README's Routing section)::
 * A ``fallback`` node's ``retry.actions`` maps error kinds to ``retry``,
   ``next`` or ``stop``. A content-filter rejection stops the call by default
   (routing around it can bypass a safety filter); ``content_filter: next``
-  opts in to trying the next target.
+  opts in to trying the next target. ``balance`` and ``cost`` nodes take
+  ``retry: {actions: ...}`` too, with ``next`` or ``stop`` only (they never
+  retry the same target, so ``retry`` and the retry counts, backoff and
+  deadline of a chain would change nothing there and are refused).
+* Every node of the tree reports to the config's one ``monitor``: the root
+  records each call's attempts (nested nodes' included, once), and every
+  ``fallback`` and ``balance`` node, however deep, reports its breakers'
+  openings (``Monitor.breaker_opened``, the ``evalkit_breaker_opens_total``
+  counter).
 
 Replicas that share one budget, one health view and one rate limit (the ``state`` block)::
 
@@ -130,7 +138,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Union
 
 from .._yaml import YamlDocument, load_yaml_file
 from ..errors import ConfigError
@@ -139,8 +147,13 @@ from ._retry import RetryPolicy
 from .health import BreakerSettings
 from .limits import Limits
 
+if TYPE_CHECKING:
+    from ._base import Router
+    from ._call import MidStream
+    from .balance import Strategy
+
 __all__ = ["BalanceSpec", "BudgetSpec", "CandidateSpec", "CostSpec", "FallbackSpec", "HedgeSpec",
-           "MonitorSpec", "NodeSpec", "PromptSpec", "RoutingSpec", "StateSpec", "TargetSpec", "TaskSpec",
+           "MonitorSpec", "NodeSpec", "PromptSpec", "RouterSpec", "RoutingSpec", "StateSpec", "TargetSpec", "TaskSpec",
            "build_router", "load_router_config", "parse_routing_config"]
 
 # Each node spec's ``kind`` (a class constant, not a field) is its ``type:`` in YAML, ``target`` for a leaf.
@@ -186,7 +199,7 @@ class FallbackSpec:
     path: str
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     name: str | None = None
-    mid_stream: str | None = None
+    mid_stream: MidStream | None = None
     breaker: BreakerSettings | None = None
     """The chain's per-target circuit breakers (``None``: ``FallbackChain``'s defaults)."""
     breaker_off: bool = False
@@ -201,11 +214,13 @@ class BalanceSpec:
     targets: tuple[NodeSpec, ...]
     path: str
     weights: tuple[float, ...] | None = None
-    strategy: str = "weighted"
+    strategy: Strategy = "weighted"
     max_attempts: int | None = None
     breaker: BreakerSettings | None = None
     name: str | None = None
-    mid_stream: str | None = None
+    mid_stream: MidStream | None = None
+    retry: RetryPolicy | None = None
+    """The node's ``retry.actions`` (``None``: the defaults): which errors end the call (``stop``) or move on."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,7 +234,7 @@ class TaskSpec:
     classifier: Mapping[str, Any] = field(default_factory=lambda: {"keywords": {}})
     """``{"keywords": KeywordClassifier kwargs}`` or ``{"file": Path, "min_confidence"?: float}``."""
     name: str | None = None
-    mid_stream: str | None = None
+    mid_stream: MidStream | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,7 +255,9 @@ class CostSpec:
     path: str
     options: Mapping[str, Any] = field(default_factory=dict)  # min_quality, on_over_budget, ...
     name: str | None = None
-    mid_stream: str | None = None
+    mid_stream: MidStream | None = None
+    retry: RetryPolicy | None = None
+    """The node's ``retry.actions`` (``None``: the defaults): which errors end the call (``stop``) or move on."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -250,10 +267,10 @@ class HedgeSpec:
     kind = "hedge"
     targets: tuple[NodeSpec, ...]
     path: str
-    delay_s: float | str = "p95"
+    delay_s: float | Literal["p95"] = "p95"
     options: Mapping[str, Any] = field(default_factory=dict)  # max_hedges, min_delay_s, cold_delay_s
     name: str | None = None
-    mid_stream: str | None = None
+    mid_stream: MidStream | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,10 +283,12 @@ class PromptSpec:
     path: str
     options: Mapping[str, Any] = field(default_factory=dict)  # min_quality | lambda_, max_attempts, fallback_on_error
     name: str | None = None
-    mid_stream: str | None = None
+    mid_stream: MidStream | None = None
 
 
-NodeSpec = Union[TargetSpec, FallbackSpec, BalanceSpec, TaskSpec, CostSpec, HedgeSpec, PromptSpec]
+RouterSpec = Union[FallbackSpec, BalanceSpec, TaskSpec, CostSpec, HedgeSpec, PromptSpec]
+"""A node that is a router (every node type but a leaf target)."""
+NodeSpec = Union[TargetSpec, RouterSpec]
 
 
 @dataclass(frozen=True)
@@ -349,7 +368,7 @@ def parse_routing_config(source: str | Path | Mapping[str, Any] | YamlDocument, 
 
 
 def load_router_config(source: str | Path | Mapping[str, Any], *,
-                       provider_options: Mapping[str, Any] | None = None):
+                       provider_options: Mapping[str, Any] | None = None) -> Router:
     """The root router described by a YAML file (path) or an already-parsed mapping.
 
     ``provider_options`` are extra keyword options given to every
@@ -362,7 +381,8 @@ def load_router_config(source: str | Path | Mapping[str, Any], *,
     return build_router(parse_routing_config(source), provider_options=provider_options)
 
 
-def build_router(config: RoutingSpec | Mapping[str, Any], *, provider_options: Mapping[str, Any] | None = None):
+def build_router(config: RoutingSpec | Mapping[str, Any], *,
+                 provider_options: Mapping[str, Any] | None = None) -> Router:
     """The root router of a :class:`RoutingSpec` (or of a mapping, validated first); see :func:`load_router_config`."""
     from ._config_build import build
 

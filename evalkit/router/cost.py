@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from ..errors import (
     AllTargetsFailed,
@@ -30,9 +30,9 @@ from ..errors import (
 )
 from ..pricing import Prices
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target, as_target
+from ._base import Router, RouterOptions, Target, as_target
 from ._call import RoutedCall
-from ._retry import stops_call
+from ._retry import DEFAULT_POLICY, RetryPolicy
 from ._worst_case import PricedTarget, PromptTokens, Quote, settle
 from .budget import BudgetLedger
 
@@ -115,7 +115,10 @@ class CostAwareRouter(Router):
       that did (a stream cut after some text) settles what its error carries,
       marked as an estimate; with
       ``fallback_on_error`` the next candidate is tried (one attempt each:
-      retries are a :class:`~evalkit.router.FallbackChain`'s job). A call
+      retries are a :class:`~evalkit.router.FallbackChain`'s job), unless
+      ``policy`` (a :class:`~evalkit.router.RetryPolicy`, default: a
+      ``FallbackChain``'s default actions) says the error's kind is ``stop``
+      (by default a malformed request or a content-filter refusal). A call
       cancelled or broken by a non-provider exception keeps its reservation as
       spent, since the vendor may bill it.
     * Candidates whose context window cannot hold the prompt plus
@@ -130,10 +133,10 @@ class CostAwareRouter(Router):
     input_pad_tokens = 16
     """Added on top of the margin: framing tokens the local count does not know about."""
 
-    def __init__(self, candidates: Iterable[Candidate | tuple], *, ledger: BudgetLedger | None = None,
+    def __init__(self, candidates: Iterable[Candidate | tuple[Any, ...]], *, ledger: BudgetLedger | None = None,
                  min_quality: float | str = 0.0, on_over_budget: Literal["reroute", "refuse"] = "reroute",
                  allow_downgrade: bool = False, default_max_tokens: int = 1024, fallback_on_error: bool = True,
-                 **router_options: Any) -> None:
+                 policy: RetryPolicy | None = None, **router_options: Unpack[RouterOptions]) -> None:
         self._entries = tuple(_resolve(c, i) for i, c in enumerate(candidates))
         super().__init__([e.target for e in self._entries], **router_options)
         if on_over_budget not in ("reroute", "refuse"):
@@ -146,6 +149,7 @@ class CostAwareRouter(Router):
         self.allow_downgrade = allow_downgrade
         self.default_max_tokens = default_max_tokens
         self.fallback_on_error = fallback_on_error
+        self.policy = policy or DEFAULT_POLICY
 
     async def complete(self, request: ChatRequest, on_delta: Callable[[Any], None] | None = None) -> ChatResponse:
         """Route ``request``; the response lists every attempt, refusals and the serving one included."""
@@ -159,15 +163,15 @@ class CostAwareRouter(Router):
 
     def quote(self, request: ChatRequest) -> list[Quote]:
         """The candidates ``request`` would be tried on, in order, with the worst case each would reserve."""
-        request = self._bounded(request)
+        request, max_tokens = self._bounded(request)
         plan = self._plan(request, self._required_quality(request))
-        return [Quote(entry.name, entry.quality, padded, request.max_tokens, worst, output_tokens,
+        return [Quote(entry.name, entry.quality, padded, max_tokens, worst, output_tokens,
                       entry.fan_out) for entry, worst, padded, _, _, output_tokens in plan]
 
     # -- routing -----------------------------------------------------------------------------
 
     async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
-        request = self._bounded(request)
+        request, max_tokens = self._bounded(request)
         required = self._required_quality(request)
         plan = self._plan(request, required)
         if not plan:
@@ -175,7 +179,7 @@ class CostAwareRouter(Router):
         errors: list[ProviderError] = []
         refusals: list[BudgetExceeded] = []
         for entry, worst, _, counted, per_request, _ in plan:
-            if not self._fits_window(entry, counted + request.max_tokens, attempts):
+            if not self._fits_window(entry, counted + max_tokens, attempts):
                 continue
             try:
                 reservation = None if self.ledger is None else await self.ledger.areserve(entry.name, worst)
@@ -196,7 +200,7 @@ class CostAwareRouter(Router):
                 if reservation is not None:
                     settle(reservation, attempts[first:], per_request)  # billed only if it generated
                 errors.append(exc)
-                if not self.fallback_on_error or self._stream_lost(call) or stops_call(exc):
+                if not self.fallback_on_error or self._stream_lost(call) or self.policy.stops(exc):
                     raise self._exhausted(errors, attempts) from None
                 continue
             except BaseException:
@@ -210,11 +214,12 @@ class CostAwareRouter(Router):
             raise self._over_budget(refusals, attempts)
         raise self._exhausted(errors, attempts)
 
-    def _bounded(self, request: ChatRequest) -> ChatRequest:
+    def _bounded(self, request: ChatRequest) -> tuple[ChatRequest, int]:
+        """``request`` with a ``max_tokens`` (``default_max_tokens`` when it has none), and that bound."""
         # Without max_tokens the output, and so the worst case, would be unbounded.
         if request.max_tokens is None:
-            return request.replace(max_tokens=self.default_max_tokens)
-        return request
+            return request.replace(max_tokens=self.default_max_tokens), self.default_max_tokens
+        return request, request.max_tokens
 
     def _required_quality(self, request: ChatRequest) -> float:
         value = request.metadata.get("min_quality")
@@ -253,7 +258,7 @@ class CostAwareRouter(Router):
     def _over_budget(self, refusals: list[BudgetExceeded], attempts: list[Attempt]) -> BudgetExceeded:
         first = refusals[0]
         how = "refused" if self.on_over_budget == "refuse" else "no candidate fits the budget"
-        others = [r.provider for r in refusals[1:]]
+        others = [r.provider or "?" for r in refusals[1:]]
         also = f"; also over budget: {', '.join(others)}" if others else ""
         exc = BudgetExceeded(f"{self.name}: {how}: {first.message}{also}", provider=self.name)
         for detail in _BUDGET_DETAILS:
@@ -280,7 +285,7 @@ class CostAwareRouter(Router):
         return AllTargetsFailed(message, attempts=tuple(attempts), errors=(error,))
 
 
-def _resolve(candidate: Candidate | tuple, index: int) -> _Entry:
+def _resolve(candidate: Candidate | tuple[Any, ...], index: int) -> _Entry:
     """A candidate's target, quality and prices, or a ConfigError naming what is missing."""
     where = f"candidates[{index}]"
     if isinstance(candidate, tuple):

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import random
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Unpack
 
 from ..errors import ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
-from ._base import Router, Target
+from ._base import Router, RouterOptions, Target
 from ._call import RoutedCall
 from ._credentials import SAME_CREDENTIALS, FailedCredentials
 from ._retry import Action, RetryPolicy
-from ._shared_breaker import make_breaker
+from ._shared_breaker import BreakerOpened, breaker_opened_hook, make_breaker
 from ._window import PromptSize
 from .health import BreakerSettings, CircuitBreaker
 
@@ -46,7 +47,10 @@ class FallbackChain(Router):
       :class:`~evalkit.router.state.RedisState`) the breakers are shared by
       every replica using it, per target name: a target one replica found down
       is skipped by all, and all of them together send one probe per cooldown
-      (:mod:`evalkit.router._shared_breaker`).
+      (:mod:`evalkit.router._shared_breaker`). ``on_breaker_open`` is called
+      with a target's name when its breaker opens (default: this router's
+      ``monitor``, if any); ``Router.from_config`` points every node's at the
+      config's one monitor.
     * When everything fails, :class:`~evalkit.errors.AllTargetsFailed` holds
       every attempt and every error.
     """
@@ -56,13 +60,14 @@ class FallbackChain(Router):
     def __init__(self, targets: Iterable[Target | str], *, policy: RetryPolicy | None = None,
                  seed: int | None = None, breaker: BreakerSettings | None = _DEFAULT_BREAKER,
                  clock: Callable[[], float] = time.monotonic, state: RedisState | None = None,
-                 **router_options) -> None:
+                 on_breaker_open: BreakerOpened | None = None, **router_options: Unpack[RouterOptions]) -> None:
         super().__init__(targets, **router_options)
         self.policy = policy or RetryPolicy()
         self.state = state
         self._rng = random.Random(seed)
         self.breakers: tuple[CircuitBreaker, ...] | None = None if breaker is None else tuple(
-            make_breaker(t.name, breaker, clock=clock, on_open=self._opened_callback(t.name), state=state)
+            make_breaker(t.name, breaker, clock=clock, state=state,
+                         on_open=breaker_opened_hook(self, t.name, on_breaker_open))
             for t in self.targets)
 
     async def _route(self, request: ChatRequest, attempts: list[Attempt], call: RoutedCall) -> ChatResponse:
@@ -74,7 +79,8 @@ class FallbackChain(Router):
         errors: list[ProviderError] = []
         bad_keys = FailedCredentials()
         sent = 0
-        for target, breaker in zip(self.targets, self.breakers or (_NO_BREAKER,) * len(self.targets)):
+        breakers: Sequence[CircuitBreaker | _NullBreaker] = self.breakers or (_NO_BREAKER,) * len(self.targets)
+        for target, breaker in zip(self.targets, breakers):
             if not self._enters(target, size, bad_keys, attempts):
                 continue
             retry, probe = 0, False
@@ -109,7 +115,7 @@ class FallbackChain(Router):
                     breaker.record_success()
                     return response
                 wait = self._retry_wait(target, errors[-1], call, breaker, retry, deadline)
-                if wait is _STOP:
+                if wait is _Stop.STOP:
                     raise self._exhausted(errors, attempts)
                 if wait is None:
                     break
@@ -129,16 +135,16 @@ class FallbackChain(Router):
         return True
 
     def _retry_wait(self, target: Target, error: ProviderError, call: RoutedCall,
-                    breaker: CircuitBreaker | _NullBreaker, retry: int, deadline: float) -> float | object | None:
-        """Seconds to wait before retrying the same target; ``None``: move on; ``_STOP``: end the call."""
+                    breaker: CircuitBreaker | _NullBreaker, retry: int, deadline: float) -> float | _Stop | None:
+        """Seconds to wait before retrying the same target; ``None``: move on; ``_Stop.STOP``: end the call."""
         action = Action.STOP if self._stream_lost(call) else self.policy.action_for(error)
         if action is Action.STOP:
-            return _STOP
+            return _Stop.STOP
         if action is not Action.RETRY or retry >= self.policy.retries_per_target:
             return None
         if call.shown and self.mid_stream == "continue" and not self._accepts_prefill(target):
             return None  # retrying could only restart the answer; the next target may continue it
-        if breaker.state == "open" and error.retry_after is None:
+        if breaker.state == "open" and error.retry.retry_after is None:
             return None  # this failure opened the circuit: the target is down, not busy
         wait = self.policy.backoff_s(retry, error, self._rng)
         return None if time.monotonic() + wait >= deadline else wait
@@ -152,6 +158,9 @@ class _NullBreaker:
     def acquire(self) -> bool:
         return True
 
+    async def acquire_async(self) -> bool:
+        return True
+
     def record_failure(self, error: ProviderError) -> None:
         return None
 
@@ -163,4 +172,9 @@ class _NullBreaker:
 
 
 _NO_BREAKER = _NullBreaker()
-_STOP = object()
+
+
+class _Stop(enum.Enum):
+    """What :meth:`FallbackChain._retry_wait` answers when the call must end (a typed sentinel)."""
+
+    STOP = "stop"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import ErrorKind, ProviderError
+from ._aimd import LocalLimitError
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "TargetHealth"]
 
@@ -113,7 +114,7 @@ class CircuitBreaker:
                 self._drop_probe()  # the probe proved nothing about the target
             return
         s = self.settings
-        if error.code == "local_limit" and not error.retry_after:
+        if isinstance(error, LocalLimitError) and not error.retry_after:
             return  # our own in-flight cap said "busy": no news about the target's health
         if error.kind is ErrorKind.RATE_LIMIT and error.retry_after:
             self._open(min(error.retry_after, s.max_retry_after_s))

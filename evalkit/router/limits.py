@@ -4,8 +4,8 @@
 interface, so it composes with every policy. When the target is saturated it
 either refuses at once (``on_saturated="skip"``) or waits for capacity
 (``"wait"``, at most ``max_wait_s``). A refusal is a
-:class:`~evalkit.RateLimitError` with ``code == "local_limit"`` (the constant
-:data:`LOCAL_LIMIT`) and, when a bucket is the reason, a ``retry_after``; it is
+:class:`LocalLimitError` (a :class:`~evalkit.RateLimitError` whose ``code`` is
+:data:`LOCAL_LIMIT`) with, when a bucket is the reason, a ``retry_after``; it is
 raised *before* anything is sent, so routers treat it like a vendor's 429:
 
 * a :class:`~evalkit.router.FallbackChain` applies its retry policy to it: it
@@ -13,14 +13,19 @@ raised *before* anything is sent, so routers treat it like a vendor's 429:
   moves on to the next target when it is longer; a full in-flight limit has no
   ``retry_after`` (nobody knows when a call ends), so the chain retries after
   its ordinary backoff, then moves on;
-* a balancer's breaker opens for ``retry_after`` and it tries another target.
+* a balancer's breaker opens for ``retry_after`` and it tries another target;
+  a refusal without ``retry_after`` (a full in-flight limit) is no failure of
+  the target for a breaker, and no refusal is a throttling signal for the
+  adaptive limit: both tell it from a vendor's 429 by its type
+  (:class:`LocalLimitError`), never by its ``code`` text.
   Routers that want to pass over a saturated target without an attempt can
   ask :meth:`LimitedTarget.saturated` first.
 
 The attempt a router records for a local refusal says ``sent=True`` (the router
 cannot know the call never left); its ``error`` text starts with
 ``"local limit"`` and the error's ``code`` is ``"local_limit"``, which is how
-evidence tells a local refusal from a vendor's.
+evidence (rows, logs) tells a local refusal from a vendor's; code tells them
+apart by type (``isinstance(error, LocalLimitError)``).
 
 Adaptive in-flight limit (``Limits(max_in_flight=32, adaptive=True)``): the
 calls allowed in flight start at ``max_in_flight``, are halved (not below
@@ -60,19 +65,24 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
-from ..errors import ProviderError, RateLimitError
+from ..errors import ProviderError
+from ..providers import OnDelta
 from ..tokens import count_tokens
-from ..types import ChatRequest, ChatResponse, Message, Usage
-from ._aimd import LOCAL_LIMIT, AimdLimit, checked_floor
-from ._bucket import TokenBucket, Waiter
+from ..types import ChatRequest, ChatResponse, Message, StreamRestart, Usage
+from ._aimd import LOCAL_LIMIT, AimdLimit, LocalLimitError, checked_floor
 from ._base import Target, as_target, close_all, close_on_exit
+from ._bucket import TokenBucket, TokensTaken, Waiter
 from ._credentials import credential_of
 from ._shared_rate import SharedRate
 from .state import RedisState
 
-__all__ = ["LOCAL_LIMIT", "LimitedStream", "LimitedTarget", "Limits", "TokenBucket"]
+__all__ = ["LOCAL_LIMIT", "LimitedStream", "LimitedTarget", "Limits", "LocalLimitError", "TokenBucket"]
 
 _NOT_ADAPTIVE = (0, 0)
+
+OnSaturated = Literal["skip", "wait"]
+ON_SATURATED: tuple[OnSaturated, ...] = ("skip", "wait")
+"""What a saturated :class:`LimitedTarget` does: refuse at once, or wait for capacity."""
 
 
 
@@ -93,7 +103,7 @@ class Limits:
     max_in_flight: int | None = None
     rpm: float | None = None
     tpm: float | None = None
-    on_saturated: Literal["skip", "wait"] = "skip"
+    on_saturated: OnSaturated = "skip"
     max_wait_s: float = 30.0
     adaptive: bool = False
     min_in_flight: int = 1
@@ -174,7 +184,7 @@ class LimitedTarget:
         """The wrapped target's credential identity (``None`` when it has none): limits change no key."""
         return credential_of(self.target)
 
-    async def complete(self, request: ChatRequest, on_delta: Callable[[Any], None] | None = None) -> ChatResponse:
+    async def complete(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResponse:
         """Send ``request`` when the limits allow it; refuse or wait per ``on_saturated``.
 
         ``on_delta`` is handed to the target as it is (text deltas of a streamed call).
@@ -266,7 +276,7 @@ class LimitedTarget:
         if self._queue:
             self._queue[0].wake()
 
-    def _settle(self, tokens: int, usage: Usage | None, bucket: TokenBucket | SharedRate | None) -> None:
+    def _settle(self, tokens: int, usage: Usage | None, bucket: TokensTaken | None) -> None:
         """Correct the TPM bucket the call took from (local, or shared: in the background) with ``usage``."""
         if bucket is not None and usage is not None:
             bucket.give_back(tokens - (usage.input_tokens + usage.output_tokens))
@@ -275,14 +285,16 @@ class LimitedTarget:
         """The adaptive limit's (generation, calls started) as a call starts (read right after its slot is taken)."""
         return _NOT_ADAPTIVE if self._aimd is None else (self._aimd.generation, self._aimd.starts)
 
-    def _succeeded(self, tokens: int, started: tuple[int, int], response: ChatResponse, bucket: Any) -> None:
+    def _succeeded(self, tokens: int, started: tuple[int, int], response: ChatResponse,
+                   bucket: TokensTaken | None) -> None:
         self._settle(tokens, response.usage, bucket)
         aimd = self._aimd
         if aimd is not None:
             aimd.succeeded(started[0], response.rate_limits, index=started[1], now=self._clock())
             self._max_in_flight = aimd.allowed
 
-    def _failed(self, tokens: int, started: tuple[int, int], error: ProviderError, bucket: Any) -> None:
+    def _failed(self, tokens: int, started: tuple[int, int], error: ProviderError,
+                bucket: TokensTaken | None) -> None:
         self._settle(tokens, error.usage, bucket)
         aimd = self._aimd
         if aimd is not None:
@@ -291,30 +303,31 @@ class LimitedTarget:
 
     # -- saturation -----------------------------------------------------------------------
 
-    async def _acquire(self, tokens: int) -> TokenBucket | SharedRate | None:
+    async def _acquire(self, tokens: int) -> TokensTaken | None:
         """Take a slot and the buckets' share, or wait / refuse; returns the TPM bucket to correct after the call.
 
         With shared state the buckets are in Redis (one round trip), or local while it is down.
         """
         if not self._queue:  # queued callers go first
+            bucket: TokensTaken | None
             if self._shared is None:
                 wait, bucket = self._try_take(tokens), self._tokens
             else:
-                wait, bucket = await self._take_shared(tokens)
+                wait, bucket = await self._take_shared(self._shared, tokens)
             if wait is None:
                 return bucket
             if self.limits.on_saturated == "skip":
                 raise self._refusal(wait)
         return await self._wait_turn(tokens)
 
-    async def _take_shared(self, tokens: int) -> tuple[float | None, Any]:
-        """The local checks, then the shared buckets; the slot is held while Redis answers."""
+    async def _take_shared(self, shared: SharedRate, tokens: int) -> tuple[float | None, TokensTaken | None]:
+        """The local checks, then the shared buckets (``shared``); the slot is held while Redis answers."""
         wait = self._shortfall(tokens)  # in flight and the adaptive limit: the shared buckets are not in it
         if wait is not None:
             return wait, None
         self.in_flight += 1
         try:
-            wait, bucket = await self._shared.take(tokens)  # type: ignore[union-attr]
+            wait, bucket = await shared.take(tokens)
         except BaseException:  # cancelled while Redis answered
             self._release()
             raise
@@ -325,20 +338,21 @@ class LimitedTarget:
             self._aimd.started(self._clock() if self._aimd.level is not None else 0.0)
         return None, bucket
 
-    async def _wait_turn(self, tokens: int) -> Any:
+    async def _wait_turn(self, tokens: int) -> TokensTaken | None:
         """Queue until this call is first and the limits allow it, or ``max_wait_s`` passes."""
         waiter = Waiter()
         self._queue.append(waiter)
         deadline = self._clock() + self.limits.max_wait_s
-        bucket = self._tokens
+        bucket: TokensTaken | None = self._tokens
         try:
             while True:
+                wait: float | None
                 if self._queue[0] is not waiter:
                     wait = 0.0
                 elif self._shared is None:
                     wait = self._try_take(tokens)
                 else:
-                    wait, bucket = await self._take_shared(tokens)
+                    wait, bucket = await self._take_shared(self._shared, tokens)
                 if wait is None:
                     return bucket
                 remaining = deadline - self._clock()
@@ -354,7 +368,7 @@ class LimitedTarget:
             if was_first and self._queue:
                 self._queue[0].wake()
 
-    def _refusal(self, wait_s: float) -> RateLimitError:
+    def _refusal(self, wait_s: float) -> LocalLimitError:
         reasons = []
         allowed = self._max_in_flight
         if allowed is not None and self.in_flight >= allowed:
@@ -364,9 +378,9 @@ class LimitedTarget:
         if wait_s > 0:
             reasons.append(f"rpm/tpm capacity in {wait_s:.3g}s")
         waited = " after waiting" if self.limits.on_saturated == "wait" else ""
-        return RateLimitError(
+        return LocalLimitError(
             f"local limit: {self.name} saturated{waited} ({', '.join(reasons) or 'queue full'}); not sent",
-            provider=self.name, code=LOCAL_LIMIT, retry_after=wait_s if wait_s > 0 else None,
+            provider=self.name, retry_after=wait_s if wait_s > 0 else None,
         )
 
 
@@ -378,7 +392,7 @@ class LimitedStream:
         self.request = request
         self.response: ChatResponse | None = None
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    async def __aiter__(self) -> AsyncIterator[str | StreamRestart]:
         owner = self.owner
         tokens = owner._estimate(self.request)
         bucket = await owner._acquire(tokens)

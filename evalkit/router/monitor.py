@@ -1,8 +1,14 @@
 """Monitor: one event per routed attempt, rolling summaries and Prometheus counters.
 
 Routers call :meth:`Monitor.record` once per routed call with every attempt
-(served, failed and skipped); the balancer's circuit breaker calls
-:meth:`Monitor.breaker_opened`. The monitor keeps two things:
+(served, failed and skipped): the outermost router with the monitor does, since
+a router's attempts include its nested routers' (give a monitor to the root of
+a tree, not to its inner nodes too, or their attempts count twice). The circuit
+breakers of fallback chains and balancers call :meth:`Monitor.breaker_opened`:
+a router's own breakers report to its ``monitor``, or to the
+``on_breaker_open`` it was given, which is how an inner node of a tree reports
+to the root's monitor; ``Router.from_config`` wires every node of a config
+that way. The monitor keeps two things:
 
 * a rolling window of events (a bounded ``deque``; events older than the
   window are dropped lazily as new ones arrive), for :meth:`Monitor.events_df`
@@ -41,9 +47,9 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from ..types import Attempt, ChatRequest
+from ..types import Attempt, ChatRequest, Usage
 from ._prometheus import TOKEN_CATEGORIES, render_counters
 from ._target_counters import TargetCounters, split_target
 
@@ -68,7 +74,14 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 """Columns of :meth:`Monitor.events_df`, in order; each event tuple has the same layout."""
 
-_NO_USAGE = (None, None, None, None, None, None)
+Tokens: TypeAlias = tuple[int | None, int | None, int | None, int | None, int | None, bool | None]
+"""An event's token columns: input, cached input, cache write, output, reasoning, exact (all None: no usage)."""
+Event: TypeAlias = tuple[float, str, str, str, str | None, float, float | None,
+                         int | None, int | None, int | None, int | None, int | None, bool | None,
+                         Decimal | None, bool, str | None, int, bool, int, float]
+"""One event: the values of :data:`EVENT_COLUMNS`, in order (a plain tuple: one is built per attempt)."""
+
+_NO_USAGE: Tokens = (None, None, None, None, None, None)
 _WINDOW_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
@@ -129,7 +142,7 @@ class Monitor:
         totals stays there; counting goes on from zero.
         """
         # Rebinding (rather than clearing) lets a concurrent reader finish on the old containers.
-        self._events: deque[tuple] = deque(maxlen=self.max_events)
+        self._events: deque[Event] = deque(maxlen=self.max_events)
         self._breaker_events: deque[tuple[float, str]] = deque(maxlen=self.max_events)
         self._counters: dict[str, TargetCounters] = {}
         self._breaker_opens: dict[str, int] = {}
@@ -157,13 +170,13 @@ class Monitor:
             usage = attempt.usage
             cost = attempt.cost.total if attempt.cost is not None else None
             ok = attempt.error_kind is None
-            tokens = _NO_USAGE if usage is None else (
+            tokens: Tokens = _NO_USAGE if usage is None else (
                 usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens,
                 usage.output_tokens, usage.reasoning_tokens, usage.exact)
             events.append((now, attempt.target, counters.provider, counters.model, task_type,
                            attempt.latency_ms, attempt.ttft_ms, *tokens, cost, ok, attempt.error_kind,
                            attempt.depth, attempt.sent, attempt.retry, attempt.started_at))
-            self._count(counters, attempt, tokens, cost, ok)
+            self._count(counters, attempt, usage, cost, ok)
         cutoff = now - self.window_s
         while events[0][0] < cutoff:  # oldest first: usually zero or one pop
             events.popleft()
@@ -186,7 +199,7 @@ class Monitor:
         counters = self._counters[target] = self._blank_counters(target)
         return counters
 
-    def _count(self, c: TargetCounters, attempt: Attempt, tokens: tuple, cost: Decimal | None,
+    def _count(self, c: TargetCounters, attempt: Attempt, usage: Usage | None, cost: Decimal | None,
                ok: bool) -> None:
         kind = attempt.error_kind
         c.attempts[kind] = c.attempts.get(kind, 0) + 1
@@ -205,13 +218,13 @@ class Monitor:
             seconds = attempt.ttft_ms / 1000.0
             c.ttft_buckets[bisect_left(self._ttft_bounds, seconds)] += 1
             c.ttft_sum += seconds
-        if tokens is not _NO_USAGE:
+        if usage is not None:
             totals = c.tokens
-            totals[0] += tokens[0]
-            totals[1] += tokens[1]
-            totals[2] += tokens[2]
-            totals[3] += tokens[3]
-            totals[4] += tokens[4]
+            totals[0] += usage.input_tokens
+            totals[1] += usage.cached_input_tokens
+            totals[2] += usage.cache_write_tokens
+            totals[3] += usage.output_tokens
+            totals[4] += usage.reasoning_tokens
         if cost is not None:
             c.cost += cost
             c.priced += 1
@@ -234,7 +247,7 @@ class Monitor:
         events = list(self._events)  # one C-level copy: safe against a concurrent record()
         cutoff = self._cutoff(window)
         events = events[bisect_left(events, cutoff, key=_event_ts):]
-        columns = list(zip(*events)) if events else [()] * len(EVENT_COLUMNS)
+        columns: list[Sequence[object]] = list(zip(*events)) if events else [()] * len(EVENT_COLUMNS)
         # Polars parses decimal text about twice as fast as it converts Decimal objects.
         cost_index = EVENT_COLUMNS.index("cost_usd")
         columns[cost_index] = [None if cost is None else str(cost) for cost in columns[cost_index]]
@@ -365,23 +378,24 @@ class Monitor:
         return out
 
 
-def _event_ts(event: tuple) -> float:
+def _event_ts(event: Event) -> float:
     return event[0]
 
 
-def _event_schema() -> dict[str, pl.DataType]:
+def _event_schema() -> dict[str, pl.DataType | type[pl.DataType]]:
     import polars as pl
 
     text, real, count, flag = pl.String, pl.Float64, pl.Int64, pl.Boolean
-    dtypes = (real, text, text, text, text, real, real, count, count, count, count, count,
-              flag, pl.Decimal(38, 10), flag, text, count, flag, count, real)
+    dtypes: tuple[pl.DataType | type[pl.DataType], ...] = (
+        real, text, text, text, text, real, real, count, count, count, count, count,
+        flag, pl.Decimal(38, 10), flag, text, count, flag, count, real)
     return dict(zip(EVENT_COLUMNS, dtypes))
 
 
-def _summary_schema() -> dict[str, pl.DataType]:
+def _summary_schema() -> dict[str, pl.DataType | type[pl.DataType]]:
     import polars as pl
 
-    schema = {"provider": pl.String, "model": pl.String, "calls": pl.Int64, "successes": pl.Int64,
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {"provider": pl.String, "model": pl.String, "calls": pl.Int64, "successes": pl.Int64,
               "success_rate": pl.Float64, "p50_latency_ms": pl.Float64, "p95_latency_ms": pl.Float64,
               "p50_ttft_ms": pl.Float64}
     schema.update({f"{name}_tokens": pl.Int64 for name in TOKEN_CATEGORIES})

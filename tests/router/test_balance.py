@@ -10,6 +10,7 @@ import pytest
 import evalkit
 from evalkit.errors import AllTargetsFailed, ErrorKind, RateLimitError, ServerError
 from evalkit.router import BreakerSettings, CircuitBreaker, FallbackChain, WeightedBalancer
+from evalkit.router.limits import LocalLimitError
 
 from .fakes import ScriptedProvider, fast_policy
 
@@ -132,8 +133,15 @@ async def test_bad_request_stops_the_balancer() -> None:
 
 def test_local_in_flight_refusal_is_not_a_target_failure() -> None:
     breaker = CircuitBreaker(BreakerSettings(consecutive_failures=1))
-    breaker.record_failure(RateLimitError("local limit: 4 in flight", code="local_limit"))
+    breaker.record_failure(LocalLimitError("local limit: 4 in flight"))
     assert breaker.state == "closed"
+
+
+def test_a_vendor_error_that_reuses_the_local_code_string_still_counts() -> None:
+    # The marker is the type: a vendor whose own error code happens to read "local_limit" is a real failure.
+    breaker = CircuitBreaker(BreakerSettings(consecutive_failures=1))
+    breaker.record_failure(RateLimitError("slow down", code="local_limit"))
+    assert breaker.state == "open"
 
 
 async def test_auth_moves_on_and_skips_targets_sharing_the_key() -> None:

@@ -12,7 +12,7 @@ from evalkit import ChatRequest, ChatResponse, FinishReason, RateLimitError, Usa
 from evalkit.errors import AllTargetsFailed, OverloadedError, ProviderError, ServerError
 from evalkit.router import FallbackChain
 from evalkit.router._aimd import AimdLimit, remaining_fraction
-from evalkit.router.limits import LOCAL_LIMIT, LimitedTarget, Limits
+from evalkit.router.limits import LOCAL_LIMIT, LimitedTarget, Limits, LocalLimitError
 
 from .fakes import fast_policy
 
@@ -117,7 +117,8 @@ async def test_each_new_burst_halves_again_down_to_the_floor() -> None:
 
 async def test_an_overload_decreases_but_a_local_refusal_or_a_server_error_does_not() -> None:
     for error, lowered in ((OverloadedError("Overloaded", status=529), True),
-                           (RateLimitError("local limit: x saturated; not sent", code=LOCAL_LIMIT), False),
+                           (LocalLimitError("local limit: x saturated; not sent"), False),
+                           (RateLimitError("a vendor's own code", code=LOCAL_LIMIT), True),
                            (ServerError("boom", status=500), False)):
         puppet, limited = adaptive(8)
         task = (await fire(limited, 1))[0]

@@ -9,7 +9,7 @@ import pytest
 
 import evalkit
 from evalkit import Attempt, Cost, Usage
-from evalkit.router import FallbackChain
+from evalkit.router import BreakerSettings, FallbackChain, WeightedBalancer
 from evalkit.router.monitor import EVENT_COLUMNS, Monitor, parse_window, split_target
 
 from .fakes import ScriptedProvider, fast_policy
@@ -199,6 +199,22 @@ def test_breaker_opens_count_only_inside_the_window() -> None:
     monitor.breaker_opened("a:b")
     assert row(monitor.summary_df(), "a", "b")["breaker_opens"] == 1
     assert 'evalkit_circuit_breaker_opens_total{target="a:b"} 2' in monitor.to_prometheus()
+
+
+async def test_a_nested_node_reports_its_openings_through_on_breaker_open_and_each_attempt_counts_once() -> None:
+    # A tree built by hand: the root holds the monitor (it records the flattened attempts), the inner balancer
+    # reports its breaker's openings to the same monitor; it has no monitor itself, so nothing is recorded twice.
+    monitor = Monitor(clock=FakeClock())
+    down = ScriptedProvider("a:down", default="server")
+    inner = WeightedBalancer([down], breaker=BreakerSettings(consecutive_failures=1),
+                             on_breaker_open=monitor.breaker_opened)
+    root = FallbackChain([inner, ScriptedProvider("b:up")], policy=fast_policy(retries_per_target=0), breaker=None,
+                         monitor=monitor)
+    await root.complete(REQ)
+    assert inner.health[0].breaker.opens == 1
+    text = monitor.to_prometheus()
+    assert 'evalkit_circuit_breaker_opens_total{target="a:down"} 1' in text
+    assert monitor.events_df().select("target", "error_kind").rows() == [("a:down", "server"), ("b:up", None)]
 
 
 def test_reset_forgets_events_and_counters() -> None:
