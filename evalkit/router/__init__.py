@@ -21,7 +21,7 @@ from .cost import QUALITY_TIERS, Candidate, CostAwareRouter, Quote
 from .fallback import FallbackChain
 from .health import BreakerSettings, CircuitBreaker
 from .hedge import HedgedRouter
-from .limits import LOCAL_LIMIT, LimitedTarget, Limits
+from .limits import LOCAL_LIMIT, LimitedTarget, Limits, LocalLimitError
 from .monitor import Monitor, parse_window
 from .state import RedisState
 from .classifier import LearnedClassifier
@@ -40,6 +40,7 @@ __all__ = [
     "HedgedRouter",
     "KeywordClassifier",
     "LOCAL_LIMIT",
+    "LocalLimitError",
     "LearnedClassifier",
     "LimitedTarget",
     "Limits",

@@ -21,7 +21,7 @@ from typing import Mapping
 
 from ..errors import ErrorKind, ProviderError, RetryDecision
 
-__all__ = ["Action", "RetryPolicy", "DEFAULT_ACTIONS", "DEFAULT_POLICY", "stops_call"]
+__all__ = ["Action", "RetryPolicy", "DEFAULT_ACTIONS", "DEFAULT_POLICY"]
 
 
 class Action(str, enum.Enum):
@@ -130,13 +130,3 @@ class RetryPolicy:
 
 DEFAULT_POLICY = RetryPolicy()
 """The policy of a router given none (``policy=None``)."""
-
-
-def stops_call(error: ProviderError) -> bool:
-    """Whether ``error`` ends a call under :data:`DEFAULT_POLICY` (a malformed request, a content-filter refusal).
-
-    For a policy without a :class:`RetryPolicy` parameter of its own (the
-    per-prompt router); the others take ``policy=`` and ask
-    :meth:`RetryPolicy.stops`.
-    """
-    return DEFAULT_POLICY.stops(error)

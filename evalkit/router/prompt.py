@@ -49,7 +49,7 @@ from ..errors import ConfigError, ErrorKind, ProviderError
 from ..types import Attempt, ChatRequest, ChatResponse
 from ._base import Router, RouterOptions, Target, as_target
 from ._call import RoutedCall
-from ._retry import stops_call
+from ._retry import DEFAULT_POLICY, RetryPolicy
 from ._task_features import ROLE_MARK, FeatureSpec, featurize, request_text
 from ._window import PromptSize
 
@@ -312,8 +312,10 @@ class PromptRouter(Router):
     replace the model's calibrated rule (not both). On a
     :class:`~evalkit.ProviderError` the next target in the order is tried
     (``fallback_on_error``), at most ``max_attempts`` sends in all (default:
-    every target once); a target whose context window cannot hold the prompt
-    is skipped without a call; once a stream has shown text the router stops.
+    every target once), unless ``policy`` (a :class:`~evalkit.router.RetryPolicy`;
+    default: the default policy) says the error ends the call; a target whose
+    context window cannot hold the prompt is skipped without a call; once a
+    stream has shown text the router stops.
     """
 
     kind = "prompt"
@@ -321,7 +323,8 @@ class PromptRouter(Router):
     def __init__(self, model: PromptModel | str | Path,
                  targets: Mapping[str, Target | str] | Sequence[Target | str] | None = None, *,
                  min_quality: float | None = None, lambda_: float | None = None, fallback_on_error: bool = True,
-                 max_attempts: int | None = None, **router_options: Unpack[RouterOptions]) -> None:
+                 max_attempts: int | None = None, policy: RetryPolicy | None = None,
+                 **router_options: Unpack[RouterOptions]) -> None:
         self.model = model if isinstance(model, PromptModel) else PromptModel.load(model)
         resolved = _resolve_targets(self.model.targets, targets)
         super().__init__(resolved, **router_options)
@@ -338,6 +341,7 @@ class PromptRouter(Router):
             raise ConfigError(f"expected a whole number >= 1, got {max_attempts!r}", field="max_attempts")
         self.fallback_on_error = fallback_on_error
         self.max_attempts = max_attempts or len(self.targets)
+        self.policy = policy or DEFAULT_POLICY
 
     def route_for(self, request: ChatRequest) -> PromptDecision:
         """The targets ``request`` would be tried on, in order, with each one's pass probability."""
@@ -362,7 +366,7 @@ class PromptRouter(Router):
                 errors.append(exc)
                 if exc.kind is ErrorKind.CONTEXT_LENGTH:
                     size.too_big_for(target)
-                if not self.fallback_on_error or self._stream_lost(call) or stops_call(exc):
+                if not self.fallback_on_error or self._stream_lost(call) or self.policy.stops(exc):
                     break
         raise self._exhausted(errors, attempts)
 

@@ -23,7 +23,7 @@ from evalkit import ChatRequest, ConfigError, get_provider
 from evalkit.analysis import load_results_table
 from evalkit.analysis.prompt_routing import train_prompt_router
 from evalkit.errors import AllTargetsFailed
-from evalkit.router import FallbackChain
+from evalkit.router import FallbackChain, RetryPolicy
 from evalkit.router.prompt import PromptModel, PromptRouter, RoutingRule, order_one, rank_targets
 
 from .fakes import ScriptedProvider, fast_policy
@@ -251,6 +251,22 @@ async def test_max_attempts_and_no_fallback_bound_what_is_sent(model: PromptMode
     with pytest.raises(AllTargetsFailed) as caught:
         await PromptRouter(model, fakes, fallback_on_error=False).complete(PROBES[0])
     assert len(caught.value.attempts) == 1
+
+
+async def test_its_retry_policy_decides_which_errors_end_the_call(model: PromptModel):
+    # The default policy moves on after a 500 and stops on a content-filter refusal...
+    fakes = _fakes(["content_filter"], [], [])
+    with pytest.raises(AllTargetsFailed) as caught:
+        await PromptRouter(model, fakes).complete(PROBES[0])
+    assert len(caught.value.attempts) == 1
+    # ...and the router's own policy overrides both.
+    fakes = _fakes(["content_filter"], [], [])
+    opted_in = RetryPolicy().with_actions({"content_filter": "next"})
+    assert (await PromptRouter(model, fakes, policy=opted_in).complete(PROBES[0])).provider != "cheap"
+    fakes = _fakes(["server"], [], [])
+    with pytest.raises(AllTargetsFailed) as caught:
+        await PromptRouter(model, fakes, policy=RetryPolicy().with_actions({"server": "stop"})).complete(PROBES[0])
+    assert len(caught.value.attempts) == 1 and sum(f.calls for f in fakes) == 1
 
 
 async def test_a_target_whose_window_cannot_hold_the_prompt_is_skipped_without_a_call(model: PromptModel):
