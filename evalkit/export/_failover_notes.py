@@ -79,6 +79,11 @@ def failover_notes(spec: RoutingSpec, fmt: str) -> tuple[str, ...]:
                 if isinstance(n, FallbackSpec) and (n.breaker_off or n.breaker is not None)]
     if breakers:
         notes.append(f"Not exported: {', '.join(breakers)}. {gateway['breaker']}.")
+    balance_rules = [f"{n.path}.retry.actions" for n in nodes if isinstance(n, BalanceSpec) and n.retry is not None]
+    if balance_rules:
+        notes.append(f"Not exported: {', '.join(balance_rules)}. It says which errors end a call to evalkit's "
+                     f"balancer instead of moving to another member; {name}'s load balancing has no per-error "
+                     f"rule, so {name}'s own behaviour applies.")
     stopping = [n.path for n in nodes if isinstance(n, FallbackSpec) and len(n.targets) > 1
                 and n.retry.actions.get(ErrorKind.CONTENT_FILTER) is Action.STOP]
     if stopping:

@@ -132,6 +132,15 @@ def test_breaker_off_and_mid_stream_in_nested_nodes_are_named() -> None:
     assert "router.routes.code.breaker (off)" in notes and "allowed_fails" in notes
 
 
+@pytest.mark.parametrize("fmt", ["litellm", "portkey"])
+def test_a_balance_nodes_retry_rules_are_named_as_not_exported(fmt: str) -> None:
+    config = {"version": 1, "router": {"type": "balance", "targets": ["openai:gpt-4o", "groq:llama-3.3-70b"],
+                                       "retry": {"actions": {"server": "stop"}}}}
+    assert any("Not exported: router.retry.actions" in n for n in notes_of(config, fmt))
+    del config["router"]["retry"]
+    assert not any("retry.actions" in n for n in notes_of(config, fmt))
+
+
 @pytest.mark.parametrize(("path", "value", "message"), [
     (("targets", "primary", "ttft_timeout_s"), 0, "targets.primary.ttft_timeout_s: must be > 0"),
     (("targets", "primary", "stall_timeout_s"), 120,
