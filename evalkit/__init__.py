@@ -33,7 +33,7 @@ from .errors import (
     StateUnavailableError,
     StreamInterruptedError,
 )
-from .errors import deprecated_alias as _deprecated_alias
+from ._deprecated import deprecated_alias as _deprecated_alias
 from .types import (
     Attempt,
     ChatRequest,

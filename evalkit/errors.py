@@ -348,46 +348,16 @@ class AllTargetsFailed(ProviderError):
             self.code = self.code or last.code
 
 
+# Every kind has exactly one class: the direct subclasses of ProviderError defined above (a router's
+# AllTargetsFailed borrows its last error's kind and is never built from a kind).
 _CLASS_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
-    cls.kind: cls
-    for cls in (
-        RateLimitError,
-        OverloadedError,
-        ServerError,
-        ProviderTimeoutError,
-        ProviderConnectionError,
-        StreamInterruptedError,
-        ContextLengthError,
-        ContentFilterError,
-        AuthError,
-        NotFoundError,
-        BadRequestError,
-        InvalidResponseError,
-        BudgetExceeded,
-        StateUnavailableError,
-        InternalError,
-    )
-}
-
-
-_DEPRECATED = {"TimeoutError": "ProviderTimeoutError", "ConnectionError": "ProviderConnectionError"}
-"""Old names that shadowed Python's built-ins; kept for one release (0.x → removed in the next)."""
-
-
-def deprecated_alias(name: str) -> type[ProviderError] | None:
-    """The class an old error name stands for, with a :class:`DeprecationWarning`; ``None`` if not an old name."""
-    new = _DEPRECATED.get(name)
-    if new is None:
-        return None
-    import warnings
-
-    warnings.warn(f"evalkit.{name} is deprecated (it shadowed the built-in {name}); use evalkit.{new}",
-                  DeprecationWarning, stacklevel=3)
-    cls: type[ProviderError] = globals()[new]
-    return cls
+    cls.kind: cls for cls in ProviderError.__subclasses__() if cls is not AllTargetsFailed}
+assert set(_CLASS_BY_KIND) == set(ErrorKind), "each ErrorKind needs its ProviderError subclass"
 
 
 def __getattr__(name: str) -> type[ProviderError]:
+    from ._deprecated import deprecated_alias  # the old names that shadowed built-ins; one release only
+
     cls = deprecated_alias(name)
     if cls is None:
         raise AttributeError(f"module 'evalkit.errors' has no attribute {name!r}")

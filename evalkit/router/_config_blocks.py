@@ -20,7 +20,7 @@ from ._config_fields import ConfigFields
 from ._retry import Action, RetryPolicy
 from .config import MonitorSpec, StateSpec
 from .health import BreakerSettings
-from .limits import ON_SATURATED, Limits
+from ._limit_settings import ON_SATURATED, Limits
 
 __all__ = ["DEADLINE_KEYS", "ConfigBlocks"]
 
@@ -178,7 +178,7 @@ class ConfigBlocks(ConfigFields):
         return BreakerSettings(**values)
 
     def monitor(self, spec: Any, path: str = "monitor") -> MonitorSpec:
-        from .monitor import parse_window
+        from ._durations import parse_window
 
         spec = self.mapping(spec or {}, path, {"window", "max_events"})
         values: dict[str, Any] = {}
